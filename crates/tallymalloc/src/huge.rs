@@ -1,0 +1,136 @@
+//! Huge blocks: requests beyond `LARGE_MAX`, each in a mapping of its own.
+//!
+//! A huge block's mapping starts with a segment header of kind `Huge` (so `free` finds it by
+//! masking like any other block) and the block begins `max(HEADER_RESERVE, alignment)` bytes
+//! in, inside the mapping's first `SEGMENT_SIZE`. The mapping may be much longer than a
+//! segment. Growing and shrinking use `mremap`, which moves page tables, never bytes.
+//!
+//! Invariants:
+//! - **U1**: the header's `mapping_size`, page 0's `area` and `block_size` describe the mapping
+//!   exactly: `area + block_size == start + mapping_size`.
+//! - **U2**: a huge block has one user at a time (whoever holds the pointer), so freeing and
+//!   resizing need no lock: the holder owns the whole mapping. Its `owner` is always 0, so every
+//!   free reaches `free_slow`, which sends it here.
+
+use crate::os;
+use crate::page::HUGE_CLASS;
+use crate::registry;
+use crate::segment::{Segment, SegmentKind, HEADER_RESERVE, SEGMENT_SIZE};
+use core::ptr::{self, NonNull};
+
+/// The largest alignment any allocation may ask for.
+pub const MAX_ALIGN: usize = SEGMENT_SIZE / 2;
+
+fn block_offset(align: usize) -> usize {
+    HEADER_RESERVE.max(align)
+}
+
+fn mapping_size_for(offset: usize, size: usize) -> Option<usize> {
+    let page = os::page_size();
+    let end = offset.checked_add(size)?.checked_add(page - 1)?;
+    Some(end & !(page - 1))
+}
+
+/// Maps a huge block of `size` bytes aligned to `align` (a power of two up to [`MAX_ALIGN`]).
+/// Null when the OS refuses. The block is zero.
+pub fn alloc(size: usize, align: usize) -> *mut u8 {
+    debug_assert!(align.is_power_of_two() && align <= MAX_ALIGN);
+    let offset = block_offset(align);
+    let Some(mapping_size) = mapping_size_for(offset, size) else {
+        return ptr::null_mut();
+    };
+    let Some(start) = os::reserve_aligned(mapping_size, SEGMENT_SIZE) else {
+        return ptr::null_mut();
+    };
+    // SAFETY: the mapping is fresh and ours.
+    let Some(segment) = (unsafe { Segment::start_in(start, SegmentKind::Huge, 0, mapping_size) })
+    else {
+        return ptr::null_mut();
+    };
+    // SAFETY: we own the new header (U2).
+    unsafe { describe(segment.as_ptr(), offset) }
+}
+
+/// Sets page 0 to describe the whole block (U1) and returns the block's address.
+///
+/// # Safety
+/// The caller must own the huge segment's header.
+unsafe fn describe(segment: *mut Segment, offset: usize) -> *mut u8 {
+    // SAFETY: the caller owns the header.
+    unsafe {
+        let page = &mut (*segment).pages[0];
+        let area = (segment as *mut u8).add(offset);
+        let size = (*segment).mapping_size - offset;
+        page.area = area;
+        page.area_size = size;
+        page.block_size = size;
+        page.class = HUGE_CLASS;
+        page.in_use = true;
+        page.used = 1;
+        page.capacity = 1;
+        page.reserved = 1;
+        area
+    }
+}
+
+/// The usable size of a huge block that starts at `address`.
+///
+/// # Safety
+/// `segment` must be the huge segment holding the live block `address`.
+pub unsafe fn usable_size(segment: *mut Segment, address: *const u8) -> usize {
+    // SAFETY: U1/U2: the header describes the block, which the caller holds.
+    unsafe {
+        let page = &(*segment).pages[0];
+        page.area as usize + page.block_size - address as usize
+    }
+}
+
+/// Unmaps a huge block.
+///
+/// # Safety
+/// `segment` must be the huge segment of a live block that the caller owns (U2).
+pub unsafe fn free(segment: *mut Segment) {
+    // SAFETY: the caller owns the block and thus the mapping.
+    unsafe { Segment::release(segment) };
+}
+
+/// Resizes the huge block at `address` to hold `new_size` bytes, in place if the kernel can,
+/// otherwise by moving its pages to a new aligned mapping. Returns the (possibly moved) block,
+/// or null with the block untouched if the OS refuses.
+///
+/// # Safety
+/// `segment` must be the huge segment of the live block `address`, owned by the caller (U2).
+pub unsafe fn resize(segment: *mut Segment, address: *mut u8, new_size: usize) -> *mut u8 {
+    // SAFETY: U1/U2: the caller owns the block and its header.
+    unsafe {
+        let start = NonNull::new_unchecked(segment.cast::<u8>());
+        let offset = address as usize - segment as usize;
+        let old_mapping = (*segment).mapping_size;
+        let Some(new_mapping) = mapping_size_for(offset, new_size) else {
+            return ptr::null_mut();
+        };
+        if new_mapping == old_mapping {
+            return address;
+        }
+        if os::remap_in_place(start, old_mapping, new_mapping) {
+            (*segment).mapping_size = new_mapping;
+            return describe(segment, offset);
+        }
+        // Shrinking in place cannot fail; growing moves the pages to a fresh aligned range.
+        let Some(destination) = os::reserve_aligned(new_mapping, SEGMENT_SIZE) else {
+            return ptr::null_mut();
+        };
+        if !registry::register(destination.as_ptr() as usize) {
+            os::release(destination, new_mapping);
+            return ptr::null_mut();
+        }
+        if !os::remap_to(start, old_mapping, new_mapping, destination) {
+            registry::unregister(destination.as_ptr() as usize);
+            return ptr::null_mut();
+        }
+        registry::unregister(segment as usize);
+        let moved = destination.as_ptr().cast::<Segment>();
+        (*moved).mapping_size = new_mapping;
+        describe(moved, offset)
+    }
+}

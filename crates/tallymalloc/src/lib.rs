@@ -1,0 +1,435 @@
+//! tallymalloc: a fast general-purpose memory allocator.
+//!
+//! Small and large requests (up to [`LARGE_MAX`] bytes) are served from size-classed pages in
+//! 4 MiB segments held by thread-local heaps, so the common path takes no lock and makes no
+//! system call; blocks freed by other threads go back through a lock-free list. Larger requests
+//! get a mapping of their own. See `DESIGN.md` for the architecture; each module states the
+//! invariants its `unsafe` code relies on.
+//!
+//! Use it as Rust's global allocator:
+//!
+//! ```
+//! #[global_allocator]
+//! static GLOBAL: tallymalloc::TallyMalloc = tallymalloc::TallyMalloc;
+//!
+//! let words: Vec<String> = (0..1000).map(|n| n.to_string()).collect();
+//! assert_eq!(words[999], "999");
+//! ```
+//!
+//! or call it directly, as the C library does:
+//!
+//! ```
+//! let block = tallymalloc::malloc(100).expect("out of memory");
+//! assert!(unsafe { tallymalloc::usable_size(block.as_ptr()) } >= 100);
+//! unsafe { tallymalloc::free(block.as_ptr()) };
+//! ```
+//!
+//! # Contract
+//! Allocation functions return `None` when the OS refuses memory, or for requests no allocator
+//! could satisfy (sizes near `usize::MAX`, bad alignments); they never panic or abort. Every
+//! block is aligned to 16 bytes, or to 8 if it is 8 bytes or smaller.
+
+mod diagnostics;
+mod global;
+mod heap;
+mod huge;
+mod options;
+mod os;
+mod page;
+mod registry;
+mod segment;
+mod size_class;
+mod sync;
+mod thread;
+
+pub use global::TallyMalloc;
+pub use huge::MAX_ALIGN;
+pub use options::{purge_delay_millis, set_purge_delay_millis};
+pub use size_class::LARGE_MAX;
+
+pub(crate) use diagnostics::fatal;
+
+use core::ptr::{self, NonNull};
+use segment::{segment_of, SegmentKind};
+use size_class::{class_alignment, class_of};
+
+/// The alignment every block of more than 8 bytes has without asking.
+pub const MIN_ALIGN: usize = 16;
+
+/// Requests larger than this fail at once: no mapping could hold them, and rounding them up
+/// must not overflow.
+const MAX_REQUEST: usize = isize::MAX as usize - 2 * SEGMENT_SIZE_BYTES;
+const SEGMENT_SIZE_BYTES: usize = segment::SEGMENT_SIZE;
+
+/// Allocates `size` bytes. `None` when memory is exhausted or `size` is absurd.
+#[inline]
+pub fn malloc(size: usize) -> Option<NonNull<u8>> {
+    NonNull::new(allocate(size, None))
+}
+
+/// Allocates `size` zeroed bytes.
+#[inline]
+pub fn zalloc(size: usize) -> Option<NonNull<u8>> {
+    NonNull::new(allocate(size, Some(size)))
+}
+
+/// Allocates `count * size` zeroed bytes; `None` if the product overflows.
+#[inline]
+pub fn calloc(count: usize, size: usize) -> Option<NonNull<u8>> {
+    zalloc(count.checked_mul(size)?)
+}
+
+#[inline(always)]
+fn allocate(size: usize, zero_bytes: Option<usize>) -> *mut u8 {
+    if size <= LARGE_MAX {
+        heap::malloc_class(class_of(size), zero_bytes)
+    } else if size <= MAX_REQUEST {
+        // Fresh mappings are zero: nothing to clear.
+        huge::alloc(size, MIN_ALIGN)
+    } else {
+        ptr::null_mut()
+    }
+}
+
+/// Allocates `size` bytes aligned to `align`, which must be a power of two no larger than
+/// [`MAX_ALIGN`]; `None` otherwise or when memory is exhausted.
+pub fn aligned_alloc(size: usize, align: usize) -> Option<NonNull<u8>> {
+    NonNull::new(allocate_aligned(size, align, None))
+}
+
+/// As [`aligned_alloc`], zeroed.
+pub fn aligned_zalloc(size: usize, align: usize) -> Option<NonNull<u8>> {
+    NonNull::new(allocate_aligned(size, align, Some(size)))
+}
+
+fn allocate_aligned(size: usize, align: usize, zero_bytes: Option<usize>) -> *mut u8 {
+    if !align.is_power_of_two() || align > MAX_ALIGN || size > MAX_REQUEST {
+        return ptr::null_mut();
+    }
+    if align <= MIN_ALIGN {
+        // Blocks of more than 8 bytes are 16-aligned; asking for at least `align` bytes
+        // keeps 16-aligned requests out of the 8-byte class.
+        return allocate(size.max(align), zero_bytes);
+    }
+    // A class whose blocks all fall on `align` boundaries costs nothing extra.
+    let rounded = (size + align - 1) & !(align - 1);
+    if rounded <= LARGE_MAX {
+        let class = class_of(rounded);
+        if class_alignment(class).min(segment::HEADER_RESERVE) >= align {
+            return heap::malloc_class(class, zero_bytes);
+        }
+    }
+    // Otherwise over-allocate and hand out an aligned address inside the block.
+    let padded = size + align;
+    if padded <= LARGE_MAX && align <= segment::HEADER_RESERVE {
+        let block = heap::malloc_class(class_of(padded), zero_bytes.map(|_| padded));
+        if block.is_null() {
+            return block;
+        }
+        let aligned = ((block as usize + align - 1) & !(align - 1)) as *mut u8;
+        if aligned != block {
+            // SAFETY: `block` was just allocated by this thread.
+            unsafe { heap::mark_aligned(block) };
+        }
+        return aligned;
+    }
+    huge::alloc(size, align)
+}
+
+/// Frees a block. Null is ignored.
+///
+/// # Safety
+/// `address` must be null or a live block from this allocator, not freed since.
+#[inline]
+pub unsafe fn free(address: *mut u8) {
+    if address.is_null() {
+        return;
+    }
+    // SAFETY: the caller's contract.
+    unsafe { heap::free(address) }
+}
+
+/// Resizes a block to `new_size` bytes, keeping its contents up to the smaller size. Stays in
+/// place when the block's size class allows; otherwise moves the contents to a new block. On
+/// failure returns `None` and the original block is untouched and still live. A null
+/// `address` behaves as `malloc(new_size)`.
+///
+/// # Safety
+/// `address` must be null or a live block from this allocator. On success it must no longer
+/// be used (unless the same address is returned).
+pub unsafe fn realloc(address: *mut u8, new_size: usize) -> Option<NonNull<u8>> {
+    // SAFETY: the caller's contract.
+    unsafe { realloc_aligned(address, new_size, MIN_ALIGN) }
+}
+
+/// As [`realloc`], keeping the block aligned to `align` (as given when it was allocated).
+///
+/// # Safety
+/// As [`realloc`]; `align` must be the alignment the block was allocated with, or smaller.
+pub unsafe fn realloc_aligned(
+    address: *mut u8,
+    new_size: usize,
+    align: usize,
+) -> Option<NonNull<u8>> {
+    if address.is_null() {
+        return aligned_alloc(new_size, align);
+    }
+    if new_size > MAX_REQUEST {
+        return None;
+    }
+    // SAFETY: the caller guarantees a live block of ours.
+    let usable = unsafe { usable_size(address) };
+    let segment = segment_of(address);
+    // SAFETY: the block is live, so its segment header is mapped.
+    let is_huge = unsafe { (*segment).kind == SegmentKind::Huge };
+    if is_huge && new_size > LARGE_MAX / 2 {
+        // SAFETY: the caller owns the live huge block.
+        return NonNull::new(unsafe { huge::resize(segment, address, new_size) });
+    }
+    if new_size <= usable && (new_size >= usable / 2 || usable <= MIN_ALIGN) {
+        return NonNull::new(address);
+    }
+    let moved = aligned_alloc(new_size, align)?;
+    // SAFETY: both blocks are live and distinct; we copy what both can hold.
+    unsafe {
+        ptr::copy_nonoverlapping(address, moved.as_ptr(), usable.min(new_size));
+        free(address);
+    }
+    Some(moved)
+}
+
+/// How many bytes the block at `address` can hold: at least what was asked for.
+///
+/// # Safety
+/// `address` must be a live block from this allocator.
+pub unsafe fn usable_size(address: *const u8) -> usize {
+    // SAFETY: the block is live, so its segment header and page are mapped and constant.
+    unsafe {
+        let segment = segment_of(address);
+        if (*segment).kind == SegmentKind::Huge {
+            return huge::usable_size(segment, address);
+        }
+        let page = &*(*segment).page_of(address);
+        let start = if page.flags & page::FLAG_HAS_ALIGNED != 0 {
+            page.block_start(address.cast_mut())
+        } else {
+            address.cast_mut()
+        };
+        page.block_size - (address as usize - start as usize)
+    }
+}
+
+/// Whether `address` lies in memory tallymalloc manages: true for every live block it handed
+/// out, false for null, the stack, other allocators' blocks, and unmapped memory. O(1), no lock.
+pub fn is_ours(address: *const u8) -> bool {
+    registry::contains(address as usize)
+}
+
+/// Returns what the calling thread's heap can give back now: empty pages and their memory, the
+/// spare segment, and segments abandoned by exited threads that turn out to be empty.
+pub fn collect() {
+    heap::collect_current();
+}
+
+/// Bytes of address space tallymalloc holds from the OS.
+pub fn reserved_bytes() -> usize {
+    os::reserved_bytes()
+}
+
+/// Resident memory of the whole process, from `/proc/self/statm`.
+pub fn process_resident_bytes() -> Option<usize> {
+    os::resident_bytes()
+}
+
+/// Segments left by exited threads that no thread has adopted yet.
+pub fn abandoned_segments() -> usize {
+    segment::abandoned_count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    fn fill(block: NonNull<u8>, len: usize, seed: u8) {
+        // SAFETY: the caller passes a live block of at least `len` bytes.
+        unsafe {
+            for offset in 0..len {
+                *block.as_ptr().add(offset) = seed.wrapping_add(offset as u8);
+            }
+        }
+    }
+
+    fn check(block: NonNull<u8>, len: usize, seed: u8) {
+        // SAFETY: as in `fill`.
+        unsafe {
+            for offset in 0..len {
+                assert_eq!(*block.as_ptr().add(offset), seed.wrapping_add(offset as u8));
+            }
+        }
+    }
+
+    #[test]
+    fn blocks_of_every_kind_are_usable_and_distinct() {
+        let sizes = [0, 1, 8, 9, 16, 100, 1000, 4096, 10_000, 70_000, 300_000, LARGE_MAX];
+        let sizes = sizes.iter().chain(&[LARGE_MAX + 1, 3 << 20, 20 << 20]);
+        let mut live = Vec::new();
+        let mut starts = HashSet::new();
+        for (index, &size) in sizes.enumerate() {
+            let block = malloc(size).expect("malloc");
+            assert!(is_ours(block.as_ptr()));
+            let alignment = if size <= 8 { 8 } else { MIN_ALIGN };
+            assert_eq!(block.as_ptr() as usize % alignment, 0, "size {size}");
+            // SAFETY: live block.
+            assert!(unsafe { usable_size(block.as_ptr()) } >= size);
+            fill(block, size, index as u8);
+            assert!(starts.insert(block.as_ptr() as usize));
+            live.push((block, size, index as u8));
+        }
+        for (block, size, seed) in live {
+            check(block, size, seed);
+            // SAFETY: live block, freed once.
+            unsafe { free(block.as_ptr()) };
+        }
+    }
+
+    #[test]
+    fn absurd_requests_fail_cleanly() {
+        assert!(malloc(usize::MAX).is_none());
+        assert!(malloc(isize::MAX as usize).is_none());
+        assert!(calloc(usize::MAX / 2, 3).is_none());
+        assert!(calloc(1 << 40, 1 << 40).is_none());
+        assert!(aligned_alloc(64, 3).is_none());
+        assert!(aligned_alloc(64, 0).is_none());
+        assert!(aligned_alloc(64, MAX_ALIGN * 2).is_none());
+        assert!(aligned_alloc(usize::MAX - 10, 4096).is_none());
+        let block = malloc(100).unwrap();
+        // SAFETY: live block; a failed realloc leaves it live.
+        unsafe {
+            fill(block, 100, 3);
+            assert!(realloc(block.as_ptr(), usize::MAX).is_none());
+            check(block, 100, 3);
+            free(block.as_ptr());
+        }
+    }
+
+    #[test]
+    fn foreign_addresses_are_not_ours() {
+        let local = 0u8;
+        assert!(!is_ours(&local));
+        assert!(!is_ours(ptr::null()));
+        let boxed = Box::new(1u64); // the system allocator in unit tests
+        assert!(!is_ours(&*boxed as *const u64 as *const u8));
+    }
+
+    #[test]
+    fn zeroed_blocks_are_zero_even_when_recycled() {
+        for size in [8, 24, 200, 5000, 100_000, 600_000] {
+            let dirty: Vec<_> = (0..50).map(|_| malloc(size).unwrap()).collect();
+            for &block in &dirty {
+                // SAFETY: live block of `size` bytes.
+                unsafe { ptr::write_bytes(block.as_ptr(), 0xEE, size) };
+            }
+            for block in dirty {
+                // SAFETY: live block.
+                unsafe { free(block.as_ptr()) };
+            }
+            for _ in 0..60 {
+                let block = calloc(1, size).unwrap();
+                // SAFETY: live block of `size` bytes.
+                let bytes = unsafe { core::slice::from_raw_parts(block.as_ptr(), size) };
+                assert!(bytes.iter().all(|&b| b == 0), "size {size}");
+                // SAFETY: live block.
+                unsafe { free(block.as_ptr()) };
+            }
+        }
+    }
+
+    #[test]
+    fn every_alignment_up_to_the_maximum_is_honoured() {
+        let mut align = 1;
+        while align <= MAX_ALIGN {
+            for size in [0, 1, 7, 24, 100, 1000, 70_000, 600_000] {
+                let block = aligned_alloc(size, align).expect("aligned_alloc");
+                assert_eq!(block.as_ptr() as usize % align, 0, "align {align} size {size}");
+                // SAFETY: live block.
+                unsafe {
+                    assert!(usable_size(block.as_ptr()) >= size);
+                    fill(block, size, 9);
+                    let grown = realloc_aligned(block.as_ptr(), size * 2 + 1, align).unwrap();
+                    assert_eq!(grown.as_ptr() as usize % align, 0);
+                    check(grown, size, 9);
+                    free(grown.as_ptr());
+                }
+            }
+            align *= 2;
+        }
+    }
+
+    #[test]
+    fn realloc_keeps_contents_across_every_kind() {
+        let steps = [1, 20, 200, 3000, 40_000, 400_000, 900_000, 9 << 20, 50 << 20];
+        let mut block = malloc(1).unwrap();
+        fill(block, 1, 1);
+        let mut kept = 1;
+        for &size in steps.iter().chain(steps.iter().rev()) {
+            // SAFETY: `block` is live.
+            block = unsafe { realloc(block.as_ptr(), size) }.unwrap();
+            kept = kept.min(size);
+            check(block, kept, 1);
+            fill(block, size, 1);
+            kept = size;
+        }
+        // SAFETY: live block.
+        unsafe { free(block.as_ptr()) };
+    }
+
+    #[test]
+    fn realloc_stays_in_place_within_the_class() {
+        let block = malloc(100).unwrap();
+        // SAFETY: live block; class of 100 is 112 bytes.
+        unsafe {
+            assert_eq!(realloc(block.as_ptr(), 112), Some(block));
+            assert_eq!(realloc(block.as_ptr(), 60), Some(block));
+            free(block.as_ptr());
+        }
+    }
+
+    #[test]
+    fn huge_blocks_grow_by_remapping() {
+        let size = 8 << 20;
+        let block = malloc(size).unwrap();
+        // SAFETY: live huge block; each realloc hands it on.
+        unsafe {
+            *block.as_ptr() = 1;
+            *block.as_ptr().add(size - 1) = 2;
+            let grown = realloc(block.as_ptr(), 64 << 20).unwrap();
+            assert_eq!(grown.as_ptr() as usize % MIN_ALIGN, 0);
+            assert!(is_ours(grown.as_ptr()));
+            assert_eq!(*grown.as_ptr(), 1);
+            assert_eq!(*grown.as_ptr().add(size - 1), 2);
+            assert!(usable_size(grown.as_ptr()) >= 64 << 20);
+            let shrunk = realloc(grown.as_ptr(), 2 << 20).unwrap();
+            assert_eq!(shrunk, grown, "shrinking a huge block stays in place");
+            assert!(usable_size(shrunk.as_ptr()) < 3 << 20);
+            free(shrunk.as_ptr());
+        }
+    }
+
+    #[test]
+    fn blocks_freed_by_another_thread_are_reused() {
+        // Allocate on a worker, free here; then the worker's heap gets them back.
+        let blocks: Vec<usize> = std::thread::spawn(|| {
+            (0..10_000)
+                .map(|_| malloc(48).unwrap().as_ptr() as usize)
+                .collect()
+        })
+        .join()
+        .unwrap();
+        for &block in &blocks {
+            // SAFETY: live blocks, each freed once, from a thread that does not own them.
+            unsafe { free(block as *mut u8) };
+        }
+        collect();
+    }
+}

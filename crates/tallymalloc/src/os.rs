@@ -1,0 +1,307 @@
+//! The OS layer: reserve, decommit, remap and release address space.
+//!
+//! Invariants:
+//! - This is the only module that makes memory system calls (`mmap`, `munmap`, `madvise`,
+//!   `mremap`). Everything else asks it and gets an `Option` or a `bool` back.
+//! - Nothing here allocates: no `Vec`, no `String`, no formatting. It may run inside `malloc`.
+//! - A failed system call is reported as `None`/`false`, never as a panic or an abort: the
+//!   caller turns it into a null pointer.
+//! - Memory returned by [`reserve_aligned`] is readable, writable and zero. Linux commits it
+//!   lazily on first touch, so "reserve" costs address space, not resident memory.
+
+use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+/// The smallest page size we assume; the real one is read once by [`page_size`].
+const FALLBACK_PAGE_SIZE: usize = 4096;
+
+static PAGE_SIZE: AtomicUsize = AtomicUsize::new(0);
+
+/// Bytes currently mapped by tallymalloc (reserved address space).
+static RESERVED_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// The system page size, read once.
+#[inline]
+pub fn page_size() -> usize {
+    let cached = PAGE_SIZE.load(Ordering::Relaxed);
+    if cached != 0 {
+        return cached;
+    }
+    // SAFETY: sysconf has no preconditions and does not allocate.
+    let read = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    let size = if read > 0 && (read as usize).is_power_of_two() {
+        read as usize
+    } else {
+        FALLBACK_PAGE_SIZE
+    };
+    PAGE_SIZE.store(size, Ordering::Relaxed);
+    size
+}
+
+/// Bytes of address space tallymalloc holds from the OS right now.
+pub fn reserved_bytes() -> usize {
+    RESERVED_BYTES.load(Ordering::Relaxed)
+}
+
+/// Maps `size` bytes (a multiple of the page size) of fresh zeroed memory whose start is a
+/// multiple of `align` (a power of two, at least the page size).
+///
+/// Over-reserves `size + align` and trims the ends, so the result is aligned whatever address
+/// the kernel picks. Returns `None` when the kernel refuses.
+pub fn reserve_aligned(size: usize, align: usize) -> Option<NonNull<u8>> {
+    debug_assert!(align.is_power_of_two() && align >= page_size());
+    debug_assert!(size % page_size() == 0 && size > 0);
+    let over = size.checked_add(align)?;
+    let base = map_anonymous(over)?.as_ptr() as usize;
+    let aligned = (base + align - 1) & !(align - 1);
+    let head = aligned - base;
+    let tail = over - head - size;
+    // SAFETY: [base, base+head) and [aligned+size, base+over) lie inside the mapping we just
+    // made and nobody else knows about them yet.
+    unsafe {
+        if head > 0 {
+            libc::munmap(base as *mut libc::c_void, head);
+        }
+        if tail > 0 {
+            libc::munmap((aligned + size) as *mut libc::c_void, tail);
+        }
+    }
+    RESERVED_BYTES.fetch_add(size, Ordering::Relaxed);
+    NonNull::new(aligned as *mut u8)
+}
+
+/// Maps `size` bytes of fresh memory anywhere; the caller accounts for it.
+fn map_anonymous(size: usize) -> Option<NonNull<u8>> {
+    // SAFETY: an anonymous private mapping with a null hint touches no existing memory.
+    let mapped = unsafe {
+        libc::mmap(
+            ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if mapped == libc::MAP_FAILED {
+        None
+    } else {
+        NonNull::new(mapped.cast())
+    }
+}
+
+/// Maps `size` bytes for tallymalloc's own metadata (heaps). Not aligned beyond a page.
+pub fn reserve_metadata(size: usize) -> Option<NonNull<u8>> {
+    let mapped = map_anonymous(size)?;
+    RESERVED_BYTES.fetch_add(size, Ordering::Relaxed);
+    Some(mapped)
+}
+
+/// Returns a mapping made by this module to the OS.
+///
+/// # Safety
+/// `[start, start+size)` must be exactly a range this module mapped (or the part of one that is
+/// still mapped), and nothing may use it afterwards.
+pub unsafe fn release(start: NonNull<u8>, size: usize) {
+    // SAFETY: the caller guarantees the range is ours and dead.
+    let result = unsafe { libc::munmap(start.as_ptr().cast(), size) };
+    if result == 0 {
+        RESERVED_BYTES.fetch_sub(size, Ordering::Relaxed);
+    }
+}
+
+/// Gives the physical memory behind `[start, start+size)` back to the OS while keeping the
+/// address range; the range reads as zero afterwards. Both ends must be page aligned.
+///
+/// Returns whether the kernel did it (the memory is zero only if it did).
+///
+/// # Safety
+/// The range must lie inside a live mapping of this module and hold no live data.
+pub unsafe fn decommit(start: *mut u8, size: usize) -> bool {
+    debug_assert!(start as usize % page_size() == 0 && size % page_size() == 0);
+    if size == 0 {
+        return true;
+    }
+    // SAFETY: the caller guarantees the range is ours and holds nothing live; MADV_DONTNEED on a
+    // private anonymous mapping drops the pages and later reads see zero-filled pages.
+    unsafe { libc::madvise(start.cast(), size, libc::MADV_DONTNEED) == 0 }
+}
+
+/// Grows or shrinks a mapping without moving it. Returns whether the kernel could.
+///
+/// # Safety
+/// `[start, start+old_size)` must be a whole live mapping of this module.
+pub unsafe fn remap_in_place(start: NonNull<u8>, old_size: usize, new_size: usize) -> bool {
+    // SAFETY: without MREMAP_MAYMOVE the kernel either resizes in place or fails, leaving the
+    // mapping as it was.
+    let moved = unsafe { libc::mremap(start.as_ptr().cast(), old_size, new_size, 0) };
+    if moved == libc::MAP_FAILED {
+        return false;
+    }
+    adjust_reserved(old_size, new_size);
+    true
+}
+
+/// Moves a mapping's pages to `destination` (a fresh aligned reservation of `new_size` bytes
+/// from [`reserve_aligned`]), growing it to `new_size`. No bytes are copied: the kernel moves
+/// the page tables. On failure the old mapping is untouched and the destination is released.
+///
+/// # Safety
+/// `[start, start+old_size)` must be a whole live mapping of this module, and `destination`
+/// a reservation of `new_size` bytes that nothing uses.
+pub unsafe fn remap_to(
+    start: NonNull<u8>,
+    old_size: usize,
+    new_size: usize,
+    destination: NonNull<u8>,
+) -> bool {
+    // SAFETY: MREMAP_FIXED replaces the destination reservation, which the caller owns; the
+    // source stays mapped if the call fails.
+    let moved = unsafe {
+        libc::mremap(
+            start.as_ptr().cast(),
+            old_size,
+            new_size,
+            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+            destination.as_ptr().cast::<libc::c_void>(),
+        )
+    };
+    if moved == libc::MAP_FAILED {
+        // SAFETY: the destination is still our unused reservation.
+        unsafe { release(destination, new_size) };
+        return false;
+    }
+    // The destination reservation was swallowed by the move: it is now the block's mapping.
+    RESERVED_BYTES.fetch_sub(new_size, Ordering::Relaxed);
+    adjust_reserved(old_size, new_size);
+    true
+}
+
+fn adjust_reserved(old_size: usize, new_size: usize) {
+    if new_size >= old_size {
+        RESERVED_BYTES.fetch_add(new_size - old_size, Ordering::Relaxed);
+    } else {
+        RESERVED_BYTES.fetch_sub(old_size - new_size, Ordering::Relaxed);
+    }
+}
+
+/// Milliseconds on a monotonic clock (a vDSO call on Linux: no system call, no allocation).
+pub fn monotonic_millis() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid out-parameter.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    (now.tv_sec as u64) * 1000 + (now.tv_nsec as u64) / 1_000_000
+}
+
+/// Gives the processor to another thread while spinning on a contended lock.
+pub fn yield_thread() {
+    // SAFETY: sched_yield has no preconditions.
+    unsafe { libc::sched_yield() };
+}
+
+/// Resident memory of this process in bytes, read from `/proc/self/statm` without allocating.
+pub fn resident_bytes() -> Option<usize> {
+    let mut buffer = [0u8; 128];
+    // SAFETY: the path is a NUL-terminated literal; the fd is closed below.
+    let fd = unsafe { libc::open(c"/proc/self/statm".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: buffer is writable for its whole length.
+    let read = unsafe { libc::read(fd, buffer.as_mut_ptr().cast(), buffer.len()) };
+    // SAFETY: fd is the descriptor opened above.
+    unsafe { libc::close(fd) };
+    if read <= 0 {
+        return None;
+    }
+    // statm: "size resident shared text lib data dt", in pages.
+    let text = &buffer[..read as usize];
+    let mut fields = text.split(|&byte| byte == b' ');
+    fields.next()?;
+    let resident_pages = parse_decimal(fields.next()?)?;
+    Some(resident_pages * page_size())
+}
+
+fn parse_decimal(digits: &[u8]) -> Option<usize> {
+    if digits.is_empty() {
+        return None;
+    }
+    let mut value: usize = 0;
+    for &digit in digits {
+        if !digit.is_ascii_digit() {
+            return None;
+        }
+        value = value.checked_mul(10)?.checked_add((digit - b'0') as usize)?;
+    }
+    Some(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserve_aligned_honours_alignment_and_is_zero() {
+        let align = 4 << 20;
+        let size = 2 * align;
+        let block = reserve_aligned(size, align).expect("mmap");
+        assert_eq!(block.as_ptr() as usize % align, 0);
+        // SAFETY: the mapping is ours and `size` bytes long.
+        unsafe {
+            let bytes = core::slice::from_raw_parts_mut(block.as_ptr(), size);
+            assert!(bytes.iter().all(|&b| b == 0));
+            bytes[size - 1] = 7;
+            release(block, size);
+        }
+    }
+
+    #[test]
+    fn decommit_zeroes_memory() {
+        let size = 16 * page_size();
+        let block = reserve_aligned(size, page_size()).expect("mmap");
+        // SAFETY: the mapping is ours.
+        unsafe {
+            core::ptr::write_bytes(block.as_ptr(), 0xAB, size);
+            assert!(decommit(block.as_ptr(), size));
+            assert_eq!(*block.as_ptr().add(size / 2), 0);
+            release(block, size);
+        }
+    }
+
+    #[test]
+    fn remap_to_moves_contents_without_copying() {
+        let page = page_size();
+        let old = reserve_aligned(page, page).expect("mmap");
+        // SAFETY: both mappings are ours; the old one is consumed by the move.
+        unsafe {
+            *old.as_ptr() = 42;
+            let destination = reserve_aligned(4 * page, 1 << 20).expect("mmap");
+            assert!(remap_to(old, page, 4 * page, destination));
+            assert_eq!(*destination.as_ptr(), 42);
+            assert_eq!(*destination.as_ptr().add(3 * page), 0);
+            release(destination, 4 * page);
+        }
+    }
+
+    #[test]
+    fn impossible_reservation_fails_cleanly() {
+        assert!(reserve_aligned(usize::MAX & !(page_size() - 1), 1 << 22).is_none());
+        assert!(reserve_aligned(1 << 62, 1 << 22).is_none());
+    }
+
+    #[test]
+    fn resident_bytes_is_plausible() {
+        let resident = resident_bytes().expect("statm");
+        assert!(resident > 0);
+    }
+
+    #[test]
+    fn parse_decimal_rejects_garbage() {
+        assert_eq!(parse_decimal(b"1234"), Some(1234));
+        assert_eq!(parse_decimal(b""), None);
+        assert_eq!(parse_decimal(b"12a"), None);
+    }
+}

@@ -1,0 +1,456 @@
+//! Pages: runs of equal-sized blocks with sharded free lists.
+//!
+//! A page hands out blocks from `free`. Its owner's frees go to `local_free`, other threads'
+//! frees to the atomic `thread_free`; the owner folds both back into `free` when `free` runs
+//! dry (`collect`). This keeps the owner's malloc and free free of atomic read-modify-writes,
+//! and lets a page's free list be rebuilt in batches instead of on every free.
+//!
+//! Invariants (the `// SAFETY:` comments below point here):
+//! - **P1 ownership**: every field outside the "atomic" group is read and written only by the
+//!   thread that owns the page's segment (`Segment::owner`), or by a thread holding the
+//!   segment exclusively while it is abandoned and unowned. `block_size`, `area` and `class`
+//!   are written before any block of the page is handed out and are constant while the page
+//!   is in use, so any thread freeing one of its blocks may read them.
+//! - **P2 one list**: a block is on at most one of `free`, `local_free`, `thread_free`, and on
+//!   none while it is allocated. `used` counts exactly the blocks on no list (handed out or
+//!   in flight to the owner through the heap's delayed-free list).
+//! - **P3 carving**: blocks `[0, capacity)` of the area have been carved; `capacity <=
+//!   reserved = area_size / block_size`. Blocks past `capacity` have never been written.
+//! - **P4 delayed-free tag**: the low two bits of `thread_free` say how a remote free must
+//!   tell the owner about it (see [`DelayedFree`]). While the tag is `DelayedFreeing` the owner
+//!   neither abandons the page nor frees its heap.
+
+use crate::heap::Heap;
+use core::ptr;
+use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+
+/// A free block: its first word links to the next free block.
+#[repr(C)]
+pub struct Block {
+    pub next: *mut Block,
+}
+
+/// The page is on its heap's full list: a free into it must move it back (slow path).
+pub const FLAG_IN_FULL: u8 = 1;
+/// Some block of the page was handed out at an offset for alignment: a free must find the
+/// block's start by division (slow path).
+pub const FLAG_HAS_ALIGNED: u8 = 2;
+
+/// The class number of a huge block's page.
+pub const HUGE_CLASS: u8 = u8::MAX;
+
+/// Carve at most this many bytes of fresh blocks at a time, so resident memory follows use.
+const EXTEND_BYTES: usize = 4096;
+
+/// What a remote free does beyond pushing on `thread_free`, kept in `thread_free`'s low bits.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(usize)]
+pub enum DelayedFree {
+    /// Push on `thread_free`; the owner finds the block when it collects the page.
+    None = 0,
+    /// The page is full and out of its owner's sight: hand the block to the owner heap's
+    /// delayed-free list instead, so the owner learns the page has room again.
+    Use = 1,
+    /// A remote thread is handing a block to the owner heap right now.
+    Freeing = 2,
+    /// The page has no owner heap (abandoned): never try to reach one.
+    Never = 3,
+}
+
+const TAG_MASK: usize = 3;
+
+impl DelayedFree {
+    fn from_tag(word: usize) -> Self {
+        match word & TAG_MASK {
+            0 => DelayedFree::None,
+            1 => DelayedFree::Use,
+            2 => DelayedFree::Freeing,
+            _ => DelayedFree::Never,
+        }
+    }
+}
+
+#[repr(C)]
+pub struct Page {
+    // Hot, owner only (P1). `free` first: the malloc fast path reads it.
+    pub free: *mut Block,
+    pub used: u32,
+    /// `FLAG_*` bits; zero on the free fast path.
+    pub flags: u8,
+    pub class: u8,
+    /// Every block on `free` is zero but for its link word.
+    pub free_is_zero: bool,
+    pub in_use: bool,
+    pub local_free: *mut Block,
+    pub block_size: usize,
+    pub area: *mut u8,
+    pub capacity: u32,
+    pub reserved: u32,
+    /// Links in the heap's queue for this class, its full list or its purge list (owner only).
+    pub next: *mut Page,
+    pub prev: *mut Page,
+
+    // Owned by the segment's owner; fixed when the segment is laid out.
+    pub area_size: usize,
+    /// The area has not been written since it came zeroed from the OS.
+    pub memory_is_zero: bool,
+    /// The page is free and waits on its heap's purge list for `purge_at`.
+    pub purge_pending: bool,
+    pub index: u8,
+    pub purge_at: u64,
+
+    // Atomic: any thread.
+    /// Blocks freed by other threads, with a [`DelayedFree`] tag in the low bits.
+    pub thread_free: AtomicUsize,
+    /// The owning heap, or null while the page's segment is abandoned.
+    pub heap: AtomicPtr<Heap>,
+}
+
+impl Page {
+    /// A page with nothing in it, as the fast paths' sentinel and as a laid-out free page.
+    pub const EMPTY: Page = Page {
+        free: ptr::null_mut(),
+        used: 0,
+        flags: 0,
+        class: 0,
+        free_is_zero: false,
+        in_use: false,
+        local_free: ptr::null_mut(),
+        block_size: 0,
+        area: ptr::null_mut(),
+        capacity: 0,
+        reserved: 0,
+        next: ptr::null_mut(),
+        prev: ptr::null_mut(),
+        area_size: 0,
+        memory_is_zero: false,
+        purge_pending: false,
+        index: 0,
+        purge_at: 0,
+        thread_free: AtomicUsize::new(0),
+        heap: AtomicPtr::new(ptr::null_mut()),
+    };
+
+    /// Prepares a free page to serve `block_size`-byte blocks of `class` for `heap`.
+    pub fn start_serving(&mut self, class: u8, block_size: usize, heap: *mut Heap) {
+        debug_assert!(!self.in_use && block_size > 0 && block_size <= self.area_size);
+        self.free = ptr::null_mut();
+        self.local_free = ptr::null_mut();
+        self.used = 0;
+        self.flags = 0;
+        self.class = class;
+        self.free_is_zero = false;
+        self.in_use = true;
+        self.block_size = block_size;
+        self.capacity = 0;
+        self.reserved = (self.area_size / block_size) as u32;
+        self.next = ptr::null_mut();
+        self.prev = ptr::null_mut();
+        self.thread_free.store(DelayedFree::None as usize, Ordering::Relaxed);
+        self.heap.store(heap, Ordering::Release);
+    }
+
+    /// Pops a block from `free`, or returns null when `free` is empty.
+    #[inline(always)]
+    pub fn pop(&mut self) -> *mut Block {
+        let block = self.free;
+        if !block.is_null() {
+            // SAFETY: P2: blocks on `free` are free blocks of this page, whose first word is
+            // the link written when they were carved or freed.
+            self.free = unsafe { (*block).next };
+            self.used += 1;
+        }
+        block
+    }
+
+    /// Carves the next batch of never-used blocks onto `free` (P3). Returns whether any were.
+    pub fn extend(&mut self) -> bool {
+        let remaining = (self.reserved - self.capacity) as usize;
+        if remaining == 0 {
+            return false;
+        }
+        let count = (EXTEND_BYTES / self.block_size).clamp(1, remaining);
+        let size = self.block_size;
+        // SAFETY: P3: blocks [capacity, capacity + count) lie inside the area and nobody holds
+        // them; writing their link words is the carving.
+        unsafe {
+            let first = self.area.add(self.capacity as usize * size);
+            for index in 0..count - 1 {
+                let block = first.add(index * size).cast::<Block>();
+                (*block).next = first.add((index + 1) * size).cast();
+            }
+            let last = first.add((count - 1) * size).cast::<Block>();
+            (*last).next = self.free;
+            self.free_is_zero = self.memory_is_zero && (self.free.is_null() || self.free_is_zero);
+            self.free = first.cast();
+        }
+        self.capacity += count as u32;
+        true
+    }
+
+    /// Folds the blocks other threads freed into `local_free`, and `local_free` into `free`
+    /// when `free` is empty. Owner only (P1).
+    pub fn collect(&mut self) {
+        let mut word = self.thread_free.load(Ordering::Relaxed);
+        let mut taken = 0usize;
+        while word & !TAG_MASK != 0 {
+            match self.thread_free.compare_exchange_weak(
+                word,
+                word & TAG_MASK,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    taken = word & !TAG_MASK;
+                    break;
+                }
+                Err(current) => word = current,
+            }
+        }
+        if taken != 0 {
+            let head = taken as *mut Block;
+            let mut tail = head;
+            let mut count = 1u32;
+            // SAFETY: P2: the list we swapped out is ours alone now and holds blocks of this
+            // page linked through their first word.
+            unsafe {
+                while !(*tail).next.is_null() {
+                    tail = (*tail).next;
+                    count += 1;
+                    if count > self.reserved {
+                        crate::fatal(b"thread-free list of a page is corrupt (cycle or overrun)");
+                    }
+                }
+                (*tail).next = self.local_free;
+            }
+            self.local_free = head;
+            if count > self.used {
+                crate::fatal(b"more blocks freed into a page than were allocated from it");
+            }
+            self.used -= count;
+        }
+        if self.free.is_null() && !self.local_free.is_null() {
+            self.free = self.local_free;
+            self.local_free = ptr::null_mut();
+            self.free_is_zero = false;
+        }
+    }
+
+    /// Pushes a block freed by the owner. Returns whether the page is now empty.
+    #[inline(always)]
+    pub fn push_local(&mut self, block: *mut Block) -> bool {
+        // SAFETY: the caller owns the page (P1) and hands back a block of it that was in use
+        // (P2), so its first word is ours to overwrite.
+        unsafe { (*block).next = self.local_free };
+        self.local_free = block;
+        self.used -= 1;
+        self.used == 0
+    }
+
+    /// The start of the block that holds `address` (for pages that hand out aligned offsets).
+    #[inline]
+    pub fn block_start(&self, address: *mut u8) -> *mut u8 {
+        let offset = address as usize - self.area as usize;
+        // SAFETY: `address` lies in this page's area, so the rounded-down offset does too.
+        unsafe { self.area.add(offset - offset % self.block_size) }
+    }
+
+    /// Whether blocks can be had from this page right now without carving.
+    pub fn has_free(&self) -> bool {
+        !self.free.is_null()
+    }
+
+    /// Whether every block is carved and allocated, and no free is waiting anywhere.
+    pub fn is_exhausted(&self) -> bool {
+        self.free.is_null() && self.local_free.is_null() && self.capacity == self.reserved
+    }
+
+    /// Frees `block` from a thread that does not own the page (any thread, lock-free).
+    ///
+    /// # Safety
+    /// `block` must be an allocated block of this in-use page.
+    #[cold]
+    pub unsafe fn free_remote(&self, block: *mut Block) {
+        let mut word = self.thread_free.load(Ordering::Relaxed);
+        let notify_owner = loop {
+            let tag = DelayedFree::from_tag(word);
+            let (next_word, notify) = if tag == DelayedFree::Use {
+                ((word & !TAG_MASK) | DelayedFree::Freeing as usize, true)
+            } else {
+                // SAFETY: the block is ours until published by the exchange below.
+                unsafe { (*block).next = (word & !TAG_MASK) as *mut Block };
+                (block as usize | (word & TAG_MASK), false)
+            };
+            match self.thread_free.compare_exchange_weak(
+                word,
+                next_word,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break notify,
+                Err(current) => word = current,
+            }
+        };
+        if notify_owner {
+            // P4: while we hold the `Freeing` tag the owner can neither abandon this page nor
+            // free its heap, so the heap pointer is valid.
+            let heap = self.heap.load(Ordering::Acquire);
+            // SAFETY: P4 as above; a page with the `Use` tag is always owned by a heap.
+            unsafe { Heap::push_delayed_free(heap, block) };
+            self.finish_delayed_free();
+        }
+    }
+
+    /// Ends a remote thread's `Freeing` state. Only that thread changes the tag meanwhile
+    /// (owners wait, other remote frees keep the tag), so this is a plain tag swap.
+    fn finish_delayed_free(&self) {
+        let mut word = self.thread_free.load(Ordering::Relaxed);
+        loop {
+            debug_assert_eq!(DelayedFree::from_tag(word), DelayedFree::Freeing);
+            let next_word = (word & !TAG_MASK) | DelayedFree::None as usize;
+            match self.thread_free.compare_exchange_weak(
+                word,
+                next_word,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(actual) => word = actual,
+            }
+        }
+    }
+
+    /// Sets the delayed-free tag (owner only), waiting out a remote thread in the `Freeing`
+    /// state (P4).
+    pub fn set_delayed_free(&self, state: DelayedFree) {
+        let mut word = self.thread_free.load(Ordering::Acquire);
+        loop {
+            let current = DelayedFree::from_tag(word);
+            if current == DelayedFree::Freeing {
+                crate::os::yield_thread();
+                word = self.thread_free.load(Ordering::Acquire);
+                continue;
+            }
+            if current == state {
+                return;
+            }
+            let next_word = (word & !TAG_MASK) | state as usize;
+            match self.thread_free.compare_exchange_weak(
+                word,
+                next_word,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return,
+                Err(actual) => word = actual,
+            }
+        }
+    }
+
+    /// Asks remote frees to notify the owner (the page is about to leave the owner's sight),
+    /// unless frees are already waiting on `thread_free`: then returns false and the owner
+    /// should collect instead.
+    pub fn try_request_delayed_free(&self) -> bool {
+        let mut word = self.thread_free.load(Ordering::Acquire);
+        loop {
+            if word & !TAG_MASK != 0 {
+                return false;
+            }
+            if DelayedFree::from_tag(word) == DelayedFree::Freeing {
+                crate::os::yield_thread();
+                word = self.thread_free.load(Ordering::Acquire);
+                continue;
+            }
+            let next_word = DelayedFree::Use as usize;
+            match self.thread_free.compare_exchange_weak(
+                word,
+                next_word,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => word = actual,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A page over a plain buffer, for testing the list logic without segments.
+    fn page_over(buffer: &mut [u64], block_size: usize) -> Page {
+        let mut page = Page::EMPTY;
+        page.area = buffer.as_mut_ptr().cast();
+        page.area_size = buffer.len() * 8;
+        page.start_serving(1, block_size, ptr::null_mut());
+        page
+    }
+
+    #[test]
+    fn carving_hands_out_every_block_once() {
+        let mut buffer = vec![0u64; 1024];
+        let mut page = page_over(&mut buffer, 16);
+        let mut seen = std::collections::HashSet::new();
+        loop {
+            let block = page.pop();
+            if block.is_null() && !page.extend() {
+                break;
+            }
+            if !block.is_null() {
+                assert!(seen.insert(block as usize));
+            }
+        }
+        assert_eq!(seen.len(), 1024 * 8 / 16);
+        assert_eq!(page.used as usize, seen.len());
+        assert!(page.is_exhausted());
+    }
+
+    #[test]
+    fn local_and_remote_frees_come_back_through_collect() {
+        let mut buffer = vec![0u64; 64];
+        let mut page = page_over(&mut buffer, 64);
+        page.extend();
+        let blocks: Vec<_> = (0..8).map(|_| page.pop()).collect();
+        assert!(blocks.iter().all(|b| !b.is_null()));
+        assert!(page.pop().is_null());
+        assert!(!page.push_local(blocks[0]));
+        // SAFETY: blocks[1..] are allocated blocks of this page.
+        unsafe {
+            for &block in &blocks[1..4] {
+                page.free_remote(block);
+            }
+        }
+        assert_eq!(page.used, 7);
+        page.collect();
+        assert_eq!(page.used, 4);
+        let mut again = 0;
+        while !page.pop().is_null() {
+            again += 1;
+        }
+        assert_eq!(again, 4);
+    }
+
+    #[test]
+    fn requesting_delayed_free_fails_while_frees_wait() {
+        let mut buffer = vec![0u64; 64];
+        let mut page = page_over(&mut buffer, 64);
+        page.extend();
+        let block = page.pop();
+        assert!(page.try_request_delayed_free());
+        page.set_delayed_free(DelayedFree::None);
+        // SAFETY: `block` is an allocated block of the page.
+        unsafe { page.free_remote(block) };
+        assert!(!page.try_request_delayed_free());
+    }
+
+    #[test]
+    fn block_start_rounds_down_to_the_block() {
+        let mut buffer = vec![0u64; 64];
+        let page = page_over(&mut buffer, 48);
+        // SAFETY: offsets stay inside the buffer.
+        let inside = unsafe { page.area.add(48 * 3 + 17) };
+        assert_eq!(page.block_start(inside) as usize, page.area as usize + 48 * 3);
+    }
+}

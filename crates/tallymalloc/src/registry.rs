@@ -1,0 +1,95 @@
+//! The registry: answers "is this address one of ours?" for any address, in O(1), lock-free.
+//!
+//! One bit per segment-sized slot of the 48-bit user address space, set while a segment (or a
+//! huge block) starts in that slot. The bitmap is a zero-initialised static, so it lives in
+//! `.bss`: the kernel maps its pages lazily and reading an untouched part costs no memory.
+//!
+//! Invariants:
+//! - a slot's bit is set after the segment header is written and before any block of it is
+//!   handed out, and cleared before its memory is returned to the OS;
+//! - only the slot where a segment *starts* is marked, so a huge block's tail slots stay clear:
+//!   every pointer we hand out lies in its segment's first slot (blocks start within
+//!   `SEGMENT_SIZE` of their segment), which is the slot a query masks to;
+//! - addresses at or above 2^48 are never ours; a segment mapped there is refused.
+
+use crate::segment::SEGMENT_SHIFT;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+const ADDRESS_BITS: u32 = 48;
+const SLOT_COUNT: usize = 1 << (ADDRESS_BITS - SEGMENT_SHIFT);
+const WORD_COUNT: usize = SLOT_COUNT / 64;
+
+static SLOTS: [AtomicU64; WORD_COUNT] = [const { AtomicU64::new(0) }; WORD_COUNT];
+
+#[inline(always)]
+fn slot_of(address: usize) -> Option<(usize, u64)> {
+    let slot = address >> SEGMENT_SHIFT;
+    if slot >= SLOT_COUNT {
+        return None;
+    }
+    Some((slot / 64, 1u64 << (slot % 64)))
+}
+
+/// Marks the segment starting at `segment_start` as ours. Returns false (and marks nothing) if
+/// the address is outside the range the registry covers.
+pub fn register(segment_start: usize) -> bool {
+    match slot_of(segment_start) {
+        Some((word, bit)) => {
+            SLOTS[word].fetch_or(bit, Ordering::Release);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Forgets the segment starting at `segment_start`.
+pub fn unregister(segment_start: usize) {
+    if let Some((word, bit)) = slot_of(segment_start) {
+        SLOTS[word].fetch_and(!bit, Ordering::Release);
+    }
+}
+
+/// Whether `address` lies in the first slot of a live segment of ours: true for every pointer
+/// tallymalloc has handed out and not yet freed.
+#[inline]
+pub fn contains(address: usize) -> bool {
+    match slot_of(address) {
+        Some((word, bit)) => SLOTS[word].load(Ordering::Acquire) & bit != 0,
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::segment::SEGMENT_SIZE;
+
+    #[test]
+    fn register_and_unregister_round_trip() {
+        // A slot far from anything the process maps: bit 46 of the address space.
+        let start = (1usize << 46) + 7 * SEGMENT_SIZE;
+        assert!(!contains(start));
+        assert!(register(start));
+        assert!(contains(start));
+        assert!(contains(start + SEGMENT_SIZE - 1));
+        assert!(!contains(start + SEGMENT_SIZE));
+        assert!(!contains(start - 1));
+        unregister(start);
+        assert!(!contains(start));
+    }
+
+    #[test]
+    fn addresses_beyond_the_map_are_not_ours() {
+        assert!(!contains(usize::MAX));
+        assert!(!register(1usize << 48));
+        assert!(!contains(1usize << 48));
+    }
+
+    #[test]
+    fn foreign_pointers_are_not_ours() {
+        let on_stack = 0u64;
+        assert!(!contains(&on_stack as *const u64 as usize));
+        let boxed = Box::new(5u32); // the system allocator in unit tests
+        assert!(!contains(&*boxed as *const u32 as usize));
+    }
+}

@@ -1,0 +1,328 @@
+//! Segments: 4 MiB regions aligned to their size, split into pages of one size.
+//!
+//! Because a segment is aligned to its size, the segment holding any block is found by masking
+//! the block's address ([`segment_of`]), and the page by shifting the offset ([`Segment::page_of`]).
+//! The header (this struct and its page table) sits at the segment's start; the first
+//! [`HEADER_RESERVE`] bytes are never handed out, so every page area starts 64 KiB aligned.
+//!
+//! Kinds: small segments have 64 pages of 64 KiB (page 0 is the header), medium ones 8 pages
+//! of 512 KiB, large ones a single page, and huge ones (see `huge.rs`) a single block of any
+//! size in a mapping of its own, which may be longer than `SEGMENT_SIZE`.
+//!
+//! Invariants:
+//! - **S1 owner**: `owner` is the address of the heap that owns the segment, or 0 when the
+//!   segment is abandoned or huge. Only the owning thread changes the page table and the
+//!   owner-only fields; a thread adopting an abandoned segment takes it off the abandoned list
+//!   under its lock, which makes it the sole writer.
+//! - **S2 layout**: `kind`, `page_shift`, `page_count` and `mapping_size` change only while no
+//!   block of the segment is allocated, so any thread freeing a block reads them safely.
+//! - **S3 registry**: a segment is in the registry from creation until just before its memory
+//!   goes back to the OS.
+//! - **S4 counts**: `used_pages` is the number of pages in use; `free_pages` has a bit for
+//!   every page that can be taken. A segment with `used_pages == 0` holds no live block.
+
+use crate::heap::Heap;
+use crate::os;
+use crate::page::Page;
+use crate::registry;
+use crate::sync::SpinLock;
+use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+pub const SEGMENT_SHIFT: u32 = 22;
+pub const SEGMENT_SIZE: usize = 1 << SEGMENT_SHIFT;
+pub const SEGMENT_MASK: usize = SEGMENT_SIZE - 1;
+
+/// Bytes at the start of every segment kept for its header.
+pub const HEADER_RESERVE: usize = 64 * 1024;
+
+pub const MAX_PAGES: usize = 64;
+
+/// Largest block served by small (64 KiB) pages: at least 8 blocks a page.
+pub const SMALL_BLOCK_MAX: usize = 8 * 1024;
+/// Largest block served by medium (512 KiB) pages: at least 7 blocks a page.
+pub const MEDIUM_BLOCK_MAX: usize = 64 * 1024;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub enum SegmentKind {
+    Small = 0,
+    Medium = 1,
+    Large = 2,
+    Huge = 3,
+}
+
+impl SegmentKind {
+    /// The kind of page that serves blocks of `block_size` bytes (at most `LARGE_MAX`).
+    pub fn for_block_size(block_size: usize) -> SegmentKind {
+        if block_size <= SMALL_BLOCK_MAX {
+            SegmentKind::Small
+        } else if block_size <= MEDIUM_BLOCK_MAX {
+            SegmentKind::Medium
+        } else {
+            SegmentKind::Large
+        }
+    }
+
+    fn page_shift(self) -> u32 {
+        match self {
+            SegmentKind::Small => 16,
+            SegmentKind::Medium => 19,
+            SegmentKind::Large | SegmentKind::Huge => SEGMENT_SHIFT,
+        }
+    }
+}
+
+#[repr(C)]
+pub struct Segment {
+    // Atomic: any thread (S1).
+    pub owner: AtomicUsize,
+    // Layout: any thread may read while it holds a block of the segment (S2).
+    pub page_shift: u32,
+    pub page_count: u32,
+    pub kind: SegmentKind,
+    pub mapping_size: usize,
+    // Owner only (S1).
+    pub used_pages: u32,
+    pub free_pages: u64,
+    /// Links in the owner heap's list of segments, or in the abandoned list.
+    pub next: *mut Segment,
+    pub prev: *mut Segment,
+    /// Links in the owner heap's list of segments of this kind with a free page.
+    pub next_with_free: *mut Segment,
+    pub prev_with_free: *mut Segment,
+    pub in_with_free_list: bool,
+    pub pages: [Page; MAX_PAGES],
+}
+
+const _: () = assert!(core::mem::size_of::<Segment>() <= HEADER_RESERVE);
+const _: () = assert!(MAX_PAGES << 16 == SEGMENT_SIZE);
+
+/// The segment that holds `address`, by masking.
+#[inline(always)]
+pub fn segment_of(address: *const u8) -> *mut Segment {
+    (address as usize & !SEGMENT_MASK) as *mut Segment
+}
+
+impl Segment {
+    /// The page that holds `address`, which must lie in this segment's first `SEGMENT_SIZE`.
+    #[inline(always)]
+    pub fn page_of(&self, address: *const u8) -> *mut Page {
+        let index = (address as usize - self as *const Segment as usize) >> self.page_shift;
+        debug_assert!(index < self.page_count as usize);
+        // SAFETY: S2: `page_shift` makes every address in the segment's first SEGMENT_SIZE map
+        // to an index below `page_count <= MAX_PAGES`.
+        unsafe { self.pages.as_ptr().add(index).cast_mut() }
+    }
+
+    /// Maps a fresh segment of `kind` (not huge) owned by `heap`.
+    pub fn create(kind: SegmentKind, heap: *mut Heap) -> Option<NonNull<Segment>> {
+        debug_assert!(kind != SegmentKind::Huge);
+        let start = os::reserve_aligned(SEGMENT_SIZE, SEGMENT_SIZE)?;
+        // SAFETY: the mapping is fresh, zeroed, writable and SEGMENT_SIZE long.
+        unsafe { Self::start_in(start, kind, heap as usize, SEGMENT_SIZE) }
+    }
+
+    /// Writes a segment header at the start of a fresh mapping of `mapping_size` bytes, lays
+    /// it out and registers it (S3). On failure the mapping is released.
+    ///
+    /// # Safety
+    /// `start` must be a fresh, zeroed, `SEGMENT_SIZE`-aligned mapping of `mapping_size` bytes
+    /// from `os::reserve_aligned`, known to nobody else.
+    pub unsafe fn start_in(
+        start: NonNull<u8>,
+        kind: SegmentKind,
+        owner: usize,
+        mapping_size: usize,
+    ) -> Option<NonNull<Segment>> {
+        let segment = start.cast::<Segment>();
+        // SAFETY: the caller gives us the mapping, which is large enough for the header.
+        unsafe {
+            ptr::write(
+                segment.as_ptr(),
+                Segment {
+                    owner: AtomicUsize::new(owner),
+                    page_shift: 0,
+                    page_count: 0,
+                    kind,
+                    mapping_size,
+                    used_pages: 0,
+                    free_pages: 0,
+                    next: ptr::null_mut(),
+                    prev: ptr::null_mut(),
+                    next_with_free: ptr::null_mut(),
+                    prev_with_free: ptr::null_mut(),
+                    in_with_free_list: false,
+                    pages: [Page::EMPTY; MAX_PAGES],
+                },
+            );
+            (*segment.as_ptr()).lay_out(kind, true);
+        }
+        if !registry::register(start.as_ptr() as usize) {
+            // SAFETY: nothing refers to the mapping yet.
+            unsafe { os::release(start, mapping_size) };
+            return None;
+        }
+        Some(segment)
+    }
+
+    /// Splits an empty segment into pages of `kind` (S2: no block may be live).
+    pub fn lay_out(&mut self, kind: SegmentKind, memory_is_zero: bool) {
+        debug_assert!(self.used_pages == 0);
+        let shift = kind.page_shift();
+        let count = (SEGMENT_SIZE >> shift) as u32;
+        self.kind = kind;
+        self.page_shift = shift;
+        self.page_count = count;
+        self.free_pages = 0;
+        let segment_start = self as *mut Segment as usize;
+        for index in 0..count as usize {
+            let start = (index << shift).max(HEADER_RESERVE);
+            let end = (index + 1) << shift;
+            let page = &mut self.pages[index];
+            *page = Page::EMPTY;
+            page.index = index as u8;
+            page.area = (segment_start + start) as *mut u8;
+            page.area_size = end.saturating_sub(start);
+            page.memory_is_zero = memory_is_zero;
+            if page.area_size > 0 {
+                self.free_pages |= 1 << index;
+            }
+        }
+    }
+
+    /// Takes a free page (owner only, S1/S4); null when none is left.
+    pub fn take_page(&mut self) -> *mut Page {
+        if self.free_pages == 0 {
+            return ptr::null_mut();
+        }
+        let index = self.free_pages.trailing_zeros() as usize;
+        self.free_pages &= !(1u64 << index);
+        self.used_pages += 1;
+        &mut self.pages[index]
+    }
+
+    /// Gives back a page that holds no live block (owner only, S1/S4).
+    pub fn return_page(&mut self, page: &mut Page) {
+        debug_assert!(page.in_use && page.used == 0);
+        page.in_use = false;
+        page.flags = 0;
+        if page.capacity > 0 {
+            page.memory_is_zero = false;
+        }
+        page.heap.store(ptr::null_mut(), Ordering::Relaxed);
+        self.free_pages |= 1u64 << page.index;
+        self.used_pages -= 1;
+    }
+
+    pub fn has_free_page(&self) -> bool {
+        self.free_pages != 0
+    }
+
+    /// Unregisters the segment and returns its memory to the OS (S3).
+    ///
+    /// # Safety
+    /// No block of the segment may be live and no list may still link to it.
+    pub unsafe fn release(segment: *mut Segment) {
+        // SAFETY: the caller guarantees the segment is dead; its header is still mapped.
+        unsafe {
+            let size = (*segment).mapping_size;
+            registry::unregister(segment as usize);
+            os::release(NonNull::new_unchecked(segment.cast()), size);
+        }
+    }
+}
+
+/// Segments whose owner thread has exited, waiting for another thread to adopt them.
+struct AbandonedList {
+    head: *mut Segment,
+    count: usize,
+}
+
+// SAFETY: the list is only touched under its lock; the segments it links are unowned (S1).
+unsafe impl Send for AbandonedList {}
+
+static ABANDONED: SpinLock<AbandonedList> = SpinLock::new(AbandonedList {
+    head: ptr::null_mut(),
+    count: 0,
+});
+
+/// Puts an unowned segment on the abandoned list.
+///
+/// # Safety
+/// The segment's owner must already be 0 and the caller must hold no other reference to it.
+pub unsafe fn push_abandoned(segment: *mut Segment) {
+    let mut list = ABANDONED.lock();
+    // SAFETY: the segment is unowned and ours until it is on the list.
+    unsafe {
+        (*segment).prev = ptr::null_mut();
+        (*segment).next = list.head;
+    }
+    list.head = segment;
+    list.count += 1;
+}
+
+/// Takes a segment off the abandoned list, if there is one; the caller becomes its sole user.
+pub fn pop_abandoned() -> Option<NonNull<Segment>> {
+    let mut list = ABANDONED.lock();
+    let segment = NonNull::new(list.head)?;
+    // SAFETY: segments on the list are valid and touched only under the lock.
+    list.head = unsafe { (*segment.as_ptr()).next };
+    list.count -= 1;
+    Some(segment)
+}
+
+/// How many segments wait to be adopted.
+pub fn abandoned_count() -> usize {
+    ABANDONED.lock().count
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_segment_layout_skips_the_header() {
+        let segment = Segment::create(SegmentKind::Small, ptr::null_mut()).expect("segment");
+        // SAFETY: the segment is ours and released at the end.
+        unsafe {
+            let segment = &mut *segment.as_ptr();
+            assert_eq!(segment.page_count, 64);
+            assert_eq!(segment.pages[0].area_size, 0);
+            assert_eq!(segment.free_pages.count_ones(), 63);
+            for index in 1..64 {
+                let page = &segment.pages[index];
+                assert_eq!(page.area as usize % (64 * 1024), 0);
+                assert_eq!(page.area_size, 64 * 1024);
+                assert_eq!(segment.page_of(page.area), page as *const Page as *mut Page);
+                let last = page.area.add(page.area_size - 1);
+                assert_eq!(segment.page_of(last), page as *const Page as *mut Page);
+                assert_eq!(segment_of(last), segment as *mut Segment);
+            }
+            assert!(registry::contains(segment as *mut Segment as usize));
+            let start = segment as *mut Segment;
+            Segment::release(start);
+            assert!(!registry::contains(start as usize));
+        }
+    }
+
+    #[test]
+    fn relayout_as_medium_and_large() {
+        let segment = Segment::create(SegmentKind::Medium, ptr::null_mut()).expect("segment");
+        // SAFETY: the segment is ours and released at the end.
+        unsafe {
+            let segment = &mut *segment.as_ptr();
+            assert_eq!(segment.page_count, 8);
+            assert_eq!(segment.pages[0].area_size, 512 * 1024 - HEADER_RESERVE);
+            let page = segment.take_page();
+            assert_eq!((*page).index, 0);
+            assert_eq!(segment.used_pages, 1);
+            (*page).in_use = true;
+            segment.return_page(&mut *page);
+            segment.lay_out(SegmentKind::Large, false);
+            assert_eq!(segment.page_count, 1);
+            assert_eq!(segment.pages[0].area_size, SEGMENT_SIZE - HEADER_RESERVE);
+            Segment::release(segment);
+        }
+    }
+}
