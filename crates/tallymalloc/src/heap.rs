@@ -11,7 +11,8 @@
 //!   pointer holds it (see `thread.rs`), or by that thread's exit handler; other threads touch
 //!   only `delayed_free`.
 //! - **H2 current**: `current[c]` is the first page of `queues[c]`, or the shared empty page
-//!   (whose free list is always empty) when the queue is empty. Pages in `queues[c]` serve class
+//!   (whose free list is always empty) when the queue is empty; `direct[(n + 7) / 8]` is
+//!   `current[class_of(n)]` for every `n <= SMALL_LOOKUP_MAX`. Pages in `queues[c]` serve class
 //!   `c` and are not flagged full; pages on `full` have `FLAG_IN_FULL` and a `Use` delayed-free
 //!   tag requested while their thread list was empty (P4).
 //! - **H3 segments**: `segments` links every segment whose owner is this heap; those of small
@@ -27,7 +28,7 @@ use crate::options;
 use crate::os;
 use crate::page::{Block, DelayedFree, Page, FLAG_HAS_ALIGNED, FLAG_IN_FULL};
 use crate::segment::{self, segment_of, Segment, SegmentKind, HEADER_RESERVE, SEGMENT_SIZE};
-use crate::size_class::{class_size, CLASS_COUNT};
+use crate::size_class::{class_of, class_size, CLASS_COUNT, SMALL_LOOKUP_MAX};
 use crate::thread;
 use core::cell::UnsafeCell;
 use core::ptr;
@@ -121,7 +122,14 @@ pub struct Heap {
 // SAFETY: `state` is reached only by the owning thread (H1); `delayed_free` is atomic.
 unsafe impl Sync for Heap {}
 
+/// Entries of the direct table: one per 8 bytes of request up to `SMALL_LOOKUP_MAX`.
+const DIRECT_SLOTS: usize = SMALL_LOOKUP_MAX / 8 + 1;
+
+#[repr(C)]
 pub struct HeapState {
+    /// The page serving each small request size, by `(size + 7) / 8` (H2): one load instead
+    /// of a class lookup and a load.
+    direct: [*mut Page; DIRECT_SLOTS],
     current: [*mut Page; CLASS_COUNT],
     queues: [PageQueue; CLASS_COUNT],
     full: PageQueue,
@@ -132,6 +140,8 @@ pub struct HeapState {
     /// Classes whose only page emptied and was kept for reuse; freed on the next retire check.
     retained: u64,
     next_retire_check: u64,
+    /// Slow paths that `malloc_slow` may still serve without a full `tick`.
+    slow_paths_until_tick: u32,
     /// The heap this state belongs to.
     this: *mut Heap,
     /// Link in the pool of unused heaps (`thread.rs`).
@@ -143,6 +153,7 @@ const _: () = assert!(CLASS_COUNT <= 64, "`retained` has a bit per class");
 impl HeapState {
     const fn empty(empty_page: *mut Page) -> HeapState {
         HeapState {
+            direct: [empty_page; DIRECT_SLOTS],
             current: [empty_page; CLASS_COUNT],
             queues: [PageQueue::EMPTY; CLASS_COUNT],
             full: PageQueue::EMPTY,
@@ -152,6 +163,7 @@ impl HeapState {
             spare: ptr::null_mut(),
             retained: 0,
             next_retire_check: 0,
+            slow_paths_until_tick: 0,
             this: ptr::null_mut(),
             pool_next: ptr::null_mut(),
         }
@@ -228,17 +240,46 @@ impl Heap {
     }
 }
 
-/// Allocates a block of size class `class` from the calling thread's heap; null on failure.
-/// `zero` asks for the first `zero_bytes` bytes to be zero.
+/// Allocates a block for a request of `size <= SMALL_LOOKUP_MAX` bytes from the calling
+/// thread's heap; null on failure. `zero_bytes` asks for that many leading bytes to be zero.
+#[inline(always)]
+pub fn malloc_small(size: usize, zero_bytes: Option<usize>) -> *mut u8 {
+    debug_assert!(size <= SMALL_LOOKUP_MAX);
+    let heap = thread::current_heap();
+    // SAFETY: `heap` is this thread's heap or the empty heap, both valid; H2 makes the entry a
+    // valid page; the index is at most SMALL_LOOKUP_MAX / 8 < DIRECT_SLOTS.
+    unsafe {
+        let page = *(*(*heap).state.get()).direct.get_unchecked((size + 7) >> 3);
+        pop_or_slow(heap, page, size, zero_bytes)
+    }
+}
+
+/// Allocates a block of size class `class` (for callers that chose the class themselves).
 #[inline(always)]
 pub fn malloc_class(class: usize, zero_bytes: Option<usize>) -> *mut u8 {
     let heap = thread::current_heap();
-    // SAFETY: `heap` is this thread's heap or the empty heap, both valid; `class` is in
-    // range; H2 makes `current[class]` a valid page; Page::pop only writes a page that has
-    // a block, which the empty page never has.
+    // SAFETY: as in `malloc_size`; `class` is below CLASS_COUNT.
     unsafe {
-        let state = (*heap).state.get();
-        let page = *(*state).current.get_unchecked(class);
+        let page = *(*(*heap).state.get()).current.get_unchecked(class);
+        pop_or_slow(heap, page, class_size(class), zero_bytes)
+    }
+}
+
+/// Pops a block from `page`, the current page for `size`, or takes the slow path.
+///
+/// # Safety
+/// `heap` must be the calling thread's heap (or the empty heap) and `page` its current page
+/// for requests of `size` bytes (H2).
+#[inline(always)]
+unsafe fn pop_or_slow(
+    heap: *mut Heap,
+    page: *mut Page,
+    size: usize,
+    zero_bytes: Option<usize>,
+) -> *mut u8 {
+    // SAFETY: the caller's contract; Page::pop only writes a page that has a block, which
+    // the empty page never has.
+    unsafe {
         let free_is_zero = (*page).free_is_zero;
         let block = (*page).pop();
         if !block.is_null() {
@@ -247,7 +288,7 @@ pub fn malloc_class(class: usize, zero_bytes: Option<usize>) -> *mut u8 {
             }
             return block.cast();
         }
-        malloc_slow(heap, class, zero_bytes)
+        malloc_slow(heap, size, zero_bytes)
     }
 }
 
@@ -267,9 +308,40 @@ unsafe fn zero_block(block: *mut Block, bytes: usize, free_is_zero: bool) {
     }
 }
 
+/// The slow path's common case, kept small so it needs few registers: the current page's
+/// `free` ran dry but its owner's frees wait on `local_free`. Everything else, including the
+/// housekeeping tick, goes to `malloc_generic`.
+/// Takes the request's size rather than its class, so the fast path keeps no class in a
+/// register for it.
 #[cold]
 #[inline(never)]
-unsafe fn malloc_slow(heap: *mut Heap, class: usize, zero_bytes: Option<usize>) -> *mut u8 {
+unsafe fn malloc_slow(heap: *mut Heap, size: usize, zero_bytes: Option<usize>) -> *mut u8 {
+    let class = class_of(size);
+    // SAFETY: `heap` is this thread's heap or the empty heap; H2 makes `current[class]` a valid
+    // page, ours unless it is the empty page, which is never written (its lists are empty).
+    unsafe {
+        let state = (*heap).state.get();
+        let page = *(*state).current.get_unchecked(class);
+        if (*state).slow_paths_until_tick > 0
+            && !(*page).local_free.is_null()
+            && (*(*state).this).delayed_free.load(Ordering::Relaxed).is_null()
+        {
+            (*state).slow_paths_until_tick -= 1;
+            (*page).collect();
+            let block = (*page).pop();
+            if let Some(bytes) = zero_bytes {
+                zero_block(block, bytes, false);
+            }
+            return block.cast();
+        }
+    }
+    // SAFETY: as above.
+    unsafe { malloc_generic(heap, class, zero_bytes) }
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn malloc_generic(heap: *mut Heap, class: usize, zero_bytes: Option<usize>) -> *mut u8 {
     let heap = if heap == empty_heap() {
         match thread::start_heap() {
             Some(heap) => heap,
@@ -304,35 +376,47 @@ unsafe fn malloc_slow(heap: *mut Heap, class: usize, zero_bytes: Option<usize>) 
 pub unsafe fn free(address: *mut u8) {
     let heap = thread::current_heap();
     // SAFETY: the caller guarantees `address` is ours and live, so its segment header and page
-    // are mapped (S2); if this thread owns the segment, the page is ours to change (P1).
+    // are mapped (S2). An owner word equal to our heap means the page is ours to change and
+    // has no flag set (P1).
     unsafe {
         let segment = segment_of(address);
         let page = (*segment).page_of(address);
-        if (*segment).owner.load(Ordering::Relaxed) == heap as usize && (*page).flags == 0 {
+        if (*page).owner.load(Ordering::Relaxed) == heap as usize {
             if (*page).push_local(address.cast()) {
-                (*heap).state().page_emptied(page);
+                // The page is found again from the address out of line, so the fast path
+                // keeps it in addressing modes instead of a register.
+                page_emptied_at(heap, address);
             }
         } else {
-            free_slow(heap, segment, page, address);
+            free_slow(heap, address);
         }
     }
 }
 
 #[cold]
 #[inline(never)]
-unsafe fn free_slow(heap: *mut Heap, segment: *mut Segment, page: *mut Page, address: *mut u8) {
+unsafe fn page_emptied_at(heap: *mut Heap, address: *mut u8) {
+    // SAFETY: `free` just emptied the page holding `address`, which our heap owns (H1).
+    unsafe { (*heap).state().page_emptied((*segment_of(address)).page_of(address)) }
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn free_slow(heap: *mut Heap, address: *mut u8) {
     // SAFETY: as in `free`.
     unsafe {
+        let segment = segment_of(address);
+        let page = (*segment).page_of(address);
         if (*segment).kind == SegmentKind::Huge {
             huge::free(segment);
             return;
         }
-        let block = if (*page).flags & FLAG_HAS_ALIGNED != 0 {
+        let block = if (*page).flags() & FLAG_HAS_ALIGNED != 0 {
             (*page).block_start(address)
         } else {
             address
         };
-        if (*segment).owner.load(Ordering::Relaxed) == heap as usize {
+        if (*page).owner_heap() == heap {
             (*heap).state().free_local(page, block.cast());
         } else {
             (*page).free_remote(block.cast());
@@ -348,7 +432,7 @@ pub unsafe fn mark_aligned(address: *mut u8) {
     // SAFETY: the block was allocated from this thread's heap, so the page is ours (P1).
     unsafe {
         let segment = segment_of(address);
-        (*(*segment).page_of(address)).flags |= FLAG_HAS_ALIGNED;
+        (*(*segment).page_of(address)).set_flag(FLAG_HAS_ALIGNED, true);
     }
 }
 
@@ -356,20 +440,33 @@ impl HeapState {
     fn queue_push_front(&mut self, class: usize, page: *mut Page) {
         // SAFETY: H1/H2: the page is ours and on no queue.
         unsafe { self.queues[class].push_front(page) };
-        self.current[class] = page;
+        self.refresh_current(class);
     }
 
     fn queue_push_back(&mut self, class: usize, page: *mut Page) {
         // SAFETY: H1/H2: the page is ours and on no queue.
         unsafe { self.queues[class].push_back(page) };
-        self.current[class] = self.queues[class].first;
+        self.refresh_current(class);
     }
 
     fn queue_remove(&mut self, class: usize, page: *mut Page) {
         // SAFETY: H1/H2: the page is ours and on this queue.
         unsafe { self.queues[class].remove(page) };
+        self.refresh_current(class);
+    }
+
+    /// Points `current[class]` and its direct-table slots at the queue's first page (H2).
+    fn refresh_current(&mut self, class: usize) {
         let first = self.queues[class].first;
-        self.current[class] = if first.is_null() { empty_page() } else { first };
+        let page = if first.is_null() { empty_page() } else { first };
+        self.current[class] = page;
+        let smallest = if class == 0 { 0 } else { class_size(class - 1) + 1 };
+        let largest = class_size(class).min(SMALL_LOOKUP_MAX);
+        let mut size = smallest;
+        while size <= largest {
+            self.direct[(size + 7) >> 3] = page;
+            size += 8;
+        }
     }
 
     /// Frees a block of one of our pages that has flags set, or that arrived by the delayed
@@ -377,7 +474,7 @@ impl HeapState {
     fn free_local(&mut self, page: *mut Page, block: *mut Block) {
         // SAFETY: H1: the page belongs to this heap.
         unsafe {
-            if (*page).flags & FLAG_IN_FULL != 0 {
+            if (*page).flags() & FLAG_IN_FULL != 0 {
                 self.unfull(page);
             }
             if (*page).push_local(block) {
@@ -387,8 +484,6 @@ impl HeapState {
     }
 
     /// The last live block of `page` was freed by its owner.
-    #[cold]
-    #[inline(never)]
     pub fn page_emptied(&mut self, page: *mut Page) {
         // SAFETY: H1: the page is ours.
         unsafe {
@@ -408,16 +503,20 @@ impl HeapState {
         // SAFETY: H1/H2: the page is ours and on the full list.
         unsafe {
             self.full.remove(page);
-            (*page).flags &= !FLAG_IN_FULL;
+            (*page).set_flag(FLAG_IN_FULL, false);
             (*page).set_delayed_free(DelayedFree::None);
             self.queue_push_back((*page).class as usize, page);
         }
     }
 
     /// Slow-path housekeeping: blocks handed over by other threads, pending purges, retired
-    /// pages.
+    /// pages. Purges and retirement need the clock, so they run on one slow path in
+    /// `TICK_EVERY` (`malloc_slow` takes the others without calling here): a busy thread takes
+    /// a slow path every few hundred allocations, so they run a few microseconds late at most.
     fn tick(&mut self) {
+        const TICK_EVERY: u32 = 8;
         self.process_delayed_free();
+        self.slow_paths_until_tick = TICK_EVERY - 1;
         if self.purge.first.is_null() && self.retained == 0 {
             return;
         }
@@ -429,12 +528,19 @@ impl HeapState {
         }
     }
 
+    #[inline(always)]
     fn process_delayed_free(&mut self) {
         // SAFETY: `this` is our own live heap; only its atomic field is touched.
         let list = unsafe { &(*self.this).delayed_free };
-        if list.load(Ordering::Relaxed).is_null() {
-            return;
+        if !list.load(Ordering::Relaxed).is_null() {
+            self.take_delayed_free();
         }
+    }
+
+    #[inline(never)]
+    fn take_delayed_free(&mut self) {
+        // SAFETY: `this` is our own live heap; only its atomic field is touched.
+        let list = unsafe { &(*self.this).delayed_free };
         let mut block = list.swap(ptr::null_mut(), Ordering::Acquire);
         while !block.is_null() {
             // SAFETY: blocks on the list are allocated blocks of our pages (P2, P4).
@@ -456,7 +562,7 @@ impl HeapState {
             let page = self.queues[class].first;
             // SAFETY: H2: queue pages are ours.
             unsafe {
-                if !page.is_null() && (*page).used == 0 {
+                if !page.is_null() && (*page).live_blocks() == 0 {
                     self.free_page(page);
                 }
             }
@@ -484,7 +590,7 @@ impl HeapState {
                 }
                 let next = (*page).next;
                 self.queue_remove(class, page);
-                (*page).flags |= FLAG_IN_FULL;
+                (*page).set_flag(FLAG_IN_FULL, true);
                 self.full.push_back(page);
                 page = next;
             }
@@ -551,7 +657,7 @@ impl HeapState {
                     }
                 }
             } else {
-                match Segment::create(kind, self.this) {
+                match Segment::create(kind) {
                     Some(segment) => segment.as_ptr(),
                     None => return ptr::null_mut(),
                 }
@@ -645,8 +751,8 @@ impl HeapState {
     fn free_page(&mut self, page: *mut Page) {
         // SAFETY: H1/H2/H3: the page and its segment are ours.
         unsafe {
-            debug_assert!((*page).used == 0);
-            if (*page).flags & FLAG_IN_FULL != 0 {
+            debug_assert!((*page).live_blocks() == 0);
+            if (*page).flags() & FLAG_IN_FULL != 0 {
                 self.full.remove(page);
             } else {
                 self.queue_remove((*page).class as usize, page);
@@ -731,23 +837,22 @@ impl HeapState {
     fn adopt(&mut self, segment: *mut Segment) {
         // SAFETY: popping it off the abandoned list made us the segment's only user (S1).
         unsafe {
-            (*segment).owner.store(self.this as usize, Ordering::Release);
             self.link_segment(segment);
             for index in 0..(*segment).page_count as usize {
                 let page: *mut Page = &mut (*segment).pages[index];
                 if !(*page).in_use {
                     continue;
                 }
-                (*page).heap.store(self.this, Ordering::Release);
-                (*page).flags &= !FLAG_IN_FULL;
+                (*page).set_flag(FLAG_IN_FULL, false);
+                (*page).set_owner_heap(self.this);
                 (*page).set_delayed_free(DelayedFree::None);
                 (*page).collect();
-                if (*page).used == 0 {
+                if (*page).live_blocks() == 0 {
                     (*segment).return_page(&mut *page);
                     self.schedule_purge(page);
                     self.link_with_free(segment);
                 } else if (*page).is_exhausted() && (*page).try_request_delayed_free() {
-                    (*page).flags |= FLAG_IN_FULL;
+                    (*page).set_flag(FLAG_IN_FULL, true);
                     self.full.push_back(page);
                 } else {
                     self.queue_push_back((*page).class as usize, page);
@@ -781,7 +886,7 @@ impl HeapState {
                 unsafe {
                     let next = (*page).next;
                     (*page).collect();
-                    if (*page).used == 0 {
+                    if (*page).live_blocks() == 0 {
                         self.free_page(page);
                     }
                     page = next;
@@ -796,7 +901,7 @@ impl HeapState {
                 (*page).collect();
                 if (*page).has_free() || !(*page).local_free.is_null() {
                     self.unfull(page);
-                    if (*page).used == 0 {
+                    if (*page).live_blocks() == 0 {
                         self.free_page(page);
                     }
                 }
@@ -828,16 +933,19 @@ impl HeapState {
         while !self.segments.is_null() {
             let segment = self.segments;
             self.unlink_segment(segment);
-            // SAFETY: the segment is ours; after the owner store, other threads treat every
-            // free into it as remote, and the adopter takes it from the list's lock (S1).
+            // SAFETY: the segment is ours; once its pages have no owner, other threads treat
+            // every free into it as remote, and the adopter takes it from the list's lock (S1).
+            // The aligned flag stays: frees must still find block starts.
             unsafe {
                 for index in 0..(*segment).page_count as usize {
                     let page = &mut (*segment).pages[index];
                     page.next = ptr::null_mut();
                     page.prev = ptr::null_mut();
-                    page.heap.store(ptr::null_mut(), Ordering::Relaxed);
+                    if page.in_use {
+                        page.set_flag(FLAG_IN_FULL, false);
+                        page.set_owner_heap(ptr::null_mut());
+                    }
                 }
-                (*segment).owner.store(0, Ordering::Release);
                 segment::push_abandoned(segment);
             }
         }

@@ -9,8 +9,8 @@
 //! - **U1**: the header's `mapping_size`, page 0's `area` and `block_size` describe the mapping
 //!   exactly: `area + block_size == start + mapping_size`.
 //! - **U2**: a huge block has one user at a time (whoever holds the pointer), so freeing and
-//!   resizing need no lock: the holder owns the whole mapping. Its `owner` is always 0, so every
-//!   free reaches `free_slow`, which sends it here.
+//!   resizing need no lock: the holder owns the whole mapping. Its page's `owner` is always 0,
+//!   so every free reaches `free_slow`, which sends it here.
 
 use crate::os;
 use crate::page::HUGE_CLASS;
@@ -43,7 +43,7 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
         return ptr::null_mut();
     };
     // SAFETY: the mapping is fresh and ours.
-    let Some(segment) = (unsafe { Segment::start_in(start, SegmentKind::Huge, 0, mapping_size) })
+    let Some(segment) = (unsafe { Segment::start_in(start, SegmentKind::Huge, mapping_size) })
     else {
         return ptr::null_mut();
     };

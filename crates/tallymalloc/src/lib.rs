@@ -81,7 +81,10 @@ pub fn calloc(count: usize, size: usize) -> Option<NonNull<u8>> {
 
 #[inline(always)]
 fn allocate(size: usize, zero_bytes: Option<usize>) -> *mut u8 {
-    if size <= LARGE_MAX {
+    // Small requests first: their path then tests the size once.
+    if size <= size_class::SMALL_LOOKUP_MAX {
+        heap::malloc_small(size, zero_bytes)
+    } else if size <= LARGE_MAX {
         heap::malloc_class(class_of(size), zero_bytes)
     } else if size <= MAX_REQUEST {
         // Fresh mappings are zero: nothing to clear.
@@ -210,7 +213,7 @@ pub unsafe fn usable_size(address: *const u8) -> usize {
             return huge::usable_size(segment, address);
         }
         let page = &*(*segment).page_of(address);
-        let start = if page.flags & page::FLAG_HAS_ALIGNED != 0 {
+        let start = if page.flags() & page::FLAG_HAS_ALIGNED != 0 {
             page.block_start(address.cast_mut())
         } else {
             address.cast_mut()

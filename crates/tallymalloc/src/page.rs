@@ -6,15 +6,20 @@
 //! and lets a page's free list be rebuilt in batches instead of on every free.
 //!
 //! Invariants (the `// SAFETY:` comments below point here):
-//! - **P1 ownership**: every field outside the "atomic" group is read and written only by the
-//!   thread that owns the page's segment (`Segment::owner`), or by a thread holding the
-//!   segment exclusively while it is abandoned and unowned. `block_size`, `area` and `class`
-//!   are written before any block of the page is handed out and are constant while the page
-//!   is in use, so any thread freeing one of its blocks may read them.
+//! - **P1 ownership**: `owner` holds the owning heap's address, with the `FLAG_*` bits in its
+//!   low bits, or 0 while the page is free or its segment abandoned. Every field outside the
+//!   "atomic" group is read and written only by the owning heap's thread, or by a thread that
+//!   holds the abandoned segment exclusively. `block_size`, `area` and `class` are written
+//!   before any block of the page is handed out and are constant while the page is in use, so
+//!   any thread freeing one of its blocks may read them.
 //! - **P2 one list**: a block is on at most one of `free`, `local_free`, `thread_free`, and on
-//!   none while it is allocated. `used` counts exactly the blocks on no list (handed out or
-//!   in flight to the owner through the heap's delayed-free list).
-//! - **P3 carving**: blocks `[0, capacity)` of the area have been carved; `capacity <=
+//!   none while it is allocated.
+//! - **P3 used**: `used` counts the carved blocks that are not on `local_free` and not
+//!   collected from `thread_free`: the allocated ones *and those on `free`*. Counting `free`
+//!   in advance lets malloc pop without touching `used`; `used` reaches 0 on a free only when
+//!   `free` is empty too, so the page that is serving allocations never reports itself empty.
+//!   The exact number of live blocks is `used - len(free)` ([`Page::live_blocks`]).
+//! - **P5 carving**: blocks `[0, capacity)` of the area have been carved; `capacity <=
 //!   reserved = area_size / block_size`. Blocks past `capacity` have never been written.
 //! - **P4 delayed-free tag**: the low two bits of `thread_free` say how a remote free must
 //!   tell the owner about it (see [`DelayedFree`]). While the tag is `DelayedFreeing` the owner
@@ -22,7 +27,7 @@
 
 use crate::heap::Heap;
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 /// A free block: its first word links to the next free block.
 #[repr(C)]
@@ -31,10 +36,11 @@ pub struct Block {
 }
 
 /// The page is on its heap's full list: a free into it must move it back (slow path).
-pub const FLAG_IN_FULL: u8 = 1;
+pub const FLAG_IN_FULL: usize = 1;
 /// Some block of the page was handed out at an offset for alignment: a free must find the
 /// block's start by division (slow path).
-pub const FLAG_HAS_ALIGNED: u8 = 2;
+pub const FLAG_HAS_ALIGNED: usize = 2;
+const FLAG_MASK: usize = 7;
 
 /// The class number of a huge block's page.
 pub const HUGE_CLASS: u8 = u8::MAX;
@@ -70,13 +76,15 @@ impl DelayedFree {
     }
 }
 
-#[repr(C)]
+/// 128 bytes, so that a page's offset in the segment's table is a shift, not a multiply.
+#[repr(C, align(128))]
 pub struct Page {
     // Hot, owner only (P1). `free` first: the malloc fast path reads it.
     pub free: *mut Block,
+    /// Atomic: any thread reads it, the owner writes it (P1). The free fast path compares it
+    /// with the freeing thread's heap: equal means "ours, and no flag set".
+    pub owner: AtomicUsize,
     pub used: u32,
-    /// `FLAG_*` bits; zero on the free fast path.
-    pub flags: u8,
     pub class: u8,
     /// Every block on `free` is zero but for its link word.
     pub free_is_zero: bool,
@@ -102,16 +110,16 @@ pub struct Page {
     // Atomic: any thread.
     /// Blocks freed by other threads, with a [`DelayedFree`] tag in the low bits.
     pub thread_free: AtomicUsize,
-    /// The owning heap, or null while the page's segment is abandoned.
-    pub heap: AtomicPtr<Heap>,
 }
+
+const _: () = assert!(core::mem::size_of::<Page>() == 128);
 
 impl Page {
     /// A page with nothing in it, as the fast paths' sentinel and as a laid-out free page.
     pub const EMPTY: Page = Page {
         free: ptr::null_mut(),
+        owner: AtomicUsize::new(0),
         used: 0,
-        flags: 0,
         class: 0,
         free_is_zero: false,
         in_use: false,
@@ -128,7 +136,6 @@ impl Page {
         index: 0,
         purge_at: 0,
         thread_free: AtomicUsize::new(0),
-        heap: AtomicPtr::new(ptr::null_mut()),
     };
 
     /// Prepares a free page to serve `block_size`-byte blocks of `class` for `heap`.
@@ -137,7 +144,6 @@ impl Page {
         self.free = ptr::null_mut();
         self.local_free = ptr::null_mut();
         self.used = 0;
-        self.flags = 0;
         self.class = class;
         self.free_is_zero = false;
         self.in_use = true;
@@ -147,10 +153,36 @@ impl Page {
         self.next = ptr::null_mut();
         self.prev = ptr::null_mut();
         self.thread_free.store(DelayedFree::None as usize, Ordering::Relaxed);
-        self.heap.store(heap, Ordering::Release);
+        self.owner.store(heap as usize, Ordering::Release);
     }
 
-    /// Pops a block from `free`, or returns null when `free` is empty.
+    /// The `FLAG_*` bits.
+    #[inline]
+    pub fn flags(&self) -> usize {
+        self.owner.load(Ordering::Relaxed) & FLAG_MASK
+    }
+
+    /// Sets or clears a flag (owner only, P1).
+    pub fn set_flag(&self, flag: usize, on: bool) {
+        let word = self.owner.load(Ordering::Relaxed);
+        let word = if on { word | flag } else { word & !flag };
+        self.owner.store(word, Ordering::Relaxed);
+    }
+
+    /// The owning heap, or null (P1).
+    #[inline]
+    pub fn owner_heap(&self) -> *mut Heap {
+        (self.owner.load(Ordering::Acquire) & !FLAG_MASK) as *mut Heap
+    }
+
+    /// Hands the page to `heap` (or to nobody, with null), keeping its flags.
+    pub fn set_owner_heap(&self, heap: *mut Heap) {
+        let flags = self.flags();
+        self.owner.store(heap as usize | flags, Ordering::Release);
+    }
+
+    /// Pops a block from `free`, or returns null when `free` is empty. `used` already counts
+    /// the block (P3).
     #[inline(always)]
     pub fn pop(&mut self) -> *mut Block {
         let block = self.free;
@@ -158,12 +190,11 @@ impl Page {
             // SAFETY: P2: blocks on `free` are free blocks of this page, whose first word is
             // the link written when they were carved or freed.
             self.free = unsafe { (*block).next };
-            self.used += 1;
         }
         block
     }
 
-    /// Carves the next batch of never-used blocks onto `free` (P3). Returns whether any were.
+    /// Carves the next batch of never-used blocks onto `free` (P5). Returns whether any were.
     pub fn extend(&mut self) -> bool {
         let remaining = (self.reserved - self.capacity) as usize;
         if remaining == 0 {
@@ -171,7 +202,7 @@ impl Page {
         }
         let count = (EXTEND_BYTES / self.block_size).clamp(1, remaining);
         let size = self.block_size;
-        // SAFETY: P3: blocks [capacity, capacity + count) lie inside the area and nobody holds
+        // SAFETY: P5: blocks [capacity, capacity + count) lie inside the area and nobody holds
         // them; writing their link words is the carving.
         unsafe {
             let first = self.area.add(self.capacity as usize * size);
@@ -185,6 +216,7 @@ impl Page {
             self.free = first.cast();
         }
         self.capacity += count as u32;
+        self.used += count as u32;
         true
     }
 
@@ -233,10 +265,29 @@ impl Page {
             self.free = self.local_free;
             self.local_free = ptr::null_mut();
             self.free_is_zero = false;
+            // Every carved block is now allocated or on `free` (P3).
+            self.used = self.capacity;
         }
     }
 
-    /// Pushes a block freed by the owner. Returns whether the page is now empty.
+    /// The exact number of allocated blocks: `used` less the blocks on `free` (P3). Walks
+    /// `free`; for slow paths only.
+    pub fn live_blocks(&self) -> u32 {
+        let mut on_free = 0u32;
+        let mut block = self.free;
+        while !block.is_null() {
+            on_free += 1;
+            if on_free > self.used {
+                crate::fatal(b"free list of a page is corrupt (cycle or overrun)");
+            }
+            // SAFETY: P2: blocks on `free` link through their first word.
+            block = unsafe { (*block).next };
+        }
+        self.used - on_free
+    }
+
+    /// Pushes a block freed by the owner. Returns whether the page is now empty (which, by P3,
+    /// also means `free` is empty).
     #[inline(always)]
     pub fn push_local(&mut self, block: *mut Block) -> bool {
         // SAFETY: the caller owns the page (P1) and hands back a block of it that was in use
@@ -294,7 +345,7 @@ impl Page {
         if notify_owner {
             // P4: while we hold the `Freeing` tag the owner can neither abandon this page nor
             // free its heap, so the heap pointer is valid.
-            let heap = self.heap.load(Ordering::Acquire);
+            let heap = self.owner_heap();
             // SAFETY: P4 as above; a page with the `Use` tag is always owned by a heap.
             unsafe { Heap::push_delayed_free(heap, block) };
             self.finish_delayed_free();
@@ -422,9 +473,9 @@ mod tests {
                 page.free_remote(block);
             }
         }
-        assert_eq!(page.used, 7);
+        assert_eq!(page.live_blocks(), 7);
         page.collect();
-        assert_eq!(page.used, 4);
+        assert_eq!(page.live_blocks(), 4);
         let mut again = 0;
         while !page.pop().is_null() {
             again += 1;

@@ -10,10 +10,11 @@
 //! size in a mapping of its own, which may be longer than `SEGMENT_SIZE`.
 //!
 //! Invariants:
-//! - **S1 owner**: `owner` is the address of the heap that owns the segment, or 0 when the
-//!   segment is abandoned or huge. Only the owning thread changes the page table and the
-//!   owner-only fields; a thread adopting an abandoned segment takes it off the abandoned list
-//!   under its lock, which makes it the sole writer.
+//! - **S1 owner**: a segment belongs to one heap (it is on that heap's `segments` list and
+//!   its in-use pages carry that heap as `Page::owner`), to the abandoned list (its pages'
+//!   owner is 0), or, when huge, to whoever holds its block. Only the owning thread changes
+//!   the page table and the owner-only fields; a thread adopting an abandoned segment takes it
+//!   off the abandoned list under its lock, which makes it the sole writer.
 //! - **S2 layout**: `kind`, `page_shift`, `page_count` and `mapping_size` change only while no
 //!   block of the segment is allocated, so any thread freeing a block reads them safely.
 //! - **S3 registry**: a segment is in the registry from creation until just before its memory
@@ -21,13 +22,12 @@
 //! - **S4 counts**: `used_pages` is the number of pages in use; `free_pages` has a bit for
 //!   every page that can be taken. A segment with `used_pages == 0` holds no live block.
 
-use crate::heap::Heap;
 use crate::os;
 use crate::page::Page;
 use crate::registry;
 use crate::sync::SpinLock;
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::Ordering;
 
 pub const SEGMENT_SHIFT: u32 = 22;
 pub const SEGMENT_SIZE: usize = 1 << SEGMENT_SHIFT;
@@ -75,8 +75,8 @@ impl SegmentKind {
 
 #[repr(C)]
 pub struct Segment {
-    // Atomic: any thread (S1).
-    pub owner: AtomicUsize,
+    /// First, so that a page's fields sit at segment + index * 128 + field offset.
+    pub pages: [Page; MAX_PAGES],
     // Layout: any thread may read while it holds a block of the segment (S2).
     pub page_shift: u32,
     pub page_count: u32,
@@ -92,11 +92,11 @@ pub struct Segment {
     pub next_with_free: *mut Segment,
     pub prev_with_free: *mut Segment,
     pub in_with_free_list: bool,
-    pub pages: [Page; MAX_PAGES],
 }
 
 const _: () = assert!(core::mem::size_of::<Segment>() <= HEADER_RESERVE);
 const _: () = assert!(MAX_PAGES << 16 == SEGMENT_SIZE);
+const _: () = assert!(core::mem::offset_of!(Segment, pages) == 0);
 
 /// The segment that holds `address`, by masking.
 #[inline(always)]
@@ -108,19 +108,20 @@ impl Segment {
     /// The page that holds `address`, which must lie in this segment's first `SEGMENT_SIZE`.
     #[inline(always)]
     pub fn page_of(&self, address: *const u8) -> *mut Page {
-        let index = (address as usize - self as *const Segment as usize) >> self.page_shift;
+        let index = (address as usize & SEGMENT_MASK) >> self.page_shift;
         debug_assert!(index < self.page_count as usize);
-        // SAFETY: S2: `page_shift` makes every address in the segment's first SEGMENT_SIZE map
-        // to an index below `page_count <= MAX_PAGES`.
-        unsafe { self.pages.as_ptr().add(index).cast_mut() }
+        // SAFETY: S2: `page_shift` maps every address in the segment's first SEGMENT_SIZE to
+        // an index below `page_count <= MAX_PAGES`. The table is at offset 0, so the page's
+        // fields are addressed as segment + index * 128 + field, with no extra add.
+        unsafe { (self as *const Segment as *mut Page).add(index) }
     }
 
-    /// Maps a fresh segment of `kind` (not huge) owned by `heap`.
-    pub fn create(kind: SegmentKind, heap: *mut Heap) -> Option<NonNull<Segment>> {
+    /// Maps a fresh segment of `kind` (not huge) for the calling thread's heap.
+    pub fn create(kind: SegmentKind) -> Option<NonNull<Segment>> {
         debug_assert!(kind != SegmentKind::Huge);
         let start = os::reserve_aligned(SEGMENT_SIZE, SEGMENT_SIZE)?;
         // SAFETY: the mapping is fresh, zeroed, writable and SEGMENT_SIZE long.
-        unsafe { Self::start_in(start, kind, heap as usize, SEGMENT_SIZE) }
+        unsafe { Self::start_in(start, kind, SEGMENT_SIZE) }
     }
 
     /// Writes a segment header at the start of a fresh mapping of `mapping_size` bytes, lays
@@ -132,7 +133,6 @@ impl Segment {
     pub unsafe fn start_in(
         start: NonNull<u8>,
         kind: SegmentKind,
-        owner: usize,
         mapping_size: usize,
     ) -> Option<NonNull<Segment>> {
         let segment = start.cast::<Segment>();
@@ -141,7 +141,7 @@ impl Segment {
             ptr::write(
                 segment.as_ptr(),
                 Segment {
-                    owner: AtomicUsize::new(owner),
+                    pages: [Page::EMPTY; MAX_PAGES],
                     page_shift: 0,
                     page_count: 0,
                     kind,
@@ -153,7 +153,6 @@ impl Segment {
                     next_with_free: ptr::null_mut(),
                     prev_with_free: ptr::null_mut(),
                     in_with_free_list: false,
-                    pages: [Page::EMPTY; MAX_PAGES],
                 },
             );
             (*segment.as_ptr()).lay_out(kind, true);
@@ -204,13 +203,12 @@ impl Segment {
 
     /// Gives back a page that holds no live block (owner only, S1/S4).
     pub fn return_page(&mut self, page: &mut Page) {
-        debug_assert!(page.in_use && page.used == 0);
+        debug_assert!(page.in_use && page.live_blocks() == 0);
         page.in_use = false;
-        page.flags = 0;
+        page.owner.store(0, Ordering::Relaxed);
         if page.capacity > 0 {
             page.memory_is_zero = false;
         }
-        page.heap.store(ptr::null_mut(), Ordering::Relaxed);
         self.free_pages |= 1u64 << page.index;
         self.used_pages -= 1;
     }
@@ -250,7 +248,8 @@ static ABANDONED: SpinLock<AbandonedList> = SpinLock::new(AbandonedList {
 /// Puts an unowned segment on the abandoned list.
 ///
 /// # Safety
-/// The segment's owner must already be 0 and the caller must hold no other reference to it.
+/// The segment's pages must already have no owner, and the caller must hold no other
+/// reference to it.
 pub unsafe fn push_abandoned(segment: *mut Segment) {
     let mut list = ABANDONED.lock();
     // SAFETY: the segment is unowned and ours until it is on the list.
@@ -283,7 +282,7 @@ mod tests {
 
     #[test]
     fn small_segment_layout_skips_the_header() {
-        let segment = Segment::create(SegmentKind::Small, ptr::null_mut()).expect("segment");
+        let segment = Segment::create(SegmentKind::Small).expect("segment");
         // SAFETY: the segment is ours and released at the end.
         unsafe {
             let segment = &mut *segment.as_ptr();
@@ -308,7 +307,7 @@ mod tests {
 
     #[test]
     fn relayout_as_medium_and_large() {
-        let segment = Segment::create(SegmentKind::Medium, ptr::null_mut()).expect("segment");
+        let segment = Segment::create(SegmentKind::Medium).expect("segment");
         // SAFETY: the segment is ours and released at the end.
         unsafe {
             let segment = &mut *segment.as_ptr();
