@@ -32,7 +32,10 @@ fn harness(count: usize, size: usize) {
 fn main() {
     let mut args = std::env::args().skip(1);
     let size: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(16);
-    let count: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
+    let count: usize = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
     if args.next().as_deref() == Some("harness") {
         harness(count, size);
         return;

@@ -40,7 +40,7 @@ struct SharedEmptyPage(UnsafeCell<Page>);
 // SAFETY: the empty page is never written: the only code that could write it, `Page::pop`,
 // writes only after finding a block on its (always empty) free list.
 unsafe impl Sync for SharedEmptyPage {}
-static EMPTY_PAGE: SharedEmptyPage = SharedEmptyPage(UnsafeCell::new(Page::EMPTY));
+static EMPTY_PAGE: SharedEmptyPage = SharedEmptyPage(UnsafeCell::new(Page::empty()));
 
 /// The heap of a thread that has not allocated yet: every class points at the empty page.
 pub static EMPTY_HEAP: Heap = Heap {
@@ -324,7 +324,10 @@ unsafe fn malloc_slow(heap: *mut Heap, size: usize, zero_bytes: Option<usize>) -
         let page = *(*state).current.get_unchecked(class);
         if (*state).slow_paths_until_tick > 0
             && !(*page).local_free.is_null()
-            && (*(*state).this).delayed_free.load(Ordering::Relaxed).is_null()
+            && (*(*state).this)
+                .delayed_free
+                .load(Ordering::Relaxed)
+                .is_null()
         {
             (*state).slow_paths_until_tick -= 1;
             (*page).collect();
@@ -397,7 +400,11 @@ pub unsafe fn free(address: *mut u8) {
 #[inline(never)]
 unsafe fn page_emptied_at(heap: *mut Heap, address: *mut u8) {
     // SAFETY: `free` just emptied the page holding `address`, which our heap owns (H1).
-    unsafe { (*heap).state().page_emptied((*segment_of(address)).page_of(address)) }
+    unsafe {
+        (*heap)
+            .state()
+            .page_emptied((*segment_of(address)).page_of(address))
+    }
 }
 
 #[cold]
@@ -460,7 +467,11 @@ impl HeapState {
         let first = self.queues[class].first;
         let page = if first.is_null() { empty_page() } else { first };
         self.current[class] = page;
-        let smallest = if class == 0 { 0 } else { class_size(class - 1) + 1 };
+        let smallest = if class == 0 {
+            0
+        } else {
+            class_size(class - 1) + 1
+        };
         let largest = class_size(class).min(SMALL_LOOKUP_MAX);
         let mut size = smallest;
         while size <= largest {
@@ -974,11 +985,15 @@ impl HeapState {
     }
 }
 
-/// Frees everything this thread's heap can give back now (see [`HeapState::collect`]).
+/// Frees everything this thread's heap can give back now (see [`HeapState::collect`]). A
+/// thread without a heap gets one, since adopting abandoned segments needs it.
 pub fn collect_current() {
-    let heap = thread::current_heap();
+    let mut heap = thread::current_heap();
     if heap == empty_heap() {
-        return;
+        match thread::start_heap() {
+            Some(started) => heap = started,
+            None => return,
+        }
     }
     // SAFETY: H1: our own heap.
     unsafe { (*heap).state().collect() };

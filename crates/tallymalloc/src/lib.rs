@@ -274,7 +274,9 @@ mod tests {
 
     #[test]
     fn blocks_of_every_kind_are_usable_and_distinct() {
-        let sizes = [0, 1, 8, 9, 16, 100, 1000, 4096, 10_000, 70_000, 300_000, LARGE_MAX];
+        let sizes = [
+            0, 1, 8, 9, 16, 100, 1000, 4096, 10_000, 70_000, 300_000, LARGE_MAX,
+        ];
         let sizes = sizes.iter().chain(&[LARGE_MAX + 1, 3 << 20, 20 << 20]);
         let mut live = Vec::new();
         let mut starts = HashSet::new();
@@ -354,7 +356,11 @@ mod tests {
         while align <= MAX_ALIGN {
             for size in [0, 1, 7, 24, 100, 1000, 70_000, 600_000] {
                 let block = aligned_alloc(size, align).expect("aligned_alloc");
-                assert_eq!(block.as_ptr() as usize % align, 0, "align {align} size {size}");
+                assert_eq!(
+                    block.as_ptr() as usize % align,
+                    0,
+                    "align {align} size {size}"
+                );
                 // SAFETY: live block.
                 unsafe {
                     assert!(usable_size(block.as_ptr()) >= size);
@@ -371,7 +377,17 @@ mod tests {
 
     #[test]
     fn realloc_keeps_contents_across_every_kind() {
-        let steps = [1, 20, 200, 3000, 40_000, 400_000, 900_000, 9 << 20, 50 << 20];
+        let steps = [
+            1,
+            20,
+            200,
+            3000,
+            40_000,
+            400_000,
+            900_000,
+            9 << 20,
+            50 << 20,
+        ];
         let mut block = malloc(1).unwrap();
         fill(block, 1, 1);
         let mut kept = 1;

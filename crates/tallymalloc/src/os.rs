@@ -206,7 +206,12 @@ pub fn yield_thread() {
 pub fn resident_bytes() -> Option<usize> {
     let mut buffer = [0u8; 128];
     // SAFETY: the path is a NUL-terminated literal; the fd is closed below.
-    let fd = unsafe { libc::open(c"/proc/self/statm".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    let fd = unsafe {
+        libc::open(
+            c"/proc/self/statm".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
     if fd < 0 {
         return None;
     }
@@ -234,7 +239,9 @@ fn parse_decimal(digits: &[u8]) -> Option<usize> {
         if !digit.is_ascii_digit() {
             return None;
         }
-        value = value.checked_mul(10)?.checked_add((digit - b'0') as usize)?;
+        value = value
+            .checked_mul(10)?
+            .checked_add((digit - b'0') as usize)?;
     }
     Some(value)
 }

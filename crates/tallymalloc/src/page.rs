@@ -116,27 +116,29 @@ const _: () = assert!(core::mem::size_of::<Page>() == 128);
 
 impl Page {
     /// A page with nothing in it, as the fast paths' sentinel and as a laid-out free page.
-    pub const EMPTY: Page = Page {
-        free: ptr::null_mut(),
-        owner: AtomicUsize::new(0),
-        used: 0,
-        class: 0,
-        free_is_zero: false,
-        in_use: false,
-        local_free: ptr::null_mut(),
-        block_size: 0,
-        area: ptr::null_mut(),
-        capacity: 0,
-        reserved: 0,
-        next: ptr::null_mut(),
-        prev: ptr::null_mut(),
-        area_size: 0,
-        memory_is_zero: false,
-        purge_pending: false,
-        index: 0,
-        purge_at: 0,
-        thread_free: AtomicUsize::new(0),
-    };
+    pub const fn empty() -> Page {
+        Page {
+            free: ptr::null_mut(),
+            owner: AtomicUsize::new(0),
+            used: 0,
+            class: 0,
+            free_is_zero: false,
+            in_use: false,
+            local_free: ptr::null_mut(),
+            block_size: 0,
+            area: ptr::null_mut(),
+            capacity: 0,
+            reserved: 0,
+            next: ptr::null_mut(),
+            prev: ptr::null_mut(),
+            area_size: 0,
+            memory_is_zero: false,
+            purge_pending: false,
+            index: 0,
+            purge_at: 0,
+            thread_free: AtomicUsize::new(0),
+        }
+    }
 
     /// Prepares a free page to serve `block_size`-byte blocks of `class` for `heap`.
     pub fn start_serving(&mut self, class: u8, block_size: usize, heap: *mut Heap) {
@@ -152,7 +154,8 @@ impl Page {
         self.reserved = (self.area_size / block_size) as u32;
         self.next = ptr::null_mut();
         self.prev = ptr::null_mut();
-        self.thread_free.store(DelayedFree::None as usize, Ordering::Relaxed);
+        self.thread_free
+            .store(DelayedFree::None as usize, Ordering::Relaxed);
         self.owner.store(heap as usize, Ordering::Release);
     }
 
@@ -432,7 +435,7 @@ mod tests {
 
     /// A page over a plain buffer, for testing the list logic without segments.
     fn page_over(buffer: &mut [u64], block_size: usize) -> Page {
-        let mut page = Page::EMPTY;
+        let mut page = Page::empty();
         page.area = buffer.as_mut_ptr().cast();
         page.area_size = buffer.len() * 8;
         page.start_serving(1, block_size, ptr::null_mut());
@@ -502,6 +505,9 @@ mod tests {
         let page = page_over(&mut buffer, 48);
         // SAFETY: offsets stay inside the buffer.
         let inside = unsafe { page.area.add(48 * 3 + 17) };
-        assert_eq!(page.block_start(inside) as usize, page.area as usize + 48 * 3);
+        assert_eq!(
+            page.block_start(inside) as usize,
+            page.area as usize + 48 * 3
+        );
     }
 }

@@ -141,7 +141,7 @@ impl Segment {
             ptr::write(
                 segment.as_ptr(),
                 Segment {
-                    pages: [Page::EMPTY; MAX_PAGES],
+                    pages: [const { Page::empty() }; MAX_PAGES],
                     page_shift: 0,
                     page_count: 0,
                     kind,
@@ -179,7 +179,7 @@ impl Segment {
             let start = (index << shift).max(HEADER_RESERVE);
             let end = (index + 1) << shift;
             let page = &mut self.pages[index];
-            *page = Page::EMPTY;
+            *page = Page::empty();
             page.index = index as u8;
             page.area = (segment_start + start) as *mut u8;
             page.area_size = end.saturating_sub(start);

@@ -109,7 +109,11 @@ mod tests {
         let mut previous_class = 0;
         for size in 0..=LARGE_MAX {
             let class = class_of(size);
-            assert_eq!(class, class_of_arithmetic(size), "table and formula disagree at {size}");
+            assert_eq!(
+                class,
+                class_of_arithmetic(size),
+                "table and formula disagree at {size}"
+            );
             let block = class_size(class);
             assert!(block >= size, "size {size} -> class {class} of {block}");
             assert!(class >= previous_class, "class_of not monotonic at {size}");

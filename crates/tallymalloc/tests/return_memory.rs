@@ -1,0 +1,113 @@
+//! Freed memory goes back to the OS: empty segments and huge blocks at once, free pages of
+//! segments still in use after the purge delay.
+
+use std::time::Duration;
+
+fn resident() -> usize {
+    tallymalloc::process_resident_bytes().expect("/proc/self/statm")
+}
+
+fn touch(block: std::ptr::NonNull<u8>, size: usize) {
+    // SAFETY: a live block of `size` bytes.
+    unsafe { std::ptr::write_bytes(block.as_ptr(), 0x5A, size) };
+}
+
+const MIB: usize = 1 << 20;
+
+#[test]
+fn freeing_returns_memory_to_the_os() {
+    // 0. Zeroed memory fresh from the OS is not written: no memset, so it stays unresident.
+    // (Carving a fresh page writes each block's link word, so 100 large blocks cost 100 OS
+    // pages; a memset would make all 30 MB resident.)
+    let before_calloc = resident();
+    let zeroed = tallymalloc::calloc(256, MIB).expect("calloc");
+    let large_zeroed: Vec<_> = (0..100)
+        .map(|_| tallymalloc::calloc(1, 300_000).unwrap())
+        .collect();
+    let after_calloc = resident();
+    assert!(
+        after_calloc < before_calloc + 4 * MIB,
+        "calloc of fresh memory made {} MiB resident",
+        (after_calloc - before_calloc) / MIB
+    );
+    // SAFETY: live zeroed blocks, read within bounds, freed once.
+    unsafe {
+        assert_eq!(*zeroed.as_ptr().add(200 * MIB), 0);
+        tallymalloc::free(zeroed.as_ptr());
+        for block in large_zeroed {
+            tallymalloc::free(block.as_ptr());
+        }
+    }
+
+    let baseline = resident();
+
+    // 1. Whole segments: small, medium and huge blocks, all freed.
+    let mut blocks = Vec::new();
+    for (size, count) in [(4096, 40_000), (100_000, 600), (6 * MIB, 8)] {
+        for _ in 0..count {
+            let block = tallymalloc::malloc(size).expect("malloc");
+            touch(block, size);
+            blocks.push(block);
+        }
+    }
+    let allocated = 40_000 * 4096 + 600 * 100_000 + 8 * 6 * MIB; // ~264 MiB
+    let peak = resident();
+    assert!(
+        peak > baseline + allocated * 9 / 10,
+        "blocks were not resident"
+    );
+    for block in blocks.drain(..) {
+        // SAFETY: live blocks, each freed once.
+        unsafe { tallymalloc::free(block.as_ptr()) };
+    }
+    let after_free = resident();
+    assert!(
+        after_free < baseline + 16 * MIB,
+        "resident {} MiB after freeing {} MiB (baseline {} MiB)",
+        after_free / MIB,
+        allocated / MIB,
+        baseline / MIB
+    );
+
+    // 2. Pages of segments that stay in use: keep one block in each segment, free the rest.
+    let mut kept = Vec::new();
+    let mut freed = Vec::new();
+    for index in 0..32_768 {
+        let block = tallymalloc::malloc(2048).expect("malloc");
+        touch(block, 2048);
+        // 2048-byte blocks: 32 per 64 KiB page, 63 pages per segment.
+        if index % (32 * 63) == 0 {
+            kept.push(block);
+        } else {
+            freed.push(block);
+        }
+    }
+    let before = resident();
+    for block in freed {
+        // SAFETY: live blocks, each freed once.
+        unsafe { tallymalloc::free(block.as_ptr()) };
+    }
+    // After the purge delay, the next slow paths return the free pages' memory.
+    std::thread::sleep(Duration::from_millis(
+        tallymalloc::purge_delay_millis() * 3 + 20,
+    ));
+    for _ in 0..20_000 {
+        let block = tallymalloc::malloc(48).expect("malloc");
+        // SAFETY: just allocated.
+        unsafe { tallymalloc::free(block.as_ptr()) };
+        let block = tallymalloc::malloc(3000).expect("malloc");
+        // SAFETY: just allocated.
+        unsafe { tallymalloc::free(block.as_ptr()) };
+    }
+    let after_purge = resident();
+    assert!(
+        after_purge + 48 * MIB < before,
+        "free pages kept their memory: {} MiB before, {} MiB after the purge delay",
+        before / MIB,
+        after_purge / MIB
+    );
+    for block in kept {
+        // SAFETY: live blocks, each freed once.
+        unsafe { tallymalloc::free(block.as_ptr()) };
+    }
+}
