@@ -317,12 +317,14 @@ unsafe fn zero_block(block: *mut Block, bytes: usize, free_is_zero: bool) {
 #[inline(never)]
 unsafe fn malloc_slow(heap: *mut Heap, size: usize, zero_bytes: Option<usize>) -> *mut u8 {
     let class = class_of(size);
-    // SAFETY: `heap` is this thread's heap or the empty heap; H2 makes `current[class]` a valid
-    // page, ours unless it is the empty page, which is never written (its lists are empty).
+    // SAFETY: `heap` is this thread's own started heap (checked first), so H1 lets us change
+    // it, and H2 makes `current[class]` a valid page of ours or the empty page, whose
+    // `local_free` is always null.
     unsafe {
         let state = (*heap).state.get();
         let page = *(*state).current.get_unchecked(class);
-        if (*state).slow_paths_until_tick > 0
+        if heap != empty_heap()
+            && (*state).slow_paths_until_tick > 0
             && !(*page).local_free.is_null()
             && (*(*state).this)
                 .delayed_free
