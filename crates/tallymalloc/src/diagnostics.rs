@@ -1,4 +1,70 @@
-//! Messages on stderr, written without allocating (the allocator may be the process's malloc).
+//! Messages on stderr, composed in a fixed stack buffer and written with one `write`: the
+//! allocator may be the process's malloc, so nothing here may allocate.
+
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+/// A line being composed; text past its capacity is cut.
+pub struct Line {
+    bytes: [u8; 512],
+    length: usize,
+}
+
+impl Line {
+    pub fn new() -> Line {
+        Line {
+            bytes: [0; 512],
+            length: 0,
+        }
+    }
+
+    pub fn text(&mut self, text: &[u8]) -> &mut Line {
+        let room = self.bytes.len() - self.length;
+        let taken = text.len().min(room);
+        self.bytes[self.length..self.length + taken].copy_from_slice(&text[..taken]);
+        self.length += taken;
+        self
+    }
+
+    pub fn decimal(&mut self, mut value: u64) -> &mut Line {
+        let mut digits = [0u8; 20];
+        let mut start = digits.len();
+        loop {
+            start -= 1;
+            digits[start] = b'0' + (value % 10) as u8;
+            value /= 10;
+            if value == 0 {
+                break;
+            }
+        }
+        self.text(&digits[start..])
+    }
+
+    pub fn hex(&mut self, value: usize) -> &mut Line {
+        let mut digits = [0u8; 18];
+        let mut start = digits.len();
+        let mut rest = value;
+        loop {
+            start -= 1;
+            digits[start] = b"0123456789abcdef"[rest & 15];
+            rest >>= 4;
+            if rest == 0 {
+                break;
+            }
+        }
+        start -= 2;
+        digits[start] = b'0';
+        digits[start + 1] = b'x';
+        self.text(&digits[start..])
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.length]
+    }
+
+    pub fn write_to_stderr(&self) {
+        write_stderr(self.as_bytes());
+    }
+}
 
 /// Writes raw bytes to stderr, ignoring failure (there is nowhere else to report it).
 pub fn write_stderr(bytes: &[u8]) {
@@ -15,21 +81,74 @@ pub fn write_stderr(bytes: &[u8]) {
 
 /// One line: `tallymalloc: ignoring NAME=VALUE: expected EXPECTED`.
 pub fn warn_bad_option(name: &[u8], value: &[u8], expected: &[u8]) {
-    write_stderr(b"tallymalloc: ignoring ");
-    write_stderr(name);
-    write_stderr(b"=");
-    write_stderr(value);
-    write_stderr(b": expected ");
-    write_stderr(expected);
-    write_stderr(b"\n");
+    let mut line = Line::new();
+    line.text(b"tallymalloc: ignoring ")
+        .text(name)
+        .text(b"=")
+        .text(value)
+        .text(b": expected ")
+        .text(expected)
+        .text(b"\n");
+    line.write_to_stderr();
+}
+
+static INVALID_POINTERS: AtomicUsize = AtomicUsize::new(0);
+
+/// How many invalid pointers the program has handed to the allocator so far.
+pub fn invalid_pointer_count() -> usize {
+    INVALID_POINTERS.load(Ordering::Relaxed)
+}
+
+/// Reports that `function` was given `address`, which the allocator never handed out: one
+/// line, then the process aborts if `TALLYMALLOC_ON_ERROR=abort`.
+#[cold]
+pub fn report_invalid_pointer(function: &[u8], address: usize) {
+    INVALID_POINTERS.fetch_add(1, Ordering::Relaxed);
+    let abort = crate::options::on_error() == crate::options::OnError::Abort;
+    let mut line = Line::new();
+    line.text(b"tallymalloc: ")
+        .text(function)
+        .text(b"(): invalid pointer ")
+        .hex(address)
+        .text(if abort {
+            b" (not allocated by tallymalloc)\n".as_slice()
+        } else {
+            b" (not allocated by tallymalloc; ignored)\n".as_slice()
+        });
+    line.write_to_stderr();
+    if abort {
+        fatal(b"aborting: TALLYMALLOC_ON_ERROR=abort");
+    }
 }
 
 /// Reports a broken invariant (heap corruption) and aborts: continuing would spread the damage.
 #[cold]
 pub fn fatal(message: &[u8]) -> ! {
-    write_stderr(b"tallymalloc: fatal: ");
-    write_stderr(message);
-    write_stderr(b"\n");
+    let mut line = Line::new();
+    line.text(b"tallymalloc: fatal: ").text(message).text(b"\n");
+    line.write_to_stderr();
     // SAFETY: abort has no preconditions and never returns.
     unsafe { libc::abort() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_format_numbers_without_allocating() {
+        let mut line = Line::new();
+        line.text(b"a ").decimal(0).text(b" ").decimal(18446744073709551615);
+        line.text(b" ").hex(0).text(b" ").hex(0xdead_beef);
+        assert_eq!(line.as_bytes(), b"a 0 18446744073709551615 0x0 0xdeadbeef");
+    }
+
+    #[test]
+    fn overlong_lines_are_cut_not_overflowed() {
+        let mut line = Line::new();
+        for _ in 0..100 {
+            line.text(b"0123456789");
+        }
+        assert_eq!(line.as_bytes().len(), 512);
+    }
 }

@@ -401,6 +401,7 @@ pub unsafe fn free(address: *mut u8) {
 #[cold]
 #[inline(never)]
 unsafe fn page_emptied_at(heap: *mut Heap, address: *mut u8) {
+    let _errno = os::ErrnoGuard::save();
     // SAFETY: `free` just emptied the page holding `address`, which our heap owns (H1).
     unsafe {
         (*heap)
@@ -412,6 +413,8 @@ unsafe fn page_emptied_at(heap: *mut Heap, address: *mut u8) {
 #[cold]
 #[inline(never)]
 unsafe fn free_slow(heap: *mut Heap, address: *mut u8) {
+    // Unmapping or purging must not change what `errno` says to a C caller of free.
+    let _errno = os::ErrnoGuard::save();
     // SAFETY: as in `free`.
     unsafe {
         let segment = segment_of(address);

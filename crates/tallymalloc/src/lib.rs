@@ -42,9 +42,11 @@ mod size_class;
 mod sync;
 mod thread;
 
+pub use diagnostics::{invalid_pointer_count, report_invalid_pointer};
 pub use global::TallyMalloc;
 pub use huge::MAX_ALIGN;
-pub use options::{purge_delay_millis, set_purge_delay_millis};
+pub use options::{on_error, purge_delay_millis, set_on_error, set_purge_delay_millis, OnError};
+pub use os::set_errno;
 pub use size_class::LARGE_MAX;
 
 pub(crate) use diagnostics::fatal;
@@ -226,6 +228,13 @@ pub unsafe fn usable_size(address: *const u8) -> usize {
 /// out, false for null, the stack, other allocators' blocks, and unmapped memory. O(1), no lock.
 pub fn is_ours(address: *const u8) -> bool {
     registry::contains(address as usize)
+}
+
+/// Reads the options from the environment and sets up process-wide state, if not done yet.
+/// Allocating does this by itself; a library constructor calls it to apply options (and print
+/// them with `TALLYMALLOC_VERBOSE=1`) before the first allocation.
+pub fn init() {
+    thread::ensure_process_ready();
 }
 
 /// Returns what the calling thread's heap can give back now: empty pages and their memory, the

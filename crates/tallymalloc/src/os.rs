@@ -185,6 +185,30 @@ fn adjust_reserved(old_size: usize, new_size: usize) {
     }
 }
 
+/// Keeps `errno` as it was across system calls a C caller does not expect (glibc's rule for
+/// a replacement `free`): restores it when dropped.
+pub struct ErrnoGuard(libc::c_int);
+
+impl ErrnoGuard {
+    pub fn save() -> ErrnoGuard {
+        // SAFETY: __errno_location returns this thread's errno, always valid.
+        ErrnoGuard(unsafe { *libc::__errno_location() })
+    }
+}
+
+impl Drop for ErrnoGuard {
+    fn drop(&mut self) {
+        // SAFETY: as in `save`.
+        unsafe { *libc::__errno_location() = self.0 };
+    }
+}
+
+/// Sets this thread's `errno`.
+pub fn set_errno(value: libc::c_int) {
+    // SAFETY: __errno_location returns this thread's errno, always valid.
+    unsafe { *libc::__errno_location() = value };
+}
+
 /// Milliseconds on a monotonic clock (a vDSO call on Linux: no system call, no allocation).
 pub fn monotonic_millis() -> u64 {
     let mut now = libc::timespec {

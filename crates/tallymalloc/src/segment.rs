@@ -271,6 +271,21 @@ pub fn pop_abandoned() -> Option<NonNull<Segment>> {
     Some(segment)
 }
 
+/// Takes the abandoned list's lock for `fork` (see `thread.rs`).
+pub fn hold_locks_for_fork() {
+    ABANDONED.hold_for_fork();
+}
+
+/// Releases what [`hold_locks_for_fork`] took.
+///
+/// # Safety
+/// The calling thread must have called [`hold_locks_for_fork`] (or be the forked child of the
+/// thread that did).
+pub unsafe fn release_locks_after_fork() {
+    // SAFETY: the caller's contract.
+    unsafe { ABANDONED.release_after_fork() };
+}
+
 /// How many segments wait to be adopted.
 pub fn abandoned_count() -> usize {
     ABANDONED.lock().count

@@ -29,6 +29,11 @@ impl<T> SpinLock<T> {
     }
 
     pub fn lock(&self) -> SpinGuard<'_, T> {
+        self.acquire();
+        SpinGuard { lock: self }
+    }
+
+    fn acquire(&self) {
         let mut spins = 0u32;
         while self
             .locked
@@ -42,7 +47,21 @@ impl<T> SpinLock<T> {
                 os::yield_thread();
             }
         }
-        SpinGuard { lock: self }
+    }
+
+    /// Takes the lock without a guard, for `fork`: held from the prepare handler to the
+    /// parent's and child's handlers, which call [`SpinLock::release_after_fork`].
+    pub fn hold_for_fork(&self) {
+        self.acquire();
+    }
+
+    /// Releases a lock taken by [`SpinLock::hold_for_fork`].
+    ///
+    /// # Safety
+    /// The calling thread must hold the lock through `hold_for_fork` (in the child of `fork`,
+    /// the thread that forked holds it, and it is the only thread).
+    pub unsafe fn release_after_fork(&self) {
+        self.locked.store(false, Ordering::Release);
     }
 }
 

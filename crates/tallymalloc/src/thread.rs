@@ -40,7 +40,7 @@ static EXIT_KEY: AtomicU32 = AtomicU32::new(0);
 static HAS_EXIT_KEY: AtomicBool = AtomicBool::new(false);
 
 /// One-time process set-up: options, the thread-exit key.
-fn ensure_process_ready() {
+pub fn ensure_process_ready() {
     if PROCESS_READY.load(Ordering::Acquire) {
         return;
     }
@@ -71,7 +71,47 @@ pub fn start_heap() -> Option<*mut Heap> {
         // SAFETY: the key was created by `ensure_process_ready`; T3 covers the nested malloc.
         unsafe { libc::pthread_setspecific(EXIT_KEY.load(Ordering::Relaxed), heap.cast()) };
     }
+    // pthread_atfork allocates, so it is registered only now that this thread has a heap.
+    if !FORK_HANDLERS_REGISTERED.swap(true, Ordering::AcqRel) {
+        // SAFETY: the handlers are `extern "C"` functions that take no arguments.
+        unsafe {
+            libc::pthread_atfork(
+                Some(before_fork),
+                Some(after_fork_in_parent),
+                Some(after_fork_in_child),
+            )
+        };
+    }
     Some(heap)
+}
+
+static FORK_HANDLERS_REGISTERED: AtomicBool = AtomicBool::new(false);
+
+/// Holds every global lock across `fork`, so the child never inherits one held by a thread
+/// that does not exist there. Lock order: pool, then abandoned list (no path takes them the
+/// other way).
+extern "C" fn before_fork() {
+    POOL.hold_for_fork();
+    crate::segment::hold_locks_for_fork();
+}
+
+extern "C" fn after_fork_in_parent() {
+    // SAFETY: `before_fork` took both locks on this thread.
+    unsafe {
+        crate::segment::release_locks_after_fork();
+        POOL.release_after_fork();
+    }
+}
+
+extern "C" fn after_fork_in_child() {
+    // SAFETY: the forking thread took both locks in `before_fork` and is the child's only
+    // thread. Heaps of threads that do not exist in the child stay as they are: their blocks
+    // can still be freed (as remote frees) and their memory is lost to the child, as in any
+    // allocator with thread-local heaps.
+    unsafe {
+        crate::segment::release_locks_after_fork();
+        POOL.release_after_fork();
+    }
 }
 
 extern "C" fn on_thread_exit(value: *mut libc::c_void) {

@@ -1,0 +1,167 @@
+//! The C contract on top of the core: `NULL` plus `errno`, argument checks, and invalid
+//! pointers reported instead of followed. Each function here backs both a standard name and a
+//! `tm_*` name (`exports.rs`); the rules are stated in `include/tallymalloc.h`.
+
+use core::ffi::{c_int, c_void};
+use core::mem::size_of;
+use core::ptr;
+use tallymalloc_core as core_allocator;
+
+#[inline(always)]
+fn out_of_memory() -> *mut c_void {
+    core_allocator::set_errno(libc::ENOMEM);
+    ptr::null_mut()
+}
+
+#[inline(always)]
+fn pointer_or_out_of_memory(block: Option<ptr::NonNull<u8>>) -> *mut c_void {
+    match block {
+        Some(block) => block.as_ptr().cast(),
+        None => out_of_memory(),
+    }
+}
+
+/// Whether `block` may be passed to the core; reports it (and maybe aborts) if not.
+#[inline(always)]
+fn accept(function: &[u8], block: *const c_void) -> bool {
+    if core_allocator::is_ours(block.cast()) {
+        true
+    } else {
+        core_allocator::report_invalid_pointer(function, block as usize);
+        false
+    }
+}
+
+#[inline(always)]
+pub fn malloc(size: usize) -> *mut c_void {
+    pointer_or_out_of_memory(core_allocator::malloc(size))
+}
+
+#[inline(always)]
+pub fn calloc(count: usize, size: usize) -> *mut c_void {
+    pointer_or_out_of_memory(core_allocator::calloc(count, size))
+}
+
+/// # Safety
+/// `block` must be null, or not ours (reported), or a live block of ours.
+#[inline(always)]
+pub unsafe fn free(block: *mut c_void) {
+    if block.is_null() || !accept(b"free", block) {
+        return;
+    }
+    // SAFETY: a live block of ours (the registry says so and the caller promises it is live).
+    unsafe { core_allocator::free(block.cast()) }
+}
+
+/// # Safety
+/// As [`free`].
+pub unsafe fn realloc(block: *mut c_void, size: usize) -> *mut c_void {
+    if block.is_null() {
+        return malloc(size);
+    }
+    if !accept(b"realloc", block) {
+        core_allocator::set_errno(libc::EINVAL);
+        return ptr::null_mut();
+    }
+    if size == 0 {
+        // glibc's behaviour, which programs written against it rely on.
+        // SAFETY: a live block of ours.
+        unsafe { core_allocator::free(block.cast()) };
+        return ptr::null_mut();
+    }
+    // SAFETY: a live block of ours; on failure it is untouched.
+    pointer_or_out_of_memory(unsafe { core_allocator::realloc(block.cast(), size) })
+}
+
+/// # Safety
+/// As [`free`].
+pub unsafe fn reallocarray(block: *mut c_void, count: usize, size: usize) -> *mut c_void {
+    match count.checked_mul(size) {
+        // SAFETY: the caller's contract.
+        Some(total) => unsafe { realloc(block, total) },
+        None => out_of_memory(),
+    }
+}
+
+/// Aligned allocation for callers whose alignment is already checked to be a power of two.
+#[inline]
+fn aligned(alignment: usize, size: usize) -> *mut c_void {
+    pointer_or_out_of_memory(core_allocator::aligned_alloc(size, alignment))
+}
+
+pub fn aligned_alloc(alignment: usize, size: usize) -> *mut c_void {
+    if !alignment.is_power_of_two() {
+        core_allocator::set_errno(libc::EINVAL);
+        return ptr::null_mut();
+    }
+    aligned(alignment, size)
+}
+
+/// # Safety
+/// `result` must be valid for a pointer-sized write.
+pub unsafe fn posix_memalign(result: *mut *mut c_void, alignment: usize, size: usize) -> c_int {
+    if !alignment.is_power_of_two() || alignment % size_of::<*mut c_void>() != 0 {
+        return libc::EINVAL;
+    }
+    // posix_memalign reports through its result, not errno: keep errno as it was.
+    // SAFETY: __errno_location is always valid for this thread.
+    let saved_errno = unsafe { *libc::__errno_location() };
+    let block = aligned(alignment, size);
+    core_allocator::set_errno(saved_errno);
+    if block.is_null() {
+        return libc::ENOMEM;
+    }
+    // SAFETY: the caller gives us a writable pointer slot.
+    unsafe { *result = block };
+    0
+}
+
+pub fn memalign(alignment: usize, size: usize) -> *mut c_void {
+    match alignment.checked_next_power_of_two() {
+        Some(alignment) => aligned(alignment.max(1), size),
+        None => {
+            core_allocator::set_errno(libc::EINVAL);
+            ptr::null_mut()
+        }
+    }
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if size > 0 {
+        size as usize
+    } else {
+        4096
+    }
+}
+
+pub fn valloc(size: usize) -> *mut c_void {
+    aligned(page_size(), size)
+}
+
+pub fn pvalloc(size: usize) -> *mut c_void {
+    let page = page_size();
+    match size.checked_add(page - 1) {
+        Some(end) => aligned(page, (end & !(page - 1)).max(page)),
+        None => out_of_memory(),
+    }
+}
+
+/// # Safety
+/// As [`free`].
+pub unsafe fn usable_size(block: *const c_void) -> usize {
+    if block.is_null() || !accept(b"malloc_usable_size", block) {
+        return 0;
+    }
+    // SAFETY: a live block of ours.
+    unsafe { core_allocator::usable_size(block.cast()) }
+}
+
+pub fn is_ours(address: *const c_void) -> c_int {
+    core_allocator::is_ours(address.cast()) as c_int
+}
+
+pub fn collect() {
+    core_allocator::collect();
+}
