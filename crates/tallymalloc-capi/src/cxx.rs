@@ -37,8 +37,16 @@ macro_rules! jump_to_cxx {
 
 jump_to_cxx!("_Znwm", operator_new, tm_cxx_new);
 jump_to_cxx!("_Znam", operator_new_array, tm_cxx_new);
-jump_to_cxx!("_ZnwmSt11align_val_t", operator_new_aligned, tm_cxx_new_aligned);
-jump_to_cxx!("_ZnamSt11align_val_t", operator_new_array_aligned, tm_cxx_new_aligned);
+jump_to_cxx!(
+    "_ZnwmSt11align_val_t",
+    operator_new_aligned,
+    tm_cxx_new_aligned
+);
+jump_to_cxx!(
+    "_ZnamSt11align_val_t",
+    operator_new_array_aligned,
+    tm_cxx_new_aligned
+);
 
 /// `operator new(size_t, const nothrow_t&)` and the array form.
 #[export_name = "_ZnwmRKSt9nothrow_t"]

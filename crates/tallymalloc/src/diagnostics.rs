@@ -138,7 +138,10 @@ mod tests {
     #[test]
     fn lines_format_numbers_without_allocating() {
         let mut line = Line::new();
-        line.text(b"a ").decimal(0).text(b" ").decimal(18446744073709551615);
+        line.text(b"a ")
+            .decimal(0)
+            .text(b" ")
+            .decimal(18446744073709551615);
         line.text(b" ").hex(0).text(b" ").hex(0xdead_beef);
         assert_eq!(line.as_bytes(), b"a 0 18446744073709551615 0x0 0xdeadbeef");
     }

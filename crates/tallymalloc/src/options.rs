@@ -50,8 +50,7 @@ pub fn set_on_error(choice: OnError) {
     ON_ERROR.store(choice as u8, Ordering::Relaxed);
 }
 
-const KNOWN: &[u8] =
-    b"TALLYMALLOC_PURGE_DELAY, TALLYMALLOC_ON_ERROR, TALLYMALLOC_VERBOSE";
+const KNOWN: &[u8] = b"TALLYMALLOC_PURGE_DELAY, TALLYMALLOC_ON_ERROR, TALLYMALLOC_VERBOSE";
 
 extern "C" {
     static environ: *const *const c_char;

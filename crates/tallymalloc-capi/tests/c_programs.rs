@@ -1,0 +1,179 @@
+//! C and C++ programs that check libtallymalloc's contract and process life (fork, thread
+//! churn, dlopen, C++ operators), each run linked against the library and under LD_PRELOAD.
+
+mod common;
+
+use common::{command_with, compile, run_ok, run_with_timeout, scratch, source, Linkage};
+
+const BOTH: [Linkage; 2] = [Linkage::Linked, Linkage::Preloaded];
+
+/// Builds `file` for `linkage`, runs it with a timeout, returns its stdout and stderr.
+fn build_and_run(file: &str, linkage: Linkage, arguments: &[&str]) -> (String, String) {
+    let stem = file.split('.').next().unwrap();
+    let binary = scratch().join(format!("{stem}-{linkage:?}"));
+    compile(&[source(file)], &binary, Some(linkage), &[]);
+    let mut command = command_with(Some(linkage), &binary);
+    command.args(arguments);
+    let output = run_ok(command, &format!("{file} ({linkage:?})"));
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn contract_holds_linked_and_preloaded() {
+    for linkage in BOTH {
+        let (stdout, stderr) = build_and_run("contract.c", linkage, &[]);
+        assert!(stdout.contains("checks passed"), "{stdout}");
+        // The invalid-pointer calls are reported, one line each, with the address.
+        for function in ["free", "realloc", "malloc_usable_size"] {
+            let expected = format!("tallymalloc: {function}(): invalid pointer 0x");
+            assert!(
+                stderr.contains(&expected),
+                "no report for {function}: {stderr}"
+            );
+        }
+        assert_eq!(stderr.lines().count(), 3, "unexpected stderr: {stderr}");
+    }
+}
+
+#[test]
+fn invalid_pointer_aborts_when_asked() {
+    let binary = scratch().join("contract-abort");
+    compile(&[source("contract.c")], &binary, None, &[]);
+    let mut command = command_with(Some(Linkage::Preloaded), &binary);
+    command.env("TALLYMALLOC_ON_ERROR", "abort");
+    let (output, _) = run_with_timeout(command, 60);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("tallymalloc: free(): invalid pointer 0x"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("aborting: TALLYMALLOC_ON_ERROR=abort"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn fork_from_threads_never_deadlocks() {
+    for linkage in BOTH {
+        let (stdout, _) = build_and_run("fork.c", linkage, &[]);
+        assert!(
+            stdout.contains("100 of 100 children exited cleanly"),
+            "{stdout}"
+        );
+    }
+}
+
+#[test]
+fn thousands_of_threads_start_and_exit() {
+    for linkage in BOTH {
+        let (stdout, _) = build_and_run("threads.c", linkage, &[]);
+        assert!(
+            stdout.contains("4000 threads ran, 0 corrupt blocks"),
+            "{stdout}"
+        );
+    }
+}
+
+#[test]
+fn libraries_load_and_unload_with_dlopen() {
+    let plugin = scratch().join("plugin.so");
+    compile(&[source("plugin.c")], &plugin, None, &["-shared", "-fPIC"]);
+    for linkage in BOTH {
+        let (stdout, _) = build_and_run("dlopen_main.c", linkage, &[plugin.to_str().unwrap()]);
+        assert!(stdout.contains("50 load and unload rounds"), "{stdout}");
+    }
+}
+
+#[test]
+fn cxx_operators_and_containers() {
+    for linkage in BOTH {
+        let (stdout, _) = build_and_run("containers.cpp", linkage, &[]);
+        assert!(stdout.contains("all checks passed"), "{stdout}");
+    }
+}
+
+#[test]
+fn header_compiles_as_c_and_cxx_and_the_prefixed_api_works() {
+    let program = scratch().join("prefixed.c");
+    std::fs::write(
+        &program,
+        r#"
+#include <stdio.h>
+#include <string.h>
+#include <stdint.h>
+#include "tallymalloc.h"
+int main(void) {
+  char *block = tm_malloc(100);
+  strcpy(block, "prefixed");
+  block = tm_realloc(block, 100000);
+  int ok = strcmp(block, "prefixed") == 0 && tm_is_ours(block) && tm_usable_size(block) >= 100000;
+  tm_free(block);
+  int *zeroed = tm_calloc(10, sizeof(int));
+  ok = ok && zeroed[9] == 0;
+  tm_free(zeroed);
+  void *aligned = tm_aligned_alloc(4096, 10);
+  ok = ok && ((uintptr_t)aligned % 4096) == 0 && tm_aligned_alloc(3, 10) == NULL;
+  tm_free(aligned);
+  tm_collect();
+  printf(ok ? "prefixed: ok\n" : "prefixed: FAILED\n");
+  return !ok;
+}
+"#,
+    )
+    .unwrap();
+    let binary = scratch().join("prefixed");
+    compile(&[program.clone()], &binary, Some(Linkage::Linked), &[]);
+    let output = run_ok(command_with(None, &binary), "prefixed API");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "prefixed: ok\n");
+    let cxx = scratch().join("header.cpp");
+    std::fs::write(
+        &cxx,
+        "#include \"tallymalloc.h\"\nint main() { tm_free(tm_malloc(1)); }\n",
+    )
+    .unwrap();
+    compile(
+        &[cxx],
+        &scratch().join("header-cxx"),
+        Some(Linkage::Linked),
+        &[],
+    );
+}
+
+#[test]
+fn options_are_checked_and_reported() {
+    let binary = scratch().join("true-program");
+    let program = scratch().join("true.c");
+    std::fs::write(
+        &program,
+        "#include <stdlib.h>\nint main(void) { free(malloc(10)); return 0; }\n",
+    )
+    .unwrap();
+    compile(&[program], &binary, None, &[]);
+    let mut command = command_with(Some(Linkage::Preloaded), &binary);
+    command
+        .env("TALLYMALLOC_VERBOSE", "1")
+        .env("TALLYMALLOC_PURGE_DELAY", "soon")
+        .env("TALLYMALLOC_COLOUR", "blue");
+    let (output, _) = run_with_timeout(command, 60);
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr
+            .contains("tallymalloc: ignoring TALLYMALLOC_PURGE_DELAY=soon: expected milliseconds"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("ignoring unknown option TALLYMALLOC_COLOUR (known:"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("options in force: TALLYMALLOC_PURGE_DELAY=10 TALLYMALLOC_ON_ERROR=report"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 3, "{stderr}");
+}
