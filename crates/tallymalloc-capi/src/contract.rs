@@ -13,12 +13,11 @@ fn out_of_memory() -> *mut c_void {
     ptr::null_mut()
 }
 
+/// The core sets `errno` to ENOMEM on every failure, so its result passes through as it is
+/// (which lets `malloc` tail-call the slow path instead of checking the result).
 #[inline(always)]
 fn pointer_or_out_of_memory(block: Option<ptr::NonNull<u8>>) -> *mut c_void {
-    match block {
-        Some(block) => block.as_ptr().cast(),
-        None => out_of_memory(),
-    }
+    block.map_or(ptr::null_mut(), |block| block.as_ptr().cast())
 }
 
 /// Whether `block` may be passed to the core; reports it (and maybe aborts) if not.
@@ -46,11 +45,10 @@ pub fn calloc(count: usize, size: usize) -> *mut c_void {
 /// `block` must be null, or not ours (reported), or a live block of ours.
 #[inline(always)]
 pub unsafe fn free(block: *mut c_void) {
-    if block.is_null() || !accept(b"free", block) {
-        return;
+    // SAFETY: if the registry says the block is ours, the caller promises it is live.
+    if !unsafe { core_allocator::free_checked(block.cast()) } {
+        core_allocator::report_invalid_pointer(b"free", block as usize);
     }
-    // SAFETY: a live block of ours (the registry says so and the caller promises it is live).
-    unsafe { core_allocator::free(block.cast()) }
 }
 
 /// # Safety

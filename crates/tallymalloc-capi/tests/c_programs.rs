@@ -127,7 +127,7 @@ int main(void) {
     )
     .unwrap();
     let binary = scratch().join("prefixed");
-    compile(&[program.clone()], &binary, Some(Linkage::Linked), &[]);
+    compile(&[program], &binary, Some(Linkage::Linked), &[]);
     let output = run_ok(command_with(None, &binary), "prefixed API");
     assert_eq!(String::from_utf8_lossy(&output.stdout), "prefixed: ok\n");
     let cxx = scratch().join("header.cpp");

@@ -350,7 +350,7 @@ unsafe fn malloc_generic(heap: *mut Heap, class: usize, zero_bytes: Option<usize
     let heap = if heap == empty_heap() {
         match thread::start_heap() {
             Some(heap) => heap,
-            None => return ptr::null_mut(),
+            None => return crate::failed(),
         }
     } else {
         heap
@@ -361,7 +361,7 @@ unsafe fn malloc_generic(heap: *mut Heap, class: usize, zero_bytes: Option<usize
         state.tick();
         let page = state.find_page(class);
         if page.is_null() {
-            return ptr::null_mut();
+            return crate::failed();
         }
         let free_is_zero = (*page).free_is_zero;
         let block = (*page).pop();
@@ -401,7 +401,6 @@ pub unsafe fn free(address: *mut u8) {
 #[cold]
 #[inline(never)]
 unsafe fn page_emptied_at(heap: *mut Heap, address: *mut u8) {
-    let _errno = os::ErrnoGuard::save();
     // SAFETY: `free` just emptied the page holding `address`, which our heap owns (H1).
     unsafe {
         (*heap)
@@ -510,6 +509,8 @@ impl HeapState {
                 self.retained |= 1 << class;
                 return;
             }
+            // Purging or unmapping must not change what `errno` says to a C caller of free.
+            let _errno = os::ErrnoGuard::save();
             self.free_page(page);
         }
     }

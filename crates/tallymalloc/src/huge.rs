@@ -16,7 +16,7 @@ use crate::os;
 use crate::page::HUGE_CLASS;
 use crate::registry;
 use crate::segment::{Segment, SegmentKind, HEADER_RESERVE, SEGMENT_SIZE};
-use core::ptr::{self, NonNull};
+use core::ptr::NonNull;
 
 /// The largest alignment any allocation may ask for.
 pub const MAX_ALIGN: usize = SEGMENT_SIZE / 2;
@@ -37,15 +37,15 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
     debug_assert!(align.is_power_of_two() && align <= MAX_ALIGN);
     let offset = block_offset(align);
     let Some(mapping_size) = mapping_size_for(offset, size) else {
-        return ptr::null_mut();
+        return crate::failed();
     };
     let Some(start) = os::reserve_aligned(mapping_size, SEGMENT_SIZE) else {
-        return ptr::null_mut();
+        return crate::failed();
     };
     // SAFETY: the mapping is fresh and ours.
     let Some(segment) = (unsafe { Segment::start_in(start, SegmentKind::Huge, mapping_size) })
     else {
-        return ptr::null_mut();
+        return crate::failed();
     };
     // SAFETY: we own the new header (U2).
     unsafe { describe(segment.as_ptr(), offset) }
@@ -107,7 +107,7 @@ pub unsafe fn resize(segment: *mut Segment, address: *mut u8, new_size: usize) -
         let offset = address as usize - segment as usize;
         let old_mapping = (*segment).mapping_size;
         let Some(new_mapping) = mapping_size_for(offset, new_size) else {
-            return ptr::null_mut();
+            return crate::failed();
         };
         if new_mapping == old_mapping {
             return address;
@@ -118,15 +118,15 @@ pub unsafe fn resize(segment: *mut Segment, address: *mut u8, new_size: usize) -
         }
         // Shrinking in place cannot fail; growing moves the pages to a fresh aligned range.
         let Some(destination) = os::reserve_aligned(new_mapping, SEGMENT_SIZE) else {
-            return ptr::null_mut();
+            return crate::failed();
         };
         if !registry::register(destination.as_ptr() as usize) {
             os::release(destination, new_mapping);
-            return ptr::null_mut();
+            return crate::failed();
         }
         if !os::remap_to(start, old_mapping, new_mapping, destination) {
             registry::unregister(destination.as_ptr() as usize);
-            return ptr::null_mut();
+            return crate::failed();
         }
         registry::unregister(segment as usize);
         let moved = destination.as_ptr().cast::<Segment>();

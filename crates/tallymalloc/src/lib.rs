@@ -27,7 +27,9 @@
 //! # Contract
 //! Allocation functions return `None` when the OS refuses memory, or for requests no allocator
 //! could satisfy (sizes near `usize::MAX`, bad alignments); they never panic or abort. Every
-//! block is aligned to 16 bytes, or to 8 if it is 8 bytes or smaller.
+//! failure also sets the thread's `errno` to `ENOMEM`, as C callers expect, so the C library
+//! can return the result as it is. Every block is aligned to 16 bytes, or to 8 if it is 8 bytes
+//! or smaller.
 
 mod diagnostics;
 mod global;
@@ -78,7 +80,18 @@ pub fn zalloc(size: usize) -> Option<NonNull<u8>> {
 /// Allocates `count * size` zeroed bytes; `None` if the product overflows.
 #[inline]
 pub fn calloc(count: usize, size: usize) -> Option<NonNull<u8>> {
-    zalloc(count.checked_mul(size)?)
+    match count.checked_mul(size) {
+        Some(total) => zalloc(total),
+        None => NonNull::new(failed()),
+    }
+}
+
+/// Every allocation failure ends here: null, with `errno` set to `ENOMEM`.
+#[cold]
+#[inline(never)]
+pub(crate) fn failed() -> *mut u8 {
+    os::set_errno(libc::ENOMEM);
+    ptr::null_mut()
 }
 
 #[inline(always)]
@@ -92,7 +105,7 @@ fn allocate(size: usize, zero_bytes: Option<usize>) -> *mut u8 {
         // Fresh mappings are zero: nothing to clear.
         huge::alloc(size, MIN_ALIGN)
     } else {
-        ptr::null_mut()
+        failed()
     }
 }
 
@@ -109,7 +122,7 @@ pub fn aligned_zalloc(size: usize, align: usize) -> Option<NonNull<u8>> {
 
 fn allocate_aligned(size: usize, align: usize, zero_bytes: Option<usize>) -> *mut u8 {
     if !align.is_power_of_two() || align > MAX_ALIGN || size > MAX_REQUEST {
-        return ptr::null_mut();
+        return failed();
     }
     if align <= MIN_ALIGN {
         // Blocks of more than 8 bytes are 16-aligned; asking for at least `align` bytes
@@ -154,6 +167,23 @@ pub unsafe fn free(address: *mut u8) {
     unsafe { heap::free(address) }
 }
 
+/// Frees `address` if it is one of our blocks and returns true; returns true for null too
+/// (nothing to do) and false for any other address, which is left alone. One registry lookup
+/// decides both (see `registry.rs`: null is never ours).
+///
+/// # Safety
+/// If `address` is ours, it must be a live block, not freed since.
+#[inline(always)]
+pub unsafe fn free_checked(address: *mut u8) -> bool {
+    if registry::contains(address as usize) {
+        // SAFETY: ours, and live by the caller's contract.
+        unsafe { heap::free(address) };
+        true
+    } else {
+        address.is_null()
+    }
+}
+
 /// Resizes a block to `new_size` bytes, keeping its contents up to the smaller size. Stays in
 /// place when the block's size class allows; otherwise moves the contents to a new block. On
 /// failure returns `None` and the original block is untouched and still live. A null
@@ -180,7 +210,7 @@ pub unsafe fn realloc_aligned(
         return aligned_alloc(new_size, align);
     }
     if new_size > MAX_REQUEST {
-        return None;
+        return NonNull::new(failed());
     }
     // SAFETY: the caller guarantees a live block of ours.
     let usable = unsafe { usable_size(address) };

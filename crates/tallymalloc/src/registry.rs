@@ -10,7 +10,10 @@
 //! - only the slot where a segment *starts* is marked, so a huge block's tail slots stay clear:
 //!   every pointer we hand out lies in its segment's first slot (blocks start within
 //!   `SEGMENT_SIZE` of their segment), which is the slot a query masks to;
-//! - addresses at or above 2^48 are never ours; a segment mapped there is refused.
+//! - addresses at or above 2^48 are never ours; a segment mapped there is refused;
+//! - slot 0 (the first 4 MiB, which holds address 0) is never set: no segment can start at
+//!   address 0, since the kernel never maps page 0. So `contains(null)` is false, and callers
+//!   need no separate null test.
 
 use crate::segment::SEGMENT_SHIFT;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -51,12 +54,18 @@ pub fn unregister(segment_start: usize) {
 
 /// Whether `address` lies in the first slot of a live segment of ours: true for every pointer
 /// tallymalloc has handed out and not yet freed.
-#[inline]
+///
+/// Relaxed suffices: a segment is registered before any of its blocks is handed out, and a
+/// thread asking about a block got it through some synchronisation that orders the two.
+#[inline(always)]
 pub fn contains(address: usize) -> bool {
-    match slot_of(address) {
-        Some((word, bit)) => SLOTS[word].load(Ordering::Acquire) & bit != 0,
-        None => false,
+    let slot = address >> SEGMENT_SHIFT;
+    if slot >= SLOT_COUNT {
+        return false;
     }
+    // SAFETY: slot < SLOT_COUNT, so slot / 64 < WORD_COUNT.
+    let word = unsafe { SLOTS.get_unchecked(slot / 64) }.load(Ordering::Relaxed);
+    (word >> (slot % 64)) & 1 != 0
 }
 
 #[cfg(test)]

@@ -1,0 +1,174 @@
+//! Real programs under LD_PRELOAD=libtallymalloc.so, each output compared with the same run on
+//! the system allocator: python3 (threads, dicts, JSON), git (many commits, log, gc, fsck),
+//! sqlite3 (100,000 rows), and sort (a large generated file). Every run also proves that
+//! tallymalloc was loaded: `TALLYMALLOC_VERBOSE=1` makes each process print its options.
+
+mod common;
+
+use common::{library, run_ok, scratch};
+use std::path::Path;
+use std::process::Command;
+
+const LOADED: &str = "tallymalloc: options in force";
+
+/// Runs `program args` in `directory` without and then with tallymalloc, asserts both succeed
+/// with the same stdout, and that the second run loaded tallymalloc. Returns that stdout.
+fn same_output_with_and_without(
+    what: &str,
+    directory: &Path,
+    program: &str,
+    args: &[&str],
+    environment: &[(&str, &str)],
+) -> String {
+    let run = |preload: bool| {
+        let mut command = Command::new(program);
+        command
+            .args(args)
+            .current_dir(directory)
+            .envs(environment.iter().copied());
+        if preload {
+            command
+                .env("LD_PRELOAD", library())
+                .env("TALLYMALLOC_VERBOSE", "1");
+        }
+        run_ok(command, &format!("{what} (tallymalloc: {preload})"))
+    };
+    let plain = run(false);
+    let tallied = run(true);
+    assert!(
+        String::from_utf8_lossy(&tallied.stderr).contains(LOADED),
+        "{what}: tallymalloc was not loaded"
+    );
+    let (plain, tallied) = (
+        String::from_utf8_lossy(&plain.stdout).into_owned(),
+        String::from_utf8_lossy(&tallied.stdout).into_owned(),
+    );
+    assert_eq!(plain, tallied, "{what}: output differs with tallymalloc");
+    assert!(!tallied.trim().is_empty(), "{what}: no output to compare");
+    tallied
+}
+
+fn fresh_directory(name: &str) -> std::path::PathBuf {
+    let directory = scratch().join(name);
+    let _ = std::fs::remove_dir_all(&directory);
+    std::fs::create_dir_all(&directory).unwrap();
+    directory
+}
+
+#[test]
+fn python_with_threads() {
+    let directory = fresh_directory("python");
+    let script = r#"
+import hashlib, json, threading, collections
+
+def work(seed, results):
+    table = {}
+    for i in range(60000):
+        key = f"k{(i * 2654435761 + seed) % 20000}"
+        table.setdefault(key, []).append(i)
+    text = json.dumps({k: v[:5] for k, v in table.items()}, sort_keys=True)
+    words = collections.Counter(text.split(","))
+    blob = "".join(sorted(str(len(v)) for v in table.values()))
+    results[seed] = hashlib.sha256((text + blob).encode()).hexdigest() + f" {len(words)}"
+
+results = {}
+threads = [threading.Thread(target=work, args=(seed, results)) for seed in range(8)]
+for thread in threads: thread.start()
+for thread in threads: thread.join()
+big = [bytearray(n % 5000) for n in range(20000)]
+print(sum(map(len, big)))
+for seed in sorted(results): print(seed, results[seed])
+"#;
+    std::fs::write(directory.join("work.py"), script).unwrap();
+    let output = same_output_with_and_without("python3", &directory, "python3", &["work.py"], &[]);
+    assert_eq!(output.lines().count(), 9);
+}
+
+#[test]
+fn git_on_a_generated_repository() {
+    let directory = fresh_directory("git");
+    // A fixed identity and clock make every commit hash the same in both runs.
+    let script = r#"
+set -e
+rm -rf repo && git init -q repo && cd repo
+for i in $(seq 1 150); do
+  for f in $(seq 1 5); do echo "line $i of file $f $(printf '%0*d' $((i % 40)) 0)" >> "file$f.txt"; done
+  mkdir -p "dir$((i % 7))" && seq 1 $i > "dir$((i % 7))/numbers$((i % 3)).txt"
+  git add -A && git commit -q -m "commit $i"
+done
+git log --stat --format='%H %s' | sha256sum
+git gc -q --aggressive
+git count-objects -v | grep -v size
+git fsck --full --no-progress && echo "fsck: clean"
+git log --oneline | wc -l
+"#;
+    std::fs::write(directory.join("build.sh"), script).unwrap();
+    let environment = [
+        ("GIT_AUTHOR_NAME", "Test"),
+        ("GIT_AUTHOR_EMAIL", "test@example.invalid"),
+        ("GIT_COMMITTER_NAME", "Test"),
+        ("GIT_COMMITTER_EMAIL", "test@example.invalid"),
+        ("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z"),
+        ("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z"),
+        ("GIT_CONFIG_NOSYSTEM", "1"),
+        ("HOME", directory.to_str().unwrap()),
+    ];
+    let output =
+        same_output_with_and_without("git", &directory, "bash", &["build.sh"], &environment);
+    assert!(output.trim_end().ends_with("150"), "{output}");
+}
+
+#[test]
+fn sqlite3_with_100k_rows() {
+    let directory = fresh_directory("sqlite");
+    let sql = r#"
+CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT, category INTEGER, price REAL, note TEXT);
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000)
+INSERT INTO items SELECT i, 'item-' || i, i % 97, (i * 7919) % 10007 / 100.0,
+  substr(printf('%d-%.*c', (i * 104729) % 1009, i % 200, 'x'), 1, 300) FROM n;
+CREATE INDEX by_category ON items(category, price);
+SELECT count(*), sum(price), max(length(note)) FROM items;
+SELECT category, count(*), round(avg(price), 4) FROM items GROUP BY category ORDER BY 3 DESC LIMIT 5;
+SELECT name FROM items WHERE category = 42 ORDER BY price DESC, id LIMIT 3;
+UPDATE items SET note = upper(note) || name WHERE id % 3 = 0;
+DELETE FROM items WHERE id % 5 = 0;
+SELECT count(*), sum(length(note)) FROM items;
+SELECT group_concat(id) FROM (SELECT id FROM items ORDER BY note DESC, id LIMIT 10);
+"#;
+    std::fs::write(directory.join("script.sql"), sql).unwrap();
+    let output = same_output_with_and_without(
+        "sqlite3",
+        &directory,
+        "sh",
+        &["-c", "rm -f test.db && sqlite3 test.db < script.sql"],
+        &[],
+    );
+    assert!(output.starts_with("100000|"), "{output}");
+}
+
+#[test]
+fn sort_of_a_large_file() {
+    let directory = fresh_directory("sort");
+    let mut text = String::new();
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    for line in 0..1_000_000u64 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        text.push_str(&format!(
+            "{:x} {} {}\n",
+            state % 1_000_003,
+            line % 977,
+            state >> 40
+        ));
+    }
+    std::fs::write(directory.join("input.txt"), text).unwrap();
+    let output = same_output_with_and_without(
+        "sort",
+        &directory,
+        "sh",
+        &["-c", "sort input.txt | sha256sum && sort -n -k2 -k3 input.txt | sha256sum && sort -u input.txt | wc -l"],
+        &[("LC_ALL", "C")],
+    );
+    assert_eq!(output.lines().count(), 3);
+}
