@@ -15,8 +15,8 @@ macro_rules! export_twice {
         #[doc = $safety]
         #[no_mangle]
         pub unsafe extern "C" fn $standard($($arg: $type),*) -> $ret {
-            // SAFETY: the caller keeps the C contract stated above.
             #[allow(unused_unsafe)]
+            // SAFETY: the caller keeps the C contract stated above.
             unsafe { $target($($arg),*) }
         }
 
@@ -26,8 +26,8 @@ macro_rules! export_twice {
         #[doc = $safety]
         #[no_mangle]
         pub unsafe extern "C" fn $prefixed($($arg: $type),*) -> $ret {
-            // SAFETY: the caller keeps the C contract stated above.
             #[allow(unused_unsafe)]
+            // SAFETY: the caller keeps the C contract stated above.
             unsafe { $target($($arg),*) }
         }
     };

@@ -194,5 +194,8 @@ fn static_library_replaces_malloc_in_the_executable() {
     );
     let (output, _) = run_with_timeout(command_with(None, &binary), 120);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success() && stdout.contains("checks passed"), "{stdout}");
+    assert!(
+        output.status.success() && stdout.contains("checks passed"),
+        "{stdout}"
+    );
 }

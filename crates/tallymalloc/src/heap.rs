@@ -246,8 +246,9 @@ impl Heap {
 pub fn malloc_small(size: usize, zero_bytes: Option<usize>) -> *mut u8 {
     debug_assert!(size <= SMALL_LOOKUP_MAX);
     let heap = thread::current_heap();
-    // SAFETY: `heap` is this thread's heap or the empty heap, both valid; H2 makes the entry a
-    // valid page; the index is at most SMALL_LOOKUP_MAX / 8 < DIRECT_SLOTS.
+    // `heap` is this thread's heap or the empty heap, both valid, and the index is at most
+    // SMALL_LOOKUP_MAX / 8 < DIRECT_SLOTS.
+    // SAFETY: H1 (a valid heap) and H2 (the entry is a valid page).
     unsafe {
         let page = *(*(*heap).state.get()).direct.get_unchecked((size + 7) >> 3);
         pop_or_slow(heap, page, size, zero_bytes)
@@ -277,8 +278,8 @@ unsafe fn pop_or_slow(
     size: usize,
     zero_bytes: Option<usize>,
 ) -> *mut u8 {
-    // SAFETY: the caller's contract; Page::pop only writes a page that has a block, which
-    // the empty page never has.
+    // Page::pop only writes a page that has a block, which the empty page never has.
+    // SAFETY: the caller's contract (a valid heap and its current page, H2).
     unsafe {
         let free_is_zero = (*page).free_is_zero;
         let block = (*page).pop();
@@ -317,9 +318,9 @@ unsafe fn zero_block(block: *mut Block, bytes: usize, free_is_zero: bool) {
 #[inline(never)]
 unsafe fn malloc_slow(heap: *mut Heap, size: usize, zero_bytes: Option<usize>) -> *mut u8 {
     let class = class_of(size);
-    // SAFETY: `heap` is this thread's own started heap (checked first), so H1 lets us change
-    // it, and H2 makes `current[class]` a valid page of ours or the empty page, whose
-    // `local_free` is always null.
+    // `heap` is this thread's own started heap (checked first), and `current[class]` a valid
+    // page of ours or the empty page, whose `local_free` is always null.
+    // SAFETY: H1 lets us change our own heap; H2 makes the page valid.
     unsafe {
         let state = (*heap).state.get();
         let page = *(*state).current.get_unchecked(class);
@@ -380,9 +381,9 @@ unsafe fn malloc_generic(heap: *mut Heap, class: usize, zero_bytes: Option<usize
 #[inline(always)]
 pub unsafe fn free(address: *mut u8) {
     let heap = thread::current_heap();
-    // SAFETY: the caller guarantees `address` is ours and live, so its segment header and page
-    // are mapped (S2). An owner word equal to our heap means the page is ours to change and
-    // has no flag set (P1).
+    // The caller guarantees `address` is ours and live, so its segment header and page are
+    // mapped. An owner word equal to our heap means the page is ours and has no flag set.
+    // SAFETY: S2 (the header is readable) and P1 (only the owner changes the page).
     unsafe {
         let segment = segment_of(address);
         let page = (*segment).page_of(address);
@@ -950,9 +951,10 @@ impl HeapState {
         while !self.segments.is_null() {
             let segment = self.segments;
             self.unlink_segment(segment);
-            // SAFETY: the segment is ours; once its pages have no owner, other threads treat
-            // every free into it as remote, and the adopter takes it from the list's lock (S1).
-            // The aligned flag stays: frees must still find block starts.
+            // Once its pages have no owner, other threads treat every free into the segment as
+            // remote, and the adopter takes it from the list's lock. The aligned flag stays:
+            // frees must still find block starts.
+            // SAFETY: S1: the segment is ours until it is on the abandoned list.
             unsafe {
                 for index in 0..(*segment).page_count as usize {
                     let page = &mut (*segment).pages[index];

@@ -58,8 +58,8 @@ extern "C" {
 
 /// Reads every `TALLYMALLOC_*` variable of the environment (once per process).
 pub(crate) fn load_from_environment() {
-    // SAFETY: `environ` is a NULL-terminated array of NUL-terminated strings that the C
-    // runtime sets up before any code runs; we only read it.
+    // The C runtime sets `environ` up before any code runs; we only read it.
+    // SAFETY: `environ` is a NULL-terminated array of NUL-terminated strings.
     unsafe {
         let mut entry = environ;
         while !entry.is_null() && !(*entry).is_null() {

@@ -56,8 +56,8 @@ pub fn reserve_aligned(size: usize, align: usize) -> Option<NonNull<u8>> {
     let aligned = (base + align - 1) & !(align - 1);
     let head = aligned - base;
     let tail = over - head - size;
-    // SAFETY: [base, base+head) and [aligned+size, base+over) lie inside the mapping we just
-    // made and nobody else knows about them yet.
+    // [base, base+head) and [aligned+size, base+over) lie inside the mapping just made.
+    // SAFETY: nobody else knows about the mapping yet, so trimming it affects no one.
     unsafe {
         if head > 0 {
             libc::munmap(base as *mut libc::c_void, head);
@@ -122,8 +122,8 @@ pub unsafe fn decommit(start: *mut u8, size: usize) -> bool {
     if size == 0 {
         return true;
     }
-    // SAFETY: the caller guarantees the range is ours and holds nothing live; MADV_DONTNEED on a
-    // private anonymous mapping drops the pages and later reads see zero-filled pages.
+    // MADV_DONTNEED on a private anonymous mapping drops the pages; later reads see zeros.
+    // SAFETY: the caller guarantees the range is ours and holds nothing live.
     unsafe { libc::madvise(start.cast(), size, libc::MADV_DONTNEED) == 0 }
 }
 
@@ -132,8 +132,8 @@ pub unsafe fn decommit(start: *mut u8, size: usize) -> bool {
 /// # Safety
 /// `[start, start+old_size)` must be a whole live mapping of this module.
 pub unsafe fn remap_in_place(start: NonNull<u8>, old_size: usize, new_size: usize) -> bool {
-    // SAFETY: without MREMAP_MAYMOVE the kernel either resizes in place or fails, leaving the
-    // mapping as it was.
+    // Without MREMAP_MAYMOVE the kernel resizes in place or fails, leaving the mapping as is.
+    // SAFETY: the caller guarantees the mapping is a whole live mapping of ours.
     let moved = unsafe { libc::mremap(start.as_ptr().cast(), old_size, new_size, 0) };
     if moved == libc::MAP_FAILED {
         return false;
@@ -155,8 +155,8 @@ pub unsafe fn remap_to(
     new_size: usize,
     destination: NonNull<u8>,
 ) -> bool {
-    // SAFETY: MREMAP_FIXED replaces the destination reservation, which the caller owns; the
-    // source stays mapped if the call fails.
+    // MREMAP_FIXED replaces the destination reservation; the source stays mapped on failure.
+    // SAFETY: the caller owns both the source mapping and the destination reservation.
     let moved = unsafe {
         libc::mremap(
             start.as_ptr().cast(),

@@ -190,8 +190,8 @@ impl Page {
     pub fn pop(&mut self) -> *mut Block {
         let block = self.free;
         if !block.is_null() {
-            // SAFETY: P2: blocks on `free` are free blocks of this page, whose first word is
-            // the link written when they were carved or freed.
+            // A free block's first word is the link written when it was carved or freed.
+            // SAFETY: P2: blocks on `free` are free blocks of this page.
             self.free = unsafe { (*block).next };
         }
         block
@@ -205,8 +205,8 @@ impl Page {
         }
         let count = (EXTEND_BYTES / self.block_size).clamp(1, remaining);
         let size = self.block_size;
-        // SAFETY: P5: blocks [capacity, capacity + count) lie inside the area and nobody holds
-        // them; writing their link words is the carving.
+        // Writing the link words of blocks [capacity, capacity + count) is the carving.
+        // SAFETY: P5: those blocks lie inside the area and nobody holds them.
         unsafe {
             let first = self.area.add(self.capacity as usize * size);
             for index in 0..count - 1 {
@@ -246,8 +246,8 @@ impl Page {
             let head = taken as *mut Block;
             let mut tail = head;
             let mut count = 1u32;
-            // SAFETY: P2: the list we swapped out is ours alone now and holds blocks of this
-            // page linked through their first word.
+            // The list swapped out holds blocks of this page linked through their first word.
+            // SAFETY: P2: the list is ours alone now.
             unsafe {
                 while !(*tail).next.is_null() {
                     tail = (*tail).next;
@@ -293,8 +293,8 @@ impl Page {
     /// also means `free` is empty).
     #[inline(always)]
     pub fn push_local(&mut self, block: *mut Block) -> bool {
-        // SAFETY: the caller owns the page (P1) and hands back a block of it that was in use
-        // (P2), so its first word is ours to overwrite.
+        // The caller owns the page and hands back a block of it that was in use.
+        // SAFETY: P1 and P2: the block's first word is ours to overwrite.
         unsafe { (*block).next = self.local_free };
         self.local_free = block;
         self.used -= 1;

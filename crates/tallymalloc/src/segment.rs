@@ -110,9 +110,9 @@ impl Segment {
     pub fn page_of(&self, address: *const u8) -> *mut Page {
         let index = (address as usize & SEGMENT_MASK) >> self.page_shift;
         debug_assert!(index < self.page_count as usize);
-        // SAFETY: S2: `page_shift` maps every address in the segment's first SEGMENT_SIZE to
-        // an index below `page_count <= MAX_PAGES`. The table is at offset 0, so the page's
-        // fields are addressed as segment + index * 128 + field, with no extra add.
+        // The table is at offset 0, so a page's fields are addressed as segment + index * 128 +
+        // field, with no extra add.
+        // SAFETY: S2: `page_shift` maps the segment's first SEGMENT_SIZE below MAX_PAGES.
         unsafe { (self as *const Segment as *mut Page).add(index) }
     }
 

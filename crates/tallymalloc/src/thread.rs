@@ -50,8 +50,8 @@ pub fn ensure_process_ready() {
     }
     options::load_from_environment();
     let mut key: libc::pthread_key_t = 0;
-    // SAFETY: `key` is a valid out-parameter; the destructor is an `extern "C"` fn that
-    // accepts any value we store under the key. pthread_key_create does not allocate.
+    // pthread_key_create does not allocate; the destructor accepts any value we store.
+    // SAFETY: `key` is a valid out-parameter and the destructor an `extern "C"` fn.
     if unsafe { libc::pthread_key_create(&mut key, Some(on_thread_exit)) } == 0 {
         EXIT_KEY.store(key, Ordering::Relaxed);
         HAS_EXIT_KEY.store(true, Ordering::Relaxed);
@@ -104,10 +104,10 @@ extern "C" fn after_fork_in_parent() {
 }
 
 extern "C" fn after_fork_in_child() {
-    // SAFETY: the forking thread took both locks in `before_fork` and is the child's only
-    // thread. Heaps of threads that do not exist in the child stay as they are: their blocks
-    // can still be freed (as remote frees) and their memory is lost to the child, as in any
+    // Heaps of threads that do not exist in the child stay as they are: their blocks can
+    // still be freed (as remote frees) and their memory is lost to the child, as in any
     // allocator with thread-local heaps.
+    // SAFETY: the forking thread took both locks in `before_fork` and is the only thread.
     unsafe {
         crate::segment::release_locks_after_fork();
         POOL.release_after_fork();
@@ -119,8 +119,8 @@ extern "C" fn on_thread_exit(value: *mut libc::c_void) {
     if heap.is_null() || heap == empty_heap() {
         return;
     }
-    // SAFETY: the key's value is the exiting thread's own heap (set in `start_heap`), and this
-    // handler runs on that thread, so H1 holds.
+    // The key's value is the exiting thread's own heap (set in `start_heap`).
+    // SAFETY: H1: this handler runs on the heap's own thread.
     unsafe { (*heap).state().abandon() };
     CURRENT_HEAP.with(|current| {
         if current.get() == heap {
@@ -149,8 +149,8 @@ fn pool_take() -> Option<*mut Heap> {
         let chunk = os::reserve_metadata(POOL_CHUNK)?;
         let count = POOL_CHUNK / core::mem::size_of::<Heap>();
         for index in 0..count {
-            // SAFETY: the chunk is fresh, zeroed and holds `count` heaps; a zeroed heap's
-            // `pool_next` is a valid null pointer.
+            // A zeroed heap's `pool_next` is a valid null pointer.
+            // SAFETY: T2: the chunk is fresh, zeroed and holds `count` heaps.
             unsafe {
                 let heap = chunk.as_ptr().cast::<Heap>().add(index);
                 *Heap::pool_next(heap) = pool.free;
