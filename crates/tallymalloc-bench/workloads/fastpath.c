@@ -1,5 +1,5 @@
 /* malloc+free pairs of one size, for counting instructions with callgrind through the C ABI
- * (scripts/fastpath-count). Usage: fastpath SIZE PAIRS [harness] */
+ * (scripts/fastpath-count and tallymalloc-bench). Usage: fastpath SIZE PAIRS [harness] */
 #include <stdlib.h>
 
 __attribute__((noinline)) void pairs(size_t count, size_t size) {

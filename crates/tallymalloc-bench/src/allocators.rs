@@ -1,0 +1,128 @@
+//! The allocators compared: the system's (glibc), tallymalloc, and Debian's builds of
+//! mimalloc, jemalloc and tcmalloc, each brought in with `LD_PRELOAD`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct Allocator {
+    pub name: &'static str,
+    /// The library to preload; `None` for the system allocator.
+    pub library: Option<PathBuf>,
+}
+
+struct Peer {
+    name: &'static str,
+    file: &'static str,
+    package: &'static str,
+}
+
+const PEERS: &[Peer] = &[
+    Peer {
+        name: "mimalloc",
+        file: "libmimalloc.so.2",
+        package: "libmimalloc2.0",
+    },
+    Peer {
+        name: "jemalloc",
+        file: "libjemalloc.so.2",
+        package: "libjemalloc2",
+    },
+    Peer {
+        name: "tcmalloc",
+        file: "libtcmalloc_minimal.so.4",
+        package: "libtcmalloc-minimal4",
+    },
+];
+
+pub const ALL: &[&str] = &["system", "tallymalloc", "mimalloc", "jemalloc", "tcmalloc"];
+
+const LIBRARY_DIRECTORIES: &[&str] = &[
+    "/usr/lib/x86_64-linux-gnu",
+    "/usr/lib/aarch64-linux-gnu",
+    "/usr/lib64",
+    "/usr/lib",
+];
+
+fn find_library(file: &str) -> Option<PathBuf> {
+    LIBRARY_DIRECTORIES
+        .iter()
+        .map(|d| Path::new(d).join(file))
+        .find(|p| p.exists())
+}
+
+/// Installs the missing peers' Debian packages when running as root with apt-get; otherwise
+/// says how. Returns the allocators to compare, in `wanted` order; a peer that stays missing
+/// is left out with a message on stderr.
+pub fn resolve(wanted: &[String], tallymalloc: &Path) -> Result<Vec<Allocator>, String> {
+    let missing: Vec<&Peer> = PEERS
+        .iter()
+        .filter(|p| wanted.iter().any(|w| w == p.name) && find_library(p.file).is_none())
+        .collect();
+    if !missing.is_empty() {
+        install(&missing);
+    }
+    let mut allocators = Vec::new();
+    for name in wanted {
+        match name.as_str() {
+            "system" => allocators.push(Allocator {
+                name: "system",
+                library: None,
+            }),
+            "tallymalloc" => {
+                if !tallymalloc.exists() {
+                    return Err(format!(
+                        "{} is missing: build it with `cargo build --release -p tallymalloc-capi`",
+                        tallymalloc.display()
+                    ));
+                }
+                allocators.push(Allocator {
+                    name: "tallymalloc",
+                    library: Some(tallymalloc.into()),
+                });
+            }
+            other => {
+                let peer = PEERS.iter().find(|p| p.name == other).ok_or_else(|| {
+                    format!("unknown allocator {other:?} (known: {})", ALL.join(", "))
+                })?;
+                match find_library(peer.file) {
+                    Some(library) => allocators.push(Allocator {
+                        name: peer.name,
+                        library: Some(library),
+                    }),
+                    None => eprintln!(
+                        "tallymalloc-bench: {} is not installed (apt-get install {}); left out",
+                        peer.name, peer.package
+                    ),
+                }
+            }
+        }
+    }
+    Ok(allocators)
+}
+
+fn install(missing: &[&Peer]) {
+    let packages: Vec<&str> = missing.iter().map(|p| p.package).collect();
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root || Command::new("apt-get").arg("--version").output().is_err() {
+        eprintln!(
+            "tallymalloc-bench: to compare with them, install {}",
+            packages.join(" ")
+        );
+        return;
+    }
+    eprintln!("tallymalloc-bench: installing {}", packages.join(" "));
+    let quiet = |command: &mut Command| command.env("DEBIAN_FRONTEND", "noninteractive").status();
+    let updated = quiet(Command::new("apt-get").args(["update", "-qq"]));
+    let installed = quiet(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq"])
+            .args(&packages),
+    );
+    if !matches!((updated, installed), (Ok(a), Ok(b)) if a.success() && b.success()) {
+        eprintln!(
+            "tallymalloc-bench: apt-get could not install {}",
+            packages.join(" ")
+        );
+    }
+}

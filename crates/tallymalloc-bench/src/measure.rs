@@ -1,0 +1,58 @@
+//! One measured run: a workload under an allocator, its wall time and peak resident memory.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+pub struct Run {
+    pub seconds: f64,
+    pub peak_rss_bytes: u64,
+    /// The workload's one-line output (a checksum), compared across allocators.
+    pub output: String,
+}
+
+/// Runs `program arguments` with `library` preloaded (if any) and waits for it with `wait4`,
+/// which reports the child's own peak resident set.
+pub fn run(program: &Path, arguments: &[String], library: Option<&Path>) -> Result<Run, String> {
+    let mut command = Command::new(program);
+    command
+        .args(arguments)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(library) = library {
+        command.env("LD_PRELOAD", library);
+    }
+    let started = Instant::now();
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("{}: {e}", program.display()))?;
+    let mut status = 0;
+    // SAFETY: rusage is plain data, zeroed is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: the pid is our child's, not yet reaped; status and usage are valid out-params.
+    let reaped = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    let seconds = started.elapsed().as_secs_f64();
+    let mut output = String::new();
+    let mut errors = String::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        stdout.read_to_string(&mut output).ok();
+    }
+    if let Some(mut stderr) = child.stderr.take() {
+        stderr.read_to_string(&mut errors).ok();
+    }
+    if reaped < 0 || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        return Err(format!(
+            "{} {} failed (wait status {status}): {}",
+            program.display(),
+            arguments.join(" "),
+            errors.trim()
+        ));
+    }
+    Ok(Run {
+        seconds,
+        peak_rss_bytes: usage.ru_maxrss as u64 * 1024,
+        output: output.trim().to_owned(),
+    })
+}

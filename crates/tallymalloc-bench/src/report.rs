@@ -1,0 +1,185 @@
+//! Results: medians per workload and allocator, geometric-mean ratios of tallymalloc against
+//! each peer, the text table, and the JSON document (`--json`, schema version 1).
+
+use crate::measure::Run;
+use serde_json::{json, Value};
+
+pub struct WorkloadResults {
+    pub name: String,
+    /// Runs by allocator, in the order of `Results::allocators`.
+    pub runs: Vec<Vec<Run>>,
+}
+
+pub struct Results {
+    pub allocators: Vec<String>,
+    pub workloads: Vec<WorkloadResults>,
+    pub reps: usize,
+    pub quick: bool,
+    pub threads: usize,
+}
+
+pub fn median(mut values: Vec<f64>) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(|a, b| a.total_cmp(b));
+    let middle = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[middle]
+    } else {
+        (values[middle - 1] + values[middle]) / 2.0
+    }
+}
+
+pub fn geometric_mean(values: &[f64]) -> f64 {
+    let logs: Vec<f64> = values
+        .iter()
+        .filter(|v| **v > 0.0)
+        .map(|v| v.ln())
+        .collect();
+    (logs.iter().sum::<f64>() / logs.len() as f64).exp()
+}
+
+impl WorkloadResults {
+    fn median_seconds(&self, allocator: usize) -> f64 {
+        median(self.runs[allocator].iter().map(|r| r.seconds).collect())
+    }
+    fn median_rss(&self, allocator: usize) -> f64 {
+        median(
+            self.runs[allocator]
+                .iter()
+                .map(|r| r.peak_rss_bytes as f64)
+                .collect(),
+        )
+    }
+}
+
+impl Results {
+    fn index(&self, name: &str) -> Option<usize> {
+        self.allocators.iter().position(|a| a == name)
+    }
+
+    /// Geometric mean over workloads of tallymalloc's median divided by `peer`'s.
+    fn ratio(&self, peer: usize, metric: fn(&WorkloadResults, usize) -> f64) -> Option<f64> {
+        let tally = self.index("tallymalloc")?;
+        let ratios: Vec<f64> = self
+            .workloads
+            .iter()
+            .map(|w| metric(w, tally) / metric(w, peer))
+            .collect();
+        Some(geometric_mean(&ratios))
+    }
+
+    pub fn print(&self) {
+        let width = 16;
+        println!();
+        println!(
+            "median wall time in ms and peak RSS in MiB, {} runs each{}, {} threads",
+            self.reps,
+            if self.quick { ", quick mode" } else { "" },
+            self.threads
+        );
+        print!("{:<14}", "workload");
+        for allocator in &self.allocators {
+            print!("{allocator:>width$}");
+        }
+        println!();
+        for workload in &self.workloads {
+            print!("{:<14}", workload.name);
+            for index in 0..self.allocators.len() {
+                let cell = format!(
+                    "{:.0} ({:.1})",
+                    workload.median_seconds(index) * 1e3,
+                    workload.median_rss(index) / (1 << 20) as f64
+                );
+                print!("{cell:>width$}");
+            }
+            println!();
+        }
+        if let Some(tally) = self.index("tallymalloc") {
+            println!();
+            println!("tallymalloc / peer, geometric mean over workloads (below 1.00: tallymalloc is better)");
+            for (index, peer) in self.allocators.iter().enumerate() {
+                if index == tally {
+                    continue;
+                }
+                let time = self
+                    .ratio(index, WorkloadResults::median_seconds)
+                    .unwrap_or(f64::NAN);
+                let rss = self
+                    .ratio(index, WorkloadResults::median_rss)
+                    .unwrap_or(f64::NAN);
+                let worst = self
+                    .workloads
+                    .iter()
+                    .map(|w| (w.median_seconds(tally) / w.median_seconds(index), &w.name))
+                    .max_by(|a, b| a.0.total_cmp(&b.0));
+                let worst = worst.map_or(String::new(), |(r, n)| format!(", slowest: {n} {r:.2}x"));
+                println!("  vs {peer:<10} time {time:.2}x   peak RSS {rss:.2}x{worst}");
+            }
+        }
+    }
+
+    pub fn to_json(&self, instructions: Option<&Value>) -> Value {
+        let workloads: Vec<Value> = self
+            .workloads
+            .iter()
+            .map(|w| {
+                let mut by_allocator = serde_json::Map::new();
+                for (index, allocator) in self.allocators.iter().enumerate() {
+                    let runs: Vec<Value> = w.runs[index]
+                        .iter()
+                        .map(|r| json!({"seconds": r.seconds, "peak_rss_bytes": r.peak_rss_bytes}))
+                        .collect();
+                    by_allocator.insert(
+                        allocator.clone(),
+                        json!({
+                            "median_seconds": w.median_seconds(index),
+                            "median_peak_rss_bytes": w.median_rss(index),
+                            "runs": runs,
+                        }),
+                    );
+                }
+                json!({"name": w.name, "results": by_allocator})
+            })
+            .collect();
+        let mut ratios = serde_json::Map::new();
+        if let Some(tally) = self.index("tallymalloc") {
+            for (index, peer) in self.allocators.iter().enumerate() {
+                if index != tally {
+                    ratios.insert(
+                        peer.clone(),
+                        json!({
+                            "time": self.ratio(index, WorkloadResults::median_seconds),
+                            "peak_rss": self.ratio(index, WorkloadResults::median_rss),
+                        }),
+                    );
+                }
+            }
+        }
+        json!({
+            "version": 1,
+            "quick": self.quick,
+            "reps": self.reps,
+            "threads": self.threads,
+            "allocators": self.allocators,
+            "workloads": workloads,
+            "tallymalloc_vs": ratios,
+            "instructions": instructions.cloned().unwrap_or(Value::Null),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_and_geometric_mean() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(vec![]).is_nan());
+        assert!((geometric_mean(&[2.0, 0.5]) - 1.0).abs() < 1e-12);
+        assert!((geometric_mean(&[4.0, 1.0]) - 2.0).abs() < 1e-12);
+    }
+}

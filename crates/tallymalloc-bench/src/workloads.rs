@@ -1,0 +1,170 @@
+//! The workloads: what each one is, how it is built, and how hard it is run.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct Workload {
+    pub name: &'static str,
+    /// C or C++ source in `workloads/`, or `None` for the Rust `compiler` binary.
+    pub source: Option<&'static str>,
+    /// Arguments after the scale and thread count (a mode).
+    pub mode: Option<&'static str>,
+    /// Scale for about half a second on glibc on a 2-core machine; `--quick` divides it by 4.
+    pub scale: u64,
+    pub about: &'static str,
+}
+
+pub const WORKLOADS: &[Workload] = &[
+    Workload {
+        name: "bignum",
+        source: Some("bignum.c"),
+        mode: None,
+        scale: 2000,
+        about: "many small short-lived objects: bignum arithmetic (cfrac style)",
+    },
+    Workload {
+        name: "sets",
+        source: Some("sets.c"),
+        mode: None,
+        scale: 25,
+        about: "set operations on cube lists (espresso style)",
+    },
+    Workload {
+        name: "tree",
+        source: Some("tree.c"),
+        mode: None,
+        scale: 60,
+        about: "a quadtree built, walked and freed every step (Barnes-Hut style)",
+    },
+    Workload {
+        name: "larson",
+        source: Some("larson.c"),
+        mode: None,
+        scale: 250,
+        about: "server-like: generations of threads replace random blocks in inherited tables",
+    },
+    Workload {
+        name: "xmalloc",
+        source: Some("xmalloc.c"),
+        mode: None,
+        scale: 30,
+        about: "producer -> consumer: every free is a cross-thread free",
+    },
+    Workload {
+        name: "cache-thrash",
+        source: Some("cache.c"),
+        mode: Some("thrash"),
+        scale: 200,
+        about: "false sharing: threads write small objects they allocate",
+    },
+    Workload {
+        name: "cache-scratch",
+        source: Some("cache.c"),
+        mode: Some("scratch"),
+        scale: 120,
+        about: "passive false sharing: first object comes from another thread",
+    },
+    Workload {
+        name: "large",
+        source: Some("large.c"),
+        mode: None,
+        scale: 30,
+        about: "64 KiB to 16 MiB blocks grown with realloc",
+    },
+    Workload {
+        name: "mstress",
+        source: Some("mstress.c"),
+        mode: None,
+        scale: 25,
+        about: "mixed sizes with realloc and hand-offs across threads (mstress/rptest style)",
+    },
+    Workload {
+        name: "churn",
+        source: Some("churn.c"),
+        mode: None,
+        scale: 80,
+        about: "threads created and ending constantly",
+    },
+    Workload {
+        name: "glibc-simple",
+        source: Some("glibc_simple.c"),
+        mode: None,
+        scale: 4,
+        about: "glibc bench-malloc-simple: batches of one size, one thread",
+    },
+    Workload {
+        name: "glibc-thread",
+        source: Some("glibc_thread.c"),
+        mode: None,
+        scale: 40,
+        about: "glibc bench-malloc-thread: random sizes, every thread",
+    },
+    Workload {
+        name: "compiler",
+        source: None,
+        mode: None,
+        scale: 40,
+        about:
+            "Rust: generate, tokenize, parse, fold and print a program (String, Vec, HashMap, Box)",
+    },
+];
+
+pub fn find(name: &str) -> Option<&'static Workload> {
+    WORKLOADS.iter().find(|w| w.name == name)
+}
+
+impl Workload {
+    pub fn scale_for(&self, quick: bool) -> u64 {
+        if quick {
+            (self.scale / 4).max(1)
+        } else {
+            self.scale
+        }
+    }
+
+    /// The arguments after the program: scale, threads, mode.
+    pub fn arguments(&self, quick: bool, threads: usize) -> Vec<String> {
+        let mut arguments = vec![self.scale_for(quick).to_string(), threads.to_string()];
+        arguments.extend(self.mode.map(str::to_owned));
+        arguments
+    }
+}
+
+fn workload_sources() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads")
+}
+
+/// Compiles every C workload into `directory` (once per source); returns the program for each
+/// workload. The Rust workload is the `compiler` binary beside this one.
+pub fn build(directory: &Path, binaries: &Path) -> Result<Vec<PathBuf>, String> {
+    std::fs::create_dir_all(directory).map_err(|e| format!("{}: {e}", directory.display()))?;
+    let mut programs = Vec::new();
+    for workload in WORKLOADS {
+        let Some(source) = workload.source else {
+            let compiler = binaries.join("compiler");
+            if !compiler.exists() {
+                return Err(format!(
+                    "{} is missing: build it with `cargo build --release -p tallymalloc-bench`",
+                    compiler.display()
+                ));
+            }
+            programs.push(compiler);
+            continue;
+        };
+        let output = directory.join(source.trim_end_matches(".c").trim_end_matches(".cpp"));
+        if !programs.contains(&output) {
+            let status = Command::new("cc")
+                .args(["-O2", "-g", "-o"])
+                .arg(&output)
+                .arg(workload_sources().join(source))
+                .args(["-lpthread", "-lm"])
+                .status()
+                .map_err(|e| format!("cannot run cc: {e}"))?;
+            if !status.success() {
+                return Err(format!("compiling {source} failed"));
+            }
+        }
+        programs.push(output);
+    }
+    Ok(programs)
+}
