@@ -142,6 +142,8 @@ pub struct HeapState {
     next_retire_check: u64,
     /// Slow paths that `malloc_slow` may still serve without a full `tick`.
     slow_paths_until_tick: u32,
+    /// When this heap next adopts an abandoned segment on its own (see `tick`).
+    next_adoption: u64,
     /// The heap this state belongs to.
     this: *mut Heap,
     /// Link in the pool of unused heaps (`thread.rs`).
@@ -164,6 +166,7 @@ impl HeapState {
             retained: 0,
             next_retire_check: 0,
             slow_paths_until_tick: 0,
+            next_adoption: 0,
             this: ptr::null_mut(),
             pool_next: ptr::null_mut(),
         }
@@ -535,7 +538,8 @@ impl HeapState {
         const TICK_EVERY: u32 = 8;
         self.process_delayed_free();
         self.slow_paths_until_tick = TICK_EVERY - 1;
-        if self.purge.first.is_null() && self.retained == 0 {
+        let abandoned = segment::abandoned_count() != 0;
+        if self.purge.first.is_null() && self.retained == 0 && !abandoned {
             return;
         }
         let now = os::monotonic_millis();
@@ -543,6 +547,15 @@ impl HeapState {
         if self.retained != 0 && now >= self.next_retire_check {
             self.free_retained();
             self.next_retire_check = now + options::purge_delay_millis();
+        }
+        // Exited threads leave their pending purges with their segments; adopting one segment
+        // per purge delay makes sure that memory goes back to the OS even when no new thread
+        // comes to need it.
+        if abandoned && now >= self.next_adoption {
+            if let Some(segment) = segment::pop_abandoned() {
+                self.adopt(segment.as_ptr());
+            }
+            self.next_adoption = now + options::purge_delay_millis();
         }
     }
 
@@ -851,7 +864,8 @@ impl HeapState {
         unsafe { Segment::release(segment) };
     }
 
-    /// Takes over a segment whose thread exited (S1): requeues its pages, frees empty ones.
+    /// Takes over a segment whose thread exited (S1): requeues its pages, frees empty ones, and
+    /// takes on the purges its free pages were waiting for.
     fn adopt(&mut self, segment: *mut Segment) {
         // SAFETY: popping it off the abandoned list made us the segment's only user (S1).
         unsafe {
@@ -859,6 +873,9 @@ impl HeapState {
             for index in 0..(*segment).page_count as usize {
                 let page: *mut Page = &mut (*segment).pages[index];
                 if !(*page).in_use {
+                    if (*page).purge_pending {
+                        self.purge.push_back(page);
+                    }
                     continue;
                 }
                 (*page).set_flag(FLAG_IN_FULL, false);
@@ -937,7 +954,9 @@ impl HeapState {
         }
     }
 
-    /// The owning thread is exiting: return what is free, abandon the rest for adoption.
+    /// The owning thread is exiting: free what is empty, abandon the rest for adoption. Makes
+    /// no system call (but to release segments beyond the spare that empty here): a program
+    /// that starts and ends threads constantly must not pay a purge per page per thread.
     pub fn abandon(&mut self) {
         // No remote free may reach this heap once it goes back to the pool (P4). Turning every
         // tag to `Never` waits out remote threads mid-hand-over and stops new hand-overs; the
@@ -946,8 +965,26 @@ impl HeapState {
         self.for_each_page(|page| page.set_delayed_free(DelayedFree::Never));
         self.process_delayed_free();
         self.collect_pages();
-        self.purge_due(u64::MAX);
-        self.release_spare();
+        // Pending purges stay with their pages (`purge_pending`, `purge_at`): the adopter
+        // queues them again. Only the list links, which are this heap's, are dropped.
+        let mut page = self.purge.first;
+        while !page.is_null() {
+            // SAFETY: H4: pages on the purge list are free pages of our segments.
+            unsafe {
+                let next = (*page).next;
+                (*page).next = ptr::null_mut();
+                (*page).prev = ptr::null_mut();
+                page = next;
+            }
+        }
+        self.purge = PageQueue::EMPTY;
+        // The spare, empty, goes to the abandoned list too: the next thread takes it instead of
+        // mapping a segment.
+        let spare = core::mem::replace(&mut self.spare, ptr::null_mut());
+        if !spare.is_null() {
+            // SAFETY: the spare is ours, empty and on none of our lists (H3).
+            unsafe { segment::push_abandoned(spare) };
+        }
         while !self.segments.is_null() {
             let segment = self.segments;
             self.unlink_segment(segment);
@@ -958,9 +995,9 @@ impl HeapState {
             unsafe {
                 for index in 0..(*segment).page_count as usize {
                     let page = &mut (*segment).pages[index];
-                    page.next = ptr::null_mut();
-                    page.prev = ptr::null_mut();
                     if page.in_use {
+                        page.next = ptr::null_mut();
+                        page.prev = ptr::null_mut();
                         page.set_flag(FLAG_IN_FULL, false);
                         page.set_owner_heap(ptr::null_mut());
                     }

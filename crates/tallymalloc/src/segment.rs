@@ -27,7 +27,7 @@ use crate::page::Page;
 use crate::registry;
 use crate::sync::SpinLock;
 use core::ptr::{self, NonNull};
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 pub const SEGMENT_SHIFT: u32 = 22;
 pub const SEGMENT_SIZE: usize = 1 << SEGMENT_SHIFT;
@@ -234,7 +234,6 @@ impl Segment {
 /// Segments whose owner thread has exited, waiting for another thread to adopt them.
 struct AbandonedList {
     head: *mut Segment,
-    count: usize,
 }
 
 // SAFETY: the list is only touched under its lock; the segments it links are unowned (S1).
@@ -242,8 +241,10 @@ unsafe impl Send for AbandonedList {}
 
 static ABANDONED: SpinLock<AbandonedList> = SpinLock::new(AbandonedList {
     head: ptr::null_mut(),
-    count: 0,
 });
+
+/// How many segments are on the abandoned list; changed under its lock, read without it.
+static ABANDONED_COUNT: AtomicUsize = AtomicUsize::new(0);
 
 /// Puts an unowned segment on the abandoned list.
 ///
@@ -258,7 +259,7 @@ pub unsafe fn push_abandoned(segment: *mut Segment) {
         (*segment).next = list.head;
     }
     list.head = segment;
-    list.count += 1;
+    ABANDONED_COUNT.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Takes a segment off the abandoned list, if there is one; the caller becomes its sole user.
@@ -267,7 +268,7 @@ pub fn pop_abandoned() -> Option<NonNull<Segment>> {
     let segment = NonNull::new(list.head)?;
     // SAFETY: segments on the list are valid and touched only under the lock.
     list.head = unsafe { (*segment.as_ptr()).next };
-    list.count -= 1;
+    ABANDONED_COUNT.fetch_sub(1, Ordering::Relaxed);
     Some(segment)
 }
 
@@ -286,9 +287,9 @@ pub unsafe fn release_locks_after_fork() {
     unsafe { ABANDONED.release_after_fork() };
 }
 
-/// How many segments wait to be adopted.
+/// How many segments wait to be adopted (a relaxed read: no lock, possibly a moment old).
 pub fn abandoned_count() -> usize {
-    ABANDONED.lock().count
+    ABANDONED_COUNT.load(Ordering::Relaxed)
 }
 
 #[cfg(test)]
