@@ -1,14 +1,14 @@
-//! Compiles the C++ half of `operator new` (the part that throws `std::bad_alloc`) and warns
+//! Compiles the C part of `operator new` (the part that may throw `std::bad_alloc`) and warns
 //! when the thread-local model is not initial-exec (RUSTFLAGS overriding .cargo/config.toml).
 
 fn main() {
-    println!("cargo:rerun-if-changed=src/new_delete.cpp");
+    println!("cargo:rerun-if-changed=src/new_delete.c");
     println!("cargo:rerun-if-changed=include/tallymalloc.h");
     cc::Build::new()
-        .cpp(true)
-        .file("src/new_delete.cpp")
+        .file("src/new_delete.c")
         .include("include")
-        .flag("-std=c++17")
+        // Unwind tables, so std::bad_alloc can be thrown through this C code.
+        .flag("-fexceptions")
         .flag("-fvisibility=hidden")
         .compile("tallymalloc_cxx");
 

@@ -28,7 +28,8 @@
  *   returns NULL with errno EINVAL, malloc_usable_size returns 0), or the process aborts when
  *   TALLYMALLOC_ON_ERROR=abort.
  * - operator new calls the new_handler and throws std::bad_alloc when it cannot allocate; the
- *   nothrow forms return nullptr.
+ *   nothrow forms return nullptr (without calling the new_handler). The library does not link
+ *   the C++ runtime: it finds std::get_new_handler and std::__throw_bad_alloc in the program.
  *
  * Options come from the environment, read once without allocating: TALLYMALLOC_PURGE_DELAY
  * (milliseconds before freed pages go back to the OS, default 10), TALLYMALLOC_ON_ERROR

@@ -3,10 +3,11 @@
 //!
 //! `operator new` must call the `new_handler` and throw `std::bad_alloc` when it cannot
 //! allocate. A C++ exception may not unwind through Rust code built with `panic = "abort"`, so
-//! the throwing forms are naked functions that jump to C++ helpers (`new_delete.cpp`): no Rust
+//! the throwing forms are naked functions that jump to C helpers (`new_delete.c`): no Rust
 //! frame is on the stack when the exception is thrown, and it unwinds straight to the caller.
-//! The nothrow forms call helpers that catch everything, and `delete` never throws, so those
-//! are ordinary Rust functions.
+//! The nothrow forms return null on failure without consulting the `new_handler` (a handler
+//! may throw, and C cannot catch), as mimalloc's C build does; `delete` never throws. Both are
+//! ordinary Rust functions.
 
 use crate::contract;
 use core::ffi::c_void;
@@ -14,8 +15,6 @@ use core::ffi::c_void;
 extern "C" {
     fn tm_cxx_new(size: usize) -> *mut c_void;
     fn tm_cxx_new_aligned(size: usize, alignment: usize) -> *mut c_void;
-    fn tm_cxx_new_nothrow(size: usize) -> *mut c_void;
-    fn tm_cxx_new_aligned_nothrow(size: usize, alignment: usize) -> *mut c_void;
 }
 
 /// Exports a naked function that jumps to a C++ helper taking the same arguments in the same
@@ -51,14 +50,12 @@ jump_to_cxx!(
 /// `operator new(size_t, const nothrow_t&)` and the array form.
 #[export_name = "_ZnwmRKSt9nothrow_t"]
 pub extern "C" fn operator_new_nothrow(size: usize, _tag: *const c_void) -> *mut c_void {
-    // SAFETY: the helper is noexcept and takes a plain size.
-    unsafe { tm_cxx_new_nothrow(size) }
+    contract::malloc(size)
 }
 
 #[export_name = "_ZnamRKSt9nothrow_t"]
 pub extern "C" fn operator_new_array_nothrow(size: usize, _tag: *const c_void) -> *mut c_void {
-    // SAFETY: as above.
-    unsafe { tm_cxx_new_nothrow(size) }
+    contract::malloc(size)
 }
 
 #[export_name = "_ZnwmSt11align_val_tRKSt9nothrow_t"]
@@ -67,8 +64,7 @@ pub extern "C" fn operator_new_aligned_nothrow(
     alignment: usize,
     _tag: *const c_void,
 ) -> *mut c_void {
-    // SAFETY: the helper is noexcept and takes plain values.
-    unsafe { tm_cxx_new_aligned_nothrow(size, alignment) }
+    contract::aligned_alloc(alignment, size)
 }
 
 #[export_name = "_ZnamSt11align_val_tRKSt9nothrow_t"]
@@ -77,8 +73,7 @@ pub extern "C" fn operator_new_array_aligned_nothrow(
     alignment: usize,
     _tag: *const c_void,
 ) -> *mut c_void {
-    // SAFETY: as above.
-    unsafe { tm_cxx_new_aligned_nothrow(size, alignment) }
+    contract::aligned_alloc(alignment, size)
 }
 
 /// Exports `operator delete` forms; every one frees the block (sizes and alignments are

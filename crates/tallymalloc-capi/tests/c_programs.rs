@@ -183,14 +183,14 @@ fn static_library_replaces_malloc_in_the_executable() {
     let archive = common::library_directory().join("libtallymalloc.a");
     assert!(archive.exists(), "libtallymalloc.a is not built");
     let binary = scratch().join("contract-static");
-    // The archive holds Rust's standard library and the C++ helpers, hence the system
-    // libraries; -rdynamic lets the program find tm_is_ours with dlsym.
+    // The archive holds Rust's standard library, hence the system libraries; -rdynamic lets
+    // the program find tm_is_ours with dlsym.
     let archive = archive.to_str().unwrap().to_owned();
     compile(
         &[source("contract.c")],
         &binary,
         None,
-        &["-rdynamic", &archive, "-lstdc++", "-lgcc_s", "-lm", "-lrt"],
+        &["-rdynamic", &archive, "-lgcc_s", "-lm", "-lrt"],
     );
     let (output, _) = run_with_timeout(command_with(None, &binary), 120);
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -1,6 +1,6 @@
 // A C++ program with heavy std:: container churn on several threads, and every form of
-// operator new and delete, including the failing ones: new throws std::bad_alloc, nothrow new
-// returns nullptr, and the new_handler is called first.
+// operator new and delete, including the failing ones: nothrow new returns nullptr, plain new
+// calls the new_handler and then throws std::bad_alloc.
 #include <dlfcn.h>
 
 #include <atomic>
