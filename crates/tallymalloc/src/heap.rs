@@ -16,8 +16,8 @@
 //!   `c` and are not flagged full; pages on `full` have `FLAG_IN_FULL` and a `Use` delayed-free
 //!   tag requested while their thread list was empty (P4).
 //! - **H3 segments**: `segments` links every segment whose owner is this heap; those of small
-//!   and medium kind with a free page are also on `with_free[kind]`. The spare segment, if any,
-//!   is owned, empty and on neither list.
+//!   and medium kind with a free page are also on `with_free[kind]`. Spare segments (at most
+//!   `MAX_SPARES`) are owned, empty, on neither list, and linked through `next` from `spare`.
 //! - **H4 purge**: `purge` links the free pages of owned segments (and the spare) whose memory
 //!   has not been returned to the OS yet, oldest first.
 //! - **H5 no self-allocation**: nothing here calls malloc; heaps live in memory from `thread.rs`'s
@@ -136,7 +136,9 @@ pub struct HeapState {
     purge: PageQueue,
     segments: *mut Segment,
     with_free: [*mut Segment; 2],
+    /// Empty segments kept for reuse, linked through `Segment::next`; at most `MAX_SPARES`.
     spare: *mut Segment,
+    spare_count: u32,
     /// Classes whose only page emptied and was kept for reuse; freed on the next retire check.
     retained: u64,
     next_retire_check: u64,
@@ -152,6 +154,11 @@ pub struct HeapState {
 
 const _: () = assert!(CLASS_COUNT <= 64, "`retained` has a bit per class");
 
+/// Empty segments a heap keeps instead of unmapping them. Their free pages still go back to
+/// the OS on the purge schedule: spares keep address space, not memory, and spare a program
+/// that frees and reallocates megabytes at a time the mmap and munmap of every round.
+const MAX_SPARES: u32 = 4;
+
 impl HeapState {
     const fn empty(empty_page: *mut Page) -> HeapState {
         HeapState {
@@ -163,6 +170,7 @@ impl HeapState {
             segments: ptr::null_mut(),
             with_free: [ptr::null_mut(); 2],
             spare: ptr::null_mut(),
+            spare_count: 0,
             retained: 0,
             next_retire_check: 0,
             slow_paths_until_tick: 0,
@@ -664,8 +672,8 @@ impl HeapState {
                 }
             }
             let segment = if !self.spare.is_null() {
-                let spare = core::mem::replace(&mut self.spare, ptr::null_mut());
-                // SAFETY: H3: the spare is ours and empty.
+                let spare = self.pop_spare();
+                // SAFETY: H3: spares are ours and empty.
                 unsafe {
                     if (*spare).kind != kind {
                         self.cancel_purges_of(spare);
@@ -852,16 +860,42 @@ impl HeapState {
         }
     }
 
-    /// A segment's last page was freed: keep it as the spare or release it.
+    /// A segment's last page was freed: keep it as a spare or release it. The first spare
+    /// keeps its pages on the purge schedule (a program that frees and reallocates at once
+    /// reuses them warm); further spares give their memory back at once, in one `madvise`
+    /// instead of the `munmap` now and `mmap` later that releasing would cost.
     fn segment_emptied(&mut self, segment: *mut Segment) {
         self.unlink_segment(segment);
-        if self.spare.is_null() {
+        if self.spare_count < MAX_SPARES {
+            if self.spare_count > 0 {
+                self.cancel_purges_of(segment);
+                // SAFETY: H3: the segment is ours, empty and on no list; S2 lets an empty
+                // segment be laid out again.
+                unsafe {
+                    let area = (segment as *mut u8).add(HEADER_RESERVE);
+                    let zeroed = os::decommit(area, SEGMENT_SIZE - HEADER_RESERVE);
+                    (*segment).lay_out((*segment).kind, zeroed);
+                }
+            }
+            // SAFETY: H3: the segment is ours, empty and on no list.
+            unsafe { (*segment).next = self.spare };
             self.spare = segment;
+            self.spare_count += 1;
             return;
         }
         self.cancel_purges_of(segment);
         // SAFETY: the segment is empty (S4) and on none of our lists now.
         unsafe { Segment::release(segment) };
+    }
+
+    fn pop_spare(&mut self) -> *mut Segment {
+        let spare = self.spare;
+        if !spare.is_null() {
+            // SAFETY: H3: spares are ours and linked through `next`.
+            self.spare = unsafe { (*spare).next };
+            self.spare_count -= 1;
+        }
+        spare
     }
 
     /// Takes over a segment whose thread exited (S1): requeues its pages, frees empty ones, and
@@ -900,7 +934,7 @@ impl HeapState {
     }
 
     /// Gives back every free page's memory now, frees retained and empty pages, drops the
-    /// spare, and adopts abandoned segments to do the same for them.
+    /// spares, and adopts abandoned segments to do the same for them.
     pub fn collect(&mut self) {
         self.process_delayed_free();
         while let Some(segment) = segment::pop_abandoned() {
@@ -908,7 +942,7 @@ impl HeapState {
         }
         self.collect_pages();
         self.purge_due(u64::MAX);
-        self.release_spare();
+        self.release_spares();
     }
 
     /// Collects every page's frees and returns the pages that are empty.
@@ -945,9 +979,12 @@ impl HeapState {
         }
     }
 
-    fn release_spare(&mut self) {
-        let spare = core::mem::replace(&mut self.spare, ptr::null_mut());
-        if !spare.is_null() {
+    fn release_spares(&mut self) {
+        loop {
+            let spare = self.pop_spare();
+            if spare.is_null() {
+                return;
+            }
             self.cancel_purges_of(spare);
             // SAFETY: the spare is empty and on no list (H3).
             unsafe { Segment::release(spare) };
@@ -978,10 +1015,13 @@ impl HeapState {
             }
         }
         self.purge = PageQueue::EMPTY;
-        // The spare, empty, goes to the abandoned list too: the next thread takes it instead of
-        // mapping a segment.
-        let spare = core::mem::replace(&mut self.spare, ptr::null_mut());
-        if !spare.is_null() {
+        // Spares, empty, go to the abandoned list too: the next thread takes them instead of
+        // mapping segments.
+        loop {
+            let spare = self.pop_spare();
+            if spare.is_null() {
+                break;
+            }
             // SAFETY: the spare is ours, empty and on none of our lists (H3).
             unsafe { segment::push_abandoned(spare) };
         }

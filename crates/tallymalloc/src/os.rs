@@ -9,7 +9,7 @@
 //! - Memory returned by [`reserve_aligned`] is readable, writable and zero. Linux commits it
 //!   lazily on first touch, so "reserve" costs address space, not resident memory.
 
-use core::ptr::{self, NonNull};
+use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 /// The smallest page size we assume; the real one is read once by [`page_size`].
@@ -43,14 +43,26 @@ pub fn reserved_bytes() -> usize {
     RESERVED_BYTES.load(Ordering::Relaxed)
 }
 
+/// Where aligned reservations are asked for first: a window far from where the kernel puts
+/// other mappings (which grow down from just under 128 TiB), so the hint is usually free and
+/// the kernel grants it: one `mmap`, no trimming. The window wraps.
+const HINT_WINDOW_START: usize = 32 << 40;
+const HINT_WINDOW_SIZE: usize = 32 << 40;
+static NEXT_HINT: AtomicUsize = AtomicUsize::new(0);
+
 /// Maps `size` bytes (a multiple of the page size) of fresh zeroed memory whose start is a
 /// multiple of `align` (a power of two, at least the page size).
 ///
-/// Over-reserves `size + align` and trims the ends, so the result is aligned whatever address
+/// First asks for the next aligned address of the hint window; if the kernel maps elsewhere,
+/// over-reserves `size + align` and trims the ends, so the result is aligned whatever address
 /// the kernel picks. Returns `None` when the kernel refuses.
 pub fn reserve_aligned(size: usize, align: usize) -> Option<NonNull<u8>> {
     debug_assert!(align.is_power_of_two() && align >= page_size());
     debug_assert!(size % page_size() == 0 && size > 0);
+    if let Some(hinted) = reserve_at_hint(size, align) {
+        RESERVED_BYTES.fetch_add(size, Ordering::Relaxed);
+        return Some(hinted);
+    }
     let over = size.checked_add(align)?;
     let base = map_anonymous(over)?.as_ptr() as usize;
     let aligned = (base + align - 1) & !(align - 1);
@@ -70,12 +82,35 @@ pub fn reserve_aligned(size: usize, align: usize) -> Option<NonNull<u8>> {
     NonNull::new(aligned as *mut u8)
 }
 
+/// Maps `size` bytes at the next address of the hint window if the kernel grants it there.
+fn reserve_at_hint(size: usize, align: usize) -> Option<NonNull<u8>> {
+    let span = size.checked_add(align - 1)? & !(align - 1);
+    if span > HINT_WINDOW_SIZE / 4 {
+        return None;
+    }
+    let offset = NEXT_HINT.fetch_add(span, Ordering::Relaxed) % (HINT_WINDOW_SIZE - span);
+    let hint = (HINT_WINDOW_START + offset) & !(align - 1);
+    let mapped = map_anonymous_at(hint, size)?;
+    if mapped.as_ptr() as usize == hint {
+        return Some(mapped);
+    }
+    // SAFETY: the kernel put the mapping elsewhere; it is ours and unused.
+    unsafe { libc::munmap(mapped.as_ptr().cast(), size) };
+    None
+}
+
 /// Maps `size` bytes of fresh memory anywhere; the caller accounts for it.
 fn map_anonymous(size: usize) -> Option<NonNull<u8>> {
-    // SAFETY: an anonymous private mapping with a null hint touches no existing memory.
+    map_anonymous_at(0, size)
+}
+
+/// Maps `size` bytes of fresh memory, at `hint` if that range is free (0: anywhere).
+fn map_anonymous_at(hint: usize, size: usize) -> Option<NonNull<u8>> {
+    // SAFETY: without MAP_FIXED the hint is only a hint: the kernel never replaces an existing
+    // mapping, so an anonymous private mapping touches no existing memory.
     let mapped = unsafe {
         libc::mmap(
-            ptr::null_mut(),
+            hint as *mut libc::c_void,
             size,
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
@@ -314,6 +349,32 @@ mod tests {
             assert_eq!(*destination.as_ptr(), 42);
             assert_eq!(*destination.as_ptr().add(3 * page), 0);
             release(destination, 4 * page);
+        }
+    }
+
+    #[test]
+    fn reservations_of_every_alignment_are_aligned_and_distinct() {
+        let mut taken = Vec::new();
+        for shift in 12..=23 {
+            let align = 1usize << shift;
+            for size in [page_size(), 5 * page_size(), 4 << 20] {
+                let block = reserve_aligned(size, align).expect("mmap");
+                assert_eq!(block.as_ptr() as usize % align, 0);
+                taken.push((block, size));
+            }
+        }
+        let mut ranges: Vec<_> = taken
+            .iter()
+            .map(|(b, s)| (b.as_ptr() as usize, *s))
+            .collect();
+        ranges.sort();
+        assert!(
+            ranges.windows(2).all(|w| w[0].0 + w[0].1 <= w[1].0),
+            "overlap"
+        );
+        for (block, size) in taken {
+            // SAFETY: each mapping is ours and released once.
+            unsafe { release(block, size) };
         }
     }
 
