@@ -30,19 +30,14 @@ int main(int argc, char **argv) {
   int threads = (int)argument(argc, argv, 2, 4);
   int scratch = argc > 3 && strcmp(argv[3], "scratch") == 0;
   worker *workers = must(calloc((size_t)threads, sizeof *workers));
-  pthread_t *ids = must(malloc(sizeof *ids * (size_t)threads));
   for (int i = 0; i < threads; i++) {
     workers[i].inherited = scratch ? must(malloc(8)) : NULL;
     workers[i].rounds = scale * 4000;
   }
-  for (int i = 0; i < threads; i++) pthread_create(&ids[i], NULL, run, &workers[i]);
+  run_threads(threads, run, workers, sizeof *workers);
   uint64_t checksum = 0;
-  for (int i = 0; i < threads; i++) {
-    pthread_join(ids[i], NULL);
-    checksum += workers[i].checksum;
-  }
+  for (int i = 0; i < threads; i++) checksum += workers[i].checksum;
   free(workers);
-  free(ids);
   printf("cache-%s %llu\n", scratch ? "scratch" : "thrash", (unsigned long long)checksum);
   return 0;
 }

@@ -31,19 +31,14 @@ int main(int argc, char **argv) {
   long scale = argument(argc, argv, 1, 10);
   int threads = (int)argument(argc, argv, 2, 4);
   worker *workers = must(calloc((size_t)threads, sizeof *workers));
-  pthread_t *ids = must(malloc(sizeof *ids * (size_t)threads));
   for (int i = 0; i < threads; i++) {
     workers[i].iterations = scale * 150000;
     workers[i].state = (uint64_t)i * 104729 + 17;
-    pthread_create(&ids[i], NULL, run, &workers[i]);
   }
+  run_threads(threads, run, workers, sizeof *workers);
   uint64_t checksum = 0;
-  for (int i = 0; i < threads; i++) {
-    pthread_join(ids[i], NULL);
-    checksum += workers[i].checksum;
-  }
+  for (int i = 0; i < threads; i++) checksum += workers[i].checksum;
   free(workers);
-  free(ids);
   printf("glibc-thread %llu\n", (unsigned long long)checksum);
   return 0;
 }

@@ -30,15 +30,13 @@ int main(int argc, char **argv) {
   long scale = argument(argc, argv, 1, 10);
   int threads = (int)argument(argc, argv, 2, 4);
   table *tables = must(calloc((size_t)threads, sizeof *tables));
-  pthread_t *ids = must(malloc(sizeof *ids * (size_t)threads));
   for (int i = 0; i < threads; i++) {
     tables[i].state = 0x1234567ull * (uint64_t)(i + 1);
     tables[i].operations = 20000;
   }
   /* Each generation of threads inherits the tables of the one before. */
   for (long generation = 0; generation < scale; generation++) {
-    for (int i = 0; i < threads; i++) pthread_create(&ids[i], NULL, serve, &tables[i]);
-    for (int i = 0; i < threads; i++) pthread_join(ids[i], NULL);
+    run_threads(threads, serve, tables, sizeof *tables);
   }
   uint64_t checksum = 0;
   for (int i = 0; i < threads; i++) {
@@ -46,7 +44,6 @@ int main(int argc, char **argv) {
     checksum += tables[i].checksum;
   }
   free(tables);
-  free(ids);
   printf("larson %llu\n", (unsigned long long)checksum);
   return 0;
 }

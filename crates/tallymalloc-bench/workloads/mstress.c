@@ -58,20 +58,15 @@ int main(int argc, char **argv) {
   long scale = argument(argc, argv, 1, 10);
   int threads = (int)argument(argc, argv, 2, 4);
   worker *workers = must(calloc((size_t)threads, sizeof *workers));
-  pthread_t *ids = must(malloc(sizeof *ids * (size_t)threads));
   for (int i = 0; i < threads; i++) {
     workers[i].steps = scale * 60000;
     workers[i].state = 0xABCDEFull * (uint64_t)(i + 3);
-    pthread_create(&ids[i], NULL, run, &workers[i]);
   }
+  run_threads(threads, run, workers, sizeof *workers);
   uint64_t checksum = 0;
-  for (int i = 0; i < threads; i++) {
-    pthread_join(ids[i], NULL);
-    checksum += workers[i].checksum;
-  }
+  for (int i = 0; i < threads; i++) checksum += workers[i].checksum;
   for (int i = 0; i < EXCHANGE; i++) free(atomic_load(&exchange[i]));
   free(workers);
-  free(ids);
   printf("mstress %llu\n", (unsigned long long)checksum);
   return 0;
 }

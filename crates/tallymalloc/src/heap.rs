@@ -869,8 +869,8 @@ impl HeapState {
         if self.spare_count < MAX_SPARES {
             if self.spare_count > 0 {
                 self.cancel_purges_of(segment);
-                // SAFETY: H3: the segment is ours, empty and on no list; S2 lets an empty
-                // segment be laid out again.
+                // An empty segment may be laid out again (S2).
+                // SAFETY: H3: the segment is ours, empty and on no list.
                 unsafe {
                     let area = (segment as *mut u8).add(HEADER_RESERVE);
                     let zeroed = os::decommit(area, SEGMENT_SIZE - HEADER_RESERVE);

@@ -106,8 +106,8 @@ fn map_anonymous(size: usize) -> Option<NonNull<u8>> {
 
 /// Maps `size` bytes of fresh memory, at `hint` if that range is free (0: anywhere).
 fn map_anonymous_at(hint: usize, size: usize) -> Option<NonNull<u8>> {
-    // SAFETY: without MAP_FIXED the hint is only a hint: the kernel never replaces an existing
-    // mapping, so an anonymous private mapping touches no existing memory.
+    // Without MAP_FIXED the hint is only a hint: the kernel never replaces an existing mapping.
+    // SAFETY: a new anonymous private mapping touches no existing memory.
     let mapped = unsafe {
         libc::mmap(
             hint as *mut libc::c_void,
