@@ -9,7 +9,9 @@ pub struct Workload {
     pub source: Option<&'static str>,
     /// Arguments after the scale and thread count (a mode).
     pub mode: Option<&'static str>,
-    /// Scale for about half a second on glibc on a 2-core machine; `--quick` divides it by 4.
+    /// Scale for about half a second on glibc on a 2-core machine (glibc-simple: for a tenth
+    /// of a second on the fast allocators, glibc being 25 times slower there); `--quick`
+    /// divides it by 4.
     pub scale: u64,
     pub about: &'static str,
 }
@@ -89,7 +91,7 @@ pub const WORKLOADS: &[Workload] = &[
         name: "glibc-simple",
         source: Some("glibc_simple.c"),
         mode: None,
-        scale: 4,
+        scale: 16,
         about: "glibc bench-malloc-simple: batches of one size, one thread",
     },
     Workload {

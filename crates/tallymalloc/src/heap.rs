@@ -24,6 +24,7 @@
 //!   pool and segments come from `os.rs`.
 
 use crate::huge;
+use crate::huge_cache;
 use crate::options;
 use crate::os;
 use crate::page::{Block, DelayedFree, Page, FLAG_HAS_ALIGNED, FLAG_IN_FULL};
@@ -547,11 +548,13 @@ impl HeapState {
         self.process_delayed_free();
         self.slow_paths_until_tick = TICK_EVERY - 1;
         let abandoned = segment::abandoned_count() != 0;
-        if self.purge.first.is_null() && self.retained == 0 && !abandoned {
+        let cached = !huge_cache::is_empty();
+        if self.purge.first.is_null() && self.retained == 0 && !abandoned && !cached {
             return;
         }
         let now = os::monotonic_millis();
         self.purge_due(now);
+        huge_cache::release_expired(now);
         if self.retained != 0 && now >= self.next_retire_check {
             self.free_retained();
             self.next_retire_check = now + options::purge_delay_millis();
@@ -943,6 +946,7 @@ impl HeapState {
         self.collect_pages();
         self.purge_due(u64::MAX);
         self.release_spares();
+        huge_cache::release_expired(u64::MAX);
     }
 
     /// Collects every page's frees and returns the pages that are empty.

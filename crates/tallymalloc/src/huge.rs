@@ -8,15 +8,18 @@
 //! Invariants:
 //! - **U1**: the header's `mapping_size`, page 0's `area` and `block_size` describe the mapping
 //!   exactly: `area + block_size == start + mapping_size`.
+//! - **U3**: a freed huge mapping goes to `huge_cache` (out of the registry, C1) or back to the
+//!   OS; a cached one comes back through `alloc` only, described anew.
 //! - **U2**: a huge block has one user at a time (whoever holds the pointer), so freeing and
 //!   resizing need no lock: the holder owns the whole mapping. Its page's `owner` is always 0,
 //!   so every free reaches `free_slow`, which sends it here.
 
+use crate::huge_cache;
 use crate::os;
 use crate::page::HUGE_CLASS;
 use crate::registry;
 use crate::segment::{Segment, SegmentKind, HEADER_RESERVE, SEGMENT_SIZE};
-use core::ptr::NonNull;
+use core::ptr::{self, NonNull};
 
 /// The largest alignment any allocation may ask for.
 pub const MAX_ALIGN: usize = SEGMENT_SIZE / 2;
@@ -31,14 +34,31 @@ fn mapping_size_for(offset: usize, size: usize) -> Option<usize> {
     Some(end & !(page - 1))
 }
 
-/// Maps a huge block of `size` bytes aligned to `align` (a power of two up to [`MAX_ALIGN`]).
-/// Null when the OS refuses. The block is zero.
-pub fn alloc(size: usize, align: usize) -> *mut u8 {
+/// Maps a huge block of `size` bytes aligned to `align` (a power of two up to [`MAX_ALIGN`]),
+/// reusing a cached mapping when one fits. Null when the OS refuses. `zero_bytes` asks for that
+/// many leading bytes to be zero (fresh mappings are zero already; cached ones are cleared).
+pub fn alloc(size: usize, align: usize, zero_bytes: Option<usize>) -> *mut u8 {
     debug_assert!(align.is_power_of_two() && align <= MAX_ALIGN);
     let offset = block_offset(align);
     let Some(mapping_size) = mapping_size_for(offset, size) else {
         return crate::failed();
     };
+    if let Some((start, cached_size)) = huge_cache::take(mapping_size) {
+        if registry::register(start.as_ptr() as usize) {
+            let segment = start.as_ptr().cast::<Segment>();
+            // SAFETY: C1: the cache handed the whole mapping, header intact, to us alone.
+            unsafe {
+                (*segment).mapping_size = cached_size;
+                let block = describe(segment, offset);
+                if let Some(bytes) = zero_bytes {
+                    ptr::write_bytes(block, 0, bytes);
+                }
+                return block;
+            }
+        }
+        // SAFETY: the mapping is ours and unused.
+        unsafe { os::release(start, cached_size) };
+    }
     let Some(start) = os::reserve_aligned(mapping_size, SEGMENT_SIZE) else {
         return crate::failed();
     };
@@ -85,13 +105,28 @@ pub unsafe fn usable_size(segment: *mut Segment, address: *const u8) -> usize {
     }
 }
 
-/// Unmaps a huge block.
+/// Frees a huge block: its mapping goes to the cache, or back to the OS.
 ///
 /// # Safety
-/// `segment` must be the huge segment of a live block that the caller owns (U2).
+/// `segment` must be the huge segment of a block that the caller owns (U2).
 pub unsafe fn free(segment: *mut Segment) {
-    // SAFETY: the caller owns the block and thus the mapping.
-    unsafe { Segment::release(segment) };
+    // SAFETY: the caller owns the block and thus the mapping; its header is mapped.
+    unsafe {
+        let page = &mut (*segment).pages[0];
+        if !page.in_use {
+            // Only reachable by the Rust API's unchecked free of a block freed before and still
+            // cached (the registry turns the C library's double frees away first).
+            crate::report_invalid_pointer(b"free", page.area as usize);
+            return;
+        }
+        page.in_use = false;
+        let size = (*segment).mapping_size;
+        registry::unregister(segment as usize);
+        let start = NonNull::new_unchecked(segment.cast::<u8>());
+        if !huge_cache::put(start, size) {
+            os::release(start, size);
+        }
+    }
 }
 
 /// Resizes the huge block at `address` to hold `new_size` bytes, in place if the kernel can,

@@ -35,6 +35,7 @@ mod diagnostics;
 mod global;
 mod heap;
 mod huge;
+mod huge_cache;
 mod options;
 mod os;
 mod page;
@@ -102,8 +103,7 @@ fn allocate(size: usize, zero_bytes: Option<usize>) -> *mut u8 {
     } else if size <= LARGE_MAX {
         heap::malloc_class(class_of(size), zero_bytes)
     } else if size <= MAX_REQUEST {
-        // Fresh mappings are zero: nothing to clear.
-        huge::alloc(size, MIN_ALIGN)
+        huge::alloc(size, MIN_ALIGN, zero_bytes)
     } else {
         failed()
     }
@@ -151,7 +151,7 @@ fn allocate_aligned(size: usize, align: usize, zero_bytes: Option<usize>) -> *mu
         }
         return aligned;
     }
-    huge::alloc(size, align)
+    huge::alloc(size, align, zero_bytes)
 }
 
 /// Frees a block. Null is ignored.

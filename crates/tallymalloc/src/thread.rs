@@ -88,16 +88,18 @@ pub fn start_heap() -> Option<*mut Heap> {
 static FORK_HANDLERS_REGISTERED: AtomicBool = AtomicBool::new(false);
 
 /// Holds every global lock across `fork`, so the child never inherits one held by a thread
-/// that does not exist there. Lock order: pool, then abandoned list (no path takes them the
-/// other way).
+/// that does not exist there. Lock order: pool, abandoned list, huge cache (no path takes two
+/// of them at once).
 extern "C" fn before_fork() {
     POOL.hold_for_fork();
     crate::segment::hold_locks_for_fork();
+    crate::huge_cache::hold_lock_for_fork();
 }
 
 extern "C" fn after_fork_in_parent() {
-    // SAFETY: `before_fork` took both locks on this thread.
+    // SAFETY: `before_fork` took the locks on this thread.
     unsafe {
+        crate::huge_cache::release_lock_after_fork();
         crate::segment::release_locks_after_fork();
         POOL.release_after_fork();
     }
@@ -107,8 +109,9 @@ extern "C" fn after_fork_in_child() {
     // Heaps of threads that do not exist in the child stay as they are: their blocks can
     // still be freed (as remote frees) and their memory is lost to the child, as in any
     // allocator with thread-local heaps.
-    // SAFETY: the forking thread took both locks in `before_fork` and is the only thread.
+    // SAFETY: the forking thread took the locks in `before_fork` and is the only thread.
     unsafe {
+        crate::huge_cache::release_lock_after_fork();
         crate::segment::release_locks_after_fork();
         POOL.release_after_fork();
     }

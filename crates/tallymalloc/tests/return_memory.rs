@@ -1,5 +1,6 @@
-//! Freed memory goes back to the OS: empty segments and huge blocks at once, free pages of
-//! segments still in use after the purge delay.
+//! Freed memory goes back to the OS: empty segments beyond a heap's first spare at once; free
+//! pages, the first spare's pages and cached huge blocks after the purge delay, on the next
+//! slow paths.
 
 use std::time::Duration;
 
@@ -13,6 +14,21 @@ fn touch(block: std::ptr::NonNull<u8>, size: usize) {
 }
 
 const MIB: usize = 1 << 20;
+
+/// Sleeps past the purge delay, then allocates enough to take slow paths, which purge.
+fn wait_out_the_purge_delay() {
+    std::thread::sleep(Duration::from_millis(
+        tallymalloc::purge_delay_millis() * 3 + 20,
+    ));
+    for _ in 0..20_000 {
+        let block = tallymalloc::malloc(48).expect("malloc");
+        // SAFETY: just allocated.
+        unsafe { tallymalloc::free(block.as_ptr()) };
+        let block = tallymalloc::malloc(3000).expect("malloc");
+        // SAFETY: just allocated.
+        unsafe { tallymalloc::free(block.as_ptr()) };
+    }
+}
 
 #[test]
 fn freeing_returns_memory_to_the_os() {
@@ -60,6 +76,7 @@ fn freeing_returns_memory_to_the_os() {
         // SAFETY: live blocks, each freed once.
         unsafe { tallymalloc::free(block.as_ptr()) };
     }
+    wait_out_the_purge_delay();
     let after_free = resident();
     assert!(
         after_free < baseline + 16 * MIB,
@@ -87,18 +104,7 @@ fn freeing_returns_memory_to_the_os() {
         // SAFETY: live blocks, each freed once.
         unsafe { tallymalloc::free(block.as_ptr()) };
     }
-    // After the purge delay, the next slow paths return the free pages' memory.
-    std::thread::sleep(Duration::from_millis(
-        tallymalloc::purge_delay_millis() * 3 + 20,
-    ));
-    for _ in 0..20_000 {
-        let block = tallymalloc::malloc(48).expect("malloc");
-        // SAFETY: just allocated.
-        unsafe { tallymalloc::free(block.as_ptr()) };
-        let block = tallymalloc::malloc(3000).expect("malloc");
-        // SAFETY: just allocated.
-        unsafe { tallymalloc::free(block.as_ptr()) };
-    }
+    wait_out_the_purge_delay();
     let after_purge = resident();
     assert!(
         after_purge + 48 * MIB < before,
