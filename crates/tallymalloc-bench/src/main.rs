@@ -106,6 +106,7 @@ fn run(options: Options) -> Result<(), String> {
         results.workloads.push(report::WorkloadResults {
             name: workload.name.to_owned(),
             runs: (0..allocators.len()).map(|_| Vec::new()).collect(),
+            in_means: workload.native_tallymalloc.is_none(),
         });
     }
     for rep in 0..reps {
@@ -120,10 +121,15 @@ fn run(options: Options) -> Result<(), String> {
             // Interleave: each repetition and workload starts with a different allocator.
             for step in 0..allocators.len() {
                 let index = (step + rep + position) % allocators.len();
-                let run = measure::run(program, &arguments, allocators[index].library.as_deref())
-                    .map_err(|e| {
-                    format!("{} under {}: {e}", workload.name, allocators[index].name)
-                })?;
+                let allocator = &allocators[index];
+                let native = workload
+                    .native_tallymalloc
+                    .filter(|_| allocator.name == "tallymalloc");
+                let run = match native {
+                    Some(binary) => measure::run(&binaries.join(binary), &arguments, None),
+                    None => measure::run(program, &arguments, allocator.library.as_deref()),
+                }
+                .map_err(|e| format!("{} under {}: {e}", workload.name, allocator.name))?;
                 results.workloads[position].runs[index].push(run);
             }
         }

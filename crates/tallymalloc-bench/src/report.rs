@@ -8,6 +8,8 @@ pub struct WorkloadResults {
     pub name: String,
     /// Runs by allocator, in the order of `Results::allocators`.
     pub runs: Vec<Vec<Run>>,
+    /// Whether the row counts in the geometric means (rows that repeat a workload do not).
+    pub in_means: bool,
 }
 
 pub struct Results {
@@ -65,6 +67,7 @@ impl Results {
         let ratios: Vec<f64> = self
             .workloads
             .iter()
+            .filter(|w| w.in_means)
             .map(|w| metric(w, tally) / metric(w, peer))
             .collect();
         Some(geometric_mean(&ratios))
@@ -79,13 +82,14 @@ impl Results {
             if self.quick { ", quick mode" } else { "" },
             self.threads
         );
-        print!("{:<14}", "workload");
+        print!("{:<16}", "workload");
         for allocator in &self.allocators {
             print!("{allocator:>width$}");
         }
         println!();
         for workload in &self.workloads {
-            print!("{:<14}", workload.name);
+            let marker = if workload.in_means { "" } else { "*" };
+            print!("{:<16}", format!("{}{marker}", workload.name));
             for index in 0..self.allocators.len() {
                 let cell = format!(
                     "{:.0} ({:.1})",
@@ -97,6 +101,9 @@ impl Results {
             println!();
         }
         if let Some(tally) = self.index("tallymalloc") {
+            println!(
+                "(* not in the means: tallymalloc's column runs it with tallymalloc linked in)"
+            );
             println!();
             println!("tallymalloc / peer, geometric mean over workloads (below 1.00: tallymalloc is better)");
             for (index, peer) in self.allocators.iter().enumerate() {
@@ -112,6 +119,7 @@ impl Results {
                 let worst = self
                     .workloads
                     .iter()
+                    .filter(|w| w.in_means)
                     .map(|w| (w.median_seconds(tally) / w.median_seconds(index), &w.name))
                     .max_by(|a, b| a.0.total_cmp(&b.0));
                 let worst = worst.map_or(String::new(), |(r, n)| format!(", slowest: {n} {r:.2}x"));
@@ -140,7 +148,7 @@ impl Results {
                         }),
                     );
                 }
-                json!({"name": w.name, "results": by_allocator})
+                json!({"name": w.name, "in_means": w.in_means, "results": by_allocator})
             })
             .collect();
         let mut ratios = serde_json::Map::new();

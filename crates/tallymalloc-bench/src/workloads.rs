@@ -9,6 +9,10 @@ pub struct Workload {
     pub source: Option<&'static str>,
     /// Arguments after the scale and thread count (a mode).
     pub mode: Option<&'static str>,
+    /// A binary beside this one that links tallymalloc itself (as Rust's global allocator):
+    /// tallymalloc's column runs it instead of preloading the library. Such a row repeats
+    /// another workload, so it is shown but left out of the geometric means.
+    pub native_tallymalloc: Option<&'static str>,
     /// Scale for about half a second on glibc on a 2-core machine (glibc-simple: for a tenth
     /// of a second on the fast allocators, glibc being 25 times slower there); `--quick`
     /// divides it by 4.
@@ -21,6 +25,7 @@ pub const WORKLOADS: &[Workload] = &[
         name: "bignum",
         source: Some("bignum.c"),
         mode: None,
+        native_tallymalloc: None,
         scale: 2000,
         about: "many small short-lived objects: bignum arithmetic (cfrac style)",
     },
@@ -28,6 +33,7 @@ pub const WORKLOADS: &[Workload] = &[
         name: "sets",
         source: Some("sets.c"),
         mode: None,
+        native_tallymalloc: None,
         scale: 25,
         about: "set operations on cube lists (espresso style)",
     },
@@ -35,6 +41,7 @@ pub const WORKLOADS: &[Workload] = &[
         name: "tree",
         source: Some("tree.c"),
         mode: None,
+        native_tallymalloc: None,
         scale: 60,
         about: "a quadtree built, walked and freed every step (Barnes-Hut style)",
     },
@@ -42,6 +49,7 @@ pub const WORKLOADS: &[Workload] = &[
         name: "larson",
         source: Some("larson.c"),
         mode: None,
+        native_tallymalloc: None,
         scale: 250,
         about: "server-like: generations of threads replace random blocks in inherited tables",
     },
@@ -49,6 +57,7 @@ pub const WORKLOADS: &[Workload] = &[
         name: "xmalloc",
         source: Some("xmalloc.c"),
         mode: None,
+        native_tallymalloc: None,
         scale: 30,
         about: "producer -> consumer: every free is a cross-thread free",
     },
@@ -56,6 +65,7 @@ pub const WORKLOADS: &[Workload] = &[
         name: "cache-thrash",
         source: Some("cache.c"),
         mode: Some("thrash"),
+        native_tallymalloc: None,
         scale: 200,
         about: "false sharing: threads write small objects they allocate",
     },
@@ -63,6 +73,7 @@ pub const WORKLOADS: &[Workload] = &[
         name: "cache-scratch",
         source: Some("cache.c"),
         mode: Some("scratch"),
+        native_tallymalloc: None,
         scale: 120,
         about: "passive false sharing: first object comes from another thread",
     },
@@ -70,6 +81,7 @@ pub const WORKLOADS: &[Workload] = &[
         name: "large",
         source: Some("large.c"),
         mode: None,
+        native_tallymalloc: None,
         scale: 30,
         about: "64 KiB to 16 MiB blocks grown with realloc",
     },
@@ -77,6 +89,7 @@ pub const WORKLOADS: &[Workload] = &[
         name: "mstress",
         source: Some("mstress.c"),
         mode: None,
+        native_tallymalloc: None,
         scale: 25,
         about: "mixed sizes with realloc and hand-offs across threads (mstress/rptest style)",
     },
@@ -84,6 +97,7 @@ pub const WORKLOADS: &[Workload] = &[
         name: "churn",
         source: Some("churn.c"),
         mode: None,
+        native_tallymalloc: None,
         scale: 80,
         about: "threads created and ending constantly",
     },
@@ -91,6 +105,7 @@ pub const WORKLOADS: &[Workload] = &[
         name: "glibc-simple",
         source: Some("glibc_simple.c"),
         mode: None,
+        native_tallymalloc: None,
         scale: 16,
         about: "glibc bench-malloc-simple: batches of one size, one thread",
     },
@@ -98,6 +113,7 @@ pub const WORKLOADS: &[Workload] = &[
         name: "glibc-thread",
         source: Some("glibc_thread.c"),
         mode: None,
+        native_tallymalloc: None,
         scale: 40,
         about: "glibc bench-malloc-thread: random sizes, every thread",
     },
@@ -105,9 +121,19 @@ pub const WORKLOADS: &[Workload] = &[
         name: "compiler",
         source: None,
         mode: None,
+        native_tallymalloc: None,
         scale: 40,
         about:
             "Rust: generate, tokenize, parse, fold and print a program (String, Vec, HashMap, Box)",
+    },
+    Workload {
+        name: "compiler-global",
+        source: None,
+        mode: None,
+        native_tallymalloc: Some("compiler-tallymalloc"),
+        scale: 40,
+        about: "the compiler workload with tallymalloc as #[global_allocator] in its column \
+                (the others preload their allocator); not in the geometric means",
     },
 ];
 
@@ -143,6 +169,15 @@ pub fn build(directory: &Path, binaries: &Path) -> Result<Vec<PathBuf>, String> 
     let mut programs = Vec::new();
     for workload in WORKLOADS {
         let Some(source) = workload.source else {
+            if let Some(native) = workload.native_tallymalloc {
+                let binary = binaries.join(native);
+                if !binary.exists() {
+                    return Err(format!(
+                        "{} is missing: build it with `cargo build --release -p tallymalloc-bench`",
+                        binary.display()
+                    ));
+                }
+            }
             let compiler = binaries.join("compiler");
             if !compiler.exists() {
                 return Err(format!(
