@@ -22,13 +22,21 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 const MAX_ENTRIES: usize = 8;
 const LIMIT_BYTES: usize = 64 << 20;
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 struct Entry {
     start: usize,
     size: usize,
     expires: u64,
 }
 
+const NO_ENTRY: Entry = Entry {
+    start: 0,
+    size: 0,
+    expires: 0,
+};
+
+/// The cache's bookkeeping, apart from the lock and the system calls (so it can be tested on
+/// made-up addresses).
 struct Cache {
     entries: [Entry; MAX_ENTRIES],
     count: usize,
@@ -38,25 +46,62 @@ struct Cache {
 // SAFETY: the cache holds addresses only, touched under its lock.
 unsafe impl Send for Cache {}
 
-static CACHE: SpinLock<Cache> = SpinLock::new(Cache {
-    entries: [Entry {
-        start: 0,
-        size: 0,
-        expires: 0,
-    }; MAX_ENTRIES],
-    count: 0,
-    bytes: 0,
-});
+static CACHE: SpinLock<Cache> = SpinLock::new(Cache::new());
 static CACHED: AtomicUsize = AtomicUsize::new(0);
 
 impl Cache {
+    const fn new() -> Cache {
+        Cache {
+            entries: [NO_ENTRY; MAX_ENTRIES],
+            count: 0,
+            bytes: 0,
+        }
+    }
+
     fn remove(&mut self, index: usize) -> Entry {
         let entry = self.entries[index];
         self.count -= 1;
         self.entries[index] = self.entries[self.count];
         self.bytes -= entry.size;
-        CACHED.store(self.count, Ordering::Relaxed);
         entry
+    }
+
+    /// Moves the entries that expired by `now` to `out`.
+    fn expire(&mut self, now: u64, out: &mut ToRelease) {
+        let mut index = 0;
+        while index < self.count {
+            if self.entries[index].expires <= now {
+                let entry = self.remove(index);
+                out.push(entry);
+            } else {
+                index += 1;
+            }
+        }
+    }
+
+    /// Adds `entry` (at most LIMIT_BYTES), moving expired and then the oldest entries to `out`
+    /// until it fits.
+    fn insert(&mut self, entry: Entry, now: u64, out: &mut ToRelease) {
+        self.expire(now, out);
+        while self.count > 0 && (self.count == MAX_ENTRIES || self.bytes + entry.size > LIMIT_BYTES)
+        {
+            let oldest = (0..self.count)
+                .min_by_key(|&i| self.entries[i].expires)
+                .unwrap_or(0);
+            let evicted = self.remove(oldest);
+            out.push(evicted);
+        }
+        self.entries[self.count] = entry;
+        self.count += 1;
+        self.bytes += entry.size;
+    }
+
+    /// Removes the smallest entry of at least `size` bytes that wastes less than half of itself.
+    fn take(&mut self, size: usize) -> Option<Entry> {
+        let best = (0..self.count)
+            .filter(|&i| self.entries[i].size >= size && self.entries[i].size / 2 <= size)
+            .min_by_key(|&i| self.entries[i].size)?;
+        Some(self.remove(best))
     }
 }
 
@@ -69,11 +114,7 @@ struct ToRelease {
 impl ToRelease {
     fn new() -> ToRelease {
         ToRelease {
-            entries: [Entry {
-                start: 0,
-                size: 0,
-                expires: 0,
-            }; MAX_ENTRIES + 1],
+            entries: [NO_ENTRY; MAX_ENTRIES + 1],
             count: 0,
         }
     }
@@ -103,34 +144,15 @@ pub unsafe fn put(start: NonNull<u8>, size: usize) -> bool {
         return false;
     }
     let now = os::monotonic_millis();
+    let entry = Entry {
+        start: start.as_ptr() as usize,
+        size,
+        expires: now + delay,
+    };
     let mut evicted = ToRelease::new();
     {
         let mut cache = CACHE.lock();
-        // Expired entries first, then the oldest, until the new one fits.
-        let mut index = 0;
-        while index < cache.count {
-            if cache.entries[index].expires <= now {
-                let entry = cache.remove(index);
-                evicted.push(entry);
-            } else {
-                index += 1;
-            }
-        }
-        while cache.count > 0 && (cache.count == MAX_ENTRIES || cache.bytes + size > LIMIT_BYTES) {
-            let oldest = (0..cache.count)
-                .min_by_key(|&i| cache.entries[i].expires)
-                .unwrap_or(0);
-            let entry = cache.remove(oldest);
-            evicted.push(entry);
-        }
-        let count = cache.count;
-        cache.entries[count] = Entry {
-            start: start.as_ptr() as usize,
-            size,
-            expires: now + delay,
-        };
-        cache.count += 1;
-        cache.bytes += size;
+        cache.insert(entry, now, &mut evicted);
         CACHED.store(cache.count, Ordering::Relaxed);
     }
     evicted.release();
@@ -143,11 +165,12 @@ pub fn take(size: usize) -> Option<(NonNull<u8>, usize)> {
     if CACHED.load(Ordering::Relaxed) == 0 {
         return None;
     }
-    let mut cache = CACHE.lock();
-    let best = (0..cache.count)
-        .filter(|&i| cache.entries[i].size >= size && cache.entries[i].size / 2 <= size)
-        .min_by_key(|&i| cache.entries[i].size)?;
-    let entry = cache.remove(best);
+    let entry = {
+        let mut cache = CACHE.lock();
+        let entry = cache.take(size);
+        CACHED.store(cache.count, Ordering::Relaxed);
+        entry?
+    };
     Some((NonNull::new(entry.start as *mut u8)?, entry.size))
 }
 
@@ -164,15 +187,8 @@ pub fn release_expired(now: u64) {
     let mut expired = ToRelease::new();
     {
         let mut cache = CACHE.lock();
-        let mut index = 0;
-        while index < cache.count {
-            if cache.entries[index].expires <= now {
-                let entry = cache.remove(index);
-                expired.push(entry);
-            } else {
-                index += 1;
-            }
-        }
+        cache.expire(now, &mut expired);
+        CACHED.store(cache.count, Ordering::Relaxed);
     }
     expired.release();
 }
@@ -196,43 +212,73 @@ pub unsafe fn release_lock_after_fork() {
 mod tests {
     use super::*;
 
-    /// Takes entries for `size` until `mapping` comes out (other tests share the cache, and
-    /// their entries are released on the way); returns whether it did.
-    fn take_until(size: usize, mapping: NonNull<u8>) -> bool {
-        while let Some((start, length)) = take(size) {
-            // SAFETY: a mapping taken from the cache is ours.
-            unsafe { os::release(start, length) };
-            if start == mapping {
-                return true;
-            }
+    const MIB: usize = 1 << 20;
+
+    fn entry(start: usize, size: usize, expires: u64) -> Entry {
+        Entry {
+            start,
+            size,
+            expires,
         }
-        false
+    }
+
+    fn released(out: &ToRelease) -> Vec<usize> {
+        out.entries[..out.count].iter().map(|e| e.start).collect()
     }
 
     #[test]
-    fn cached_mappings_are_reused_by_fitting_requests_only() {
-        let size = (37 << 20) + (12 << 10);
-        let mapping = os::reserve_aligned(size, 4 << 20).expect("mmap");
-        // SAFETY: a fresh mapping of ours, not in the registry, holding nothing.
-        assert!(unsafe { put(mapping, size) });
-        assert!(
-            !take_until(size + 4096, mapping),
+    fn only_fitting_requests_take_an_entry() {
+        let mut cache = Cache::new();
+        let mut out = ToRelease::new();
+        cache.insert(entry(0x1000_0000, 8 * MIB, 100), 0, &mut out);
+        assert_eq!(
+            cache.take(8 * MIB + 4096),
+            None,
             "too small for the request"
         );
-        assert!(!take_until(size / 4, mapping), "would waste more than half");
-        assert!(
-            take_until(size - 4096, mapping),
-            "a fitting request gets it"
-        );
+        assert_eq!(cache.take(3 * MIB), None, "would waste more than half");
+        assert_eq!(cache.take(5 * MIB), Some(entry(0x1000_0000, 8 * MIB, 100)));
+        assert_eq!(cache.count, 0);
+        assert_eq!(cache.bytes, 0);
+        assert_eq!(out.count, 0);
     }
 
     #[test]
-    fn expired_mappings_go_back_to_the_os() {
-        let size = (29 << 20) + (20 << 10);
-        let mapping = os::reserve_aligned(size, 4 << 20).expect("mmap");
-        // SAFETY: as above.
-        assert!(unsafe { put(mapping, size) });
-        release_expired(u64::MAX);
-        assert!(!take_until(size, mapping));
+    fn the_smallest_fitting_entry_is_taken() {
+        let mut cache = Cache::new();
+        let mut out = ToRelease::new();
+        cache.insert(entry(0x1000_0000, 12 * MIB, 100), 0, &mut out);
+        cache.insert(entry(0x2000_0000, 9 * MIB, 100), 0, &mut out);
+        cache.insert(entry(0x3000_0000, 16 * MIB, 100), 0, &mut out);
+        assert_eq!(cache.take(8 * MIB).map(|e| e.start), Some(0x2000_0000));
+        assert_eq!(cache.take(8 * MIB).map(|e| e.start), Some(0x1000_0000));
+    }
+
+    #[test]
+    fn expired_then_oldest_entries_make_room() {
+        let mut cache = Cache::new();
+        let mut out = ToRelease::new();
+        cache.insert(entry(0x1000_0000, 30 * MIB, 50), 0, &mut out);
+        cache.insert(entry(0x2000_0000, 30 * MIB, 20), 0, &mut out);
+        // 60 MiB cached: a 10 MiB entry goes over the 64 MiB limit, the oldest makes room.
+        cache.insert(entry(0x3000_0000, 10 * MIB, 90), 0, &mut out);
+        assert_eq!(released(&out), vec![0x2000_0000]);
+        assert_eq!(cache.bytes, 40 * MIB);
+        // At time 60 the first entry has expired.
+        let mut out = ToRelease::new();
+        cache.expire(60, &mut out);
+        assert_eq!(released(&out), vec![0x1000_0000]);
+        assert_eq!((cache.count, cache.bytes), (1, 10 * MIB));
+    }
+
+    #[test]
+    fn the_entry_count_is_bounded() {
+        let mut cache = Cache::new();
+        let mut out = ToRelease::new();
+        for index in 0..MAX_ENTRIES + 1 {
+            cache.insert(entry(index << 30, MIB, index as u64 + 10), 0, &mut out);
+        }
+        assert_eq!(cache.count, MAX_ENTRIES);
+        assert_eq!(released(&out), vec![0], "the oldest went");
     }
 }
