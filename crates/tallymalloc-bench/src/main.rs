@@ -47,6 +47,9 @@ struct Options {
     /// List the workloads and what each one does, then exit.
     #[arg(long)]
     list: bool,
+    /// Count instructions only (no workloads); scripts/fastpath-count uses it.
+    #[arg(long, conflicts_with = "no_instructions")]
+    only_instructions: bool,
 }
 
 fn main() -> ExitCode {
@@ -93,6 +96,13 @@ fn run(options: Options) -> Result<(), String> {
         return Err("no allocator to compare".into());
     }
     let build_directory = binaries.join("bench-workloads");
+    if options.only_instructions {
+        std::fs::create_dir_all(&build_directory).map_err(|e| e.to_string())?;
+        instructions::build(&build_directory)?;
+        let operations = options.operations.unwrap_or(1_000_000);
+        instructions::measure(&allocators, &build_directory, operations)?;
+        return Ok(());
+    }
     let programs = workloads::build(&build_directory, &binaries)?;
 
     let mut results = report::Results {

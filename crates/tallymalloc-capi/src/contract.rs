@@ -124,22 +124,12 @@ pub fn memalign(alignment: usize, size: usize) -> *mut c_void {
     }
 }
 
-fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if size > 0 {
-        size as usize
-    } else {
-        4096
-    }
-}
-
 pub fn valloc(size: usize) -> *mut c_void {
-    aligned(page_size(), size)
+    aligned(core_allocator::page_size(), size)
 }
 
 pub fn pvalloc(size: usize) -> *mut c_void {
-    let page = page_size();
+    let page = core_allocator::page_size();
     match size.checked_add(page - 1) {
         Some(end) => aligned(page, (end & !(page - 1)).max(page)),
         None => out_of_memory(),

@@ -677,13 +677,8 @@ impl HeapState {
             let segment = if !self.spare.is_null() {
                 let spare = self.pop_spare();
                 // SAFETY: H3: spares are ours and empty.
-                unsafe {
-                    if (*spare).kind != kind {
-                        self.cancel_purges_of(spare);
-                        let area = (spare as *mut u8).add(HEADER_RESERVE);
-                        let zeroed = os::decommit(area, SEGMENT_SIZE - HEADER_RESERVE);
-                        (*spare).lay_out(kind, zeroed);
-                    }
+                if unsafe { (*spare).kind } != kind {
+                    self.decommit_segment(spare, kind);
                 }
                 spare
             } else if adoptions_left > 0 {
@@ -871,14 +866,9 @@ impl HeapState {
         self.unlink_segment(segment);
         if self.spare_count < MAX_SPARES {
             if self.spare_count > 0 {
-                self.cancel_purges_of(segment);
-                // An empty segment may be laid out again (S2).
-                // SAFETY: H3: the segment is ours, empty and on no list.
-                unsafe {
-                    let area = (segment as *mut u8).add(HEADER_RESERVE);
-                    let zeroed = os::decommit(area, SEGMENT_SIZE - HEADER_RESERVE);
-                    (*segment).lay_out((*segment).kind, zeroed);
-                }
+                // SAFETY: H3: the segment is ours.
+                let kind = unsafe { (*segment).kind };
+                self.decommit_segment(segment, kind);
             }
             // SAFETY: H3: the segment is ours, empty and on no list.
             unsafe { (*segment).next = self.spare };
@@ -889,6 +879,18 @@ impl HeapState {
         self.cancel_purges_of(segment);
         // SAFETY: the segment is empty (S4) and on none of our lists now.
         unsafe { Segment::release(segment) };
+    }
+
+    /// Gives an empty segment's memory back in one `madvise` and lays it out as `kind`.
+    fn decommit_segment(&mut self, segment: *mut Segment, kind: SegmentKind) {
+        self.cancel_purges_of(segment);
+        // An empty segment may be laid out again (S2).
+        // SAFETY: H3: the segment is ours, empty and on no list.
+        unsafe {
+            let area = (segment as *mut u8).add(HEADER_RESERVE);
+            let zeroed = os::decommit(area, SEGMENT_SIZE - HEADER_RESERVE);
+            (*segment).lay_out(kind, zeroed);
+        }
     }
 
     fn pop_spare(&mut self) -> *mut Segment {

@@ -273,6 +273,11 @@ pub fn collect() {
     heap::collect_current();
 }
 
+/// The system's page size, read once.
+pub fn page_size() -> usize {
+    os::page_size()
+}
+
 /// Bytes of address space tallymalloc holds from the OS.
 pub fn reserved_bytes() -> usize {
     os::reserved_bytes()
