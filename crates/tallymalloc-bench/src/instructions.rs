@@ -52,34 +52,41 @@ fn count(
         .ok_or_else(|| "no totals in callgrind output".to_owned())
 }
 
+/// Instructions per operation in `function` of `program SIZE OPERATIONS`, less those of the
+/// same loop without the allocator (`harness_function`, run as `program SIZE OPERATIONS
+/// harness`).
+fn net_per_operation(
+    program: &Path,
+    function: &str,
+    harness_function: &str,
+    size: usize,
+    operations: u64,
+    allocator: &Allocator,
+) -> Result<f64, String> {
+    let library = allocator.library.as_deref();
+    let mut arguments = vec![size.to_string(), operations.to_string()];
+    let total = count(function, program, &arguments, library)?;
+    arguments.push("harness".into());
+    let harness = count(harness_function, program, &arguments, library)?;
+    Ok((total - harness) / operations as f64)
+}
+
 /// Counts for every allocator; returns the JSON and prints the table.
 pub fn measure(allocators: &[Allocator], programs: &Path, pairs: u64) -> Result<Value, String> {
     let fastpath = programs.join("fastpath");
     let remote = programs.join("remote_free");
     let mut rows: Vec<(String, Vec<f64>)> = Vec::new();
     for &size in SIZES {
-        let mut row = Vec::new();
-        for allocator in allocators {
-            let library = allocator.library.as_deref();
-            let arguments = vec![size.to_string(), pairs.to_string()];
-            let total = count("pairs", &fastpath, &arguments, library)?;
-            let mut harness_arguments = arguments.clone();
-            harness_arguments.push("harness".into());
-            let harness = count("harness", &fastpath, &harness_arguments, library)?;
-            row.push((total - harness) / pairs as f64);
-        }
+        let row = allocators
+            .iter()
+            .map(|a| net_per_operation(&fastpath, "pairs", "harness", size, pairs, a))
+            .collect::<Result<_, _>>()?;
         rows.push((format!("malloc+free {size} B"), row));
     }
-    let mut row = Vec::new();
-    for allocator in allocators {
-        let library = allocator.library.as_deref();
-        let arguments = vec!["64".to_owned(), pairs.to_string()];
-        let total = count("remote_frees", &remote, &arguments, library)?;
-        let mut harness_arguments = arguments.clone();
-        harness_arguments.push("harness".into());
-        let harness = count("remote_harness", &remote, &harness_arguments, library)?;
-        row.push((total - harness) / pairs as f64);
-    }
+    let row = allocators
+        .iter()
+        .map(|a| net_per_operation(&remote, "remote_frees", "remote_harness", 64, pairs, a))
+        .collect::<Result<_, _>>()?;
     rows.push(("cross-thread free 64 B".to_owned(), row));
 
     println!();

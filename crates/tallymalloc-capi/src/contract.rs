@@ -102,10 +102,10 @@ pub unsafe fn posix_memalign(result: *mut *mut c_void, alignment: usize, size: u
         return libc::EINVAL;
     }
     // posix_memalign reports through its result, not errno: keep errno as it was.
-    // SAFETY: __errno_location is always valid for this thread.
-    let saved_errno = unsafe { *libc::__errno_location() };
-    let block = aligned(alignment, size);
-    core_allocator::set_errno(saved_errno);
+    let block = {
+        let _errno = core_allocator::ErrnoGuard::save();
+        aligned(alignment, size)
+    };
     if block.is_null() {
         return libc::ENOMEM;
     }

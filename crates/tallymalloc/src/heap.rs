@@ -271,7 +271,7 @@ pub fn malloc_small(size: usize, zero_bytes: Option<usize>) -> *mut u8 {
 #[inline(always)]
 pub fn malloc_class(class: usize, zero_bytes: Option<usize>) -> *mut u8 {
     let heap = thread::current_heap();
-    // SAFETY: as in `malloc_size`; `class` is below CLASS_COUNT.
+    // SAFETY: as in `malloc_small`; `class` is below CLASS_COUNT.
     unsafe {
         let page = *(*(*heap).state.get()).current.get_unchecked(class);
         pop_or_slow(heap, page, class_size(class), zero_bytes)
@@ -997,9 +997,9 @@ impl HeapState {
         }
     }
 
-    /// The owning thread is exiting: free what is empty, abandon the rest for adoption. Makes
-    /// no system call (but to release segments beyond the spare that empty here): a program
-    /// that starts and ends threads constantly must not pay a purge per page per thread.
+    /// The owning thread is exiting: free what is empty, abandon the rest for adoption. Purges
+    /// no page: a program that starts and ends threads constantly must not pay a purge per page
+    /// per thread. (Segments that empty here are decommitted or released as anywhere else.)
     pub fn abandon(&mut self) {
         // No remote free may reach this heap once it goes back to the pool (P4). Turning every
         // tag to `Never` waits out remote threads mid-hand-over and stops new hand-overs; the

@@ -49,7 +49,7 @@ pub use diagnostics::{invalid_pointer_count, report_invalid_pointer};
 pub use global::TallyMalloc;
 pub use huge::MAX_ALIGN;
 pub use options::{on_error, purge_delay_millis, set_on_error, set_purge_delay_millis, OnError};
-pub use os::set_errno;
+pub use os::{set_errno, ErrnoGuard};
 pub use size_class::LARGE_MAX;
 
 pub(crate) use diagnostics::fatal;
