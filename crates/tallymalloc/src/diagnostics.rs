@@ -121,12 +121,33 @@ pub fn report_invalid_pointer(function: &[u8], address: usize) {
     }
 }
 
+/// Reports that `function` was given `id`, which names no registered domain; the caller then
+/// does what its contract says (a free still frees the block through its own family).
+#[cold]
+pub fn report_unknown_domain(function: &[u8], id: i64) {
+    let mut line = Line::new();
+    line.text(b"tallymalloc: ")
+        .text(function)
+        .text(b"(): no domain ");
+    if id < 0 {
+        line.text(b"-");
+    }
+    line.decimal(id.unsigned_abs())
+        .text(b"; the block was freed through its own family\n");
+    line.write_to_stderr();
+}
+
 /// Reports a broken invariant (heap corruption) and aborts: continuing would spread the damage.
 #[cold]
 pub fn fatal(message: &[u8]) -> ! {
     let mut line = Line::new();
     line.text(b"tallymalloc: fatal: ").text(message).text(b"\n");
     line.write_to_stderr();
+    abort_process()
+}
+
+/// Ends the process at once, as a failed check must.
+pub fn abort_process() -> ! {
     // SAFETY: abort has no preconditions and never returns.
     unsafe { libc::abort() }
 }

@@ -13,6 +13,8 @@
 //! - **U2**: a huge block has one user at a time (whoever holds the pointer), so freeing and
 //!   resizing need no lock: the holder owns the whole mapping. Its page's `owner` is always 0,
 //!   so every free reaches `free_slow`, which sends it here.
+//! - **U4**: a huge mapping counts in `os::committed_bytes` from its mapping until it goes back
+//!   to the OS (including while cached).
 
 use crate::huge_cache;
 use crate::os;
@@ -34,10 +36,11 @@ fn mapping_size_for(offset: usize, size: usize) -> Option<usize> {
     Some(end & !(page - 1))
 }
 
-/// Maps a huge block of `size` bytes aligned to `align` (a power of two up to [`MAX_ALIGN`]),
-/// reusing a cached mapping when one fits. Null when the OS refuses. `zero_bytes` asks for that
-/// many leading bytes to be zero (fresh mappings are zero already; cached ones are cleared).
-pub fn alloc(size: usize, align: usize, zero_bytes: Option<usize>) -> *mut u8 {
+/// Maps a huge block of `size` bytes aligned to `align` (a power of two up to [`MAX_ALIGN`]) for
+/// `domain`, reusing a cached mapping when one fits. Null when the OS refuses. `zero_bytes` asks
+/// for that many leading bytes to be zero (fresh mappings are zero already; cached ones are
+/// cleared).
+pub fn alloc(size: usize, align: usize, zero_bytes: Option<usize>, domain: usize) -> *mut u8 {
     debug_assert!(align.is_power_of_two() && align <= MAX_ALIGN);
     let offset = block_offset(align);
     let Some(mapping_size) = mapping_size_for(offset, size) else {
@@ -49,13 +52,14 @@ pub fn alloc(size: usize, align: usize, zero_bytes: Option<usize>) -> *mut u8 {
             // SAFETY: C1: the cache handed the whole mapping, header intact, to us alone.
             unsafe {
                 (*segment).mapping_size = cached_size;
-                let block = describe(segment, offset);
+                let block = describe(segment, offset, domain);
                 if let Some(bytes) = zero_bytes {
                     ptr::write_bytes(block, 0, bytes);
                 }
                 return block;
             }
         }
+        os::note_committed(-(cached_size as isize));
         // SAFETY: the mapping is ours and unused.
         unsafe { os::release(start, cached_size) };
     }
@@ -67,15 +71,16 @@ pub fn alloc(size: usize, align: usize, zero_bytes: Option<usize>) -> *mut u8 {
     else {
         return crate::failed();
     };
+    os::note_committed(mapping_size as isize);
     // SAFETY: we own the new header (U2).
-    unsafe { describe(segment.as_ptr(), offset) }
+    unsafe { describe(segment.as_ptr(), offset, domain) }
 }
 
 /// Sets page 0 to describe the whole block (U1) and returns the block's address.
 ///
 /// # Safety
 /// The caller must own the huge segment's header.
-unsafe fn describe(segment: *mut Segment, offset: usize) -> *mut u8 {
+unsafe fn describe(segment: *mut Segment, offset: usize, domain: usize) -> *mut u8 {
     // SAFETY: the caller owns the header.
     unsafe {
         let page = &mut (*segment).pages[0];
@@ -86,6 +91,7 @@ unsafe fn describe(segment: *mut Segment, offset: usize) -> *mut u8 {
         page.block_size = size;
         page.class = HUGE_CLASS;
         page.in_use = true;
+        page.domain = domain as u8;
         page.used = 1;
         page.capacity = 1;
         page.reserved = 1;
@@ -124,6 +130,7 @@ pub unsafe fn free(segment: *mut Segment) {
         registry::unregister(segment as usize);
         let start = NonNull::new_unchecked(segment.cast::<u8>());
         if !huge_cache::put(start, size) {
+            os::note_committed(-(size as isize));
             os::release(start, size);
         }
     }
@@ -147,9 +154,11 @@ pub unsafe fn resize(segment: *mut Segment, address: *mut u8, new_size: usize) -
         if new_mapping == old_mapping {
             return address;
         }
+        let domain = (*segment).pages[0].domain as usize;
         if os::remap_in_place(start, old_mapping, new_mapping) {
+            os::note_committed(new_mapping as isize - old_mapping as isize);
             (*segment).mapping_size = new_mapping;
-            return describe(segment, offset);
+            return describe(segment, offset, domain);
         }
         // Shrinking in place cannot fail; growing moves the pages to a fresh aligned range.
         let Some(destination) = os::reserve_aligned(new_mapping, SEGMENT_SIZE) else {
@@ -164,8 +173,9 @@ pub unsafe fn resize(segment: *mut Segment, address: *mut u8, new_size: usize) -
             return crate::failed();
         }
         registry::unregister(segment as usize);
+        os::note_committed(new_mapping as isize - old_mapping as isize);
         let moved = destination.as_ptr().cast::<Segment>();
         (*moved).mapping_size = new_mapping;
-        describe(moved, offset)
+        describe(moved, offset, domain)
     }
 }

@@ -128,6 +128,7 @@ impl ToRelease {
         for entry in &self.entries[..self.count] {
             // SAFETY: C1: the mapping is the cache's alone, and it just left the cache.
             unsafe { os::release(NonNull::new_unchecked(entry.start as *mut u8), entry.size) };
+            os::note_committed(-(entry.size as isize));
         }
     }
 }

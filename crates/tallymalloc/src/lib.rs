@@ -32,6 +32,9 @@
 //! or smaller.
 
 mod diagnostics;
+mod domain;
+mod domain_heap;
+mod exit_report;
 mod global;
 mod heap;
 mod huge;
@@ -42,15 +45,29 @@ mod page;
 mod registry;
 mod segment;
 mod size_class;
+mod stats;
+mod stats_report;
 mod sync;
 mod thread;
+mod timeline;
 
-pub use diagnostics::{invalid_pointer_count, report_invalid_pointer};
+pub use diagnostics::{invalid_pointer_count, report_invalid_pointer, report_unknown_domain};
+pub use domain::{
+    is_valid_name as is_valid_domain_name, on_mismatch, set_on_mismatch, Domain, DomainError,
+    OnMismatch, MAX_DOMAINS, MAX_NAME_LEN as MAX_DOMAIN_NAME_LEN,
+};
 pub use global::TallyMalloc;
 pub use huge::MAX_ALIGN;
-pub use options::{on_error, purge_delay_millis, set_on_error, set_purge_delay_millis, OnError};
+pub use options::{
+    on_error, purge_delay_millis, set_on_error, set_purge_delay_millis, OnError, StatsAtExit,
+};
 pub use os::{set_errno, ErrnoGuard};
 pub use size_class::LARGE_MAX;
+pub use stats::{
+    DomainStats, HugeStats, ProcessStats, SizeClassStats, Stats, PUBLISH_STEP,
+    SCHEMA_VERSION as STATS_SCHEMA_VERSION,
+};
+pub use stats_report::Sink as StatsSink;
 
 pub(crate) use diagnostics::fatal;
 
@@ -69,13 +86,13 @@ const SEGMENT_SIZE_BYTES: usize = segment::SEGMENT_SIZE;
 /// Allocates `size` bytes. `None` when memory is exhausted or `size` is absurd.
 #[inline]
 pub fn malloc(size: usize) -> Option<NonNull<u8>> {
-    NonNull::new(allocate(size, None))
+    NonNull::new(allocate(RAW, size, None))
 }
 
 /// Allocates `size` zeroed bytes.
 #[inline]
 pub fn zalloc(size: usize) -> Option<NonNull<u8>> {
-    NonNull::new(allocate(size, Some(size)))
+    NonNull::new(allocate(RAW, size, Some(size)))
 }
 
 /// Allocates `count * size` zeroed bytes; `None` if the product overflows.
@@ -95,63 +112,92 @@ pub(crate) fn failed() -> *mut u8 {
     ptr::null_mut()
 }
 
+const RAW: usize = 0;
+const _: () = assert!(Domain::RAW.id() == RAW);
+
 #[inline(always)]
-fn allocate(size: usize, zero_bytes: Option<usize>) -> *mut u8 {
+fn allocate(domain: usize, size: usize, zero_bytes: Option<usize>) -> *mut u8 {
     // Small requests first: their path then tests the size once.
     if size <= size_class::SMALL_LOOKUP_MAX {
-        heap::malloc_small(size, zero_bytes)
+        domain_heap::malloc_small(domain, size, zero_bytes)
     } else if size <= LARGE_MAX {
-        heap::malloc_class(class_of(size), zero_bytes)
+        domain_heap::malloc_class(domain, class_of(size), size, zero_bytes)
     } else if size <= MAX_REQUEST {
-        huge::alloc(size, MIN_ALIGN, zero_bytes)
+        allocate_huge(domain, size, MIN_ALIGN, zero_bytes)
     } else {
         failed()
     }
 }
 
+#[cold]
+fn allocate_huge(domain: usize, size: usize, align: usize, zero_bytes: Option<usize>) -> *mut u8 {
+    let block = huge::alloc(size, align, zero_bytes, domain);
+    if !block.is_null() {
+        // SAFETY: the block was just allocated.
+        let usable = unsafe { huge_block_size(block) };
+        domain_heap::count_huge_allocation(domain, usable, size);
+    }
+    block
+}
+
+/// The whole usable size of the huge block holding `address` (its page's block).
+///
+/// # Safety
+/// `address` must be a live huge block.
+unsafe fn huge_block_size(address: *const u8) -> usize {
+    // SAFETY: the caller's contract: the huge header is mapped (U1).
+    unsafe { (*segment_of(address)).pages[0].block_size }
+}
+
 /// Allocates `size` bytes aligned to `align`, which must be a power of two no larger than
 /// [`MAX_ALIGN`]; `None` otherwise or when memory is exhausted.
 pub fn aligned_alloc(size: usize, align: usize) -> Option<NonNull<u8>> {
-    NonNull::new(allocate_aligned(size, align, None))
+    NonNull::new(allocate_aligned(RAW, size, align, None))
 }
 
 /// As [`aligned_alloc`], zeroed.
 pub fn aligned_zalloc(size: usize, align: usize) -> Option<NonNull<u8>> {
-    NonNull::new(allocate_aligned(size, align, Some(size)))
+    NonNull::new(allocate_aligned(RAW, size, align, Some(size)))
 }
 
-fn allocate_aligned(size: usize, align: usize, zero_bytes: Option<usize>) -> *mut u8 {
+fn allocate_aligned(
+    domain: usize,
+    size: usize,
+    align: usize,
+    zero_bytes: Option<usize>,
+) -> *mut u8 {
     if !align.is_power_of_two() || align > MAX_ALIGN || size > MAX_REQUEST {
         return failed();
     }
     if align <= MIN_ALIGN {
         // Blocks of more than 8 bytes are 16-aligned; asking for at least `align` bytes
         // keeps 16-aligned requests out of the 8-byte class.
-        return allocate(size.max(align), zero_bytes);
+        return allocate(domain, size.max(align), zero_bytes);
     }
     // A class whose blocks all fall on `align` boundaries costs nothing extra.
     let rounded = (size + align - 1) & !(align - 1);
     if rounded <= LARGE_MAX {
         let class = class_of(rounded);
         if class_alignment(class).min(segment::HEADER_RESERVE) >= align {
-            return heap::malloc_class(class, zero_bytes);
+            return domain_heap::malloc_class(domain, class, size, zero_bytes);
         }
     }
     // Otherwise over-allocate and hand out an aligned address inside the block.
     let padded = size + align;
     if padded <= LARGE_MAX && align <= segment::HEADER_RESERVE {
-        let block = heap::malloc_class(class_of(padded), zero_bytes.map(|_| padded));
+        let block =
+            domain_heap::malloc_class(domain, class_of(padded), size, zero_bytes.map(|_| padded));
         if block.is_null() {
             return block;
         }
         let aligned = ((block as usize + align - 1) & !(align - 1)) as *mut u8;
         if aligned != block {
             // SAFETY: `block` was just allocated by this thread.
-            unsafe { heap::mark_aligned(block) };
+            unsafe { domain_heap::mark_aligned(block) };
         }
         return aligned;
     }
-    huge::alloc(size, align, zero_bytes)
+    allocate_huge(domain, size, align, zero_bytes)
 }
 
 /// Frees a block. Null is ignored.
@@ -164,7 +210,7 @@ pub unsafe fn free(address: *mut u8) {
         return;
     }
     // SAFETY: the caller's contract.
-    unsafe { heap::free(address) }
+    unsafe { domain_heap::free(RAW, address) }
 }
 
 /// Frees `address` if it is one of our blocks and returns true; returns true for null too
@@ -175,9 +221,15 @@ pub unsafe fn free(address: *mut u8) {
 /// If `address` is ours, it must be a live block, not freed since.
 #[inline(always)]
 pub unsafe fn free_checked(address: *mut u8) -> bool {
+    // SAFETY: the caller's contract.
+    unsafe { free_checked_in(RAW, address) }
+}
+
+#[inline(always)]
+unsafe fn free_checked_in(domain: usize, address: *mut u8) -> bool {
     if registry::contains(address as usize) {
         // SAFETY: ours, and live by the caller's contract.
-        unsafe { heap::free(address) };
+        unsafe { domain_heap::free(domain, address) };
         true
     } else {
         address.is_null()
@@ -206,31 +258,73 @@ pub unsafe fn realloc_aligned(
     new_size: usize,
     align: usize,
 ) -> Option<NonNull<u8>> {
+    // SAFETY: the caller's contract.
+    NonNull::new(unsafe { reallocate(RAW, address, new_size, align) })
+}
+
+/// `realloc` through the `domain` family. A block of another domain is reported as a
+/// mismatch, then moved into `domain` (the caller will free it through that family).
+///
+/// # Safety
+/// As [`realloc_aligned`].
+unsafe fn reallocate(domain: usize, address: *mut u8, new_size: usize, align: usize) -> *mut u8 {
     if address.is_null() {
-        return aligned_alloc(new_size, align);
+        return allocate_aligned(domain, new_size, align, None);
     }
     if new_size > MAX_REQUEST {
-        return NonNull::new(failed());
+        return failed();
     }
     // SAFETY: the caller guarantees a live block of ours.
-    let usable = unsafe { usable_size(address) };
+    let (usable, owner) = unsafe { (usable_size(address), domain_heap::domain_of(address)) };
+    if owner != domain {
+        domain::mismatch(b"realloc", domain, owner, address as usize);
+        return move_block(domain, owner, address, usable, new_size, align);
+    }
     let segment = segment_of(address);
     // SAFETY: the block is live, so its segment header is mapped.
     let is_huge = unsafe { (*segment).kind == SegmentKind::Huge };
     if is_huge && new_size > LARGE_MAX / 2 {
         // SAFETY: the caller owns the live huge block.
-        return NonNull::new(unsafe { huge::resize(segment, address, new_size) });
+        unsafe {
+            let old_size = huge_block_size(address);
+            let resized = huge::resize(segment, address, new_size);
+            if !resized.is_null() {
+                domain_heap::count_huge_resize(
+                    domain,
+                    old_size,
+                    huge_block_size(resized),
+                    new_size,
+                );
+            }
+            return resized;
+        }
     }
     if new_size <= usable && (new_size >= usable / 2 || usable <= MIN_ALIGN) {
-        return NonNull::new(address);
+        return address;
     }
-    let moved = aligned_alloc(new_size, align)?;
+    move_block(domain, owner, address, usable, new_size, align)
+}
+
+/// Moves the `owner` block at `address` (`usable` bytes) into a new block of `domain`.
+fn move_block(
+    domain: usize,
+    owner: usize,
+    address: *mut u8,
+    usable: usize,
+    new_size: usize,
+    align: usize,
+) -> *mut u8 {
+    let moved = allocate_aligned(domain, new_size, align, None);
+    if moved.is_null() {
+        return moved;
+    }
+    // The old block goes back through its own family (the caller reported any mismatch).
     // SAFETY: both blocks are live and distinct; we copy what both can hold.
     unsafe {
-        ptr::copy_nonoverlapping(address, moved.as_ptr(), usable.min(new_size));
-        free(address);
+        ptr::copy_nonoverlapping(address, moved, usable.min(new_size));
+        domain_heap::free_in_own_domain(owner, address);
     }
-    Some(moved)
+    moved
 }
 
 /// How many bytes the block at `address` can hold: at least what was asked for.
@@ -263,8 +357,143 @@ pub fn is_ours(address: *const u8) -> bool {
 /// Reads the options from the environment and sets up process-wide state, if not done yet.
 /// Allocating does this by itself; a library constructor calls it to apply options (and print
 /// them with `TALLYMALLOC_VERBOSE=1`) before the first allocation.
+///
+/// It also starts the stats sampler when `TALLYMALLOC_STATS_INTERVAL` asks for one (the C
+/// library's constructor calls it; a Rust program that wants a timeline calls it from `main`).
 pub fn init() {
     thread::ensure_process_ready();
+    timeline::start(options::stats_interval_millis());
+}
+
+/// A snapshot of the live accounting: every domain, every size class, the process. Reading
+/// never blocks an allocating thread; see [`Stats`] for how fresh the figures are.
+pub fn stats() -> Stats {
+    stats::snapshot()
+}
+
+/// Writes [`stats()`] as JSON (`docs/stats-schema.json`) into `buffer`, NUL-terminated and cut
+/// to fit, and returns the length of the whole text (without the NUL), as `snprintf` does: a
+/// result of `buffer.len()` or more means the text was cut. Includes the timeline if
+/// `TALLYMALLOC_STATS_INTERVAL` started a sampler. Does not allocate.
+pub fn stats_json(buffer: &mut [u8]) -> usize {
+    let snapshot = stats::snapshot();
+    let mut sink = stats_report::BufferSink::new(buffer);
+    stats_report::write_json(&snapshot, true, &mut sink);
+    sink.finish()
+}
+
+/// Writes the human stats table to the file descriptor `fd`. Does not allocate.
+pub fn stats_print_to_fd(fd: i32) {
+    let snapshot = stats::snapshot();
+    stats_report::write_table(&snapshot, &mut stats_report::FdSink::new(fd));
+}
+
+/// Writes the human stats table into `sink` (the C library's `tm_stats_print` writes to a
+/// `FILE`). Does not allocate.
+pub fn write_stats_table(sink: &mut impl StatsSink) {
+    stats_report::write_table(&stats::snapshot(), sink);
+}
+
+/// The human stats table as a `String`.
+pub fn stats_table() -> String {
+    let snapshot = stats::snapshot();
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let mut sink = stats_report::BufferSink::new(&mut buffer);
+        stats_report::write_table(&snapshot, &mut sink);
+        let length = sink.finish();
+        if length < buffer.len() {
+            buffer.truncate(length);
+            return String::from_utf8_lossy(&buffer).into_owned();
+        }
+        buffer.resize(length + 1, 0);
+    }
+}
+
+/// Records one timeline sample now (the sampler does this every `TALLYMALLOC_STATS_INTERVAL`
+/// milliseconds; tests and tools may add their own). Does nothing unless a sampler started.
+pub fn take_timeline_sample() {
+    timeline::take_sample();
+}
+
+/// The domain of the live block at `address`.
+///
+/// # Safety
+/// `address` must be a live block from this allocator.
+pub unsafe fn domain_of(address: *const u8) -> Domain {
+    // SAFETY: the caller's contract; every page's domain is registered.
+    Domain::from_id(unsafe { domain_heap::domain_of(address) }).unwrap_or(Domain::RAW)
+}
+
+/// Frees the live block at `address` through the family it belongs to, whatever that is
+/// (for callers that name no valid family, after reporting their mistake).
+///
+/// # Safety
+/// `address` must be a live block from this allocator.
+pub unsafe fn free_in_own_domain(address: *mut u8) {
+    // SAFETY: the caller's contract.
+    unsafe { domain_heap::free_in_own_domain(domain_heap::domain_of(address), address) }
+}
+
+/// The allocator families, as Rust methods. Each returns `None` (with `errno` set) on failure,
+/// as the crate-level functions do.
+impl Domain {
+    /// Allocates `size` bytes in this domain.
+    #[inline]
+    pub fn alloc(self, size: usize) -> Option<NonNull<u8>> {
+        NonNull::new(allocate(self.id(), size, None))
+    }
+
+    /// Allocates `size` zeroed bytes in this domain.
+    #[inline]
+    pub fn zalloc(self, size: usize) -> Option<NonNull<u8>> {
+        NonNull::new(allocate(self.id(), size, Some(size)))
+    }
+
+    /// Allocates `count * size` zeroed bytes; `None` if the product overflows.
+    pub fn calloc(self, count: usize, size: usize) -> Option<NonNull<u8>> {
+        match count.checked_mul(size) {
+            Some(total) => self.zalloc(total),
+            None => NonNull::new(failed()),
+        }
+    }
+
+    /// Allocates `size` bytes aligned to `align` (a power of two up to [`MAX_ALIGN`]).
+    pub fn aligned_alloc(self, size: usize, align: usize) -> Option<NonNull<u8>> {
+        NonNull::new(allocate_aligned(self.id(), size, align, None))
+    }
+
+    /// Resizes a block of this domain as [`realloc`] does. A block of another domain is
+    /// reported as a mismatch and moved into this one.
+    ///
+    /// # Safety
+    /// As [`realloc`].
+    pub unsafe fn realloc(self, address: *mut u8, new_size: usize) -> Option<NonNull<u8>> {
+        // SAFETY: the caller's contract.
+        NonNull::new(unsafe { reallocate(self.id(), address, new_size, MIN_ALIGN) })
+    }
+
+    /// Frees a block of this domain. Null is ignored. A block of another domain is reported as
+    /// a mismatch (see [`OnMismatch`]) and still freed correctly.
+    ///
+    /// # Safety
+    /// `address` must be null or a live block from this allocator.
+    #[inline]
+    pub unsafe fn free(self, address: *mut u8) {
+        if !address.is_null() {
+            // SAFETY: the caller's contract.
+            unsafe { domain_heap::free(self.id(), address) }
+        }
+    }
+
+    /// As [`free_checked`], through this domain's family.
+    ///
+    /// # Safety
+    /// If `address` is ours, it must be a live block, not freed since.
+    pub unsafe fn free_checked(self, address: *mut u8) -> bool {
+        // SAFETY: the caller's contract.
+        unsafe { free_checked_in(self.id(), address) }
+    }
 }
 
 /// Returns what the calling thread's heap can give back now: empty pages and their memory, the

@@ -6,8 +6,10 @@
 //! warning line on stderr naming it and what is accepted, and the default stays in force.
 
 use crate::diagnostics::{self, Line};
+use crate::domain::{self, OnMismatch};
+use core::cell::UnsafeCell;
 use core::ffi::{c_char, CStr};
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 /// Default delay before a free page's memory goes back to the OS, as mimalloc does.
 pub const DEFAULT_PURGE_DELAY_MILLIS: u64 = 10;
@@ -50,7 +52,74 @@ pub fn set_on_error(choice: OnError) {
     ON_ERROR.store(choice as u8, Ordering::Relaxed);
 }
 
-const KNOWN: &[u8] = b"TALLYMALLOC_PURGE_DELAY, TALLYMALLOC_ON_ERROR, TALLYMALLOC_VERBOSE";
+const KNOWN: &[u8] = b"TALLYMALLOC_PURGE_DELAY, TALLYMALLOC_ON_ERROR, TALLYMALLOC_ON_MISMATCH, \
+TALLYMALLOC_STATS, TALLYMALLOC_STATS_INTERVAL, TALLYMALLOC_VERBOSE";
+
+/// Where the exit-time stats go (`TALLYMALLOC_STATS`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatsAtExit {
+    Off,
+    /// `1`: the human table, on stderr.
+    Table,
+    /// `json:PATH`: the JSON, written to PATH (`%p` in it becomes the process id).
+    Json,
+}
+
+static STATS_AT_EXIT: AtomicU8 = AtomicU8::new(0);
+static STATS_INTERVAL_MILLIS: AtomicU64 = AtomicU64::new(0);
+const MAX_PATH: usize = 4096;
+
+struct StatsPath {
+    bytes: UnsafeCell<[u8; MAX_PATH]>,
+    length: AtomicUsize,
+}
+// The path is written while options load (one thread, under the process set-up lock).
+// SAFETY: `length` is published with release ordering after the write; reads follow it.
+unsafe impl Sync for StatsPath {}
+static STATS_PATH: StatsPath = StatsPath {
+    bytes: UnsafeCell::new([0; MAX_PATH]),
+    length: AtomicUsize::new(0),
+};
+
+pub fn stats_at_exit() -> StatsAtExit {
+    match STATS_AT_EXIT.load(Ordering::Relaxed) {
+        1 => StatsAtExit::Table,
+        2 => StatsAtExit::Json,
+        _ => StatsAtExit::Off,
+    }
+}
+
+/// The `PATH` of `TALLYMALLOC_STATS=json:PATH`.
+pub fn stats_path() -> &'static [u8] {
+    let length = STATS_PATH.length.load(Ordering::Acquire);
+    // SAFETY: the bytes before `length` were written before it was published, and never change.
+    unsafe { &(&*STATS_PATH.bytes.get())[..length] }
+}
+
+/// Milliseconds between timeline samples (`TALLYMALLOC_STATS_INTERVAL`); 0 for none.
+pub fn stats_interval_millis() -> u64 {
+    STATS_INTERVAL_MILLIS.load(Ordering::Relaxed)
+}
+
+fn set_stats_option(value: &[u8]) -> bool {
+    match value {
+        b"0" => STATS_AT_EXIT.store(0, Ordering::Relaxed),
+        b"1" => STATS_AT_EXIT.store(1, Ordering::Relaxed),
+        _ => {
+            let Some(path) = value.strip_prefix(b"json:") else {
+                return false;
+            };
+            if path.is_empty() || path.len() > MAX_PATH || path.contains(&0) {
+                return false;
+            }
+            // SAFETY: see `StatsPath`: options load on one thread, before readers look.
+            unsafe { (&mut *STATS_PATH.bytes.get())[..path.len()].copy_from_slice(path) };
+            STATS_PATH.length.store(path.len(), Ordering::Release);
+            STATS_AT_EXIT.store(2, Ordering::Relaxed);
+        }
+    }
+    true
+}
 
 extern "C" {
     static environ: *const *const c_char;
@@ -93,6 +162,29 @@ fn apply_entry(entry: &[u8]) {
             b"abort" => set_on_error(OnError::Abort),
             _ => diagnostics::warn_bad_option(full_name, value, b"report or abort"),
         },
+        b"ON_MISMATCH" => match value {
+            b"warn" => domain::set_on_mismatch(OnMismatch::Warn),
+            b"abort" => domain::set_on_mismatch(OnMismatch::Abort),
+            b"ignore" => domain::set_on_mismatch(OnMismatch::Ignore),
+            _ => diagnostics::warn_bad_option(full_name, value, b"warn, abort or ignore"),
+        },
+        b"STATS" => {
+            if !set_stats_option(value) {
+                diagnostics::warn_bad_option(
+                    full_name,
+                    value,
+                    b"1 (a table on stderr at exit), json:PATH (JSON to PATH at exit) or 0",
+                );
+            }
+        }
+        b"STATS_INTERVAL" => match parse_millis(value) {
+            Some(millis) => STATS_INTERVAL_MILLIS.store(millis, Ordering::Relaxed),
+            None => diagnostics::warn_bad_option(
+                full_name,
+                value,
+                b"milliseconds between timeline samples, a whole number up to 3600000",
+            ),
+        },
         b"VERBOSE" => match value {
             b"0" => VERBOSE.store(false, Ordering::Relaxed),
             b"1" => VERBOSE.store(true, Ordering::Relaxed),
@@ -121,6 +213,25 @@ fn print_options() {
             OnError::Report => b"report",
             OnError::Abort => b"abort",
         })
+        .text(b" TALLYMALLOC_ON_MISMATCH=")
+        .text(match domain::on_mismatch() {
+            OnMismatch::Warn => b"warn".as_slice(),
+            OnMismatch::Abort => b"abort",
+            OnMismatch::Ignore => b"ignore",
+        })
+        .text(b" TALLYMALLOC_STATS=")
+        .text(match stats_at_exit() {
+            StatsAtExit::Off => b"0".as_slice(),
+            StatsAtExit::Table => b"1",
+            StatsAtExit::Json => b"json:",
+        })
+        .text(if stats_at_exit() == StatsAtExit::Json {
+            stats_path()
+        } else {
+            b""
+        })
+        .text(b" TALLYMALLOC_STATS_INTERVAL=")
+        .decimal(stats_interval_millis())
         .text(b" TALLYMALLOC_VERBOSE=1\n");
     line.write_to_stderr();
 }
@@ -164,5 +275,19 @@ mod tests {
         apply_entry(b"OTHER_VARIABLE=1");
         apply_entry(b"TALLYMALLOC_NO_SUCH_THING=1");
         apply_entry(b"TALLYMALLOC_VERBOSE");
+    }
+
+    #[test]
+    fn stats_options_parse() {
+        assert!(!set_stats_option(b"yes"));
+        assert!(!set_stats_option(b"json:"));
+        assert_eq!(stats_at_exit(), StatsAtExit::Off);
+        assert!(set_stats_option(b"json:/tmp/stats-%p.json"));
+        assert_eq!(stats_at_exit(), StatsAtExit::Json);
+        assert_eq!(stats_path(), b"/tmp/stats-%p.json");
+        assert!(set_stats_option(b"0"));
+        assert_eq!(stats_at_exit(), StatsAtExit::Off);
+        apply_entry(b"TALLYMALLOC_ON_MISMATCH=sometimes");
+        assert_eq!(domain::on_mismatch(), OnMismatch::Warn);
     }
 }

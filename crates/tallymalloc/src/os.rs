@@ -10,7 +10,7 @@
 //!   lazily on first touch, so "reserve" costs address space, not resident memory.
 
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 
 /// The smallest page size we assume; the real one is read once by [`page_size`].
 const FALLBACK_PAGE_SIZE: usize = 4096;
@@ -19,6 +19,20 @@ static PAGE_SIZE: AtomicUsize = AtomicUsize::new(0);
 
 /// Bytes currently mapped by tallymalloc (reserved address space).
 static RESERVED_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// Bytes the allocator may have made resident: pages in use or awaiting their purge, and huge
+/// mappings (kept up to date by `segment.rs` and `huge.rs`, which know when pages change state).
+static COMMITTED_BYTES: AtomicIsize = AtomicIsize::new(0);
+
+/// Adds `delta` bytes to the committed gauge.
+pub fn note_committed(delta: isize) {
+    COMMITTED_BYTES.fetch_add(delta, Ordering::Relaxed);
+}
+
+/// The committed gauge (see [`note_committed`]).
+pub fn committed_bytes() -> usize {
+    COMMITTED_BYTES.load(Ordering::Relaxed).max(0) as usize
+}
 
 /// The system page size, read once.
 #[inline]

@@ -25,7 +25,7 @@
 //!   tell the owner about it (see [`DelayedFree`]). While the tag is `DelayedFreeing` the owner
 //!   neither abandons the page nor frees its heap.
 
-use crate::heap::Heap;
+use crate::domain_heap::DomainHeap;
 use core::ptr;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
@@ -89,6 +89,8 @@ pub struct Page {
     /// Every block on `free` is zero but for its link word.
     pub free_is_zero: bool,
     pub in_use: bool,
+    /// The domain every block of the page belongs to; constant while the page is in use (P1).
+    pub domain: u8,
     pub local_free: *mut Block,
     pub block_size: usize,
     pub area: *mut u8,
@@ -124,6 +126,7 @@ impl Page {
             class: 0,
             free_is_zero: false,
             in_use: false,
+            domain: 0,
             local_free: ptr::null_mut(),
             block_size: 0,
             area: ptr::null_mut(),
@@ -140,8 +143,15 @@ impl Page {
         }
     }
 
-    /// Prepares a free page to serve `block_size`-byte blocks of `class` for `heap`.
-    pub fn start_serving(&mut self, class: u8, block_size: usize, heap: *mut Heap) {
+    /// Prepares a free page to serve `block_size`-byte blocks of `class` for `heap`, a domain
+    /// heap of `domain`.
+    pub fn start_serving(
+        &mut self,
+        class: u8,
+        block_size: usize,
+        heap: *mut DomainHeap,
+        domain: u8,
+    ) {
         debug_assert!(!self.in_use && block_size > 0 && block_size <= self.area_size);
         self.free = ptr::null_mut();
         self.local_free = ptr::null_mut();
@@ -149,6 +159,7 @@ impl Page {
         self.class = class;
         self.free_is_zero = false;
         self.in_use = true;
+        self.domain = domain;
         self.block_size = block_size;
         self.capacity = 0;
         self.reserved = (self.area_size / block_size) as u32;
@@ -174,12 +185,12 @@ impl Page {
 
     /// The owning heap, or null (P1).
     #[inline]
-    pub fn owner_heap(&self) -> *mut Heap {
-        (self.owner.load(Ordering::Acquire) & !FLAG_MASK) as *mut Heap
+    pub fn owner_heap(&self) -> *mut DomainHeap {
+        (self.owner.load(Ordering::Acquire) & !FLAG_MASK) as *mut DomainHeap
     }
 
     /// Hands the page to `heap` (or to nobody, with null), keeping its flags.
-    pub fn set_owner_heap(&self, heap: *mut Heap) {
+    pub fn set_owner_heap(&self, heap: *mut DomainHeap) {
         let flags = self.flags();
         self.owner.store(heap as usize | flags, Ordering::Release);
     }
@@ -350,7 +361,7 @@ impl Page {
             // free its heap, so the heap pointer is valid.
             let heap = self.owner_heap();
             // SAFETY: P4 as above; a page with the `Use` tag is always owned by a heap.
-            unsafe { Heap::push_delayed_free(heap, block) };
+            unsafe { DomainHeap::push_delayed_free(heap, block) };
             self.finish_delayed_free();
         }
     }
@@ -438,7 +449,7 @@ mod tests {
         let mut page = Page::empty();
         page.area = buffer.as_mut_ptr().cast();
         page.area_size = buffer.len() * 8;
-        page.start_serving(1, block_size, ptr::null_mut());
+        page.start_serving(1, block_size, ptr::null_mut(), 0);
         page
     }
 

@@ -21,6 +21,8 @@
 //!   goes back to the OS.
 //! - **S4 counts**: `used_pages` is the number of pages in use; `free_pages` has a bit for
 //!   every page that can be taken. A segment with `used_pages == 0` holds no live block.
+//! - **S5 committed**: a page counts in `os::committed_bytes` exactly while it is in use or
+//!   free with `memory_is_zero` false; every change of those two goes through this module.
 
 use crate::os;
 use crate::page::Page;
@@ -121,7 +123,9 @@ impl Segment {
         debug_assert!(kind != SegmentKind::Huge);
         let start = os::reserve_aligned(SEGMENT_SIZE, SEGMENT_SIZE)?;
         // SAFETY: the mapping is fresh, zeroed, writable and SEGMENT_SIZE long.
-        unsafe { Self::start_in(start, kind, SEGMENT_SIZE) }
+        let segment = unsafe { Self::start_in(start, kind, SEGMENT_SIZE) }?;
+        SEGMENTS.fetch_add(1, Ordering::Relaxed);
+        Some(segment)
     }
 
     /// Writes a segment header at the start of a fresh mapping of `mapping_size` bytes, lays
@@ -168,6 +172,7 @@ impl Segment {
     /// Splits an empty segment into pages of `kind` (S2: no block may be live).
     pub fn lay_out(&mut self, kind: SegmentKind, memory_is_zero: bool) {
         debug_assert!(self.used_pages == 0);
+        os::note_committed(-(self.committed_in_free_pages() as isize));
         let shift = kind.page_shift();
         let count = (SEGMENT_SIZE >> shift) as u32;
         self.kind = kind;
@@ -188,6 +193,17 @@ impl Segment {
                 self.free_pages |= 1 << index;
             }
         }
+        os::note_committed(self.committed_in_free_pages() as isize);
+    }
+
+    /// Bytes of free pages that count as committed (S5): those written since they were last
+    /// zeroed.
+    fn committed_in_free_pages(&self) -> usize {
+        self.pages[..self.page_count as usize]
+            .iter()
+            .filter(|page| !page.in_use && !page.memory_is_zero)
+            .map(|page| page.area_size)
+            .sum()
     }
 
     /// Takes a free page (owner only, S1/S4); null when none is left.
@@ -198,7 +214,12 @@ impl Segment {
         let index = self.free_pages.trailing_zeros() as usize;
         self.free_pages &= !(1u64 << index);
         self.used_pages += 1;
-        &mut self.pages[index]
+        PAGES_IN_USE.fetch_add(1, Ordering::Relaxed);
+        let page = &mut self.pages[index];
+        if page.memory_is_zero {
+            os::note_committed(page.area_size as isize);
+        }
+        page
     }
 
     /// Gives back a page that holds no live block (owner only, S1/S4).
@@ -208,9 +229,13 @@ impl Segment {
         page.owner.store(0, Ordering::Relaxed);
         if page.capacity > 0 {
             page.memory_is_zero = false;
+        } else if page.memory_is_zero {
+            // Never written: it stops counting as committed (S5).
+            os::note_committed(-(page.area_size as isize));
         }
         self.free_pages |= 1u64 << page.index;
         self.used_pages -= 1;
+        PAGES_IN_USE.fetch_sub(1, Ordering::Relaxed);
     }
 
     pub fn has_free_page(&self) -> bool {
@@ -224,11 +249,37 @@ impl Segment {
     pub unsafe fn release(segment: *mut Segment) {
         // SAFETY: the caller guarantees the segment is dead; its header is still mapped.
         unsafe {
+            os::note_committed(-((*segment).committed_in_free_pages() as isize));
+            SEGMENTS.fetch_sub(1, Ordering::Relaxed);
             let size = (*segment).mapping_size;
             registry::unregister(segment as usize);
             os::release(NonNull::new_unchecked(segment.cast()), size);
         }
     }
+}
+
+/// Returns a free page's memory to the OS (its purge), keeping the committed gauge (S5).
+pub fn decommit_page(page: &mut Page) {
+    debug_assert!(!page.in_use);
+    let was_committed = !page.memory_is_zero;
+    // SAFETY: a free page's area lies in its live segment and holds no live block.
+    page.memory_is_zero = unsafe { os::decommit(page.area, page.area_size) };
+    if was_committed && page.memory_is_zero {
+        os::note_committed(-(page.area_size as isize));
+    }
+}
+
+static SEGMENTS: AtomicUsize = AtomicUsize::new(0);
+static PAGES_IN_USE: AtomicUsize = AtomicUsize::new(0);
+
+/// Segments mapped (not huge ones), owned, spare or abandoned.
+pub fn segment_count() -> usize {
+    SEGMENTS.load(Ordering::Relaxed)
+}
+
+/// Pages serving blocks, in all segments.
+pub fn pages_in_use() -> usize {
+    PAGES_IN_USE.load(Ordering::Relaxed)
 }
 
 /// Segments whose owner thread has exited, waiting for another thread to adopt them.

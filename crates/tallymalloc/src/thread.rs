@@ -9,15 +9,19 @@
 //! Invariants:
 //! - **T1**: a thread's pointer is the empty heap until its first slow-path allocation, then
 //!   its own heap until its exit handler abandons that heap and sets it back to empty.
-//! - **T2**: heaps come from [`os::reserve_metadata`] chunks and are recycled through a pool
-//!   under a spin lock; a heap in the pool has no segments and no pages.
+//! - **T2**: heaps and domain heaps come from [`os::reserve_metadata`] chunks and are recycled
+//!   through pools under spin locks; one in a pool has no segments, no pages, and its counters
+//!   are retired.
 //! - **T3**: nothing here allocates through the allocator. `pthread_setspecific` may call
 //!   malloc (for keys past the first 32): the heap pointer is set before that call, so the
 //!   nested malloc finds a working heap.
 
+use crate::domain::Domain;
+use crate::domain_heap::DomainHeap;
 use crate::heap::{empty_heap, Heap, EMPTY_HEAP};
 use crate::options;
 use crate::os;
+use crate::stats;
 use crate::sync::SpinLock;
 use core::cell::Cell;
 use core::ptr;
@@ -34,6 +38,13 @@ pub fn current_heap() -> *mut Heap {
     CURRENT_HEAP.with(Cell::get)
 }
 
+/// The domain heap every domain of a thread without one points at: its pages are all the
+/// empty page. It is the empty heap's raw domain heap, its first field.
+#[inline(always)]
+pub fn empty_domain_heap() -> *mut DomainHeap {
+    empty_heap().cast()
+}
+
 static PROCESS_READY: AtomicBool = AtomicBool::new(false);
 static PROCESS_INIT_LOCK: SpinLock<()> = SpinLock::new(());
 static EXIT_KEY: AtomicU32 = AtomicU32::new(0);
@@ -48,7 +59,10 @@ pub fn ensure_process_ready() {
     if PROCESS_READY.load(Ordering::Relaxed) {
         return;
     }
+    stats::start_clock();
+    crate::exit_report::note_process_start();
     options::load_from_environment();
+    crate::exit_report::prepare();
     let mut key: libc::pthread_key_t = 0;
     // pthread_key_create does not allocate; the destructor accepts any value we store.
     // SAFETY: `key` is a valid out-parameter and the destructor an `extern "C"` fn.
@@ -63,9 +77,10 @@ pub fn ensure_process_ready() {
 #[cold]
 pub fn start_heap() -> Option<*mut Heap> {
     ensure_process_ready();
-    let heap = pool_take()?;
+    let heap = HEAPS.take()?.cast::<Heap>();
     // SAFETY: the pool handed us unused heap memory (T2).
     unsafe { Heap::initialize(heap) };
+    stats::note_thread_started();
     CURRENT_HEAP.with(|current| current.set(heap));
     if HAS_EXIT_KEY.load(Ordering::Relaxed) {
         // SAFETY: the key was created by `ensure_process_ready`; T3 covers the nested malloc.
@@ -85,13 +100,42 @@ pub fn start_heap() -> Option<*mut Heap> {
     Some(heap)
 }
 
+/// The calling thread's domain heap for `domain`, started if need be (the thread's heap too).
+/// `Err(EINVAL)` if the domain is not registered, `Err(ENOMEM)` if the OS refuses memory.
+#[cold]
+pub fn start_domain_heap(domain: usize) -> Result<*mut DomainHeap, libc::c_int> {
+    let mut heap = current_heap();
+    if heap == empty_heap() {
+        heap = start_heap().ok_or(libc::ENOMEM)?;
+    }
+    // SAFETY: H1: our own heap.
+    let existing = unsafe { Heap::domain_heap(heap, domain) };
+    if existing != empty_domain_heap() {
+        return Ok(existing);
+    }
+    let Some(registered) = Domain::from_id(domain) else {
+        return Err(libc::EINVAL);
+    };
+    let domain_heap = DOMAIN_HEAPS
+        .take()
+        .ok_or(libc::ENOMEM)?
+        .cast::<DomainHeap>();
+    // SAFETY: the pool handed us unused memory (T2); the heap is ours (H1).
+    unsafe {
+        DomainHeap::initialize(domain_heap, heap, registered);
+        (*heap).install(domain, domain_heap);
+    }
+    Ok(domain_heap)
+}
+
 static FORK_HANDLERS_REGISTERED: AtomicBool = AtomicBool::new(false);
 
 /// Holds every global lock across `fork`, so the child never inherits one held by a thread
 /// that does not exist there. Lock order: pool, abandoned list, huge cache (no path takes two
 /// of them at once).
 extern "C" fn before_fork() {
-    POOL.hold_for_fork();
+    HEAPS.free.hold_for_fork();
+    DOMAIN_HEAPS.free.hold_for_fork();
     crate::segment::hold_locks_for_fork();
     crate::huge_cache::hold_lock_for_fork();
 }
@@ -101,7 +145,8 @@ extern "C" fn after_fork_in_parent() {
     unsafe {
         crate::huge_cache::release_lock_after_fork();
         crate::segment::release_locks_after_fork();
-        POOL.release_after_fork();
+        DOMAIN_HEAPS.free.release_after_fork();
+        HEAPS.free.release_after_fork();
     }
 }
 
@@ -113,7 +158,8 @@ extern "C" fn after_fork_in_child() {
     unsafe {
         crate::huge_cache::release_lock_after_fork();
         crate::segment::release_locks_after_fork();
-        POOL.release_after_fork();
+        DOMAIN_HEAPS.free.release_after_fork();
+        HEAPS.free.release_after_fork();
     }
 }
 
@@ -123,53 +169,67 @@ extern "C" fn on_thread_exit(value: *mut libc::c_void) {
         return;
     }
     // The key's value is the exiting thread's own heap (set in `start_heap`).
-    // SAFETY: H1: this handler runs on the heap's own thread.
-    unsafe { (*heap).state().abandon() };
+    // SAFETY: H1: this handler runs on the heap's own thread, once.
+    unsafe { (*heap).abandon(|domain_heap| DOMAIN_HEAPS.give_back(domain_heap.cast())) };
     CURRENT_HEAP.with(|current| {
         if current.get() == heap {
             current.set(empty_heap());
         }
     });
-    pool_give_back(heap);
+    HEAPS.give_back(heap.cast());
 }
 
-/// Unused heap memory, linked through `HeapState::pool_next` (T2).
-struct HeapPool {
-    free: *mut Heap,
+/// Unused memory for objects of one size, linked through each object's first word (T2).
+struct Pool {
+    free: SpinLock<FreeList>,
+    object_size: usize,
 }
-// SAFETY: the pool is only touched under its lock, and the heaps on it are unused.
-unsafe impl Send for HeapPool {}
 
-static POOL: SpinLock<HeapPool> = SpinLock::new(HeapPool {
-    free: ptr::null_mut(),
-});
+struct FreeList {
+    first: *mut u8,
+}
+// SAFETY: the list is only touched under its lock, and the objects on it are unused.
+unsafe impl Send for FreeList {}
 
-const POOL_CHUNK: usize = 64 * 1024;
+static HEAPS: Pool = Pool::new(core::mem::size_of::<Heap>());
+static DOMAIN_HEAPS: Pool = Pool::new(core::mem::size_of::<DomainHeap>());
 
-fn pool_take() -> Option<*mut Heap> {
-    let mut pool = POOL.lock();
-    if pool.free.is_null() {
-        let chunk = os::reserve_metadata(POOL_CHUNK)?;
-        let count = POOL_CHUNK / core::mem::size_of::<Heap>();
-        for index in 0..count {
-            // A zeroed heap's `pool_next` is a valid null pointer.
-            // SAFETY: T2: the chunk is fresh, zeroed and holds `count` heaps.
-            unsafe {
-                let heap = chunk.as_ptr().cast::<Heap>().add(index);
-                *Heap::pool_next(heap) = pool.free;
-                pool.free = heap;
-            }
+const POOL_CHUNK: usize = 256 * 1024;
+
+impl Pool {
+    const fn new(object_size: usize) -> Pool {
+        // Objects are at least pointer-aligned: each starts a multiple of 128 bytes in.
+        Pool {
+            free: SpinLock::new(FreeList {
+                first: ptr::null_mut(),
+            }),
+            object_size: (object_size + 127) & !127,
         }
     }
-    let heap = pool.free;
-    // SAFETY: heaps on the pool are valid unused memory (T2).
-    pool.free = unsafe { *Heap::pool_next(heap) };
-    Some(heap)
-}
 
-fn pool_give_back(heap: *mut Heap) {
-    let mut pool = POOL.lock();
-    // SAFETY: the heap was abandoned and is no longer anyone's (T2).
-    unsafe { *Heap::pool_next(heap) = pool.free };
-    pool.free = heap;
+    fn take(&self) -> Option<*mut u8> {
+        let mut list = self.free.lock();
+        if list.first.is_null() {
+            let chunk = os::reserve_metadata(POOL_CHUNK)?;
+            for index in 0..POOL_CHUNK / self.object_size {
+                // SAFETY: T2: the chunk is fresh and holds that many objects.
+                unsafe {
+                    let object = chunk.as_ptr().add(index * self.object_size);
+                    *object.cast::<*mut u8>() = list.first;
+                    list.first = object;
+                }
+            }
+        }
+        let object = list.first;
+        // SAFETY: objects on the list are unused memory whose first word is the link (T2).
+        list.first = unsafe { *object.cast::<*mut u8>() };
+        Some(object)
+    }
+
+    fn give_back(&self, object: *mut u8) {
+        let mut list = self.free.lock();
+        // SAFETY: the object is retired and no longer anyone's (T2).
+        unsafe { *object.cast::<*mut u8>() = list.first };
+        list.first = object;
+    }
 }

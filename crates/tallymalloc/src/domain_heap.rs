@@ -1,0 +1,830 @@
+//! Domain heaps: one thread's pages of one domain, by size class, and the malloc and free fast
+//! paths through them.
+//!
+//! `malloc` looks up the thread's domain heap (for `raw`, the thread's heap itself), the page
+//! that currently serves the size class, and pops a block from that page's free list. `free`
+//! masks the pointer to its segment and page; if the page's owner word is the domain heap of the
+//! calling thread and family, it pushes the block on the page's local list. Anything else (a
+//! remote free, a flagged page, a huge block, a block of another family) takes `free_slow`,
+//! which is where mismatched families are caught: the owner comparison that makes a free local
+//! also proves its family right. Collecting frees and finding pages happen on slow paths, out
+//! of line; segments and memory come from the thread's [`Heap`].
+//!
+//! Invariants:
+//! - **H1 ownership**: a domain heap's `pages` are touched only by the thread whose heap it
+//!   belongs to (see `thread.rs`), or by that thread's exit handler; other threads touch only
+//!   `delayed_free` and read `counters`. No `&mut DomainPages` is held across a call into the
+//!   thread's [`Heap`], which may requeue pages into any of its domain heaps (adoption).
+//! - **H2 current**: `current[c]` is the first page of `queues[c]`, or the shared empty page
+//!   (whose free list is always empty) when the queue is empty; `direct[(n + 7) / 8]` is
+//!   `current[class_of(n)]` for every `n <= SMALL_LOOKUP_MAX`. Pages in `queues[c]` serve class
+//!   `c` and are not flagged full; pages on `full` have `FLAG_IN_FULL` and a `Use` delayed-free
+//!   tag requested while their thread list was empty (P4). Every page on them has this heap's
+//!   domain and this heap as its owner.
+//! - **H5 no self-allocation**: nothing here calls malloc.
+
+use crate::domain::Domain;
+use crate::heap::Heap;
+use crate::huge;
+use crate::os;
+use crate::page::{Block, DelayedFree, Page, FLAG_HAS_ALIGNED, FLAG_IN_FULL, HUGE_CLASS};
+use crate::segment::{segment_of, SegmentKind};
+use crate::size_class::{class_of, class_size, CLASS_COUNT, SMALL_LOOKUP_MAX};
+use crate::stats::{self, Counters};
+use crate::thread;
+use core::cell::UnsafeCell;
+use core::ptr;
+use core::sync::atomic::{AtomicPtr, Ordering};
+
+/// The page every empty queue points at: its free list is always empty, so the fast path falls
+/// through to the slow path without a separate check.
+struct SharedEmptyPage(UnsafeCell<Page>);
+// The only code that could write the empty page, `Page::pop`, writes only after finding a
+// block on its (always empty) free list.
+// SAFETY: the empty page is never written, so sharing it is sharing a constant.
+unsafe impl Sync for SharedEmptyPage {}
+static EMPTY_PAGE: SharedEmptyPage = SharedEmptyPage(UnsafeCell::new(Page::empty()));
+
+#[inline(always)]
+pub(crate) fn empty_page() -> *mut Page {
+    EMPTY_PAGE.0.get()
+}
+
+#[derive(Clone, Copy)]
+pub(crate) struct PageQueue {
+    pub first: *mut Page,
+    pub last: *mut Page,
+}
+
+impl PageQueue {
+    pub const EMPTY: PageQueue = PageQueue {
+        first: ptr::null_mut(),
+        last: ptr::null_mut(),
+    };
+
+    /// # Safety (for all three)
+    /// The page must be valid, owned by this thread (H1), and on this queue (`remove`) or on no
+    /// queue (`push_*`).
+    pub unsafe fn push_front(&mut self, page: *mut Page) {
+        // SAFETY: see above; the queue's pages are valid too.
+        unsafe {
+            (*page).prev = ptr::null_mut();
+            (*page).next = self.first;
+            if self.first.is_null() {
+                self.last = page;
+            } else {
+                (*self.first).prev = page;
+            }
+        }
+        self.first = page;
+    }
+
+    pub unsafe fn push_back(&mut self, page: *mut Page) {
+        // SAFETY: see `push_front`.
+        unsafe {
+            (*page).next = ptr::null_mut();
+            (*page).prev = self.last;
+            if self.last.is_null() {
+                self.first = page;
+            } else {
+                (*self.last).next = page;
+            }
+        }
+        self.last = page;
+    }
+
+    pub unsafe fn remove(&mut self, page: *mut Page) {
+        // SAFETY: see `push_front`.
+        unsafe {
+            let (prev, next) = ((*page).prev, (*page).next);
+            if prev.is_null() {
+                self.first = next;
+            } else {
+                (*prev).next = next;
+            }
+            if next.is_null() {
+                self.last = prev;
+            } else {
+                (*next).prev = prev;
+            }
+            (*page).next = ptr::null_mut();
+            (*page).prev = ptr::null_mut();
+        }
+    }
+}
+
+/// Entries of the direct table: one per 8 bytes of request up to `SMALL_LOOKUP_MAX`.
+const DIRECT_SLOTS: usize = SMALL_LOOKUP_MAX / 8 + 1;
+
+/// One thread's pages of one domain.
+#[repr(C)]
+pub struct DomainHeap {
+    /// Owner only (H1). First, so the fast path's `direct` table sits at the heap's address.
+    pages: UnsafeCell<DomainPages>,
+    /// Atomic: any thread. Blocks freed remotely into pages that were full (P4).
+    delayed_free: AtomicPtr<Block>,
+    pub counters: Counters,
+}
+
+// SAFETY: `pages` is reached only by the owning thread (H1); the rest is atomic.
+unsafe impl Sync for DomainHeap {}
+
+#[repr(C)]
+pub struct DomainPages {
+    /// The page serving each small request size, by `(size + 7) / 8` (H2): one load instead
+    /// of a class lookup and a load.
+    direct: [*mut Page; DIRECT_SLOTS],
+    current: [*mut Page; CLASS_COUNT],
+    queues: [PageQueue; CLASS_COUNT],
+    full: PageQueue,
+    /// Classes whose only page emptied and was kept for reuse; freed on the next retire check.
+    pub retained: u64,
+    /// Slow paths that `malloc_slow` may still serve without the thread's `tick`.
+    slow_paths_until_tick: u32,
+    domain: u8,
+    /// This domain heap, and the thread heap it belongs to.
+    this: *mut DomainHeap,
+    heap: *mut Heap,
+}
+
+const _: () = assert!(CLASS_COUNT <= 64, "`retained` has a bit per class");
+
+impl DomainPages {
+    const fn empty(empty_page: *mut Page) -> DomainPages {
+        DomainPages {
+            direct: [empty_page; DIRECT_SLOTS],
+            current: [empty_page; CLASS_COUNT],
+            queues: [PageQueue::EMPTY; CLASS_COUNT],
+            full: PageQueue::EMPTY,
+            retained: 0,
+            slow_paths_until_tick: 0,
+            domain: 0,
+            this: ptr::null_mut(),
+            heap: ptr::null_mut(),
+        }
+    }
+}
+
+impl DomainHeap {
+    /// The domain heap of a thread that has not allocated in its domain yet.
+    pub const fn empty() -> DomainHeap {
+        DomainHeap {
+            pages: UnsafeCell::new(DomainPages::empty(EMPTY_PAGE.0.get())),
+            delayed_free: AtomicPtr::new(ptr::null_mut()),
+            counters: Counters::new(),
+        }
+    }
+
+    /// Writes a fresh domain heap for `domain` of `heap` at `this`, and puts its counters on
+    /// the stats' active list.
+    ///
+    /// # Safety
+    /// `this` must be valid for writes and not in use, and stay valid until [`Self::retire`].
+    pub unsafe fn initialize(this: *mut DomainHeap, heap: *mut Heap, domain: Domain) {
+        let mut pages = DomainPages::empty(empty_page());
+        pages.this = this;
+        pages.heap = heap;
+        pages.domain = domain.id() as u8;
+        // SAFETY: the caller gives us the memory.
+        unsafe {
+            ptr::write(&raw mut (*this).pages, UnsafeCell::new(pages));
+            ptr::write(
+                &raw mut (*this).delayed_free,
+                AtomicPtr::new(ptr::null_mut()),
+            );
+            stats::activate(&raw const (*this).counters, domain.id());
+        }
+    }
+
+    /// The owner-only state.
+    ///
+    /// # Safety
+    /// Only the owning thread may call this (H1), and it must not hold another reference from
+    /// an earlier call, nor keep this one across a call into the thread's heap.
+    #[inline(always)]
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn pages(&self) -> &mut DomainPages {
+        // SAFETY: H1 as the caller promises.
+        unsafe { &mut *self.pages.get() }
+    }
+
+    pub fn domain(&self) -> usize {
+        // SAFETY: `domain` is written once, before the heap is published to its thread.
+        unsafe { (*self.pages.get()).domain as usize }
+    }
+
+    /// Hands a block to the owner of `heap` (remote free into a full page, P4).
+    ///
+    /// # Safety
+    /// `heap` must be a live domain heap, kept so by the caller's `Freeing` tag.
+    pub unsafe fn push_delayed_free(heap: *mut DomainHeap, block: *mut Block) {
+        // SAFETY: the heap is live (caller); only the atomic field is touched.
+        let list = unsafe { &(*heap).delayed_free };
+        let mut head = list.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: the block is ours until the exchange publishes it.
+            unsafe { (*block).next = head };
+            match list.compare_exchange_weak(head, block, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => return,
+                Err(current) => head = current,
+            }
+        }
+    }
+}
+
+/// The calling thread's domain heap for `domain` (the empty one if it has none yet).
+#[inline(always)]
+fn domain_heap(domain: usize) -> *mut DomainHeap {
+    let heap = thread::current_heap();
+    if domain == Domain::RAW.id() {
+        // The raw domain heap is the thread heap's first field.
+        heap.cast()
+    } else {
+        // SAFETY: the thread heap (or the empty heap) is valid, and `domain < MAX_DOMAINS`.
+        unsafe { Heap::domain_heap(heap, domain) }
+    }
+}
+
+/// Allocates a block for a request of `size <= SMALL_LOOKUP_MAX` bytes from the calling
+/// thread's heap for `domain`; null on failure. `zero_bytes` asks for that many leading bytes
+/// to be zero.
+#[inline(always)]
+pub fn malloc_small(domain: usize, size: usize, zero_bytes: Option<usize>) -> *mut u8 {
+    debug_assert!(size <= SMALL_LOOKUP_MAX);
+    let heap = domain_heap(domain);
+    // `heap` is this thread's domain heap or the empty heap, both valid, and the index is at
+    // most SMALL_LOOKUP_MAX / 8 < DIRECT_SLOTS.
+    // SAFETY: H1 (a valid heap) and H2 (the entry is a valid page).
+    unsafe {
+        let page = *(*(*heap).pages.get()).direct.get_unchecked((size + 7) >> 3);
+        pop_or_slow(heap, page, size, size, zero_bytes, domain)
+    }
+}
+
+/// Allocates a block of size class `class` for a request of `requested` bytes (for callers
+/// that chose the class themselves).
+#[inline(always)]
+pub fn malloc_class(
+    domain: usize,
+    class: usize,
+    requested: usize,
+    zero_bytes: Option<usize>,
+) -> *mut u8 {
+    let heap = domain_heap(domain);
+    // SAFETY: as in `malloc_small`; `class` is below CLASS_COUNT.
+    unsafe {
+        let page = *(*(*heap).pages.get()).current.get_unchecked(class);
+        pop_or_slow(heap, page, class_size(class), requested, zero_bytes, domain)
+    }
+}
+
+/// Pops a block from `page`, the current page for `size`, or takes the slow path. `requested`
+/// is what the caller asked for, for the stats.
+///
+/// # Safety
+/// `heap` must be the calling thread's domain heap for `domain` (or the empty heap) and `page`
+/// its current page for requests of `size` bytes (H2).
+#[inline(always)]
+unsafe fn pop_or_slow(
+    heap: *mut DomainHeap,
+    page: *mut Page,
+    size: usize,
+    requested: usize,
+    zero_bytes: Option<usize>,
+    domain: usize,
+) -> *mut u8 {
+    // Page::pop only writes a page that has a block, which the empty page never has.
+    // SAFETY: the caller's contract (a valid heap and its current page, H2).
+    unsafe {
+        let free_is_zero = (*page).free_is_zero;
+        let block = (*page).pop();
+        if !block.is_null() {
+            if let Some(bytes) = zero_bytes {
+                zero_block(block, bytes, free_is_zero);
+            }
+            (*heap).counters.count_allocation(
+                (*page).class as usize,
+                (*page).block_size,
+                requested,
+            );
+            return block.cast();
+        }
+        malloc_slow(heap, size, requested, zero_bytes, domain)
+    }
+}
+
+/// Zeroes a fresh block: only its link word if the rest is known to be zero.
+///
+/// # Safety
+/// `block` must be an allocated block of at least `max(bytes, 8)` bytes.
+#[inline(always)]
+unsafe fn zero_block(block: *mut Block, bytes: usize, free_is_zero: bool) {
+    // SAFETY: the caller gives us the block.
+    unsafe {
+        if free_is_zero {
+            (*block).next = ptr::null_mut();
+        } else {
+            ptr::write_bytes(block.cast::<u8>(), 0, bytes);
+        }
+    }
+}
+
+/// The slow path's common case, kept small so it needs few registers: the current page's
+/// `free` ran dry but its owner's frees wait on `local_free`. Everything else, including the
+/// housekeeping tick, goes to `malloc_generic`.
+/// Takes the request's size rather than its class, so the fast path keeps no class in a
+/// register for it.
+#[cold]
+#[inline(never)]
+unsafe fn malloc_slow(
+    heap: *mut DomainHeap,
+    size: usize,
+    requested: usize,
+    zero_bytes: Option<usize>,
+    domain: usize,
+) -> *mut u8 {
+    let class = class_of(size);
+    // `heap` is this thread's own started domain heap (checked first), and `current[class]` a
+    // valid page of ours or the empty page, whose `local_free` is always null.
+    // SAFETY: H1 lets us change our own heap; H2 makes the page valid.
+    unsafe {
+        let pages = (*heap).pages.get();
+        let page = *(*pages).current.get_unchecked(class);
+        if heap != thread::empty_domain_heap()
+            && (*pages).slow_paths_until_tick > 0
+            && !(*page).local_free.is_null()
+            && (*heap).delayed_free.load(Ordering::Relaxed).is_null()
+        {
+            (*pages).slow_paths_until_tick -= 1;
+            (*page).collect();
+            let block = (*page).pop();
+            if let Some(bytes) = zero_bytes {
+                zero_block(block, bytes, false);
+            }
+            (*heap)
+                .counters
+                .count_allocation(class, (*page).block_size, requested);
+            return block.cast();
+        }
+    }
+    // SAFETY: as above.
+    unsafe { malloc_generic(heap, class, requested, zero_bytes, domain) }
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn malloc_generic(
+    heap: *mut DomainHeap,
+    class: usize,
+    requested: usize,
+    zero_bytes: Option<usize>,
+    domain: usize,
+) -> *mut u8 {
+    let heap = if heap == thread::empty_domain_heap() {
+        match thread::start_domain_heap(domain) {
+            Ok(heap) => heap,
+            Err(errno) => {
+                os::set_errno(errno);
+                return ptr::null_mut();
+            }
+        }
+    } else {
+        heap
+    };
+    // SAFETY: `heap` is this thread's live domain heap (H1).
+    unsafe {
+        (*heap).counters.publish_if_drifted();
+        (*(*heap).pages().heap).tick();
+        (*heap).pages().slow_paths_until_tick = TICK_EVERY - 1;
+        let page = (*heap).find_page(class);
+        if page.is_null() {
+            return crate::failed();
+        }
+        let free_is_zero = (*page).free_is_zero;
+        let block = (*page).pop();
+        debug_assert!(!block.is_null());
+        if let Some(bytes) = zero_bytes {
+            zero_block(block, bytes, free_is_zero);
+        }
+        (*heap)
+            .counters
+            .count_allocation(class, (*page).block_size, requested);
+        block.cast()
+    }
+}
+
+/// Slow paths between two runs of the thread's housekeeping `tick`: a busy thread takes a slow
+/// path every few hundred allocations, so purges and retirement run a few microseconds late at
+/// most.
+const TICK_EVERY: u32 = 8;
+
+/// Frees a block of a small, medium or large page, or a huge block, through the `domain`
+/// family.
+///
+/// # Safety
+/// `address` must be a live pointer handed out by this allocator.
+#[inline(always)]
+pub unsafe fn free(domain: usize, address: *mut u8) {
+    let heap = domain_heap(domain);
+    // The caller guarantees `address` is ours and live, so its segment header and page are
+    // mapped. An owner word equal to our domain heap means the page is ours, of this family,
+    // and has no flag set.
+    // SAFETY: S2 (the header is readable) and P1 (only the owner changes the page).
+    unsafe {
+        let segment = segment_of(address);
+        let page = (*segment).page_of(address);
+        if (*page).owner.load(Ordering::Relaxed) == heap as usize {
+            (*heap)
+                .counters
+                .count_free((*page).class as usize, (*page).block_size);
+            if (*page).push_local(address.cast()) {
+                // The page is found again from the address out of line, so the fast path
+                // keeps it in addressing modes instead of a register.
+                page_emptied_at(heap, address);
+            }
+        } else {
+            free_slow(domain, address);
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn page_emptied_at(heap: *mut DomainHeap, address: *mut u8) {
+    // SAFETY: `free` just emptied the page holding `address`, which our heap owns (H1).
+    unsafe {
+        (*heap).counters.publish_if_drifted();
+        (*heap).page_emptied((*segment_of(address)).page_of(address))
+    }
+}
+
+/// The domain of the live block at `address`.
+///
+/// # Safety
+/// `address` must be a live block of ours.
+pub unsafe fn domain_of(address: *const u8) -> usize {
+    // SAFETY: the block is live, so its segment header and page are mapped and constant (S2).
+    unsafe {
+        let segment = segment_of(address);
+        if (*segment).kind == SegmentKind::Huge {
+            (*segment).pages[0].domain as usize
+        } else {
+            (*(*segment).page_of(address)).domain as usize
+        }
+    }
+}
+
+/// Every free that is not the owner's flagless local free: mismatched families, huge blocks,
+/// flagged pages, remote frees.
+#[cold]
+#[inline(never)]
+unsafe fn free_slow(family: usize, address: *mut u8) {
+    // Unmapping or purging must not change what `errno` says to a C caller of free.
+    let _errno = os::ErrnoGuard::save();
+    // SAFETY: as in `free`.
+    unsafe {
+        let owner_domain = domain_of(address);
+        if owner_domain != family {
+            crate::domain::mismatch(b"free", family, owner_domain, address as usize);
+        }
+        free_in_own_domain(owner_domain, address);
+    }
+}
+
+/// Frees the block at `address` of `domain` (its own), from any thread.
+///
+/// # Safety
+/// `address` must be a live block of `domain`.
+pub unsafe fn free_in_own_domain(domain: usize, address: *mut u8) {
+    // SAFETY: the caller's contract; the header and page are mapped (S2).
+    unsafe {
+        let mine = domain_heap(domain);
+        let segment = segment_of(address);
+        if (*segment).kind == SegmentKind::Huge {
+            let usable = (*segment).pages[0].block_size;
+            if mine == thread::empty_domain_heap() {
+                stats::count_orphan_huge_free(domain, usable);
+            } else {
+                (*mine).counters.count_huge_free(usable);
+            }
+            huge::free(segment);
+            return;
+        }
+        let page = (*segment).page_of(address);
+        let block = if (*page).flags() & FLAG_HAS_ALIGNED != 0 {
+            (*page).block_start(address)
+        } else {
+            address
+        };
+        let (class, block_size) = ((*page).class as usize, (*page).block_size);
+        if mine == thread::empty_domain_heap() {
+            stats::count_orphan_free(domain, class, block_size);
+        } else {
+            (*mine).counters.count_free(class, block_size);
+            (*mine).counters.publish_if_drifted();
+        }
+        if (*page).owner_heap() == mine {
+            (*mine).free_local(page, block.cast());
+            return;
+        }
+        (*page).free_remote(block.cast());
+    }
+}
+
+/// Counts a huge block allocated for `domain` by the calling thread.
+pub fn count_huge_allocation(domain: usize, usable: usize, requested: usize) {
+    let mine = domain_heap(domain);
+    if mine == thread::empty_domain_heap() {
+        stats::count_orphan_huge_allocation(domain, usable, requested);
+    } else {
+        // SAFETY: our own live domain heap; counters are written by their owner only (A1).
+        unsafe { (*mine).counters.count_huge_allocation(usable, requested) };
+    }
+}
+
+/// Counts a huge block of `domain` resized from `old_usable` to `new_usable` bytes, for a
+/// request of `requested`: a free of the old size and an allocation of the new one.
+pub fn count_huge_resize(domain: usize, old_usable: usize, new_usable: usize, requested: usize) {
+    let mine = domain_heap(domain);
+    if mine == thread::empty_domain_heap() {
+        stats::count_orphan_huge_free(domain, old_usable);
+        stats::count_orphan_huge_allocation(domain, new_usable, requested);
+    } else {
+        // SAFETY: our own live domain heap (A1).
+        unsafe {
+            (*mine).counters.count_huge_free(old_usable);
+            (*mine)
+                .counters
+                .count_huge_allocation(new_usable, requested);
+        }
+    }
+}
+
+/// Marks the page of `address` (of the calling thread's heap) as handing out offset pointers
+/// for alignment.
+///
+/// # Safety
+/// `address` must be a block just allocated by this thread.
+pub unsafe fn mark_aligned(address: *mut u8) {
+    // SAFETY: the block was allocated from this thread's heap, so the page is ours (P1).
+    unsafe {
+        let segment = segment_of(address);
+        (*(*segment).page_of(address)).set_flag(FLAG_HAS_ALIGNED, true);
+    }
+}
+
+impl DomainHeap {
+    fn queue_push_front(&self, class: usize, page: *mut Page) {
+        // SAFETY: H1/H2: the page is ours and on no queue.
+        unsafe {
+            let pages = self.pages();
+            pages.queues[class].push_front(page);
+            pages.refresh_current(class);
+        }
+    }
+
+    pub(crate) fn queue_push_back(&self, class: usize, page: *mut Page) {
+        // SAFETY: H1/H2: the page is ours and on no queue.
+        unsafe {
+            let pages = self.pages();
+            pages.queues[class].push_back(page);
+            pages.refresh_current(class);
+        }
+    }
+
+    fn queue_remove(&self, class: usize, page: *mut Page) {
+        // SAFETY: H1/H2: the page is ours and on this queue.
+        unsafe {
+            let pages = self.pages();
+            pages.queues[class].remove(page);
+            pages.refresh_current(class);
+        }
+    }
+
+    /// Parks an exhausted page of ours, already off its queue, on the full list.
+    pub(crate) fn push_full(&self, page: *mut Page) {
+        // SAFETY: H1/H2: the page is ours and on no list.
+        unsafe {
+            (*page).set_flag(FLAG_IN_FULL, true);
+            self.pages().full.push_back(page);
+        }
+    }
+
+    /// Frees a block of one of our pages that has flags set, or that arrived by the delayed
+    /// list. (The flagless local free is inlined in `free`.)
+    fn free_local(&self, page: *mut Page, block: *mut Block) {
+        // SAFETY: H1: the page belongs to this heap.
+        unsafe {
+            if (*page).flags() & FLAG_IN_FULL != 0 {
+                self.unfull(page);
+            }
+            if (*page).push_local(block) {
+                self.page_emptied(page);
+            }
+        }
+    }
+
+    /// The last live block of `page` was freed by its owner.
+    pub fn page_emptied(&self, page: *mut Page) {
+        // SAFETY: H1: the page is ours.
+        unsafe {
+            let class = (*page).class as usize;
+            // Keep the only page of a class for a while: a loop that allocates and frees one
+            // block must not return and refetch a page every time.
+            let pages = self.pages();
+            if pages.current[class] == page && (*page).next.is_null() {
+                pages.retained |= 1 << class;
+                return;
+            }
+            // Purging or unmapping must not change what `errno` says to a C caller of free.
+            let _errno = os::ErrnoGuard::save();
+            self.free_page(page);
+        }
+    }
+
+    /// Moves a page off the full list back to its class queue.
+    fn unfull(&self, page: *mut Page) {
+        // SAFETY: H1/H2: the page is ours and on the full list.
+        unsafe {
+            self.pages().full.remove(page);
+            (*page).set_flag(FLAG_IN_FULL, false);
+            (*page).set_delayed_free(DelayedFree::None);
+            self.queue_push_back((*page).class as usize, page);
+        }
+    }
+
+    /// Takes the blocks other threads handed over for our full pages (P4).
+    #[inline(always)]
+    pub fn process_delayed_free(&self) {
+        if !self.delayed_free.load(Ordering::Relaxed).is_null() {
+            self.take_delayed_free();
+        }
+    }
+
+    #[inline(never)]
+    fn take_delayed_free(&self) {
+        let mut block = self.delayed_free.swap(ptr::null_mut(), Ordering::Acquire);
+        while !block.is_null() {
+            // SAFETY: blocks on the list are allocated blocks of our pages (P2, P4).
+            unsafe {
+                let next = (*block).next;
+                let page = (*segment_of(block.cast())).page_of(block.cast());
+                self.free_local(page, block);
+                block = next;
+            }
+        }
+    }
+
+    /// Frees the pages kept by `page_emptied` that are still empty.
+    pub fn free_retained(&self) {
+        // SAFETY: H1.
+        let mut classes = core::mem::take(unsafe { &mut self.pages().retained });
+        while classes != 0 {
+            let class = classes.trailing_zeros() as usize;
+            classes &= classes - 1;
+            // SAFETY: H2: queue pages are ours.
+            unsafe {
+                let page = self.pages().queues[class].first;
+                if !page.is_null() && (*page).live_blocks() == 0 {
+                    self.free_page(page);
+                }
+            }
+        }
+    }
+
+    /// Finds a page of `class` with a free block, making it current; null when out of memory.
+    fn find_page(&self, class: usize) -> *mut Page {
+        // SAFETY: H1/H2: every page on our queues is ours.
+        unsafe {
+            let mut page = self.pages().queues[class].first;
+            while !page.is_null() {
+                (*page).collect();
+                (*page).extend();
+                if (*page).has_free() {
+                    if self.pages().queues[class].first != page {
+                        self.queue_remove(class, page);
+                        self.queue_push_front(class, page);
+                    }
+                    return page;
+                }
+                // Exhausted: park it on the full list, unless remote frees just arrived.
+                if !(*page).try_request_delayed_free() {
+                    continue;
+                }
+                let next = (*page).next;
+                self.queue_remove(class, page);
+                self.push_full(page);
+                page = next;
+            }
+        }
+        self.fresh_page(class)
+    }
+
+    /// Starts a new page for `class` at the front of its queue.
+    fn fresh_page(&self, class: usize) -> *mut Page {
+        let block_size = class_size(class);
+        // SAFETY: H1: `heap` is our thread's heap; no borrow of our pages is held across.
+        let page = unsafe {
+            let heap = self.pages().heap;
+            (*heap).take_page(SegmentKind::for_block_size(block_size))
+        };
+        if page.is_null() {
+            return page;
+        }
+        // SAFETY: the page was just taken from one of our segments.
+        unsafe {
+            let this = self.pages().this;
+            (*page).start_serving(class as u8, block_size, this, self.domain() as u8);
+            (*page).extend();
+        }
+        self.queue_push_front(class, page);
+        page
+    }
+
+    /// Returns an empty page (on a class queue or the full list) to its segment.
+    fn free_page(&self, page: *mut Page) {
+        // SAFETY: H1/H2: the page is ours; the thread heap takes it back.
+        unsafe {
+            debug_assert!((*page).live_blocks() == 0);
+            if (*page).flags() & FLAG_IN_FULL != 0 {
+                self.pages().full.remove(page);
+            } else {
+                self.queue_remove((*page).class as usize, page);
+            }
+            let heap = self.pages().heap;
+            (*heap).return_page(page);
+        }
+    }
+
+    /// Collects every page's frees and returns the pages that are empty.
+    pub fn collect_pages(&self) {
+        // SAFETY: H1/H2: queue and full pages are ours.
+        unsafe {
+            self.pages().retained = 0;
+            for class in 0..CLASS_COUNT {
+                let mut page = self.pages().queues[class].first;
+                while !page.is_null() {
+                    let next = (*page).next;
+                    (*page).collect();
+                    if (*page).live_blocks() == 0 {
+                        self.free_page(page);
+                    }
+                    page = next;
+                }
+            }
+            let mut page = self.pages().full.first;
+            while !page.is_null() {
+                let next = (*page).next;
+                (*page).collect();
+                if (*page).has_free() || !(*page).local_free.is_null() {
+                    self.unfull(page);
+                    if (*page).live_blocks() == 0 {
+                        self.free_page(page);
+                    }
+                }
+                page = next;
+            }
+        }
+    }
+
+    /// Forgets every page (their segments are being abandoned) and retires the counters.
+    ///
+    /// # Safety
+    /// The owning thread is exiting and its segments are off its lists; nothing may use this
+    /// domain heap again until it is initialised anew.
+    pub unsafe fn retire(&self) {
+        // SAFETY: H1, and the caller's promise.
+        unsafe {
+            let pages = self.pages();
+            for class in 0..CLASS_COUNT {
+                pages.queues[class] = PageQueue::EMPTY;
+                pages.refresh_current(class);
+            }
+            pages.full = PageQueue::EMPTY;
+            pages.retained = 0;
+            stats::retire(&self.counters);
+        }
+    }
+}
+
+impl DomainPages {
+    /// Points `current[class]` and its direct-table slots at the queue's first page (H2).
+    fn refresh_current(&mut self, class: usize) {
+        let first = self.queues[class].first;
+        let page = if first.is_null() { empty_page() } else { first };
+        self.current[class] = page;
+        let smallest = if class == 0 {
+            0
+        } else {
+            class_size(class - 1) + 1
+        };
+        let largest = class_size(class).min(SMALL_LOOKUP_MAX);
+        let mut size = smallest;
+        while size <= largest {
+            self.direct[(size + 7) >> 3] = page;
+            size += 8;
+        }
+    }
+}
+
+const _: () = assert!(HUGE_CLASS as usize >= CLASS_COUNT);

@@ -1,0 +1,615 @@
+//! Live accounting: per-heap counters bumped without atomic read-modify-writes, and their merge
+//! into a [`Stats`] snapshot on demand.
+//!
+//! Each thread's pages of one domain (a `DomainHeap`) carry a [`Counters`]: allocations and
+//! frees by size class, bytes requested, and a running net of usable bytes. Only the owning
+//! thread writes them, with plain loads and stores of atomics (no `lock` prefix), so a reader on
+//! another thread sees each counter whole, never torn, and at most as stale as the last store
+//! the owner made (nanoseconds on x86 and arm64). A snapshot sums the counters of every live
+//! heap and those that exited (folded into `RETIRED` at exit); it is not taken at one instant,
+//! so a block allocated and freed while it is read may show in one counter and not the other.
+//!
+//! Peaks need a domain-wide total at the moment it peaks. Each heap publishes its net change
+//! (its drift) into the domain's shared total once it passes [`PUBLISH_STEP`] bytes either way
+//! (one atomic add per 64 KiB of growth or shrinkage), and the peak is the highest published
+//! total, or the current total when a snapshot finds it higher. Allocations check the drift;
+//! frees only subtract, and the drift of a thread that only frees is checked on its slow paths
+//! (a page emptied, a remote free, a refill). A peak may therefore be low by up to
+//! `PUBLISH_STEP` bytes for each thread allocating in the domain, and a thread's frees reach
+//! the shared total by the time it allocates again or empties a page.
+//!
+//! Invariants:
+//! - **A1 single writer**: a `Counters` is written by its heap's owner thread only, and by the
+//!   exit handler that retires it under `ACTIVE`'s lock; readers only load.
+//! - **A2 list**: every started domain heap's counters are on the `ACTIVE` list until retired;
+//!   retiring adds them to `RETIRED` and unlinks them under the same lock, so a snapshot (which
+//!   holds the lock) counts every heap's counters exactly once.
+//! - **A3 no allocation**: nothing here allocates; a snapshot lives on the caller's stack.
+
+use crate::domain::{Domain, MAX_DOMAINS};
+use crate::os;
+use crate::size_class::{class_size, CLASS_COUNT};
+use crate::sync::SpinLock;
+use core::cell::UnsafeCell;
+use core::ptr;
+use core::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+
+/// The drift of a heap's net usable bytes that makes it publish to its domain's total.
+pub const PUBLISH_STEP: i64 = 64 * 1024;
+
+/// Version of the stats JSON schema (`docs/stats-schema.json`).
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Whether this build counts (the `stats` feature; off only to measure what counting costs).
+pub const ENABLED: bool = cfg!(feature = "stats");
+
+/// One heap's counters for one domain (A1).
+#[repr(C)]
+pub struct Counters {
+    /// Usable bytes allocated less usable bytes freed since the last publication. Owner only:
+    /// no other thread reads it, so it is a plain integer the fast path adds to in memory.
+    drift: UnsafeCell<i64>,
+    /// Bytes requested, over every allocation.
+    requested_bytes: AtomicU64,
+    class_allocations: [AtomicU64; CLASS_COUNT],
+    class_frees: [AtomicU64; CLASS_COUNT],
+    huge_allocations: AtomicU64,
+    huge_frees: AtomicU64,
+    huge_allocated_bytes: AtomicU64,
+    huge_freed_bytes: AtomicU64,
+    domain: AtomicUsize,
+    /// Links in the `ACTIVE` list (A2), under its lock.
+    next: UnsafeCell<*const Counters>,
+    prev: UnsafeCell<*const Counters>,
+}
+
+// The links are touched under ACTIVE's lock (A2).
+// SAFETY: the atomics are shared by design and `drift` is owner-only (A1).
+unsafe impl Sync for Counters {}
+
+/// Owner-only increment: a load and a store, which a reader can never see half done.
+#[inline(always)]
+fn bump(counter: &AtomicU64, amount: u64) {
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(amount),
+        Ordering::Relaxed,
+    );
+}
+
+impl Counters {
+    pub const fn new() -> Counters {
+        Counters {
+            drift: UnsafeCell::new(0),
+            requested_bytes: AtomicU64::new(0),
+            class_allocations: [const { AtomicU64::new(0) }; CLASS_COUNT],
+            class_frees: [const { AtomicU64::new(0) }; CLASS_COUNT],
+            huge_allocations: AtomicU64::new(0),
+            huge_frees: AtomicU64::new(0),
+            huge_allocated_bytes: AtomicU64::new(0),
+            huge_freed_bytes: AtomicU64::new(0),
+            domain: AtomicUsize::new(0),
+            next: UnsafeCell::new(ptr::null()),
+            prev: UnsafeCell::new(ptr::null()),
+        }
+    }
+
+    /// A block of `class` (`block_size` usable bytes) was handed out for `requested` bytes.
+    /// Publishes when the drift passes [`PUBLISH_STEP`] either way: one compare covers both.
+    ///
+    /// # Safety
+    /// Owner thread only (A1); `class < CLASS_COUNT`.
+    #[inline(always)]
+    pub unsafe fn count_allocation(&self, class: usize, block_size: usize, requested: usize) {
+        if !ENABLED {
+            return;
+        }
+        // SAFETY: the caller's contract: a valid class, and we are the only writer of `drift`.
+        unsafe {
+            bump(self.class_allocations.get_unchecked(class), 1);
+            bump(&self.requested_bytes, requested as u64);
+            let drift = *self.drift.get() + block_size as i64;
+            *self.drift.get() = drift;
+            if (drift + PUBLISH_STEP) as u64 > 2 * PUBLISH_STEP as u64 {
+                self.publish();
+            }
+        }
+    }
+
+    /// A block of `class` (`block_size` usable bytes) was freed. The drift is not checked
+    /// here, only on the next allocation and on the slow paths ([`Self::publish_if_drifted`]),
+    /// which keeps the free fast path to two counter updates.
+    ///
+    /// # Safety
+    /// As [`Self::count_allocation`].
+    #[inline(always)]
+    pub unsafe fn count_free(&self, class: usize, block_size: usize) {
+        if !ENABLED {
+            return;
+        }
+        // SAFETY: the caller's contract.
+        unsafe {
+            bump(self.class_frees.get_unchecked(class), 1);
+            *self.drift.get() -= block_size as i64;
+        }
+    }
+
+    /// Publishes if the drift passed [`PUBLISH_STEP`] (slow paths call this).
+    ///
+    /// # Safety
+    /// Owner thread only (A1).
+    pub unsafe fn publish_if_drifted(&self) {
+        // SAFETY: the caller's contract.
+        if ENABLED && unsafe { *self.drift.get() }.abs() > PUBLISH_STEP {
+            // SAFETY: as above.
+            unsafe { self.publish() };
+        }
+    }
+
+    /// # Safety
+    /// Owner thread only (A1).
+    pub unsafe fn count_huge_allocation(&self, usable: usize, requested: usize) {
+        if !ENABLED {
+            return;
+        }
+        bump(&self.huge_allocations, 1);
+        bump(&self.huge_allocated_bytes, usable as u64);
+        bump(&self.requested_bytes, requested as u64);
+        // SAFETY: the caller's contract.
+        unsafe {
+            *self.drift.get() += usable as i64;
+            self.publish();
+        }
+    }
+
+    /// # Safety
+    /// Owner thread only (A1).
+    pub unsafe fn count_huge_free(&self, usable: usize) {
+        if !ENABLED {
+            return;
+        }
+        bump(&self.huge_frees, 1);
+        bump(&self.huge_freed_bytes, usable as u64);
+        // SAFETY: the caller's contract.
+        unsafe {
+            *self.drift.get() -= usable as i64;
+            self.publish();
+        }
+    }
+
+    /// Adds this heap's drift to its domain's total and raises the domain's peak if passed.
+    ///
+    /// # Safety
+    /// Owner thread only (A1).
+    #[cold]
+    #[inline(never)]
+    unsafe fn publish(&self) {
+        // SAFETY: the caller's contract.
+        let drift = unsafe { core::mem::take(&mut *self.drift.get()) };
+        let shared = &SHARED[self.domain.load(Ordering::Relaxed)];
+        let total = shared.published_live.fetch_add(drift, Ordering::Relaxed) + drift;
+        shared.raise_peak(total);
+    }
+}
+
+/// What every domain shares across threads.
+struct DomainShared {
+    /// The sum of what every heap published (see the module comment).
+    published_live: AtomicI64,
+    peak: AtomicI64,
+    peak_time_ms: AtomicU64,
+}
+
+impl DomainShared {
+    fn raise_peak(&self, total: i64) {
+        let mut peak = self.peak.load(Ordering::Relaxed);
+        while total > peak {
+            match self
+                .peak
+                .compare_exchange_weak(peak, total, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    self.peak_time_ms.store(uptime_millis(), Ordering::Relaxed);
+                    return;
+                }
+                Err(current) => peak = current,
+            }
+        }
+    }
+}
+
+static SHARED: [DomainShared; MAX_DOMAINS] = [const {
+    DomainShared {
+        published_live: AtomicI64::new(0),
+        peak: AtomicI64::new(0),
+        peak_time_ms: AtomicU64::new(0),
+    }
+}; MAX_DOMAINS];
+
+/// Counters of heaps that exited, and frees made by threads with no heap in the block's domain
+/// (added atomically: both are rare).
+struct Retired {
+    requested_bytes: AtomicU64,
+    huge_allocations: AtomicU64,
+    huge_frees: AtomicU64,
+    huge_allocated_bytes: AtomicU64,
+    huge_freed_bytes: AtomicU64,
+    class_allocations: [AtomicU64; CLASS_COUNT],
+    class_frees: [AtomicU64; CLASS_COUNT],
+}
+
+static RETIRED: [Retired; MAX_DOMAINS] = [const {
+    Retired {
+        requested_bytes: AtomicU64::new(0),
+        huge_allocations: AtomicU64::new(0),
+        huge_frees: AtomicU64::new(0),
+        huge_allocated_bytes: AtomicU64::new(0),
+        huge_freed_bytes: AtomicU64::new(0),
+        class_allocations: [const { AtomicU64::new(0) }; CLASS_COUNT],
+        class_frees: [const { AtomicU64::new(0) }; CLASS_COUNT],
+    }
+}; MAX_DOMAINS];
+
+/// A free of a `domain` block by a thread that has no heap in that domain.
+pub fn count_orphan_free(domain: usize, class: usize, block_size: usize) {
+    if !ENABLED {
+        return;
+    }
+    RETIRED[domain].class_frees[class].fetch_add(1, Ordering::Relaxed);
+    SHARED[domain]
+        .published_live
+        .fetch_sub(block_size as i64, Ordering::Relaxed);
+}
+
+/// A huge block allocated by a thread that has no heap in its domain.
+pub fn count_orphan_huge_allocation(domain: usize, usable: usize, requested: usize) {
+    if !ENABLED {
+        return;
+    }
+    let retired = &RETIRED[domain];
+    retired.huge_allocations.fetch_add(1, Ordering::Relaxed);
+    retired
+        .huge_allocated_bytes
+        .fetch_add(usable as u64, Ordering::Relaxed);
+    retired
+        .requested_bytes
+        .fetch_add(requested as u64, Ordering::Relaxed);
+    let total = SHARED[domain]
+        .published_live
+        .fetch_add(usable as i64, Ordering::Relaxed)
+        + usable as i64;
+    SHARED[domain].raise_peak(total);
+}
+
+/// As [`count_orphan_free`], for a huge block.
+pub fn count_orphan_huge_free(domain: usize, usable: usize) {
+    if !ENABLED {
+        return;
+    }
+    RETIRED[domain].huge_frees.fetch_add(1, Ordering::Relaxed);
+    RETIRED[domain]
+        .huge_freed_bytes
+        .fetch_add(usable as u64, Ordering::Relaxed);
+    SHARED[domain]
+        .published_live
+        .fetch_sub(usable as i64, Ordering::Relaxed);
+}
+
+struct ActiveList {
+    first: *const Counters,
+}
+// SAFETY: the list is touched only under its lock (A2).
+unsafe impl Send for ActiveList {}
+
+static ACTIVE: SpinLock<ActiveList> = SpinLock::new(ActiveList { first: ptr::null() });
+
+/// Puts fresh counters for `domain` on the active list.
+///
+/// # Safety
+/// `counters` must stay valid until [`retire`] is called on it.
+pub unsafe fn activate(counters: *const Counters, domain: usize) {
+    let mut list = ACTIVE.lock();
+    // SAFETY: A2: the links are ours under the lock; the caller keeps the counters alive.
+    unsafe {
+        ptr::write(counters.cast_mut(), Counters::new());
+        (*counters).domain.store(domain, Ordering::Relaxed);
+        *(*counters).next.get() = list.first;
+        *(*counters).prev.get() = ptr::null();
+        if !list.first.is_null() {
+            *(*list.first).prev.get() = counters;
+        }
+    }
+    list.first = counters;
+}
+
+/// Folds a heap's counters into `RETIRED` and takes them off the active list (A2).
+///
+/// # Safety
+/// `counters` must be on the active list, and its heap's thread must be the caller.
+pub unsafe fn retire(counters: *const Counters) {
+    let mut list = ACTIVE.lock();
+    // SAFETY: A1/A2: the caller owns the heap and we hold the list's lock.
+    unsafe {
+        let counters = &*counters;
+        let domain = counters.domain.load(Ordering::Relaxed);
+        let retired = &RETIRED[domain];
+        let fold = |to: &AtomicU64, from: &AtomicU64| {
+            to.fetch_add(from.load(Ordering::Relaxed), Ordering::Relaxed);
+        };
+        for class in 0..CLASS_COUNT {
+            fold(
+                &retired.class_allocations[class],
+                &counters.class_allocations[class],
+            );
+            fold(&retired.class_frees[class], &counters.class_frees[class]);
+        }
+        fold(&retired.requested_bytes, &counters.requested_bytes);
+        fold(&retired.huge_allocations, &counters.huge_allocations);
+        fold(&retired.huge_frees, &counters.huge_frees);
+        fold(
+            &retired.huge_allocated_bytes,
+            &counters.huge_allocated_bytes,
+        );
+        fold(&retired.huge_freed_bytes, &counters.huge_freed_bytes);
+        if ENABLED {
+            counters.publish();
+        }
+        let (next, prev) = (*counters.next.get(), *counters.prev.get());
+        if prev.is_null() {
+            list.first = next;
+        } else {
+            *(*prev).next.get() = next;
+        }
+        if !next.is_null() {
+            *(*next).prev.get() = prev;
+        }
+    }
+}
+
+static START_MILLIS: AtomicU64 = AtomicU64::new(0);
+static THREADS_SEEN: AtomicU64 = AtomicU64::new(0);
+
+/// Sets time zero for the stats' clock (process set-up).
+pub fn start_clock() {
+    let _ = START_MILLIS.compare_exchange(
+        0,
+        os::monotonic_millis().max(1),
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+}
+
+/// Milliseconds since the allocator started in this process.
+pub fn uptime_millis() -> u64 {
+    let start = START_MILLIS.load(Ordering::Relaxed);
+    if start == 0 {
+        return 0;
+    }
+    os::monotonic_millis().saturating_sub(start)
+}
+
+pub fn note_thread_started() {
+    THREADS_SEEN.fetch_add(1, Ordering::Relaxed);
+}
+
+/// One domain's figures in a snapshot.
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct DomainStats {
+    /// Bytes of live blocks as requested. Blocks do not record their requested size outside
+    /// debug mode, so there this is their usable size (see `ProcessStats::requested_sizes_exact`).
+    pub live_bytes: u64,
+    /// Usable bytes of live blocks (what `malloc_usable_size` says of each).
+    pub live_usable_bytes: u64,
+    /// The highest `live_usable_bytes` seen, low by at most 64 KiB per allocating thread.
+    pub peak_bytes: u64,
+    /// When the peak was reached, in milliseconds since the allocator started.
+    pub peak_time_ms: u64,
+    pub live_blocks: u64,
+    pub allocations: u64,
+    pub frees: u64,
+    /// Bytes requested over all allocations.
+    pub allocated_bytes: u64,
+    /// Blocks of this domain freed or reallocated through another domain's family.
+    pub mismatches: u64,
+}
+
+/// Live blocks of one size class, over all domains.
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct SizeClassStats {
+    /// The class's block size.
+    pub size: u64,
+    pub live_blocks: u64,
+    pub live_bytes: u64,
+}
+
+/// Live huge blocks (beyond the largest class), over all domains.
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct HugeStats {
+    pub live_blocks: u64,
+    pub live_bytes: u64,
+}
+
+/// What the whole process holds.
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ProcessStats {
+    /// Address space held from the OS.
+    pub reserved_bytes: u64,
+    /// Bytes of pages in use or waiting to be purged, and of huge mappings: what the allocator
+    /// may have made resident.
+    pub committed_bytes: u64,
+    /// The process's resident memory (all of it, not only the allocator's), from
+    /// `/proc/self/statm`.
+    pub resident_bytes: u64,
+    pub segments: u64,
+    pub pages: u64,
+    pub abandoned_segments: u64,
+    pub threads_seen: u64,
+    pub uptime_ms: u64,
+    /// Whether `live_bytes` counts requested sizes (debug mode) or usable ones.
+    pub requested_sizes_exact: bool,
+    /// Whether this build counts at all (false only in builds made to measure its cost).
+    pub accounting_enabled: bool,
+}
+
+/// A snapshot of every counter. Built on the stack, without allocating.
+#[derive(Clone, Debug)]
+pub struct Stats {
+    pub version: u32,
+    domains: [DomainStats; MAX_DOMAINS],
+    pub size_classes: [SizeClassStats; CLASS_COUNT],
+    pub huge: HugeStats,
+    pub process: ProcessStats,
+}
+
+impl Stats {
+    /// The figures of `domain`.
+    pub fn domain(&self, domain: Domain) -> &DomainStats {
+        &self.domains[domain.id()]
+    }
+
+    /// Every registered domain with its figures, by id.
+    pub fn domains(&self) -> impl Iterator<Item = (Domain, &DomainStats)> {
+        Domain::all().map(move |domain| (domain, &self.domains[domain.id()]))
+    }
+}
+
+impl serde::Serialize for Stats {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        struct ByName<'a>(&'a Stats);
+        impl serde::Serialize for ByName<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_map(
+                    self.0
+                        .domains()
+                        .map(|(domain, figures)| (domain.name(), figures)),
+                )
+            }
+        }
+        let mut out = serializer.serialize_struct("Stats", 5)?;
+        out.serialize_field("version", &self.version)?;
+        out.serialize_field("domains", &ByName(self))?;
+        out.serialize_field("size_classes", &self.size_classes[..])?;
+        out.serialize_field("huge", &self.huge)?;
+        out.serialize_field("process", &self.process)?;
+        out.end()
+    }
+}
+
+/// Raw sums for one domain while a snapshot is taken.
+#[derive(Clone, Copy)]
+struct Sums {
+    requested_bytes: u64,
+    huge_allocations: u64,
+    huge_frees: u64,
+    huge_allocated_bytes: u64,
+    huge_freed_bytes: u64,
+    class_allocations: [u64; CLASS_COUNT],
+    class_frees: [u64; CLASS_COUNT],
+}
+
+const NO_SUMS: Sums = Sums {
+    requested_bytes: 0,
+    huge_allocations: 0,
+    huge_frees: 0,
+    huge_allocated_bytes: 0,
+    huge_freed_bytes: 0,
+    class_allocations: [0; CLASS_COUNT],
+    class_frees: [0; CLASS_COUNT],
+};
+
+/// Reads every counter and merges them (A2). Blocks only threads that start or exit, for as
+/// long as it takes to add up the live heaps' counters.
+pub fn snapshot() -> Stats {
+    let mut sums = [NO_SUMS; MAX_DOMAINS];
+    {
+        let list = ACTIVE.lock();
+        for (domain, retired) in RETIRED.iter().enumerate() {
+            let sum = &mut sums[domain];
+            let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+            sum.requested_bytes += load(&retired.requested_bytes);
+            sum.huge_allocations += load(&retired.huge_allocations);
+            sum.huge_frees += load(&retired.huge_frees);
+            sum.huge_allocated_bytes += load(&retired.huge_allocated_bytes);
+            sum.huge_freed_bytes += load(&retired.huge_freed_bytes);
+            for class in 0..CLASS_COUNT {
+                sum.class_allocations[class] += load(&retired.class_allocations[class]);
+                sum.class_frees[class] += load(&retired.class_frees[class]);
+            }
+        }
+        let mut counters = list.first;
+        while !counters.is_null() {
+            // SAFETY: A2: counters on the list are valid while we hold its lock.
+            unsafe {
+                let c = &*counters;
+                let sum = &mut sums[c.domain.load(Ordering::Relaxed)];
+                let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+                sum.requested_bytes = sum.requested_bytes.wrapping_add(load(&c.requested_bytes));
+                sum.huge_allocations += load(&c.huge_allocations);
+                sum.huge_frees += load(&c.huge_frees);
+                sum.huge_allocated_bytes += load(&c.huge_allocated_bytes);
+                sum.huge_freed_bytes += load(&c.huge_freed_bytes);
+                for class in 0..CLASS_COUNT {
+                    sum.class_allocations[class] += load(&c.class_allocations[class]);
+                    sum.class_frees[class] += load(&c.class_frees[class]);
+                }
+                counters = *c.next.get();
+            }
+        }
+    }
+    let mut stats = Stats {
+        version: SCHEMA_VERSION,
+        domains: [DomainStats::default(); MAX_DOMAINS],
+        size_classes: [SizeClassStats::default(); CLASS_COUNT],
+        huge: HugeStats::default(),
+        process: process_stats(),
+    };
+    for class in 0..CLASS_COUNT {
+        stats.size_classes[class].size = class_size(class) as u64;
+    }
+    for (domain, sum) in sums.iter().enumerate() {
+        let figures = &mut stats.domains[domain];
+        let mut usable = 0u64;
+        for class in 0..CLASS_COUNT {
+            // A reader may see a free before the allocation it undoes: never below zero.
+            let live = sum.class_allocations[class].saturating_sub(sum.class_frees[class]);
+            stats.size_classes[class].live_blocks += live;
+            stats.size_classes[class].live_bytes += live * class_size(class) as u64;
+            usable += live * class_size(class) as u64;
+            figures.allocations += sum.class_allocations[class];
+            figures.frees += sum.class_frees[class];
+        }
+        let huge_live = sum.huge_allocations.saturating_sub(sum.huge_frees);
+        let huge_bytes = sum
+            .huge_allocated_bytes
+            .saturating_sub(sum.huge_freed_bytes);
+        stats.huge.live_blocks += huge_live;
+        stats.huge.live_bytes += huge_bytes;
+        figures.allocations += sum.huge_allocations;
+        figures.frees += sum.huge_frees;
+        figures.live_blocks = figures.allocations.saturating_sub(figures.frees);
+        figures.live_usable_bytes = usable + huge_bytes;
+        figures.live_bytes = figures.live_usable_bytes;
+        figures.allocated_bytes = sum.requested_bytes;
+        figures.mismatches = Domain::from_id(domain).map_or(0, crate::domain::mismatches);
+        let shared = &SHARED[domain];
+        shared.raise_peak(figures.live_usable_bytes as i64);
+        figures.peak_bytes = shared.peak.load(Ordering::Relaxed).max(0) as u64;
+        figures.peak_time_ms = shared.peak_time_ms.load(Ordering::Relaxed);
+    }
+    stats
+}
+
+fn process_stats() -> ProcessStats {
+    ProcessStats {
+        reserved_bytes: os::reserved_bytes() as u64,
+        committed_bytes: os::committed_bytes() as u64,
+        resident_bytes: os::resident_bytes().unwrap_or(0) as u64,
+        segments: crate::segment::segment_count() as u64,
+        pages: crate::segment::pages_in_use() as u64,
+        abandoned_segments: crate::segment::abandoned_count() as u64,
+        threads_seen: THREADS_SEEN.load(Ordering::Relaxed),
+        uptime_ms: uptime_millis(),
+        requested_sizes_exact: false,
+        accounting_enabled: ENABLED,
+    }
+}

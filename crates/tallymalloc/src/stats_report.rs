@@ -1,0 +1,344 @@
+//! Writing a [`Stats`] snapshot out: the versioned JSON of `docs/stats-schema.json` and the
+//! human table, into a caller's buffer (with `snprintf`'s length rule) or straight to a file
+//! descriptor.
+//!
+//! Invariants: nothing here allocates (the exit report and the C API run inside programs whose
+//! malloc this is); output goes through a [`Sink`], which never fails halfway through a value.
+
+use crate::stats::Stats;
+use crate::timeline;
+
+/// Where text goes.
+pub trait Sink {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+/// A caller's buffer: keeps what fits (leaving room for a NUL) and counts everything, so the
+/// caller learns the length it needs, as with `snprintf`.
+pub struct BufferSink<'a> {
+    buffer: &'a mut [u8],
+    needed: usize,
+}
+
+impl<'a> BufferSink<'a> {
+    pub fn new(buffer: &'a mut [u8]) -> BufferSink<'a> {
+        BufferSink { buffer, needed: 0 }
+    }
+
+    /// Writes the terminating NUL (if there is any room) and returns the length of the whole
+    /// text, without the NUL.
+    pub fn finish(self) -> usize {
+        if !self.buffer.is_empty() {
+            let end = self.needed.min(self.buffer.len() - 1);
+            self.buffer[end] = 0;
+        }
+        self.needed
+    }
+}
+
+impl Sink for BufferSink<'_> {
+    fn put(&mut self, bytes: &[u8]) {
+        let room = self.buffer.len().saturating_sub(1);
+        if self.needed < room {
+            let taken = bytes.len().min(room - self.needed);
+            self.buffer[self.needed..self.needed + taken].copy_from_slice(&bytes[..taken]);
+        }
+        self.needed += bytes.len();
+    }
+}
+
+/// A file descriptor, written through a stack buffer.
+pub struct FdSink {
+    fd: i32,
+    buffer: [u8; 4096],
+    length: usize,
+}
+
+impl FdSink {
+    pub fn new(fd: i32) -> FdSink {
+        FdSink {
+            fd,
+            buffer: [0; 4096],
+            length: 0,
+        }
+    }
+
+    pub fn flush(&mut self) {
+        let mut rest = &self.buffer[..self.length];
+        while !rest.is_empty() {
+            // SAFETY: `rest` is a valid readable slice.
+            let written = unsafe { libc::write(self.fd, rest.as_ptr().cast(), rest.len()) };
+            if written <= 0 {
+                break;
+            }
+            rest = &rest[written as usize..];
+        }
+        self.length = 0;
+    }
+}
+
+impl Sink for FdSink {
+    fn put(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(self.buffer.len()) {
+            if self.length + chunk.len() > self.buffer.len() {
+                self.flush();
+            }
+            self.buffer[self.length..self.length + chunk.len()].copy_from_slice(chunk);
+            self.length += chunk.len();
+        }
+    }
+}
+
+impl Drop for FdSink {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+fn decimal(sink: &mut impl Sink, value: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    let mut rest = value;
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    sink.put(&digits[start..]);
+}
+
+/// A decimal padded on the left to `width` characters.
+fn padded(sink: &mut impl Sink, value: u64, width: usize) {
+    let mut length = 1;
+    let mut rest = value / 10;
+    while rest != 0 {
+        length += 1;
+        rest /= 10;
+    }
+    for _ in length..width {
+        sink.put(b" ");
+    }
+    decimal(sink, value);
+}
+
+fn field(sink: &mut impl Sink, first: &mut bool, name: &[u8], value: u64) {
+    if !*first {
+        sink.put(b", ");
+    }
+    *first = false;
+    sink.put(b"\"");
+    sink.put(name);
+    sink.put(b"\": ");
+    decimal(sink, value);
+}
+
+fn flag(sink: &mut impl Sink, name: &[u8], value: bool) {
+    sink.put(b", \"");
+    sink.put(name);
+    sink.put(if value { b"\": true" } else { b"\": false" });
+}
+
+/// Writes `stats` as JSON (schema version [`crate::stats::SCHEMA_VERSION`]), with the sampler's
+/// timeline when `with_timeline` is set (an empty list if no sampler ran).
+pub fn write_json(stats: &Stats, with_timeline: bool, sink: &mut impl Sink) {
+    sink.put(b"{\"version\": ");
+    decimal(sink, stats.version as u64);
+    sink.put(b", \"domains\": {");
+    for (index, (domain, figures)) in stats.domains().enumerate() {
+        if index > 0 {
+            sink.put(b", ");
+        }
+        // Domain names are validated to need no escaping (letters, digits, `_`, `-`, `.`).
+        sink.put(b"\"");
+        sink.put(domain.name_bytes());
+        sink.put(b"\": {");
+        let first = &mut true;
+        field(sink, first, b"live_bytes", figures.live_bytes);
+        field(sink, first, b"live_usable_bytes", figures.live_usable_bytes);
+        field(sink, first, b"peak_bytes", figures.peak_bytes);
+        field(sink, first, b"peak_time_ms", figures.peak_time_ms);
+        field(sink, first, b"live_blocks", figures.live_blocks);
+        field(sink, first, b"allocations", figures.allocations);
+        field(sink, first, b"frees", figures.frees);
+        field(sink, first, b"allocated_bytes", figures.allocated_bytes);
+        field(sink, first, b"mismatches", figures.mismatches);
+        sink.put(b"}");
+    }
+    sink.put(b"}, \"size_classes\": [");
+    for (index, class) in stats.size_classes.iter().enumerate() {
+        if index > 0 {
+            sink.put(b", ");
+        }
+        sink.put(b"{");
+        let first = &mut true;
+        field(sink, first, b"size", class.size);
+        field(sink, first, b"live_blocks", class.live_blocks);
+        field(sink, first, b"live_bytes", class.live_bytes);
+        sink.put(b"}");
+    }
+    sink.put(b"], \"huge\": {");
+    let first = &mut true;
+    field(sink, first, b"live_blocks", stats.huge.live_blocks);
+    field(sink, first, b"live_bytes", stats.huge.live_bytes);
+    sink.put(b"}, \"process\": {");
+    let process = &stats.process;
+    let first = &mut true;
+    field(sink, first, b"reserved_bytes", process.reserved_bytes);
+    field(sink, first, b"committed_bytes", process.committed_bytes);
+    field(sink, first, b"resident_bytes", process.resident_bytes);
+    field(sink, first, b"segments", process.segments);
+    field(sink, first, b"pages", process.pages);
+    field(
+        sink,
+        first,
+        b"abandoned_segments",
+        process.abandoned_segments,
+    );
+    field(sink, first, b"threads_seen", process.threads_seen);
+    field(sink, first, b"uptime_ms", process.uptime_ms);
+    flag(
+        sink,
+        b"requested_sizes_exact",
+        process.requested_sizes_exact,
+    );
+    flag(sink, b"accounting_enabled", process.accounting_enabled);
+    sink.put(b"}");
+    if with_timeline {
+        sink.put(b", \"timeline\": [");
+        let mut first_sample = true;
+        timeline::for_each_sample(|sample| {
+            if !first_sample {
+                sink.put(b", ");
+            }
+            first_sample = false;
+            sink.put(b"{");
+            let first = &mut true;
+            field(sink, first, b"time_ms", sample.time_ms);
+            field(sink, first, b"resident_bytes", sample.resident_bytes);
+            sink.put(b", \"live_bytes\": {");
+            for (index, (domain, live)) in sample.live_bytes().enumerate() {
+                if index > 0 {
+                    sink.put(b", ");
+                }
+                sink.put(b"\"");
+                sink.put(domain.name_bytes());
+                sink.put(b"\": ");
+                decimal(sink, live);
+            }
+            sink.put(b"}}");
+        });
+        sink.put(b"]");
+    }
+    sink.put(b"}\n");
+}
+
+/// Writes the human table: one row per domain, the size classes that hold blocks, the process.
+pub fn write_table(stats: &Stats, sink: &mut impl Sink) {
+    const KIB: u64 = 1024;
+    sink.put(b"tallymalloc stats (pid ");
+    // SAFETY: getpid has no preconditions.
+    decimal(sink, unsafe { libc::getpid() } as u64);
+    sink.put(b", ");
+    decimal(sink, stats.process.uptime_ms);
+    sink.put(b" ms)\n");
+    if !stats.process.accounting_enabled {
+        sink.put(b"  (this build does not count: built without the `stats` feature)\n");
+    }
+    sink.put(b"domain            live KiB   peak KiB  live blocks   allocations        frees  allocated KiB  mismatches\n");
+    for (domain, figures) in stats.domains() {
+        let name = domain.name_bytes();
+        sink.put(name);
+        for _ in name.len()..16 {
+            sink.put(b" ");
+        }
+        padded(sink, figures.live_usable_bytes.div_ceil(KIB), 10);
+        padded(sink, figures.peak_bytes.div_ceil(KIB), 11);
+        padded(sink, figures.live_blocks, 13);
+        padded(sink, figures.allocations, 14);
+        padded(sink, figures.frees, 13);
+        padded(sink, figures.allocated_bytes.div_ceil(KIB), 15);
+        padded(sink, figures.mismatches, 12);
+        sink.put(b"\n");
+    }
+    sink.put(b"size class  live blocks    live KiB\n");
+    for class in stats
+        .size_classes
+        .iter()
+        .filter(|class| class.live_blocks > 0)
+    {
+        padded(sink, class.size, 10);
+        padded(sink, class.live_blocks, 13);
+        padded(sink, class.live_bytes.div_ceil(KIB), 12);
+        sink.put(b"\n");
+    }
+    if stats.huge.live_blocks > 0 {
+        sink.put(b"      huge");
+        padded(sink, stats.huge.live_blocks, 13);
+        padded(sink, stats.huge.live_bytes.div_ceil(KIB), 12);
+        sink.put(b"\n");
+    }
+    let process = &stats.process;
+    sink.put(b"process: reserved ");
+    decimal(sink, process.reserved_bytes.div_ceil(KIB));
+    sink.put(b" KiB, committed ");
+    decimal(sink, process.committed_bytes.div_ceil(KIB));
+    sink.put(b" KiB, resident ");
+    decimal(sink, process.resident_bytes.div_ceil(KIB));
+    sink.put(b" KiB; ");
+    decimal(sink, process.segments);
+    sink.put(b" segments, ");
+    decimal(sink, process.pages);
+    sink.put(b" pages, ");
+    decimal(sink, process.abandoned_segments);
+    sink.put(b" abandoned; ");
+    decimal(sink, process.threads_seen);
+    sink.put(b" threads seen\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffer_sink_keeps_what_fits_and_counts_the_rest() {
+        let mut buffer = [0xffu8; 8];
+        let mut sink = BufferSink::new(&mut buffer);
+        sink.put(b"hello, ");
+        sink.put(b"world");
+        assert_eq!(sink.finish(), 12);
+        assert_eq!(&buffer, b"hello, \0");
+        let mut empty = [0u8; 0];
+        let mut sink = BufferSink::new(&mut empty);
+        sink.put(b"abc");
+        assert_eq!(sink.finish(), 3);
+    }
+
+    #[test]
+    fn json_matches_the_serde_serialisation() {
+        let stats = crate::stats::snapshot();
+        let mut buffer = vec![0u8; 1 << 16];
+        let mut sink = BufferSink::new(&mut buffer);
+        write_json(&stats, false, &mut sink);
+        let length = sink.finish();
+        let ours: serde_json::Value = serde_json::from_slice(&buffer[..length]).unwrap();
+        let theirs = serde_json::to_value(&stats).unwrap();
+        assert_eq!(ours, theirs);
+    }
+
+    #[test]
+    fn the_table_names_every_registered_domain() {
+        let stats = crate::stats::snapshot();
+        let mut buffer = vec![0u8; 1 << 16];
+        let mut sink = BufferSink::new(&mut buffer);
+        write_table(&stats, &mut sink);
+        let length = sink.finish();
+        let text = std::str::from_utf8(&buffer[..length]).unwrap();
+        for name in ["raw", "mem", "obj"] {
+            assert!(text.lines().any(|line| line.starts_with(name)), "{text}");
+        }
+        assert!(text.contains("process: reserved"));
+    }
+}
