@@ -31,15 +31,43 @@
  *   nothrow forms return nullptr (without calling the new_handler). The library does not link
  *   the C++ runtime: it finds std::get_new_handler and std::__throw_bad_alloc in the program.
  *
+ * Domains (allocator families). Every block belongs to one: the standard functions and the
+ * tm_* ones above allocate in TM_DOMAIN_RAW; TM_DOMAIN_MEM and TM_DOMAIN_OBJ are CPython's
+ * PyMem and PyObject families; tm_domain_register adds more (up to TM_MAX_DOMAINS in all).
+ * Blocks of different domains never share a page, and a block knows its domain.
+ * - A block must be freed (or reallocated) through its own family. Doing otherwise (free() of
+ *   a TM_DOMAIN_MEM block, tm_domain_free(TM_DOMAIN_OBJ, p) of a malloc block) is a mismatch:
+ *   it is always detected, counted in the stats of the block's domain, and the block is still
+ *   freed correctly (a mismatched realloc moves the block into the family it was called
+ *   through). TALLYMALLOC_ON_MISMATCH says what else happens: warn (default: one stderr line
+ *   naming the address and both domains, the first time each pair of domains is mixed up),
+ *   abort (the line, then abort()), or ignore.
+ * - An id that names no registered domain makes tm_domain_malloc and friends return NULL with
+ *   errno EINVAL; tm_domain_free then prints one line and frees the block through its own
+ *   family.
+ *
+ * Stats. Counters live in each thread's heap and are merged when read, so reading never
+ * blocks an allocating thread and never shows a torn value; a figure may miss operations a
+ * thread made in the last moments (nanoseconds; a snapshot is not taken at one instant). Peak
+ * bytes may be low by up to 64 KiB per thread allocating in the domain. Outside debug mode a
+ * block does not record its requested size, so "live_bytes" counts usable bytes there. The
+ * JSON schema is docs/stats-schema.json.
+ *
  * Options come from the environment, read once without allocating: TALLYMALLOC_PURGE_DELAY
  * (milliseconds before freed pages go back to the OS, default 10), TALLYMALLOC_ON_ERROR
- * (report or abort, default report), TALLYMALLOC_VERBOSE (1 prints the options in force). An
- * unknown TALLYMALLOC_ variable or a bad value gets a one-line warning naming it.
+ * (report or abort, default report), TALLYMALLOC_ON_MISMATCH (warn, abort or ignore, default
+ * warn), TALLYMALLOC_STATS (1: the stats table on stderr at exit; json:PATH: the JSON written
+ * to PATH at exit, "%p" in PATH standing for the process id; a child forked without exec
+ * writes only when PATH has "%p"), TALLYMALLOC_STATS_INTERVAL (milliseconds between the
+ * samples of the JSON's timeline, taken by a thread that never allocates; 0, the default,
+ * takes none), TALLYMALLOC_VERBOSE (1 prints the options in force). An unknown TALLYMALLOC_
+ * variable or a bad value gets a one-line warning naming it.
  */
 #ifndef TALLYMALLOC_H
 #define TALLYMALLOC_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -75,6 +103,42 @@ int tm_is_ours(const void *address);
 /* Returns what the calling thread can give back to the OS now: empty pages, their memory,
  * and segments left by exited threads. */
 void tm_collect(void);
+
+/* The built-in domains, and how many domains a process can have. */
+#define TM_DOMAIN_RAW 0
+#define TM_DOMAIN_MEM 1
+#define TM_DOMAIN_OBJ 2
+#define TM_MAX_DOMAINS 128
+
+/* Registers a domain called name (1 to 31 ASCII letters, digits, '_', '-' or '.'), or finds
+ * the one already called that, and returns its id. -1 with errno EINVAL for a bad name (or
+ * NULL), ENOSPC when all TM_MAX_DOMAINS ids are taken. */
+int tm_domain_register(const char *name);
+
+/* The name of domain id ("raw", "mem", ...), or NULL with errno EINVAL. The string lives as
+ * long as the process. */
+const char *tm_domain_name(int domain);
+
+/* The domain of block, or -1 with errno EINVAL for NULL or a pointer that is not ours. */
+int tm_domain_of(const void *block);
+
+/* malloc, calloc, aligned_alloc and realloc through the domain's family: the same contract as
+ * the standard functions, plus NULL with errno EINVAL for an id that is not registered. */
+void *tm_domain_malloc(int domain, size_t size);
+void *tm_domain_calloc(int domain, size_t count, size_t size);
+void *tm_domain_aligned_alloc(int domain, size_t alignment, size_t size);
+void *tm_domain_realloc(int domain, void *block, size_t size);
+
+/* Frees block through the domain's family (NULL is ignored; a mismatch is handled as above). */
+void tm_domain_free(int domain, void *block);
+
+/* Writes the stats as JSON into buffer (at most length bytes, NUL included; buffer may be NULL
+ * when length is 0) and returns the length of the whole text without the NUL, as snprintf
+ * does: call it with length 0 to learn the size, then again. Does not allocate. */
+size_t tm_stats_json(char *buffer, size_t length);
+
+/* Prints the human stats table on stream (stderr if NULL). */
+void tm_stats_print(FILE *stream);
 
 #ifdef __cplusplus
 }

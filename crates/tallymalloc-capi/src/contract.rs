@@ -22,7 +22,7 @@ fn pointer_or_null(block: Option<ptr::NonNull<u8>>) -> *mut c_void {
 
 /// Whether `block` may be passed to the core; reports it (and maybe aborts) if not.
 #[inline(always)]
-fn accept(function: &[u8], block: *const c_void) -> bool {
+pub fn accept(function: &[u8], block: *const c_void) -> bool {
     if core_allocator::is_ours(block.cast()) {
         true
     } else {

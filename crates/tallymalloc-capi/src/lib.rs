@@ -17,6 +17,8 @@
 mod contract;
 mod cxx;
 mod exports;
+mod families;
+mod stats_api;
 
 /// Applies the `TALLYMALLOC_*` options as soon as the library is loaded, before the program's
 /// first allocation, so `TALLYMALLOC_VERBOSE=1` reports them even for a program that never
