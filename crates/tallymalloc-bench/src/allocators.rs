@@ -80,6 +80,20 @@ pub fn resolve(wanted: &[String], tallymalloc: &Path) -> Result<Vec<Allocator>, 
                     library: Some(tallymalloc.into()),
                 });
             }
+            custom if custom.contains('=') => {
+                // NAME=PATH: another build of a library to preload, such as tallymalloc
+                // built without its accounting (scripts/stats-cost).
+                let (name, path) = custom.split_once('=').unwrap_or_default();
+                if name.is_empty() || !Path::new(path).exists() {
+                    return Err(format!(
+                        "{custom:?}: expected NAME=PATH to an existing library"
+                    ));
+                }
+                allocators.push(Allocator {
+                    name: Box::leak(name.to_owned().into_boxed_str()),
+                    library: Some(PathBuf::from(path)),
+                });
+            }
             other => {
                 let peer = PEERS.iter().find(|p| p.name == other).ok_or_else(|| {
                     format!("unknown allocator {other:?} (known: {})", ALL.join(", "))

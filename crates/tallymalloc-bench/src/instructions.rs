@@ -93,13 +93,13 @@ pub fn measure(allocators: &[Allocator], programs: &Path, pairs: u64) -> Result<
     println!("instructions per operation (callgrind, {pairs} operations, net of the loop)");
     print!("{:<24}", "operation");
     for allocator in allocators {
-        print!("{:>13}", allocator.name);
+        print!(" {:>12}", allocator.name);
     }
     println!();
     for (name, values) in &rows {
         print!("{name:<24}");
         for value in values {
-            print!("{value:>13.1}");
+            print!(" {value:>12.1}");
         }
         println!();
     }

@@ -29,7 +29,7 @@ struct Options {
     /// Also write the results as JSON to this file.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
-    /// Allocators to compare, comma-separated.
+    /// Allocators to compare, comma-separated; NAME=PATH adds another library to preload.
     #[arg(long, value_delimiter = ',', default_values_t = allocators::ALL.iter().map(|a| a.to_string()))]
     allocators: Vec<String>,
     /// Workloads to run, comma-separated (default: all).

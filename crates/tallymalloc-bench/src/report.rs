@@ -74,7 +74,7 @@ impl Results {
     }
 
     pub fn print(&self) {
-        let width = 16;
+        let width = 15;
         println!();
         println!(
             "median wall time in ms and peak RSS in MiB, {} runs each{}, {} threads",
@@ -84,7 +84,7 @@ impl Results {
         );
         print!("{:<16}", "workload");
         for allocator in &self.allocators {
-            print!("{allocator:>width$}");
+            print!(" {allocator:>width$}");
         }
         println!();
         for workload in &self.workloads {
@@ -96,7 +96,7 @@ impl Results {
                     workload.median_seconds(index) * 1e3,
                     workload.median_rss(index) / (1 << 20) as f64
                 );
-                print!("{cell:>width$}");
+                print!(" {cell:>width$}");
             }
             println!();
         }

@@ -49,9 +49,10 @@
  * Stats. Counters live in each thread's heap and are merged when read, so reading never
  * blocks an allocating thread and never shows a torn value; a figure may miss operations a
  * thread made in the last moments (nanoseconds; a snapshot is not taken at one instant). Peak
- * bytes may be low by up to 64 KiB per thread allocating in the domain. Outside debug mode a
- * block does not record its requested size, so "live_bytes" counts usable bytes there. The
- * JSON schema is docs/stats-schema.json.
+ * bytes may be low, per thread allocating in the domain, by up to 64 KiB plus one page of
+ * blocks (64 KiB for blocks up to 8 KiB, 512 KiB up to 64 KiB). Outside debug mode a block
+ * does not record its requested size, so "live_bytes" counts usable bytes there. The JSON
+ * schema is docs/stats-schema.json.
  *
  * Options come from the environment, read once without allocating: TALLYMALLOC_PURGE_DELAY
  * (milliseconds before freed pages go back to the OS, default 10), TALLYMALLOC_ON_ERROR

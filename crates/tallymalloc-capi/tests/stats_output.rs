@@ -106,9 +106,12 @@ fn known_sequence_mismatches_and_json_from_c() {
     assert_eq!(known["allocations"], 7, "{known}"); // a to e, the realloc's new block, u
     assert_eq!(known["frees"], 5, "{known}"); // b, e, c, the realloc's old block, u
     assert_eq!(known["live_blocks"], 2, "{known}");
-    assert_eq!(
-        known["allocated_bytes"],
-        100 + 300 + 1000 + (5 << 20) + 40 + 20000 + 64,
+    // Allocated bytes count blocks at their usable size: at least what was asked, at most a
+    // size class's rounding (under 25%) and a huge block's page more.
+    let requested = 100 + 300 + 1000 + (5 << 20) + 40 + 20000 + 64;
+    let allocated = known["allocated_bytes"].as_u64().unwrap();
+    assert!(
+        (requested..requested + requested / 4 + 4096).contains(&allocated),
         "{known}"
     );
     let live = known["live_usable_bytes"].as_u64().unwrap();
@@ -240,7 +243,13 @@ fn exit_json_with_a_timeline() {
         .collect();
     assert!(times.windows(2).all(|pair| pair[0] <= pair[1]), "{times:?}");
     assert_eq!(json["domains"]["mem"]["live_blocks"], 0);
-    assert!(json["domains"]["mem"]["peak_bytes"].as_u64().unwrap() >= 300 * 64 * 1024);
+    // The documented bound for one thread: a publication step plus one 512 KiB page.
+    let peak = json["domains"]["mem"]["peak_bytes"].as_u64().unwrap();
+    let top = 300 * 64 * 1024;
+    assert!(
+        (top - 64 * 1024 - 512 * 1024..=top).contains(&peak),
+        "{peak}"
+    );
 }
 
 #[test]

@@ -8,7 +8,8 @@
 //! positions), a binary tree of boxed nodes, and a sorted vector of owned strings; the threads
 //! then hand their indexes to the main thread, which merges and drops them (cross-thread
 //! frees). The report gives each phase's time, the resident memory when the threads finish and
-//! after the data is dropped, and the address space tallymalloc holds.
+//! after the data is dropped, the address space tallymalloc holds, and tallymalloc's stats
+//! table (peak bytes, allocations, frees, live blocks by size class).
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -152,4 +153,8 @@ fn main() {
         "  segments awaiting adoption          {:>8}",
         tallymalloc::abandoned_segments()
     );
+    // The allocator's own account: every domain's live, peak and total figures, the size
+    // classes still holding blocks, and what the process holds.
+    println!();
+    print!("{}", tallymalloc::stats_table());
 }

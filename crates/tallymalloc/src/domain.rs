@@ -152,6 +152,11 @@ pub fn is_valid_name(name: &[u8]) -> bool {
             .all(|&byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'-' | b'.'))
 }
 
+/// The registry's lock, for the fork handlers (see `thread.rs`).
+pub fn fork_lock() -> &'static dyn crate::sync::ForkLock {
+    &REGISTRY_LOCK
+}
+
 pub(crate) fn register_bytes(name: &[u8]) -> Result<Domain, DomainError> {
     if !is_valid_name(name) {
         return Err(DomainError::BadName);

@@ -257,29 +257,22 @@ pub fn malloc_small(domain: usize, size: usize, zero_bytes: Option<usize>) -> *m
     // SAFETY: H1 (a valid heap) and H2 (the entry is a valid page).
     unsafe {
         let page = *(*(*heap).pages.get()).direct.get_unchecked((size + 7) >> 3);
-        pop_or_slow(heap, page, size, size, zero_bytes, domain)
+        pop_or_slow(heap, page, size, zero_bytes, domain)
     }
 }
 
-/// Allocates a block of size class `class` for a request of `requested` bytes (for callers
-/// that chose the class themselves).
+/// Allocates a block of size class `class` (for callers that chose the class themselves).
 #[inline(always)]
-pub fn malloc_class(
-    domain: usize,
-    class: usize,
-    requested: usize,
-    zero_bytes: Option<usize>,
-) -> *mut u8 {
+pub fn malloc_class(domain: usize, class: usize, zero_bytes: Option<usize>) -> *mut u8 {
     let heap = domain_heap(domain);
     // SAFETY: as in `malloc_small`; `class` is below CLASS_COUNT.
     unsafe {
         let page = *(*(*heap).pages.get()).current.get_unchecked(class);
-        pop_or_slow(heap, page, class_size(class), requested, zero_bytes, domain)
+        pop_or_slow(heap, page, class_size(class), zero_bytes, domain)
     }
 }
 
-/// Pops a block from `page`, the current page for `size`, or takes the slow path. `requested`
-/// is what the caller asked for, for the stats.
+/// Pops a block from `page`, the current page for `size`, or takes the slow path.
 ///
 /// # Safety
 /// `heap` must be the calling thread's domain heap for `domain` (or the empty heap) and `page`
@@ -289,7 +282,6 @@ unsafe fn pop_or_slow(
     heap: *mut DomainHeap,
     page: *mut Page,
     size: usize,
-    requested: usize,
     zero_bytes: Option<usize>,
     domain: usize,
 ) -> *mut u8 {
@@ -302,14 +294,12 @@ unsafe fn pop_or_slow(
             if let Some(bytes) = zero_bytes {
                 zero_block(block, bytes, free_is_zero);
             }
-            (*heap).counters.count_allocation(
-                (*page).class as usize,
-                (*page).block_size,
-                requested,
-            );
+            (*heap)
+                .counters
+                .count_allocation((*page).class as usize, (*page).block_size);
             return block.cast();
         }
-        malloc_slow(heap, size, requested, zero_bytes, domain)
+        malloc_slow(heap, size, zero_bytes, domain)
     }
 }
 
@@ -339,7 +329,6 @@ unsafe fn zero_block(block: *mut Block, bytes: usize, free_is_zero: bool) {
 unsafe fn malloc_slow(
     heap: *mut DomainHeap,
     size: usize,
-    requested: usize,
     zero_bytes: Option<usize>,
     domain: usize,
 ) -> *mut u8 {
@@ -350,6 +339,9 @@ unsafe fn malloc_slow(
     unsafe {
         let pages = (*heap).pages.get();
         let page = *(*pages).current.get_unchecked(class);
+        if heap != thread::empty_domain_heap() {
+            (*heap).counters.publish_if_drifted();
+        }
         if heap != thread::empty_domain_heap()
             && (*pages).slow_paths_until_tick > 0
             && !(*page).local_free.is_null()
@@ -361,14 +353,12 @@ unsafe fn malloc_slow(
             if let Some(bytes) = zero_bytes {
                 zero_block(block, bytes, false);
             }
-            (*heap)
-                .counters
-                .count_allocation(class, (*page).block_size, requested);
+            (*heap).counters.count_allocation(class, (*page).block_size);
             return block.cast();
         }
     }
     // SAFETY: as above.
-    unsafe { malloc_generic(heap, class, requested, zero_bytes, domain) }
+    unsafe { malloc_generic(heap, class, zero_bytes, domain) }
 }
 
 #[cold]
@@ -376,7 +366,6 @@ unsafe fn malloc_slow(
 unsafe fn malloc_generic(
     heap: *mut DomainHeap,
     class: usize,
-    requested: usize,
     zero_bytes: Option<usize>,
     domain: usize,
 ) -> *mut u8 {
@@ -406,9 +395,7 @@ unsafe fn malloc_generic(
         if let Some(bytes) = zero_bytes {
             zero_block(block, bytes, free_is_zero);
         }
-        (*heap)
-            .counters
-            .count_allocation(class, (*page).block_size, requested);
+        (*heap).counters.count_allocation(class, (*page).block_size);
         block.cast()
     }
 }
@@ -532,30 +519,28 @@ pub unsafe fn free_in_own_domain(domain: usize, address: *mut u8) {
 }
 
 /// Counts a huge block allocated for `domain` by the calling thread.
-pub fn count_huge_allocation(domain: usize, usable: usize, requested: usize) {
+pub fn count_huge_allocation(domain: usize, usable: usize) {
     let mine = domain_heap(domain);
     if mine == thread::empty_domain_heap() {
-        stats::count_orphan_huge_allocation(domain, usable, requested);
+        stats::count_orphan_huge_allocation(domain, usable);
     } else {
         // SAFETY: our own live domain heap; counters are written by their owner only (A1).
-        unsafe { (*mine).counters.count_huge_allocation(usable, requested) };
+        unsafe { (*mine).counters.count_huge_allocation(usable) };
     }
 }
 
-/// Counts a huge block of `domain` resized from `old_usable` to `new_usable` bytes, for a
-/// request of `requested`: a free of the old size and an allocation of the new one.
-pub fn count_huge_resize(domain: usize, old_usable: usize, new_usable: usize, requested: usize) {
+/// Counts a huge block of `domain` resized from `old_usable` to `new_usable` bytes: a free of
+/// the old size and an allocation of the new one.
+pub fn count_huge_resize(domain: usize, old_usable: usize, new_usable: usize) {
     let mine = domain_heap(domain);
     if mine == thread::empty_domain_heap() {
         stats::count_orphan_huge_free(domain, old_usable);
-        stats::count_orphan_huge_allocation(domain, new_usable, requested);
+        stats::count_orphan_huge_allocation(domain, new_usable);
     } else {
         // SAFETY: our own live domain heap (A1).
         unsafe {
             (*mine).counters.count_huge_free(old_usable);
-            (*mine)
-                .counters
-                .count_huge_allocation(new_usable, requested);
+            (*mine).counters.count_huge_allocation(new_usable);
         }
     }
 }

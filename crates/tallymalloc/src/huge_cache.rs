@@ -194,19 +194,9 @@ pub fn release_expired(now: u64) {
     expired.release();
 }
 
-/// Takes the cache's lock for `fork` (see `thread.rs`).
-pub fn hold_lock_for_fork() {
-    CACHE.hold_for_fork();
-}
-
-/// Releases what [`hold_lock_for_fork`] took.
-///
-/// # Safety
-/// The calling thread must have called [`hold_lock_for_fork`] (or be the forked child of the
-/// thread that did).
-pub unsafe fn release_lock_after_fork() {
-    // SAFETY: the caller's contract.
-    unsafe { CACHE.release_after_fork() };
+/// The cache's lock, for the fork handlers (see `thread.rs`).
+pub fn fork_lock() -> &'static dyn crate::sync::ForkLock {
+    &CACHE
 }
 
 #[cfg(test)]

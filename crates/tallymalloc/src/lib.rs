@@ -121,7 +121,7 @@ fn allocate(domain: usize, size: usize, zero_bytes: Option<usize>) -> *mut u8 {
     if size <= size_class::SMALL_LOOKUP_MAX {
         domain_heap::malloc_small(domain, size, zero_bytes)
     } else if size <= LARGE_MAX {
-        domain_heap::malloc_class(domain, class_of(size), size, zero_bytes)
+        domain_heap::malloc_class(domain, class_of(size), zero_bytes)
     } else if size <= MAX_REQUEST {
         allocate_huge(domain, size, MIN_ALIGN, zero_bytes)
     } else {
@@ -135,7 +135,7 @@ fn allocate_huge(domain: usize, size: usize, align: usize, zero_bytes: Option<us
     if !block.is_null() {
         // SAFETY: the block was just allocated.
         let usable = unsafe { huge_block_size(block) };
-        domain_heap::count_huge_allocation(domain, usable, size);
+        domain_heap::count_huge_allocation(domain, usable);
     }
     block
 }
@@ -179,14 +179,13 @@ fn allocate_aligned(
     if rounded <= LARGE_MAX {
         let class = class_of(rounded);
         if class_alignment(class).min(segment::HEADER_RESERVE) >= align {
-            return domain_heap::malloc_class(domain, class, size, zero_bytes);
+            return domain_heap::malloc_class(domain, class, zero_bytes);
         }
     }
     // Otherwise over-allocate and hand out an aligned address inside the block.
     let padded = size + align;
     if padded <= LARGE_MAX && align <= segment::HEADER_RESERVE {
-        let block =
-            domain_heap::malloc_class(domain, class_of(padded), size, zero_bytes.map(|_| padded));
+        let block = domain_heap::malloc_class(domain, class_of(padded), zero_bytes.map(|_| padded));
         if block.is_null() {
             return block;
         }
@@ -289,12 +288,7 @@ unsafe fn reallocate(domain: usize, address: *mut u8, new_size: usize, align: us
             let old_size = huge_block_size(address);
             let resized = huge::resize(segment, address, new_size);
             if !resized.is_null() {
-                domain_heap::count_huge_resize(
-                    domain,
-                    old_size,
-                    huge_block_size(resized),
-                    new_size,
-                );
+                domain_heap::count_huge_resize(domain, old_size, huge_block_size(resized));
             }
             return resized;
         }

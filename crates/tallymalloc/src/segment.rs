@@ -323,19 +323,9 @@ pub fn pop_abandoned() -> Option<NonNull<Segment>> {
     Some(segment)
 }
 
-/// Takes the abandoned list's lock for `fork` (see `thread.rs`).
-pub fn hold_locks_for_fork() {
-    ABANDONED.hold_for_fork();
-}
-
-/// Releases what [`hold_locks_for_fork`] took.
-///
-/// # Safety
-/// The calling thread must have called [`hold_locks_for_fork`] (or be the forked child of the
-/// thread that did).
-pub unsafe fn release_locks_after_fork() {
-    // SAFETY: the caller's contract.
-    unsafe { ABANDONED.release_after_fork() };
+/// The abandoned list's lock, for the fork handlers (see `thread.rs`).
+pub fn fork_lock() -> &'static dyn crate::sync::ForkLock {
+    &ABANDONED
 }
 
 /// How many segments wait to be adopted (a relaxed read: no lock, possibly a moment old).

@@ -2,21 +2,22 @@
 //! into a [`Stats`] snapshot on demand.
 //!
 //! Each thread's pages of one domain (a `DomainHeap`) carry a [`Counters`]: allocations and
-//! frees by size class, bytes requested, and a running net of usable bytes. Only the owning
+//! frees by size class, and a running net of usable bytes. Only the owning
 //! thread writes them, with plain loads and stores of atomics (no `lock` prefix), so a reader on
 //! another thread sees each counter whole, never torn, and at most as stale as the last store
 //! the owner made (nanoseconds on x86 and arm64). A snapshot sums the counters of every live
 //! heap and those that exited (folded into `RETIRED` at exit); it is not taken at one instant,
 //! so a block allocated and freed while it is read may show in one counter and not the other.
 //!
-//! Peaks need a domain-wide total at the moment it peaks. Each heap publishes its net change
-//! (its drift) into the domain's shared total once it passes [`PUBLISH_STEP`] bytes either way
-//! (one atomic add per 64 KiB of growth or shrinkage), and the peak is the highest published
-//! total, or the current total when a snapshot finds it higher. Allocations check the drift;
-//! frees only subtract, and the drift of a thread that only frees is checked on its slow paths
-//! (a page emptied, a remote free, a refill). A peak may therefore be low by up to
-//! `PUBLISH_STEP` bytes for each thread allocating in the domain, and a thread's frees reach
-//! the shared total by the time it allocates again or empties a page.
+//! Peaks need a domain-wide total at the moment it peaks. Each heap keeps its net change since
+//! it last published (its drift) and publishes it into the domain's shared total once it passes
+//! [`PUBLISH_STEP`] bytes either way (one atomic add per 64 KiB of growth or shrinkage); the
+//! peak is the highest published total, or the current total when a snapshot finds it higher.
+//! The fast paths only add to the drift; the slow paths check it (every refill of a free list,
+//! every emptied page, every remote or huge free), so a thread allocates at most one free
+//! list's worth between checks. A peak may therefore be low, per thread allocating in the
+//! domain, by up to `PUBLISH_STEP` plus one page of blocks (64 KiB for blocks up to 8 KiB,
+//! 512 KiB up to 64 KiB; larger blocks are checked one by one).
 //!
 //! Invariants:
 //! - **A1 single writer**: a `Counters` is written by its heap's owner thread only, and by the
@@ -43,14 +44,16 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// Whether this build counts (the `stats` feature; off only to measure what counting costs).
 pub const ENABLED: bool = cfg!(feature = "stats");
 
-/// One heap's counters for one domain (A1).
-#[repr(C)]
+/// One heap's counters for one domain (A1). Aligned to its own cache lines: the owner writes
+/// the first on every allocation, and a line shared with fields other threads write (a heap's
+/// delayed-free list) would bounce between cores.
+#[repr(C, align(128))]
 pub struct Counters {
     /// Usable bytes allocated less usable bytes freed since the last publication. Owner only:
     /// no other thread reads it, so it is a plain integer the fast path adds to in memory.
     drift: UnsafeCell<i64>,
-    /// Bytes requested, over every allocation.
-    requested_bytes: AtomicU64,
+    /// Allocations and frees by class. (Two arrays rather than pairs: indexing by the class
+    /// then needs no shift on the fast path.)
     class_allocations: [AtomicU64; CLASS_COUNT],
     class_frees: [AtomicU64; CLASS_COUNT],
     huge_allocations: AtomicU64,
@@ -80,7 +83,6 @@ impl Counters {
     pub const fn new() -> Counters {
         Counters {
             drift: UnsafeCell::new(0),
-            requested_bytes: AtomicU64::new(0),
             class_allocations: [const { AtomicU64::new(0) }; CLASS_COUNT],
             class_frees: [const { AtomicU64::new(0) }; CLASS_COUNT],
             huge_allocations: AtomicU64::new(0),
@@ -93,31 +95,25 @@ impl Counters {
         }
     }
 
-    /// A block of `class` (`block_size` usable bytes) was handed out for `requested` bytes.
-    /// Publishes when the drift passes [`PUBLISH_STEP`] either way: one compare covers both.
+    /// A block of `class` (`block_size` usable bytes) was handed out: two adds to memory the
+    /// owner already has in cache. The drift is checked on the slow paths
+    /// ([`Self::publish_if_drifted`]), not here.
     ///
     /// # Safety
     /// Owner thread only (A1); `class < CLASS_COUNT`.
     #[inline(always)]
-    pub unsafe fn count_allocation(&self, class: usize, block_size: usize, requested: usize) {
+    pub unsafe fn count_allocation(&self, class: usize, block_size: usize) {
         if !ENABLED {
             return;
         }
         // SAFETY: the caller's contract: a valid class, and we are the only writer of `drift`.
         unsafe {
             bump(self.class_allocations.get_unchecked(class), 1);
-            bump(&self.requested_bytes, requested as u64);
-            let drift = *self.drift.get() + block_size as i64;
-            *self.drift.get() = drift;
-            if (drift + PUBLISH_STEP) as u64 > 2 * PUBLISH_STEP as u64 {
-                self.publish();
-            }
+            *self.drift.get() += block_size as i64;
         }
     }
 
-    /// A block of `class` (`block_size` usable bytes) was freed. The drift is not checked
-    /// here, only on the next allocation and on the slow paths ([`Self::publish_if_drifted`]),
-    /// which keeps the free fast path to two counter updates.
+    /// A block of `class` (`block_size` usable bytes) was freed.
     ///
     /// # Safety
     /// As [`Self::count_allocation`].
@@ -147,13 +143,12 @@ impl Counters {
 
     /// # Safety
     /// Owner thread only (A1).
-    pub unsafe fn count_huge_allocation(&self, usable: usize, requested: usize) {
+    pub unsafe fn count_huge_allocation(&self, usable: usize) {
         if !ENABLED {
             return;
         }
         bump(&self.huge_allocations, 1);
         bump(&self.huge_allocated_bytes, usable as u64);
-        bump(&self.requested_bytes, requested as u64);
         // SAFETY: the caller's contract.
         unsafe {
             *self.drift.get() += usable as i64;
@@ -228,7 +223,6 @@ static SHARED: [DomainShared; MAX_DOMAINS] = [const {
 /// Counters of heaps that exited, and frees made by threads with no heap in the block's domain
 /// (added atomically: both are rare).
 struct Retired {
-    requested_bytes: AtomicU64,
     huge_allocations: AtomicU64,
     huge_frees: AtomicU64,
     huge_allocated_bytes: AtomicU64,
@@ -239,7 +233,6 @@ struct Retired {
 
 static RETIRED: [Retired; MAX_DOMAINS] = [const {
     Retired {
-        requested_bytes: AtomicU64::new(0),
         huge_allocations: AtomicU64::new(0),
         huge_frees: AtomicU64::new(0),
         huge_allocated_bytes: AtomicU64::new(0),
@@ -261,7 +254,7 @@ pub fn count_orphan_free(domain: usize, class: usize, block_size: usize) {
 }
 
 /// A huge block allocated by a thread that has no heap in its domain.
-pub fn count_orphan_huge_allocation(domain: usize, usable: usize, requested: usize) {
+pub fn count_orphan_huge_allocation(domain: usize, usable: usize) {
     if !ENABLED {
         return;
     }
@@ -270,9 +263,6 @@ pub fn count_orphan_huge_allocation(domain: usize, usable: usize, requested: usi
     retired
         .huge_allocated_bytes
         .fetch_add(usable as u64, Ordering::Relaxed);
-    retired
-        .requested_bytes
-        .fetch_add(requested as u64, Ordering::Relaxed);
     let total = SHARED[domain]
         .published_live
         .fetch_add(usable as i64, Ordering::Relaxed)
@@ -301,6 +291,11 @@ struct ActiveList {
 unsafe impl Send for ActiveList {}
 
 static ACTIVE: SpinLock<ActiveList> = SpinLock::new(ActiveList { first: ptr::null() });
+
+/// The active list's lock, for the fork handlers (see `thread.rs`).
+pub fn fork_lock() -> &'static dyn crate::sync::ForkLock {
+    &ACTIVE
+}
 
 /// Puts fresh counters for `domain` on the active list.
 ///
@@ -342,7 +337,6 @@ pub unsafe fn retire(counters: *const Counters) {
             );
             fold(&retired.class_frees[class], &counters.class_frees[class]);
         }
-        fold(&retired.requested_bytes, &counters.requested_bytes);
         fold(&retired.huge_allocations, &counters.huge_allocations);
         fold(&retired.huge_frees, &counters.huge_frees);
         fold(
@@ -399,14 +393,16 @@ pub struct DomainStats {
     pub live_bytes: u64,
     /// Usable bytes of live blocks (what `malloc_usable_size` says of each).
     pub live_usable_bytes: u64,
-    /// The highest `live_usable_bytes` seen, low by at most 64 KiB per allocating thread.
+    /// The highest `live_usable_bytes` seen; low, per allocating thread, by at most 64 KiB plus
+    /// one page of blocks (see the module comment).
     pub peak_bytes: u64,
     /// When the peak was reached, in milliseconds since the allocator started.
     pub peak_time_ms: u64,
     pub live_blocks: u64,
     pub allocations: u64,
     pub frees: u64,
-    /// Bytes requested over all allocations.
+    /// Usable bytes over all allocations (each block at its size class; requested sizes are
+    /// not recorded outside debug mode, and counting them would cost the fast path).
     pub allocated_bytes: u64,
     /// Blocks of this domain freed or reallocated through another domain's family.
     pub mismatches: u64,
@@ -498,7 +494,6 @@ impl serde::Serialize for Stats {
 /// Raw sums for one domain while a snapshot is taken.
 #[derive(Clone, Copy)]
 struct Sums {
-    requested_bytes: u64,
     huge_allocations: u64,
     huge_frees: u64,
     huge_allocated_bytes: u64,
@@ -508,7 +503,6 @@ struct Sums {
 }
 
 const NO_SUMS: Sums = Sums {
-    requested_bytes: 0,
     huge_allocations: 0,
     huge_frees: 0,
     huge_allocated_bytes: 0,
@@ -526,7 +520,6 @@ pub fn snapshot() -> Stats {
         for (domain, retired) in RETIRED.iter().enumerate() {
             let sum = &mut sums[domain];
             let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-            sum.requested_bytes += load(&retired.requested_bytes);
             sum.huge_allocations += load(&retired.huge_allocations);
             sum.huge_frees += load(&retired.huge_frees);
             sum.huge_allocated_bytes += load(&retired.huge_allocated_bytes);
@@ -543,7 +536,6 @@ pub fn snapshot() -> Stats {
                 let c = &*counters;
                 let sum = &mut sums[c.domain.load(Ordering::Relaxed)];
                 let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-                sum.requested_bytes = sum.requested_bytes.wrapping_add(load(&c.requested_bytes));
                 sum.huge_allocations += load(&c.huge_allocations);
                 sum.huge_frees += load(&c.huge_frees);
                 sum.huge_allocated_bytes += load(&c.huge_allocated_bytes);
@@ -568,8 +560,9 @@ pub fn snapshot() -> Stats {
     }
     for (domain, sum) in sums.iter().enumerate() {
         let figures = &mut stats.domains[domain];
-        let mut usable = 0u64;
+        let (mut usable, mut allocated) = (0u64, 0u64);
         for class in 0..CLASS_COUNT {
+            allocated += sum.class_allocations[class] * class_size(class) as u64;
             // A reader may see a free before the allocation it undoes: never below zero.
             let live = sum.class_allocations[class].saturating_sub(sum.class_frees[class]);
             stats.size_classes[class].live_blocks += live;
@@ -589,7 +582,7 @@ pub fn snapshot() -> Stats {
         figures.live_blocks = figures.allocations.saturating_sub(figures.frees);
         figures.live_usable_bytes = usable + huge_bytes;
         figures.live_bytes = figures.live_usable_bytes;
-        figures.allocated_bytes = sum.requested_bytes;
+        figures.allocated_bytes = allocated + sum.huge_allocated_bytes;
         figures.mismatches = Domain::from_id(domain).map_or(0, crate::domain::mismatches);
         let shared = &SHARED[domain];
         shared.raise_peak(figures.live_usable_bytes as i64);

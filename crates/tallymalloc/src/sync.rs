@@ -65,6 +65,26 @@ impl<T> SpinLock<T> {
     }
 }
 
+/// A global lock that `thread.rs`'s fork handlers hold across `fork`, so the child never
+/// inherits one held by a thread that does not exist there.
+pub trait ForkLock: Sync {
+    fn hold_for_fork(&self);
+    /// # Safety
+    /// As [`SpinLock::release_after_fork`].
+    unsafe fn release_after_fork(&self);
+}
+
+impl<T: Send> ForkLock for SpinLock<T> {
+    fn hold_for_fork(&self) {
+        SpinLock::hold_for_fork(self);
+    }
+
+    unsafe fn release_after_fork(&self) {
+        // SAFETY: the caller's contract.
+        unsafe { SpinLock::release_after_fork(self) }
+    }
+}
+
 pub struct SpinGuard<'a, T> {
     lock: &'a SpinLock<T>,
 }

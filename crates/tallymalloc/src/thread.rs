@@ -22,7 +22,7 @@ use crate::heap::{empty_heap, Heap, EMPTY_HEAP};
 use crate::options;
 use crate::os;
 use crate::stats;
-use crate::sync::SpinLock;
+use crate::sync::{ForkLock, SpinLock};
 use core::cell::Cell;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -130,36 +130,43 @@ pub fn start_domain_heap(domain: usize) -> Result<*mut DomainHeap, libc::c_int> 
 
 static FORK_HANDLERS_REGISTERED: AtomicBool = AtomicBool::new(false);
 
-/// Holds every global lock across `fork`, so the child never inherits one held by a thread
-/// that does not exist there. Lock order: pool, abandoned list, huge cache (no path takes two
-/// of them at once).
-extern "C" fn before_fork() {
-    HEAPS.free.hold_for_fork();
-    DOMAIN_HEAPS.free.hold_for_fork();
-    crate::segment::hold_locks_for_fork();
-    crate::huge_cache::hold_lock_for_fork();
+/// Every global lock, in the order the fork handlers take them. No path holds two of them at
+/// once, so any order would do; a fixed one keeps the handlers simple.
+fn fork_locks() -> [&'static dyn ForkLock; 7] {
+    [
+        &HEAPS.free,
+        &DOMAIN_HEAPS.free,
+        crate::segment::fork_lock(),
+        crate::huge_cache::fork_lock(),
+        crate::stats::fork_lock(),
+        crate::domain::fork_lock(),
+        crate::timeline::fork_lock(),
+    ]
 }
 
-extern "C" fn after_fork_in_parent() {
-    // SAFETY: `before_fork` took the locks on this thread.
-    unsafe {
-        crate::huge_cache::release_lock_after_fork();
-        crate::segment::release_locks_after_fork();
-        DOMAIN_HEAPS.free.release_after_fork();
-        HEAPS.free.release_after_fork();
+/// Holds every global lock across `fork`, so the child never inherits one held by a thread
+/// that does not exist there.
+extern "C" fn before_fork() {
+    for lock in fork_locks() {
+        lock.hold_for_fork();
     }
 }
 
+extern "C" fn after_fork_in_parent() {
+    for lock in fork_locks().into_iter().rev() {
+        // SAFETY: `before_fork` took the locks on this thread.
+        unsafe { lock.release_after_fork() };
+    }
+}
+
+/// Heaps of threads that do not exist in the child stay as they are: their blocks can still be
+/// freed (as remote frees) and their memory is lost to the child, as in any allocator with
+/// thread-local heaps. (Their counters stay on the active list, so the child's stats still
+/// count what the parent's threads allocated.) The stats sampler does not run in the child.
 extern "C" fn after_fork_in_child() {
-    // Heaps of threads that do not exist in the child stay as they are: their blocks can
-    // still be freed (as remote frees) and their memory is lost to the child, as in any
-    // allocator with thread-local heaps.
-    // SAFETY: the forking thread took the locks in `before_fork` and is the only thread.
-    unsafe {
-        crate::huge_cache::release_lock_after_fork();
-        crate::segment::release_locks_after_fork();
-        DOMAIN_HEAPS.free.release_after_fork();
-        HEAPS.free.release_after_fork();
+    for lock in fork_locks().into_iter().rev() {
+        // SAFETY: the forking thread took the locks in `before_fork` and is the only thread.
+        unsafe { lock.release_after_fork() };
     }
 }
 

@@ -43,6 +43,11 @@ static STORE: SpinLock<Store> = SpinLock::new(Store {
 
 static STARTED: AtomicBool = AtomicBool::new(false);
 
+/// The store's lock, for the fork handlers (see `thread.rs`).
+pub fn fork_lock() -> &'static dyn crate::sync::ForkLock {
+    &STORE
+}
+
 /// One recorded sample.
 pub struct Sample<'a> {
     pub time_ms: u64,
