@@ -115,6 +115,81 @@ pub fn measure(allocators: &[Allocator], programs: &Path, pairs: u64) -> Result<
     Ok(json!({"operations": pairs, "per_operation": json_rows}))
 }
 
+/// Whole-program counts run each workload at this fraction of its timed scale.
+const WORKLOAD_SCALE_DIVISOR: u64 = 20;
+
+/// Instructions the whole of `program arguments` executes under `library` (all threads).
+fn count_whole(
+    program: &Path,
+    arguments: &[String],
+    library: Option<&Path>,
+) -> Result<u64, String> {
+    let mut command = Command::new("valgrind");
+    command
+        .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
+        .arg(program)
+        .args(arguments);
+    if let Some(library) = library {
+        command.env("LD_PRELOAD", library);
+    }
+    let result = command
+        .output()
+        .map_err(|e| format!("cannot run valgrind: {e}"))?;
+    let log = String::from_utf8_lossy(&result.stderr);
+    if !result.status.success() {
+        return Err(format!("valgrind {}: {log}", program.display()));
+    }
+    log.lines()
+        .find_map(|line| line.split("Collected :").nth(1))
+        .and_then(|count| count.trim().parse().ok())
+        .ok_or_else(|| format!("no instruction total from valgrind: {log}"))
+}
+
+/// Counts every workload's instructions, whole program, under each allocator: a repeatable
+/// stand-in for the timings when two builds differ by a few percent (the machine's noise).
+/// Prints the table and the geometric mean of each allocator against the first.
+pub fn measure_workloads(
+    allocators: &[Allocator],
+    workloads: &[(&crate::workloads::Workload, &Path)],
+    threads: usize,
+) -> Result<(), String> {
+    println!();
+    println!(
+        "whole-program instructions in millions (callgrind, 1/{WORKLOAD_SCALE_DIVISOR} of the timed scale, {threads} threads)"
+    );
+    print!("{:<16}", "workload");
+    for allocator in allocators {
+        print!(" {:>15}", allocator.name);
+    }
+    println!();
+    let mut log_ratios = vec![0f64; allocators.len()];
+    for (workload, program) in workloads {
+        let mut arguments = workload.arguments(false, threads);
+        arguments[0] = (workload.scale / WORKLOAD_SCALE_DIVISOR).max(1).to_string();
+        eprint!("\r\x1b[Kcounting {:<14}", workload.name);
+        let counts = allocators
+            .iter()
+            .map(|a| count_whole(program, &arguments, a.library.as_deref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        eprint!("\r\x1b[K");
+        print!("{:<16}", workload.name);
+        for (index, &count) in counts.iter().enumerate() {
+            print!(" {:>15.1}", count as f64 / 1e6);
+            log_ratios[index] += (counts[0] as f64 / count as f64).ln();
+        }
+        println!();
+    }
+    let first = allocators[0].name;
+    for (index, allocator) in allocators.iter().enumerate().skip(1) {
+        let ratio = (log_ratios[index] / workloads.len() as f64).exp();
+        println!(
+            "  {first} / {}: {ratio:.3}x instructions (geometric mean)",
+            allocator.name
+        );
+    }
+    Ok(())
+}
+
 /// Compiles the two callgrind probes into `directory`.
 pub fn build(directory: &Path) -> Result<(), String> {
     let sources = Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads");

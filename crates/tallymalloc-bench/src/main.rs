@@ -47,6 +47,11 @@ struct Options {
     /// List the workloads and what each one does, then exit.
     #[arg(long)]
     list: bool,
+    /// Count each workload's whole-program instructions under each allocator with callgrind
+    /// (at a twentieth of the timed scale) instead of timing them: repeatable where timings
+    /// are noisy. The first allocator is compared with each of the others.
+    #[arg(long, conflicts_with_all = ["only_instructions", "json"])]
+    count_workloads: bool,
     /// Count instructions only (no workloads); scripts/fastpath-count uses it.
     #[arg(long, conflicts_with = "no_instructions")]
     only_instructions: bool,
@@ -104,6 +109,18 @@ fn run(options: Options) -> Result<(), String> {
         return Ok(());
     }
     let programs = workloads::build(&build_directory, &binaries)?;
+    if options.count_workloads {
+        // The row tallymalloc runs linked in is not a preloaded library's to count.
+        let counted: Vec<_> = selected
+            .iter()
+            .filter(|w| w.native_tallymalloc.is_none())
+            .map(|w| {
+                let index = workloads::WORKLOADS.iter().position(|o| o.name == w.name);
+                (*w, programs[index.unwrap()].as_path())
+            })
+            .collect();
+        return instructions::measure_workloads(&allocators, &counted, options.threads);
+    }
 
     let mut results = report::Results {
         allocators: allocators.iter().map(|a| a.name.to_owned()).collect(),
