@@ -69,6 +69,21 @@ fn fork_from_threads_never_deadlocks() {
 }
 
 #[test]
+fn fork_while_the_stats_sampler_runs() {
+    // The sampler takes the stats lock every millisecond; children read the stats.
+    let binary = scratch().join("fork-sampled");
+    compile(&[source("fork.c")], &binary, None, &[]);
+    let mut command = command_with(Some(Linkage::Preloaded), &binary);
+    command.env("TALLYMALLOC_STATS_INTERVAL", "1");
+    let output = run_ok(command, "fork.c with the sampler");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("100 of 100 children exited cleanly"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn thousands_of_threads_start_and_exit() {
     for linkage in BOTH {
         let (stdout, _) = build_and_run("threads.c", linkage, &[]);

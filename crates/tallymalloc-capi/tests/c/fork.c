@@ -1,6 +1,8 @@
 /* Threads allocate and free without pause while the main thread forks 100 times. Each child
- * allocates, frees a block its parent allocated before the fork, and exits 0. A deadlock (a
- * lock held across fork by a thread that does not exist in the child) shows as a timeout. */
+ * allocates, frees a block its parent allocated before the fork, reads the stats, and exits 0.
+ * A deadlock (a lock held across fork by a thread that does not exist in the child, such as
+ * the stats sampler's) shows as a timeout. */
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -28,9 +30,19 @@ static void *churn(void *seed_pointer) {
   return NULL;
 }
 
+/* Reads the stats without pause, so the stats lock is often held when the main thread forks. */
+static void *read_stats(void *unused) {
+  (void)unused;
+  size_t (*stats_json)(char *, size_t) =
+      (size_t(*)(char *, size_t))dlsym(RTLD_DEFAULT, "tm_stats_json");
+  while (stats_json && !atomic_load(&stop)) stats_json(NULL, 0);
+  return NULL;
+}
+
 int main(void) {
-  pthread_t workers[WORKERS];
+  pthread_t workers[WORKERS], reader;
   for (size_t i = 0; i < WORKERS; i++) pthread_create(&workers[i], NULL, churn, (void *)(i + 1));
+  pthread_create(&reader, NULL, read_stats, NULL);
   int failed = 0;
   for (int round = 0; round < FORKS; round++) {
     char *from_parent = malloc(100 + round);
@@ -48,6 +60,10 @@ int main(void) {
       char *late = malloc(5000);
       ok = ok && late != NULL;
       free(late);
+      /* Found whether the library is linked or preloaded. */
+      size_t (*stats_json)(char *, size_t) =
+          (size_t(*)(char *, size_t))dlsym(RTLD_DEFAULT, "tm_stats_json");
+      ok = ok && stats_json != NULL && stats_json(NULL, 0) > 100;
       _exit(ok ? 0 : 3);
     }
     int status = 0;
@@ -61,6 +77,7 @@ int main(void) {
   }
   atomic_store(&stop, 1);
   for (int i = 0; i < WORKERS; i++) pthread_join(workers[i], NULL);
+  pthread_join(reader, NULL);
   printf("fork: %d of %d children exited cleanly\n", FORKS - failed, FORKS);
   return failed ? 1 : 0;
 }
