@@ -100,3 +100,40 @@ fn bad_arguments_get_a_clear_answer() {
     let (ok, _) = run(&["--no-such-flag"]);
     assert!(!ok);
 }
+
+#[test]
+fn workload_instruction_counts_compare_allocators() {
+    let output = Command::new(env!("CARGO_BIN_EXE_tallymalloc-bench"))
+        .args(["--count-workloads", "--workloads", "glibc-simple,bignum"])
+        .args(["--allocators", "tallymalloc,system"])
+        .output()
+        .expect("the bench runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for workload in ["glibc-simple", "bignum"] {
+        let row = stdout
+            .lines()
+            .find(|line| line.starts_with(workload))
+            .expect(&stdout);
+        let counts: Vec<f64> = row
+            .split_whitespace()
+            .skip(1)
+            .map(|count| count.parse().unwrap())
+            .collect();
+        assert!(
+            counts.len() == 2 && counts.iter().all(|&c| c > 1.0),
+            "{row}"
+        );
+    }
+    // glibc's malloc costs more instructions than ours on its own micro-benchmark.
+    let ratio: f64 = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("  tallymalloc / system: "))
+        .and_then(|rest| rest.split('x').next()?.parse().ok())
+        .expect(&stdout);
+    assert!(ratio > 0.0 && ratio < 1.0, "{stdout}");
+}
