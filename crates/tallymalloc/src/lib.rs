@@ -3,8 +3,10 @@
 //! Small and large requests (up to [`LARGE_MAX`] bytes) are served from size-classed pages in
 //! 4 MiB segments held by thread-local heaps, so the common path takes no lock and makes no
 //! system call; blocks freed by other threads go back through a lock-free list. Larger requests
-//! get a mapping of their own. See `DESIGN.md` for the architecture; each module states the
-//! invariants its `unsafe` code relies on.
+//! get a mapping of their own. Every block belongs to a [`Domain`] (allocator family), freeing
+//! through the wrong one is caught, and [`stats()`] reads live accounting by domain and size
+//! class. See `DESIGN.md` for the architecture; each module states the invariants its `unsafe`
+//! code relies on.
 //!
 //! Use it as Rust's global allocator:
 //!
