@@ -10,6 +10,33 @@ use std::process::Command;
 
 pub const SIZES: &[usize] = &[16, 64, 1024, 16384];
 
+/// Runs `program arguments` under callgrind with `options`, `library` preloaded; returns
+/// valgrind's log (its stderr), or an error if the run failed.
+fn callgrind(
+    options: &[String],
+    program: &Path,
+    arguments: &[String],
+    library: Option<&Path>,
+) -> Result<String, String> {
+    let mut command = Command::new("valgrind");
+    command
+        .arg("--tool=callgrind")
+        .args(options)
+        .arg(program)
+        .args(arguments);
+    if let Some(library) = library {
+        command.env("LD_PRELOAD", library);
+    }
+    let result = command
+        .output()
+        .map_err(|e| format!("cannot run valgrind: {e}"))?;
+    let log = String::from_utf8_lossy(&result.stderr).into_owned();
+    if !result.status.success() {
+        return Err(format!("valgrind {}: {log}", program.display()));
+    }
+    Ok(log)
+}
+
 /// Instructions executed inside `function` (and what it calls) by one run of `program`.
 fn count(
     function: &str,
@@ -21,26 +48,11 @@ fn count(
         "tallymalloc-bench-callgrind-{}",
         std::process::id()
     ));
-    let mut command = Command::new("valgrind");
-    command
-        .arg("--tool=callgrind")
-        .arg(format!("--callgrind-out-file={}", out.display()))
-        .arg(format!("--toggle-collect={function}"))
-        .arg(program)
-        .args(arguments);
-    if let Some(library) = library {
-        command.env("LD_PRELOAD", library);
-    }
-    let result = command
-        .output()
-        .map_err(|e| format!("cannot run valgrind: {e}"))?;
-    if !result.status.success() {
-        return Err(format!(
-            "valgrind {}: {}",
-            program.display(),
-            String::from_utf8_lossy(&result.stderr)
-        ));
-    }
+    let options = [
+        format!("--callgrind-out-file={}", out.display()),
+        format!("--toggle-collect={function}"),
+    ];
+    callgrind(&options, program, arguments, library)?;
     let text = std::fs::read_to_string(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     let _ = std::fs::remove_file(&out);
     text.lines()
@@ -124,21 +136,8 @@ fn count_whole(
     arguments: &[String],
     library: Option<&Path>,
 ) -> Result<u64, String> {
-    let mut command = Command::new("valgrind");
-    command
-        .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
-        .arg(program)
-        .args(arguments);
-    if let Some(library) = library {
-        command.env("LD_PRELOAD", library);
-    }
-    let result = command
-        .output()
-        .map_err(|e| format!("cannot run valgrind: {e}"))?;
-    let log = String::from_utf8_lossy(&result.stderr);
-    if !result.status.success() {
-        return Err(format!("valgrind {}: {log}", program.display()));
-    }
+    let options = ["--callgrind-out-file=/dev/null".to_owned()];
+    let log = callgrind(&options, program, arguments, library)?;
     log.lines()
         .find_map(|line| line.split("Collected :").nth(1))
         .and_then(|count| count.trim().parse().ok())

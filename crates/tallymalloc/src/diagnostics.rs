@@ -3,6 +3,20 @@
 
 use core::sync::atomic::{AtomicUsize, Ordering};
 
+/// `value` in decimal, written at the end of `digits`; returns the digits.
+pub fn decimal_digits(mut value: u64, digits: &mut [u8; 20]) -> &[u8] {
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    &digits[start..]
+}
+
 /// A line being composed; text past its capacity is cut.
 pub struct Line {
     bytes: [u8; 512],
@@ -25,18 +39,9 @@ impl Line {
         self
     }
 
-    pub fn decimal(&mut self, mut value: u64) -> &mut Line {
+    pub fn decimal(&mut self, value: u64) -> &mut Line {
         let mut digits = [0u8; 20];
-        let mut start = digits.len();
-        loop {
-            start -= 1;
-            digits[start] = b'0' + (value % 10) as u8;
-            value /= 10;
-            if value == 0 {
-                break;
-            }
-        }
-        self.text(&digits[start..])
+        self.text(decimal_digits(value, &mut digits))
     }
 
     pub fn hex(&mut self, value: usize) -> &mut Line {

@@ -340,21 +340,22 @@ unsafe fn malloc_slow(
         let pages = (*heap).pages.get();
         let page = *(*pages).current.get_unchecked(class);
         if heap != thread::empty_domain_heap() {
+            // Every refill passes here (a fresh heap has no drift), so this is where
+            // allocations' drift is checked.
             (*heap).counters.publish_if_drifted();
-        }
-        if heap != thread::empty_domain_heap()
-            && (*pages).slow_paths_until_tick > 0
-            && !(*page).local_free.is_null()
-            && (*heap).delayed_free.load(Ordering::Relaxed).is_null()
-        {
-            (*pages).slow_paths_until_tick -= 1;
-            (*page).collect();
-            let block = (*page).pop();
-            if let Some(bytes) = zero_bytes {
-                zero_block(block, bytes, false);
+            if (*pages).slow_paths_until_tick > 0
+                && !(*page).local_free.is_null()
+                && (*heap).delayed_free.load(Ordering::Relaxed).is_null()
+            {
+                (*pages).slow_paths_until_tick -= 1;
+                (*page).collect();
+                let block = (*page).pop();
+                if let Some(bytes) = zero_bytes {
+                    zero_block(block, bytes, false);
+                }
+                (*heap).counters.count_allocation(class, (*page).block_size);
+                return block.cast();
             }
-            (*heap).counters.count_allocation(class, (*page).block_size);
-            return block.cast();
         }
     }
     // SAFETY: as above.
@@ -382,7 +383,6 @@ unsafe fn malloc_generic(
     };
     // SAFETY: `heap` is this thread's live domain heap (H1).
     unsafe {
-        (*heap).counters.publish_if_drifted();
         (*(*heap).pages().heap).tick();
         (*heap).pages().slow_paths_until_tick = TICK_EVERY - 1;
         let page = (*heap).find_page(class);

@@ -12,7 +12,7 @@
 //! Invariants: nothing here allocates; the report is best effort (a file that cannot be opened
 //! gets one stderr line, never a crash at exit).
 
-use crate::diagnostics::{write_stderr, Line};
+use crate::diagnostics::{decimal_digits, write_stderr, Line};
 use crate::options::{self, StatsAtExit};
 use crate::stats;
 use crate::stats_report::{self, FdSink};
@@ -72,9 +72,8 @@ fn write_json_file(pattern: &[u8]) {
     let mut rest = pattern;
     while let Some((&byte, tail)) = rest.split_first() {
         if byte == b'%' && tail.first() == Some(&b'p') {
-            let mut line = Line::new();
-            line.decimal(pid as u64);
-            for &digit in line.as_bytes() {
+            let mut digits = [0u8; 20];
+            for &digit in decimal_digits(pid as u64, &mut digits) {
                 path[length] = digit;
                 length += 1;
             }

@@ -52,18 +52,78 @@ pub struct Counters {
     /// Usable bytes allocated less usable bytes freed since the last publication. Owner only:
     /// no other thread reads it, so it is a plain integer the fast path adds to in memory.
     drift: UnsafeCell<i64>,
-    /// Allocations and frees by class. (Two arrays rather than pairs: indexing by the class
-    /// then needs no shift on the fast path.)
+    tallies: Tallies,
+    domain: AtomicUsize,
+    /// Links in the `ACTIVE` list (A2), under its lock.
+    next: UnsafeCell<*const Counters>,
+    prev: UnsafeCell<*const Counters>,
+}
+
+/// What a heap counts, and what the retired totals keep of exited heaps: allocations and frees
+/// by class (two arrays rather than pairs, so indexing by the class needs no shift on the fast
+/// path), and huge blocks.
+struct Tallies {
     class_allocations: [AtomicU64; CLASS_COUNT],
     class_frees: [AtomicU64; CLASS_COUNT],
     huge_allocations: AtomicU64,
     huge_frees: AtomicU64,
     huge_allocated_bytes: AtomicU64,
     huge_freed_bytes: AtomicU64,
-    domain: AtomicUsize,
-    /// Links in the `ACTIVE` list (A2), under its lock.
-    next: UnsafeCell<*const Counters>,
-    prev: UnsafeCell<*const Counters>,
+}
+
+impl Tallies {
+    const fn new() -> Tallies {
+        Tallies {
+            class_allocations: [const { AtomicU64::new(0) }; CLASS_COUNT],
+            class_frees: [const { AtomicU64::new(0) }; CLASS_COUNT],
+            huge_allocations: AtomicU64::new(0),
+            huge_frees: AtomicU64::new(0),
+            huge_allocated_bytes: AtomicU64::new(0),
+            huge_freed_bytes: AtomicU64::new(0),
+        }
+    }
+
+    /// Every counter, paired with its twin in `other`, in one fixed order.
+    fn zip<'a>(
+        &'a self,
+        other: &'a Tallies,
+    ) -> impl Iterator<Item = (&'a AtomicU64, &'a AtomicU64)> {
+        let singles = |t: &'a Tallies| {
+            [
+                &t.huge_allocations,
+                &t.huge_frees,
+                &t.huge_allocated_bytes,
+                &t.huge_freed_bytes,
+            ]
+        };
+        let all = |t: &'a Tallies| {
+            t.class_allocations
+                .iter()
+                .chain(t.class_frees.iter())
+                .chain(singles(t))
+        };
+        all(self).zip(all(other))
+    }
+
+    /// Adds every counter of `self` into `into` (atomically: `into` is shared).
+    fn fold_into(&self, into: &Tallies) {
+        for (from, to) in self.zip(into) {
+            to.fetch_add(from.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+
+    /// Adds every counter of `self` to the plain sums of a snapshot.
+    fn add_to(&self, sums: &mut Sums) {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        for class in 0..CLASS_COUNT {
+            sums.class_allocations[class] += load(&self.class_allocations[class]);
+            sums.class_frees[class] += load(&self.class_frees[class]);
+        }
+        sums.huge_allocations += load(&self.huge_allocations);
+        sums.huge_frees += load(&self.huge_frees);
+        sums.huge_allocated_bytes += load(&self.huge_allocated_bytes);
+        sums.huge_freed_bytes += load(&self.huge_freed_bytes);
+    }
 }
 
 // The links are touched under ACTIVE's lock (A2).
@@ -83,12 +143,7 @@ impl Counters {
     pub const fn new() -> Counters {
         Counters {
             drift: UnsafeCell::new(0),
-            class_allocations: [const { AtomicU64::new(0) }; CLASS_COUNT],
-            class_frees: [const { AtomicU64::new(0) }; CLASS_COUNT],
-            huge_allocations: AtomicU64::new(0),
-            huge_frees: AtomicU64::new(0),
-            huge_allocated_bytes: AtomicU64::new(0),
-            huge_freed_bytes: AtomicU64::new(0),
+            tallies: Tallies::new(),
             domain: AtomicUsize::new(0),
             next: UnsafeCell::new(ptr::null()),
             prev: UnsafeCell::new(ptr::null()),
@@ -108,7 +163,7 @@ impl Counters {
         }
         // SAFETY: the caller's contract: a valid class, and we are the only writer of `drift`.
         unsafe {
-            bump(self.class_allocations.get_unchecked(class), 1);
+            bump(self.tallies.class_allocations.get_unchecked(class), 1);
             *self.drift.get() += block_size as i64;
         }
     }
@@ -124,7 +179,7 @@ impl Counters {
         }
         // SAFETY: the caller's contract.
         unsafe {
-            bump(self.class_frees.get_unchecked(class), 1);
+            bump(self.tallies.class_frees.get_unchecked(class), 1);
             *self.drift.get() -= block_size as i64;
         }
     }
@@ -147,8 +202,8 @@ impl Counters {
         if !ENABLED {
             return;
         }
-        bump(&self.huge_allocations, 1);
-        bump(&self.huge_allocated_bytes, usable as u64);
+        bump(&self.tallies.huge_allocations, 1);
+        bump(&self.tallies.huge_allocated_bytes, usable as u64);
         // SAFETY: the caller's contract.
         unsafe {
             *self.drift.get() += usable as i64;
@@ -162,8 +217,8 @@ impl Counters {
         if !ENABLED {
             return;
         }
-        bump(&self.huge_frees, 1);
-        bump(&self.huge_freed_bytes, usable as u64);
+        bump(&self.tallies.huge_frees, 1);
+        bump(&self.tallies.huge_freed_bytes, usable as u64);
         // SAFETY: the caller's contract.
         unsafe {
             *self.drift.get() -= usable as i64;
@@ -220,27 +275,9 @@ static SHARED: [DomainShared; MAX_DOMAINS] = [const {
     }
 }; MAX_DOMAINS];
 
-/// Counters of heaps that exited, and frees made by threads with no heap in the block's domain
-/// (added atomically: both are rare).
-struct Retired {
-    huge_allocations: AtomicU64,
-    huge_frees: AtomicU64,
-    huge_allocated_bytes: AtomicU64,
-    huge_freed_bytes: AtomicU64,
-    class_allocations: [AtomicU64; CLASS_COUNT],
-    class_frees: [AtomicU64; CLASS_COUNT],
-}
-
-static RETIRED: [Retired; MAX_DOMAINS] = [const {
-    Retired {
-        huge_allocations: AtomicU64::new(0),
-        huge_frees: AtomicU64::new(0),
-        huge_allocated_bytes: AtomicU64::new(0),
-        huge_freed_bytes: AtomicU64::new(0),
-        class_allocations: [const { AtomicU64::new(0) }; CLASS_COUNT],
-        class_frees: [const { AtomicU64::new(0) }; CLASS_COUNT],
-    }
-}; MAX_DOMAINS];
+/// Tallies of heaps that exited, and of the operations of threads with no heap in the block's
+/// domain (added atomically: both are rare).
+static RETIRED: [Tallies; MAX_DOMAINS] = [const { Tallies::new() }; MAX_DOMAINS];
 
 /// A free of a `domain` block by a thread that has no heap in that domain.
 pub fn count_orphan_free(domain: usize, class: usize, block_size: usize) {
@@ -326,24 +363,7 @@ pub unsafe fn retire(counters: *const Counters) {
     unsafe {
         let counters = &*counters;
         let domain = counters.domain.load(Ordering::Relaxed);
-        let retired = &RETIRED[domain];
-        let fold = |to: &AtomicU64, from: &AtomicU64| {
-            to.fetch_add(from.load(Ordering::Relaxed), Ordering::Relaxed);
-        };
-        for class in 0..CLASS_COUNT {
-            fold(
-                &retired.class_allocations[class],
-                &counters.class_allocations[class],
-            );
-            fold(&retired.class_frees[class], &counters.class_frees[class]);
-        }
-        fold(&retired.huge_allocations, &counters.huge_allocations);
-        fold(&retired.huge_frees, &counters.huge_frees);
-        fold(
-            &retired.huge_allocated_bytes,
-            &counters.huge_allocated_bytes,
-        );
-        fold(&retired.huge_freed_bytes, &counters.huge_freed_bytes);
+        counters.tallies.fold_into(&RETIRED[domain]);
         if ENABLED {
             counters.publish();
         }
@@ -517,33 +537,16 @@ pub fn snapshot() -> Stats {
     let mut sums = [NO_SUMS; MAX_DOMAINS];
     {
         let list = ACTIVE.lock();
-        for (domain, retired) in RETIRED.iter().enumerate() {
-            let sum = &mut sums[domain];
-            let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-            sum.huge_allocations += load(&retired.huge_allocations);
-            sum.huge_frees += load(&retired.huge_frees);
-            sum.huge_allocated_bytes += load(&retired.huge_allocated_bytes);
-            sum.huge_freed_bytes += load(&retired.huge_freed_bytes);
-            for class in 0..CLASS_COUNT {
-                sum.class_allocations[class] += load(&retired.class_allocations[class]);
-                sum.class_frees[class] += load(&retired.class_frees[class]);
-            }
+        for (retired, sum) in RETIRED.iter().zip(sums.iter_mut()) {
+            retired.add_to(sum);
         }
         let mut counters = list.first;
         while !counters.is_null() {
             // SAFETY: A2: counters on the list are valid while we hold its lock.
             unsafe {
                 let c = &*counters;
-                let sum = &mut sums[c.domain.load(Ordering::Relaxed)];
-                let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-                sum.huge_allocations += load(&c.huge_allocations);
-                sum.huge_frees += load(&c.huge_frees);
-                sum.huge_allocated_bytes += load(&c.huge_allocated_bytes);
-                sum.huge_freed_bytes += load(&c.huge_freed_bytes);
-                for class in 0..CLASS_COUNT {
-                    sum.class_allocations[class] += load(&c.class_allocations[class]);
-                    sum.class_frees[class] += load(&c.class_frees[class]);
-                }
+                c.tallies
+                    .add_to(&mut sums[c.domain.load(Ordering::Relaxed)]);
                 counters = *c.next.get();
             }
         }

@@ -5,6 +5,7 @@
 //! Invariants: nothing here allocates (the exit report and the C API run inside programs whose
 //! malloc this is); output goes through a [`Sink`], which never fails halfway through a value.
 
+use crate::diagnostics::decimal_digits;
 use crate::stats::Stats;
 use crate::timeline;
 
@@ -97,31 +98,17 @@ impl Drop for FdSink {
 
 fn decimal(sink: &mut impl Sink, value: u64) {
     let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    let mut rest = value;
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    sink.put(&digits[start..]);
+    sink.put(decimal_digits(value, &mut digits));
 }
 
 /// A decimal padded on the left to `width` characters.
 fn padded(sink: &mut impl Sink, value: u64, width: usize) {
-    let mut length = 1;
-    let mut rest = value / 10;
-    while rest != 0 {
-        length += 1;
-        rest /= 10;
-    }
-    for _ in length..width {
+    let mut digits = [0u8; 20];
+    let text = decimal_digits(value, &mut digits);
+    for _ in text.len()..width {
         sink.put(b" ");
     }
-    decimal(sink, value);
+    sink.put(text);
 }
 
 fn field(sink: &mut impl Sink, first: &mut bool, name: &[u8], value: u64) {
