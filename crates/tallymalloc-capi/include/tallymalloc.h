@@ -47,10 +47,14 @@
  *   family.
  *
  * Stats. Counters live in each thread's heap and are merged when read, so reading never
- * blocks an allocating thread and never shows a torn value; a figure may miss operations a
- * thread made in the last moments (nanoseconds; a snapshot is not taken at one instant). Peak
- * bytes may be low, per thread allocating in the domain, by up to 64 KiB plus one page of
- * blocks (64 KiB for blocks up to 8 KiB, 512 KiB up to 64 KiB). Outside debug mode a block
+ * blocks an allocating thread and never shows a torn value; a snapshot is not taken at one
+ * instant. malloc's fast path counts nothing: a thread counts a free list's blocks when it
+ * comes back to refill it, so what a thread reads of its own allocations is exact, while a
+ * read from another thread may miss, per thread and size class, the blocks handed out since
+ * the last refill: at most one page of blocks (64 KiB for blocks up to 8 KiB, 512 KiB up to
+ * 64 KiB). Peak bytes may be low by the same plus 256 KiB per thread allocating in the
+ * domain, and high by what other threads freed since they last published their counts (every
+ * 512 slow paths, every 256 KiB of emptied pages, and at exit). Outside debug mode a block
  * does not record its requested size, so "live_bytes" counts usable bytes there. The JSON
  * schema is docs/stats-schema.json.
  *

@@ -294,9 +294,7 @@ unsafe fn pop_or_slow(
             if let Some(bytes) = zero_bytes {
                 zero_block(block, bytes, free_is_zero);
             }
-            (*heap)
-                .counters
-                .count_allocation((*page).class as usize, (*page).block_size);
+            // Counted later, with the rest of the page's free list (P6).
             return block.cast();
         }
         malloc_slow(heap, size, zero_bytes, domain)
@@ -340,9 +338,9 @@ unsafe fn malloc_slow(
         let pages = (*heap).pages.get();
         let page = *(*pages).current.get_unchecked(class);
         if heap != thread::empty_domain_heap() {
-            // Every refill passes here (a fresh heap has no drift), so this is where
-            // allocations' drift is checked.
-            (*heap).counters.publish_if_drifted();
+            // Every refill passes here with the current page's free list empty, so this is
+            // where the blocks it handed out are counted, in constant time (P6).
+            (*heap).count_handed_out(page);
             if (*pages).slow_paths_until_tick > 0
                 && !(*page).local_free.is_null()
                 && (*heap).delayed_free.load(Ordering::Relaxed).is_null()
@@ -353,7 +351,6 @@ unsafe fn malloc_slow(
                 if let Some(bytes) = zero_bytes {
                     zero_block(block, bytes, false);
                 }
-                (*heap).counters.count_allocation(class, (*page).block_size);
                 return block.cast();
             }
         }
@@ -395,7 +392,6 @@ unsafe fn malloc_generic(
         if let Some(bytes) = zero_bytes {
             zero_block(block, bytes, free_is_zero);
         }
-        (*heap).counters.count_allocation(class, (*page).block_size);
         block.cast()
     }
 }
@@ -421,9 +417,7 @@ pub unsafe fn free(domain: usize, address: *mut u8) {
         let segment = segment_of(address);
         let page = (*segment).page_of(address);
         if (*page).owner.load(Ordering::Relaxed) == heap as usize {
-            (*heap)
-                .counters
-                .count_free((*page).class as usize, (*page).block_size);
+            (*heap).counters.count_fast_free((*page).class as usize);
             if (*page).push_local(address.cast()) {
                 // The page is found again from the address out of line, so the fast path
                 // keeps it in addressing modes instead of a register.
@@ -439,10 +433,7 @@ pub unsafe fn free(domain: usize, address: *mut u8) {
 #[inline(never)]
 unsafe fn page_emptied_at(heap: *mut DomainHeap, address: *mut u8) {
     // SAFETY: `free` just emptied the page holding `address`, which our heap owns (H1).
-    unsafe {
-        (*heap).counters.publish_if_drifted();
-        (*heap).page_emptied((*segment_of(address)).page_of(address))
-    }
+    unsafe { (*heap).page_emptied((*segment_of(address)).page_of(address)) }
 }
 
 /// The domain of the live block at `address`.
@@ -485,7 +476,7 @@ unsafe fn free_slow(family: usize, address: *mut u8) {
 pub unsafe fn free_in_own_domain(domain: usize, address: *mut u8) {
     // SAFETY: the caller's contract; the header and page are mapped (S2).
     unsafe {
-        let mine = domain_heap(domain);
+        let mine = counting_heap(domain);
         let segment = segment_of(address);
         if (*segment).kind == SegmentKind::Huge {
             let usable = (*segment).pages[0].block_size;
@@ -508,7 +499,6 @@ pub unsafe fn free_in_own_domain(domain: usize, address: *mut u8) {
             stats::count_orphan_free(domain, class, block_size);
         } else {
             (*mine).counters.count_free(class, block_size);
-            (*mine).counters.publish_if_drifted();
         }
         if (*page).owner_heap() == mine {
             (*mine).free_local(page, block.cast());
@@ -518,9 +508,21 @@ pub unsafe fn free_in_own_domain(domain: usize, address: *mut u8) {
     }
 }
 
+/// The calling thread's domain heap for `domain`, to count an operation in. A thread that
+/// frees before it allocates gets one now, so that its counts stay in its own counters rather
+/// than in atomics every such thread shares; if that fails, the empty heap (whose callers
+/// count in the shared "orphan" totals).
+fn counting_heap(domain: usize) -> *mut DomainHeap {
+    let mine = domain_heap(domain);
+    if mine != thread::empty_domain_heap() || !stats::ENABLED {
+        return mine;
+    }
+    thread::start_domain_heap(domain).unwrap_or(mine)
+}
+
 /// Counts a huge block allocated for `domain` by the calling thread.
 pub fn count_huge_allocation(domain: usize, usable: usize) {
-    let mine = domain_heap(domain);
+    let mine = counting_heap(domain);
     if mine == thread::empty_domain_heap() {
         stats::count_orphan_huge_allocation(domain, usable);
     } else {
@@ -532,7 +534,7 @@ pub fn count_huge_allocation(domain: usize, usable: usize) {
 /// Counts a huge block of `domain` resized from `old_usable` to `new_usable` bytes: a free of
 /// the old size and an allocation of the new one.
 pub fn count_huge_resize(domain: usize, old_usable: usize, new_usable: usize) {
-    let mine = domain_heap(domain);
+    let mine = counting_heap(domain);
     if mine == thread::empty_domain_heap() {
         stats::count_orphan_huge_free(domain, old_usable);
         stats::count_orphan_huge_allocation(domain, new_usable);
@@ -559,6 +561,43 @@ pub unsafe fn mark_aligned(address: *mut u8) {
 }
 
 impl DomainHeap {
+    /// Counts the blocks `page` (ours, or the empty page) handed out since it was last
+    /// counted (P6).
+    #[inline]
+    fn count_handed_out(&self, page: *mut Page) {
+        // SAFETY: H1: the page is ours, or the empty page, which `take_uncounted` leaves
+        // unwritten.
+        self.count_allocations(page, unsafe { (*page).take_uncounted() });
+    }
+
+    #[inline]
+    fn count_allocations(&self, page: *mut Page, count: u32) {
+        if count != 0 {
+            // SAFETY: A1: our own counters; the page is ours (H1), so its class is valid.
+            unsafe {
+                self.counters
+                    .count_allocations((*page).class as usize, count, (*page).block_size)
+            };
+        }
+    }
+
+    /// Counts what every page of ours handed out, so the counters are exact for a read of the
+    /// stats by this thread.
+    pub fn count_all_handed_out(&self) {
+        // SAFETY: H1/H2: queue and full pages are ours.
+        unsafe {
+            let pages = self.pages();
+            let lists = pages.queues.iter().chain(core::iter::once(&pages.full));
+            for queue in lists {
+                let mut page = queue.first;
+                while !page.is_null() {
+                    self.count_handed_out(page);
+                    page = (*page).next;
+                }
+            }
+        }
+    }
+
     fn queue_push_front(&self, class: usize, page: *mut Page) {
         // SAFETY: H1/H2: the page is ours and on no queue.
         unsafe {
@@ -683,6 +722,7 @@ impl DomainHeap {
         unsafe {
             let mut page = self.pages().queues[class].first;
             while !page.is_null() {
+                self.count_handed_out(page);
                 (*page).collect();
                 (*page).extend();
                 if (*page).has_free() {
@@ -720,6 +760,7 @@ impl DomainHeap {
         unsafe {
             let this = self.pages().this;
             (*page).start_serving(class as u8, block_size, this, self.domain() as u8);
+            self.counters.note_class(class);
             (*page).extend();
         }
         self.queue_push_front(class, page);
@@ -730,18 +771,21 @@ impl DomainHeap {
     fn free_page(&self, page: *mut Page) {
         // SAFETY: H1/H2: the page is ours; the thread heap takes it back.
         unsafe {
-            debug_assert!((*page).live_blocks() == 0);
+            self.count_allocations(page, (*page).take_uncounted_when_empty());
             if (*page).flags() & FLAG_IN_FULL != 0 {
                 self.pages().full.remove(page);
             } else {
                 self.queue_remove((*page).class as usize, page);
             }
+            self.counters
+                .count_emptied_page((*page).capacity as usize * (*page).block_size);
             let heap = self.pages().heap;
             (*heap).return_page(page);
         }
     }
 
-    /// Collects every page's frees and returns the pages that are empty.
+    /// Collects every page's frees, counts what every page handed out (P6), and returns the
+    /// pages that are empty.
     pub fn collect_pages(&self) {
         // SAFETY: H1/H2: queue and full pages are ours.
         unsafe {
@@ -751,7 +795,9 @@ impl DomainHeap {
                 while !page.is_null() {
                     let next = (*page).next;
                     (*page).collect();
-                    if (*page).live_blocks() == 0 {
+                    let (handed_out, live) = (*page).take_uncounted_and_live();
+                    self.count_allocations(page, handed_out);
+                    if live == 0 {
                         self.free_page(page);
                     }
                     page = next;
@@ -760,6 +806,8 @@ impl DomainHeap {
             let mut page = self.pages().full.first;
             while !page.is_null() {
                 let next = (*page).next;
+                // Before `collect` refills `free`, so that counting takes constant time.
+                self.count_handed_out(page);
                 (*page).collect();
                 if (*page).has_free() || !(*page).local_free.is_null() {
                     self.unfull(page);

@@ -172,6 +172,8 @@ impl Heap {
         let mut retained = false;
         self.for_each_domain_heap(|domain_heap| {
             domain_heap.process_delayed_free();
+            // SAFETY: A1: our own domain heap's counters.
+            unsafe { domain_heap.counters.tick() };
             // SAFETY: H1: our own domain heap, borrowed for one read.
             retained |= unsafe { domain_heap.pages().retained != 0 };
         });
@@ -318,6 +320,7 @@ impl Heap {
                     continue;
                 }
                 let owner = &*self.state().domains[(*page).domain as usize];
+                owner.counters.note_class((*page).class as usize);
                 (*page).set_flag(FLAG_IN_FULL, false);
                 (*page).set_owner_heap(owner as *const DomainHeap as *mut DomainHeap);
                 (*page).set_delayed_free(DelayedFree::None);
@@ -371,6 +374,7 @@ impl Heap {
                 .for_each_page(|page| page.set_delayed_free(DelayedFree::Never))
         };
         self.for_each_domain_heap(DomainHeap::process_delayed_free);
+        // Collecting also counts what every page handed out, so the retired counters are exact.
         self.for_each_domain_heap(DomainHeap::collect_pages);
         // SAFETY: H1 and the caller's promise.
         unsafe {
@@ -625,4 +629,14 @@ pub fn collect_current() {
     }
     // SAFETY: H1: our own heap.
     unsafe { (*heap).collect() };
+}
+
+/// Counts every block the calling thread's pages handed out and have not counted yet (P6), so
+/// that what this thread reads of the stats includes its own latest allocations exactly.
+pub fn count_handed_out_current() {
+    let heap = thread::current_heap();
+    if heap != empty_heap() {
+        // SAFETY: H1: our own heap; nothing of it is borrowed by our caller.
+        unsafe { (*heap).for_each_domain_heap(DomainHeap::count_all_handed_out) };
+    }
 }

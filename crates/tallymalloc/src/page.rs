@@ -24,6 +24,10 @@
 //! - **P4 delayed-free tag**: the low two bits of `thread_free` say how a remote free must
 //!   tell the owner about it (see [`DelayedFree`]). While the tag is `DelayedFreeing` the owner
 //!   neither abandons the page nor frees its heap.
+//! - **P6 handed out**: `free_added` is the length of `free` when the owner last counted the
+//!   page's allocations, plus every block put on `free` since; so `free_added - len(free)`
+//!   blocks were handed out and not yet counted ([`Page::take_uncounted`]). Malloc's fast path
+//!   pops without counting; the slow paths count in batches.
 
 use crate::domain_heap::DomainHeap;
 use core::ptr;
@@ -107,6 +111,8 @@ pub struct Page {
     /// The page is free and waits on its heap's purge list for `purge_at`.
     pub purge_pending: bool,
     pub index: u8,
+    /// Owner only: see P6.
+    pub free_added: u32,
     pub purge_at: u64,
 
     // Atomic: any thread.
@@ -138,6 +144,7 @@ impl Page {
             memory_is_zero: false,
             purge_pending: false,
             index: 0,
+            free_added: 0,
             purge_at: 0,
             thread_free: AtomicUsize::new(0),
         }
@@ -162,6 +169,7 @@ impl Page {
         self.domain = domain;
         self.block_size = block_size;
         self.capacity = 0;
+        self.free_added = 0;
         self.reserved = (self.area_size / block_size) as u32;
         self.next = ptr::null_mut();
         self.prev = ptr::null_mut();
@@ -231,6 +239,7 @@ impl Page {
         }
         self.capacity += count as u32;
         self.used += count as u32;
+        self.free_added += count as u32;
         true
     }
 
@@ -279,7 +288,9 @@ impl Page {
             self.free = self.local_free;
             self.local_free = ptr::null_mut();
             self.free_is_zero = false;
-            // Every carved block is now allocated or on `free` (P3).
+            // With `free` empty, `local_free` holds every carved block not counted in `used`
+            // (P3); all of them are on `free` now (P6).
+            self.free_added += self.capacity - self.used;
             self.used = self.capacity;
         }
     }
@@ -287,6 +298,11 @@ impl Page {
     /// The exact number of allocated blocks: `used` less the blocks on `free` (P3). Walks
     /// `free`; for slow paths only.
     pub fn live_blocks(&self) -> u32 {
+        self.used - self.free_length()
+    }
+
+    /// The number of blocks on `free`, by walking it (slow paths only).
+    fn free_length(&self) -> u32 {
         let mut on_free = 0u32;
         let mut block = self.free;
         while !block.is_null() {
@@ -297,7 +313,41 @@ impl Page {
             // SAFETY: P2: blocks on `free` link through their first word.
             block = unsafe { (*block).next };
         }
-        self.used - on_free
+        on_free
+    }
+
+    /// How many blocks were handed out since the last count, which starts the count anew (P6).
+    /// Constant time when `free` is empty, as it is whenever malloc's slow path comes for a
+    /// page; otherwise walks `free`. Writes nothing when there is nothing to count, so the
+    /// shared empty page stays unwritten.
+    pub fn take_uncounted(&mut self) -> u32 {
+        let on_free = if self.free.is_null() {
+            0
+        } else {
+            self.free_length()
+        };
+        self.take_uncounted_given(on_free)
+    }
+
+    /// [`Self::take_uncounted`] and [`Self::live_blocks`] with one walk of `free`.
+    pub fn take_uncounted_and_live(&mut self) -> (u32, u32) {
+        let on_free = self.free_length();
+        (self.take_uncounted_given(on_free), self.used - on_free)
+    }
+
+    /// [`Self::take_uncounted`] in constant time, for a page with no live block: every block
+    /// `used` counts is then on `free` (P3).
+    pub fn take_uncounted_when_empty(&mut self) -> u32 {
+        debug_assert_eq!(self.live_blocks(), 0);
+        self.take_uncounted_given(self.used)
+    }
+
+    fn take_uncounted_given(&mut self, on_free: u32) -> u32 {
+        let handed_out = self.free_added - on_free;
+        if handed_out != 0 {
+            self.free_added = on_free;
+        }
+        handed_out
     }
 
     /// Pushes a block freed by the owner. Returns whether the page is now empty (which, by P3,
@@ -495,6 +545,33 @@ mod tests {
             again += 1;
         }
         assert_eq!(again, 4);
+    }
+
+    #[test]
+    fn handed_out_blocks_are_counted_once_whenever_asked() {
+        let mut buffer = vec![0u64; 64];
+        let mut page = page_over(&mut buffer, 64);
+        page.extend();
+        let first: Vec<_> = (0..3).map(|_| page.pop()).collect();
+        assert_eq!(
+            page.take_uncounted(),
+            3,
+            "counted with blocks left on `free`"
+        );
+        assert_eq!(page.take_uncounted(), 0);
+        let rest: Vec<_> = (0..5).map(|_| page.pop()).collect();
+        assert!(page.pop().is_null());
+        assert_eq!(page.take_uncounted(), 5, "counted with `free` empty");
+        // Freed blocks come back through `collect`; handing them out again counts again.
+        assert!(!page.push_local(first[0]));
+        // SAFETY: `rest[0]` is an allocated block of the page.
+        unsafe { page.free_remote(rest[0]) };
+        page.collect();
+        assert_eq!(page.take_uncounted(), 0, "nothing handed out since");
+        assert!(!page.pop().is_null());
+        assert!(!page.pop().is_null());
+        assert!(page.pop().is_null());
+        assert_eq!(page.take_uncounted(), 2);
     }
 
     #[test]

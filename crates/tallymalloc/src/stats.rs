@@ -2,22 +2,34 @@
 //! into a [`Stats`] snapshot on demand.
 //!
 //! Each thread's pages of one domain (a `DomainHeap`) carry a [`Counters`]: allocations and
-//! frees by size class, and a running net of usable bytes. Only the owning
-//! thread writes them, with plain loads and stores of atomics (no `lock` prefix), so a reader on
-//! another thread sees each counter whole, never torn, and at most as stale as the last store
-//! the owner made (nanoseconds on x86 and arm64). A snapshot sums the counters of every live
-//! heap and those that exited (folded into `RETIRED` at exit); it is not taken at one instant,
-//! so a block allocated and freed while it is read may show in one counter and not the other.
+//! frees by size class, and what has not yet been published for peaks. Only the owning thread
+//! writes them, with plain loads and stores of atomics (no `lock` prefix), so a reader on
+//! another thread sees each counter whole, never torn. A snapshot sums the counters of every
+//! live heap and those that exited (folded into `RETIRED` at exit); it is not taken at one
+//! instant, so a block allocated and freed while it is read may show in one counter and not the
+//! other. A thread that frees before it ever allocates gets a heap for its counts, so that no
+//! free updates an atomic that threads share.
 //!
-//! Peaks need a domain-wide total at the moment it peaks. Each heap keeps its net change since
-//! it last published (its drift) and publishes it into the domain's shared total once it passes
-//! [`PUBLISH_STEP`] bytes either way (one atomic add per 64 KiB of growth or shrinkage); the
-//! peak is the highest published total, or the current total when a snapshot finds it higher.
-//! The fast paths only add to the drift; the slow paths check it (every refill of a free list,
-//! every emptied page, every remote or huge free), so a thread allocates at most one free
-//! list's worth between checks. A peak may therefore be low, per thread allocating in the
-//! domain, by up to `PUBLISH_STEP` plus one page of blocks (64 KiB for blocks up to 8 KiB,
-//! 512 KiB up to 64 KiB; larger blocks are checked one by one).
+//! Malloc's fast path counts nothing, and `free`'s adds one to its size class's count. A page's
+//! free list is counted when its thread comes back for more (the slow path that refills it, in
+//! constant time since the list is then empty), when the page is given back, when the thread
+//! exits, and when the thread reads the stats itself (P6 in `page.rs`). So a thread's reads of
+//! its own figures are exact, frees show at once to every reader, and another thread's read may
+//! miss, per thread and size class, the blocks handed out since that class's free list was last
+//! refilled: at most one page of blocks (64 KiB for blocks up to 8 KiB, 512 KiB up to 64 KiB),
+//! and no more than 4 KiB while a thread carves fresh pages. Huge blocks are counted at once.
+//!
+//! Peaks need a domain-wide total at the moment it peaks. Each heap publishes its net change
+//! into its domain's shared total, one atomic add: when what it counted grows by
+//! [`PUBLISH_STEP`] (counting a class's allocations also takes in that class's fast-path frees,
+//! so a loop that allocates and frees stays near zero), when its slow-path frees (remote ones)
+//! shrink it by as much, when it has given back that many bytes of emptied pages, every 512 of
+//! its slow paths, and at exit. Publishing sums the fast path's frees over the size classes the
+//! heap uses, which is why it is not done on every free. The peak is the highest published
+//! total, or the current total when a snapshot finds it higher. So a peak may be low, per
+//! thread allocating in the domain, by `PUBLISH_STEP` plus the uncounted blocks above (one page
+//! per size class in use); and it may be high by what other threads freed on the fast path
+//! since they last published, in pages they still use.
 //!
 //! Invariants:
 //! - **A1 single writer**: a `Counters` is written by its heap's owner thread only, and by the
@@ -35,8 +47,9 @@ use core::cell::UnsafeCell;
 use core::ptr;
 use core::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
-/// The drift of a heap's net usable bytes that makes it publish to its domain's total.
-pub const PUBLISH_STEP: i64 = 64 * 1024;
+/// The drift of a heap's net usable bytes that makes it publish to its domain's total. At 64 KiB,
+/// random sizes up to 32 KiB (glibc-thread) drifted past it on a third of the slow paths.
+pub const PUBLISH_STEP: i64 = 256 * 1024;
 
 /// Version of the stats JSON schema (`docs/stats-schema.json`).
 pub const SCHEMA_VERSION: u32 = 1;
@@ -44,20 +57,47 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// Whether this build counts (the `stats` feature; off only to measure what counting costs).
 pub const ENABLED: bool = cfg!(feature = "stats");
 
+const _: () = assert!(
+    CLASS_COUNT <= 64,
+    "`Unpublished::classes` has a bit per class"
+);
+
 /// One heap's counters for one domain (A1). Aligned to its own cache lines: the owner writes
-/// the first on every allocation, and a line shared with fields other threads write (a heap's
+/// them on every free, and a line shared with fields other threads write (a heap's
 /// delayed-free list) would bounce between cores.
 #[repr(C, align(128))]
 pub struct Counters {
-    /// Usable bytes allocated less usable bytes freed since the last publication. Owner only:
-    /// no other thread reads it, so it is a plain integer the fast path adds to in memory.
-    drift: UnsafeCell<i64>,
+    /// Owner only: no other thread reads it, so it needs no atomics.
+    unpublished: UnsafeCell<Unpublished>,
     tallies: Tallies,
     domain: AtomicUsize,
     /// Links in the `ACTIVE` list (A2), under its lock.
     next: UnsafeCell<*const Counters>,
     prev: UnsafeCell<*const Counters>,
 }
+
+/// What a heap has not yet added to its domain's shared total (for peaks; module comment).
+struct Unpublished {
+    /// Usable bytes allocated less usable bytes freed since the last publication, but for the
+    /// frees `free`'s fast path made: those are counted in `class_frees` only.
+    drift: i64,
+    /// `class_frees` at the last publication: the difference is what the fast path freed since.
+    published_frees: [u64; CLASS_COUNT],
+    /// A bit per size class this heap has served pages of (never cleared): the classes whose
+    /// fast-path frees a publication sums.
+    classes: u64,
+    /// Bytes of the pages given back since the last publication: their blocks were freed, so
+    /// once they add up to a publication step, publishing is worth its sum over the classes.
+    emptied_bytes: usize,
+    /// Housekeeping ticks until the next publication (see [`Counters::tick`]).
+    ticks_until_publish: u32,
+}
+
+/// A heap publishes at least once per this many of its thread's housekeeping ticks (one tick
+/// per eight slow paths), so the fast path's frees reach the shared total within 512 slow
+/// paths of a thread that keeps allocating. More often cost 2% of the instructions of a
+/// workload that frees pages in batches (glibc-simple), for publications nobody needed.
+const TICKS_PER_PUBLISH: u32 = 64;
 
 /// What a heap counts, and what the retired totals keep of exited heaps: allocations and frees
 /// by class (two arrays rather than pairs, so indexing by the class needs no shift on the fast
@@ -127,7 +167,7 @@ impl Tallies {
 }
 
 // The links are touched under ACTIVE's lock (A2).
-// SAFETY: the atomics are shared by design and `drift` is owner-only (A1).
+// SAFETY: the atomics are shared by design and `unpublished` is owner-only (A1).
 unsafe impl Sync for Counters {}
 
 /// Owner-only increment: a load and a store, which a reader can never see half done.
@@ -142,7 +182,13 @@ fn bump(counter: &AtomicU64, amount: u64) {
 impl Counters {
     pub const fn new() -> Counters {
         Counters {
-            drift: UnsafeCell::new(0),
+            unpublished: UnsafeCell::new(Unpublished {
+                drift: 0,
+                published_frees: [0; CLASS_COUNT],
+                classes: 0,
+                emptied_bytes: 0,
+                ticks_until_publish: TICKS_PER_PUBLISH,
+            }),
             tallies: Tallies::new(),
             domain: AtomicUsize::new(0),
             next: UnsafeCell::new(ptr::null()),
@@ -150,29 +196,73 @@ impl Counters {
         }
     }
 
-    /// A block of `class` (`block_size` usable bytes) was handed out: two adds to memory the
-    /// owner already has in cache. The drift is checked on the slow paths
-    /// ([`Self::publish_if_drifted`]), not here.
+    /// `count` blocks of `class` (`block_size` usable bytes each) were handed out. Malloc's
+    /// fast path counts nothing: the slow paths count a page's blocks in batches (P6 in
+    /// `page.rs`). The class's fast-path frees go into the drift at the same time (constant
+    /// time: one class), so a loop that allocates and frees leaves the drift near zero and
+    /// never pays for a publication.
     ///
     /// # Safety
-    /// Owner thread only (A1); `class < CLASS_COUNT`.
-    #[inline(always)]
-    pub unsafe fn count_allocation(&self, class: usize, block_size: usize) {
+    /// Owner thread only (A1); `class < CLASS_COUNT`, and `block_size` its size.
+    #[inline]
+    pub unsafe fn count_allocations(&self, class: usize, count: u32, block_size: usize) {
         if !ENABLED {
             return;
         }
-        // SAFETY: the caller's contract: a valid class, and we are the only writer of `drift`.
+        // SAFETY: the caller's contract: a valid class, and we are the only writer of
+        // `unpublished`.
         unsafe {
-            bump(self.tallies.class_allocations.get_unchecked(class), 1);
-            *self.drift.get() += block_size as i64;
+            bump(
+                self.tallies.class_allocations.get_unchecked(class),
+                count as u64,
+            );
+            let unpublished = &mut *self.unpublished.get();
+            let frees = self
+                .tallies
+                .class_frees
+                .get_unchecked(class)
+                .load(Ordering::Relaxed);
+            let published = unpublished.published_frees.get_unchecked_mut(class);
+            let net_blocks = count as i64 - frees.wrapping_sub(*published) as i64;
+            *published = frees;
+            unpublished.drift += net_blocks * block_size as i64;
+            // Only growth can raise the peak; shrinking publishes on the other occasions.
+            if unpublished.drift > PUBLISH_STEP {
+                self.publish();
+            }
         }
     }
 
-    /// A block of `class` (`block_size` usable bytes) was freed.
+    /// The heap starts serving a page of `class` (fresh or adopted): its fast-path frees are to
+    /// be published.
     ///
     /// # Safety
-    /// As [`Self::count_allocation`].
+    /// Owner thread only (A1).
+    pub unsafe fn note_class(&self, class: usize) {
+        // SAFETY: the caller's contract.
+        unsafe { (*self.unpublished.get()).classes |= 1 << class };
+    }
+
+    /// `free`'s fast path freed a block of `class`: one add, which every reader sees at once.
+    /// Its bytes reach the domain's shared total at the next publication.
+    ///
+    /// # Safety
+    /// As [`Self::count_allocations`].
     #[inline(always)]
+    pub unsafe fn count_fast_free(&self, class: usize) {
+        if !ENABLED {
+            return;
+        }
+        // SAFETY: the caller's contract.
+        unsafe { bump(self.tallies.class_frees.get_unchecked(class), 1) };
+    }
+
+    /// A slow path freed a block of `class` (`block_size` usable bytes): counted at once in
+    /// the drift too, and published if it is due. Remote frees come this way, so a thread that
+    /// only frees other threads' blocks still publishes.
+    ///
+    /// # Safety
+    /// As [`Self::count_allocations`].
     pub unsafe fn count_free(&self, class: usize, block_size: usize) {
         if !ENABLED {
             return;
@@ -180,7 +270,51 @@ impl Counters {
         // SAFETY: the caller's contract.
         unsafe {
             bump(self.tallies.class_frees.get_unchecked(class), 1);
-            *self.drift.get() -= block_size as i64;
+            let unpublished = &mut *self.unpublished.get();
+            unpublished.published_frees[class] += 1;
+            unpublished.drift -= block_size as i64;
+            self.publish_if_drifted();
+        }
+    }
+
+    /// The heap gave back a page of `bytes` whose blocks were all freed: a cheap sign that the
+    /// fast path freed that much, which publishes once it adds up to a step. Without it, a
+    /// thread that frees much and then rests would leave its domain's total high, and another
+    /// thread's growth would raise a peak that never was.
+    ///
+    /// # Safety
+    /// Owner thread only (A1).
+    pub unsafe fn count_emptied_page(&self, bytes: usize) {
+        if !ENABLED {
+            return;
+        }
+        // SAFETY: the caller's contract.
+        unsafe {
+            let unpublished = &mut *self.unpublished.get();
+            unpublished.emptied_bytes += bytes;
+            if unpublished.emptied_bytes >= PUBLISH_STEP as usize {
+                self.publish();
+            }
+        }
+    }
+
+    /// One of the thread's housekeeping ticks: publishes every [`TICKS_PER_PUBLISH`]th time,
+    /// so that the fast path's frees reach the shared total even while nothing else is due.
+    ///
+    /// # Safety
+    /// Owner thread only (A1).
+    pub unsafe fn tick(&self) {
+        if !ENABLED {
+            return;
+        }
+        // SAFETY: the caller's contract.
+        unsafe {
+            let unpublished = &mut *self.unpublished.get();
+            unpublished.ticks_until_publish -= 1;
+            if unpublished.ticks_until_publish == 0 {
+                unpublished.ticks_until_publish = TICKS_PER_PUBLISH;
+                self.publish();
+            }
         }
     }
 
@@ -188,9 +322,9 @@ impl Counters {
     ///
     /// # Safety
     /// Owner thread only (A1).
-    pub unsafe fn publish_if_drifted(&self) {
+    unsafe fn publish_if_drifted(&self) {
         // SAFETY: the caller's contract.
-        if ENABLED && unsafe { *self.drift.get() }.abs() > PUBLISH_STEP {
+        if ENABLED && unsafe { (*self.unpublished.get()).drift }.abs() > PUBLISH_STEP {
             // SAFETY: as above.
             unsafe { self.publish() };
         }
@@ -206,7 +340,7 @@ impl Counters {
         bump(&self.tallies.huge_allocated_bytes, usable as u64);
         // SAFETY: the caller's contract.
         unsafe {
-            *self.drift.get() += usable as i64;
+            (*self.unpublished.get()).drift += usable as i64;
             self.publish();
         }
     }
@@ -221,12 +355,13 @@ impl Counters {
         bump(&self.tallies.huge_freed_bytes, usable as u64);
         // SAFETY: the caller's contract.
         unsafe {
-            *self.drift.get() -= usable as i64;
+            (*self.unpublished.get()).drift -= usable as i64;
             self.publish();
         }
     }
 
-    /// Adds this heap's drift to its domain's total and raises the domain's peak if passed.
+    /// Adds this heap's drift, less the bytes `free`'s fast path freed since the last
+    /// publication, to its domain's total, and raises the domain's peak if passed.
     ///
     /// # Safety
     /// Owner thread only (A1).
@@ -234,9 +369,20 @@ impl Counters {
     #[inline(never)]
     unsafe fn publish(&self) {
         // SAFETY: the caller's contract.
-        let drift = unsafe { core::mem::take(&mut *self.drift.get()) };
+        let unpublished = unsafe { &mut *self.unpublished.get() };
+        let mut net = core::mem::take(&mut unpublished.drift);
+        unpublished.emptied_bytes = 0;
+        let mut classes = unpublished.classes;
+        while classes != 0 {
+            let class = classes.trailing_zeros() as usize;
+            classes &= classes - 1;
+            let frees = self.tallies.class_frees[class].load(Ordering::Relaxed);
+            let published = &mut unpublished.published_frees[class];
+            net -= (frees.wrapping_sub(*published) as usize * class_size(class)) as i64;
+            *published = frees;
+        }
         let shared = &SHARED[self.domain.load(Ordering::Relaxed)];
-        let total = shared.published_live.fetch_add(drift, Ordering::Relaxed) + drift;
+        let total = shared.published_live.fetch_add(net, Ordering::Relaxed) + net;
         shared.raise_peak(total);
     }
 }
@@ -413,8 +559,9 @@ pub struct DomainStats {
     pub live_bytes: u64,
     /// Usable bytes of live blocks (what `malloc_usable_size` says of each).
     pub live_usable_bytes: u64,
-    /// The highest `live_usable_bytes` seen; low, per allocating thread, by at most 64 KiB plus
-    /// one page of blocks (see the module comment).
+    /// The highest `live_usable_bytes` seen; low, per allocating thread, by at most 256 KiB
+    /// plus one page of blocks per size class it uses, and high by what other threads freed
+    /// since they last published (see the module comment).
     pub peak_bytes: u64,
     /// When the peak was reached, in milliseconds since the allocator started.
     pub peak_time_ms: u64,
@@ -534,6 +681,9 @@ const NO_SUMS: Sums = Sums {
 /// Reads every counter and merges them (A2). Blocks only threads that start or exit, for as
 /// long as it takes to add up the live heaps' counters.
 pub fn snapshot() -> Stats {
+    if ENABLED {
+        crate::heap::count_handed_out_current();
+    }
     let mut sums = [NO_SUMS; MAX_DOMAINS];
     {
         let list = ACTIVE.lock();

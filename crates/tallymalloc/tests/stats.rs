@@ -124,6 +124,63 @@ fn peaks_follow_the_high_water_mark() {
     assert!(small_top > 0);
 }
 
+/// Allocates `bytes` of `size`-byte blocks in `domain` and frees them all (through `free`'s
+/// fast path), without reading the stats; returns the usable bytes that were live at the top.
+fn fill_and_empty(domain: Domain, size: usize, bytes: usize) -> u64 {
+    let blocks: Vec<_> = (0..bytes / size)
+        .map(|_| domain.alloc(size).unwrap())
+        .collect();
+    let top = blocks.len() as u64 * usable(size);
+    for block in blocks {
+        // SAFETY: live blocks of `domain`, freed once.
+        unsafe { domain.free(block.as_ptr()) };
+    }
+    top
+}
+
+#[test]
+fn frees_reach_the_peak_before_the_next_phase_grows() {
+    // Phases of different size classes, each freed before the next: the peak is one phase's
+    // top, not their sum, even though no stats are read between them.
+    let domain = Domain::register("stats-phases").unwrap();
+    let tops: Vec<u64> = [48, 96, 200, 1000]
+        .iter()
+        .map(|&size| fill_and_empty(domain, size, 2 << 20))
+        .collect();
+    let highest = *tops.iter().max().unwrap();
+    let peak = figures(domain).peak_bytes;
+    let slack = PUBLISH_STEP as u64 + 64 * 1024;
+    assert!(
+        peak <= highest && peak + slack >= highest,
+        "peak {peak} for phases topping at {tops:?}"
+    );
+
+    // The same across threads: one thread's freeing, then another thread's growth.
+    let shared = Domain::register("stats-phases-threads").unwrap();
+    let first = std::thread::spawn(move || fill_and_empty(shared, 64, 4 << 20));
+    let first_top = first.join().unwrap();
+    let resting = Arc::new(Barrier::new(2));
+    let freed = {
+        let resting = resting.clone();
+        std::thread::spawn(move || {
+            let top = fill_and_empty(shared, 128, 4 << 20);
+            resting.wait(); // freed, and alive: nothing published at exit yet
+            resting.wait();
+            top
+        })
+    };
+    resting.wait();
+    let second_top = fill_and_empty(shared, 256, 4 << 20);
+    resting.wait();
+    let freed_top = freed.join().unwrap();
+    let highest = first_top.max(freed_top).max(second_top);
+    let peak = figures(shared).peak_bytes;
+    assert!(
+        peak <= highest + slack && peak + 2 * slack >= highest,
+        "peak {peak} for threads topping at {first_top}, {freed_top}, {second_top}"
+    );
+}
+
 #[test]
 fn eight_threads_merge_exactly_after_join() {
     let domain = Domain::register("stats-merge").unwrap();
@@ -193,6 +250,47 @@ fn cross_thread_frees_count_in_the_blocks_domain() {
         (1000, 1000, 0)
     );
     assert_eq!(after.live_usable_bytes, 0);
+}
+
+#[test]
+fn another_threads_read_misses_at_most_one_free_list_per_class() {
+    let domain = Domain::register("stats-lag").unwrap();
+    let count = 10_000u64;
+    let (allocated, read) = (Arc::new(Barrier::new(2)), Arc::new(Barrier::new(2)));
+    let worker = {
+        let (allocated, read) = (allocated.clone(), read.clone());
+        std::thread::spawn(move || {
+            let blocks: Vec<usize> = (0..count)
+                .map(|_| domain.alloc(64).unwrap().as_ptr() as usize)
+                .collect();
+            allocated.wait();
+            read.wait();
+            // The owner's own read counts its free lists first: exact.
+            let own = figures(domain);
+            for block in blocks {
+                // SAFETY: live blocks of `domain`, freed once.
+                unsafe { domain.free(block as *mut u8) };
+            }
+            own
+        })
+    };
+    allocated.wait();
+    let seen = figures(domain);
+    read.wait();
+    let own = worker.join().unwrap();
+    // 64-byte blocks live on 64 KiB pages: one page's worth is 1024 blocks.
+    assert!(
+        seen.allocations <= count && seen.allocations + 1024 >= count,
+        "another thread saw {} of {count} allocations",
+        seen.allocations
+    );
+    assert_eq!(seen.live_usable_bytes, seen.allocations * 64);
+    assert_eq!((own.allocations, own.live_blocks), (count, count));
+    let after = figures(domain);
+    assert_eq!(
+        (after.allocations, after.frees, after.live_blocks),
+        (count, count, 0)
+    );
 }
 
 #[test]
