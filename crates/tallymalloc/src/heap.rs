@@ -208,6 +208,11 @@ impl Heap {
     /// Takes a free page of `kind` from an owned segment, a spare, an adopted segment, or a
     /// new one, in that order; null when out of memory.
     pub fn take_page(&self, kind: SegmentKind) -> *mut Page {
+        // SAFETY: H1.
+        let warm = unsafe { self.state().take_warm_page(kind) };
+        if !warm.is_null() {
+            return warm;
+        }
         let list = kind as usize;
         let mut adoptions_left = 4;
         loop {
@@ -506,6 +511,49 @@ impl HeapState {
         }
     }
 
+    /// The most recently freed page of `kind` whose memory is still committed, if one of the
+    /// last few freed is of that kind, in a segment in use or the newest spare. Reusing the
+    /// warmest page first leaves the coldest to the purge: taking the lowest free index of the
+    /// first segment with room instead, a loop over batches of 4 MiB (glibc-simple) used a
+    /// different set of pages each round as its two segments took turns being empty, and the
+    /// pages left out for the purge delay were purged and faulted back: 14k faults in 0.35 s,
+    /// against mimalloc's 1.2k.
+    fn take_warm_page(&mut self, kind: SegmentKind) -> *mut Page {
+        const LOOK_AT: usize = 8;
+        if kind == SegmentKind::Large {
+            // One page a segment: a free one is a spare's, and `take_page` pops the newest.
+            return ptr::null_mut();
+        }
+        let mut page = self.purge.last;
+        for _ in 0..LOOK_AT {
+            if page.is_null() {
+                break;
+            }
+            // SAFETY: H4: pages on the purge list are free pages of our segments (or spares).
+            unsafe {
+                let segment = segment::segment_of((*page).area);
+                // A segment with no page in use is a spare; the last one emptied, on top of
+                // the spares, comes back into use for it.
+                let usable = (*segment).kind == kind
+                    && ((*segment).used_pages > 0
+                        || (segment == self.spare && !self.pop_spare().is_null() && {
+                            self.link_segment(segment);
+                            true
+                        }));
+                if usable {
+                    (*segment).take_page_at((*page).index as usize);
+                    if !(*segment).has_free_page() {
+                        self.unlink_with_free(segment);
+                    }
+                    self.cancel_purge(page);
+                    return page;
+                }
+                page = (*page).prev;
+            }
+        }
+        ptr::null_mut()
+    }
+
     /// Queues a free page's memory to go back to the OS after the purge delay (H4).
     fn schedule_purge(&mut self, page: *mut Page) {
         // SAFETY: H1: a free page of ours.
@@ -543,18 +591,15 @@ impl HeapState {
         }
     }
 
-    /// A segment's last page was freed: keep it as a spare or release it. The first spare
-    /// keeps its pages on the purge schedule (a program that frees and reallocates at once
-    /// reuses them warm); further spares give their memory back at once, in one `madvise`
-    /// instead of the `munmap` now and `mmap` later that releasing would cost.
+    /// A segment's last page was freed: keep it as a spare or release it. Spares keep their
+    /// pages on the purge schedule, so a program that frees and reallocates megabytes at a time
+    /// reuses them warm, and an idle one still gives the memory back after the purge delay.
+    /// (Decommitting every spare but the first at once, as before, made a loop over 4 MiB
+    /// batches fault its second segment back in every round: 3-5k faults where mimalloc takes
+    /// 1.1k, on glibc-simple.)
     fn segment_emptied(&mut self, segment: *mut Segment) {
         self.unlink_segment(segment);
         if self.spare_count < MAX_SPARES {
-            if self.spare_count > 0 {
-                // SAFETY: H3: the segment is ours.
-                let kind = unsafe { (*segment).kind };
-                self.decommit_segment(segment, kind);
-            }
             // SAFETY: H3: the segment is ours, empty and on no list.
             unsafe { (*segment).next = self.spare };
             self.spare = segment;

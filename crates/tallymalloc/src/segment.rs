@@ -211,7 +211,12 @@ impl Segment {
         if self.free_pages == 0 {
             return ptr::null_mut();
         }
-        let index = self.free_pages.trailing_zeros() as usize;
+        self.take_page_at(self.free_pages.trailing_zeros() as usize)
+    }
+
+    /// Takes the free page at `index` (owner only, S1).
+    pub fn take_page_at(&mut self, index: usize) -> *mut Page {
+        debug_assert!(self.free_pages & (1u64 << index) != 0);
         self.free_pages &= !(1u64 << index);
         self.used_pages += 1;
         PAGES_IN_USE.fetch_add(1, Ordering::Relaxed);

@@ -1,6 +1,6 @@
-//! Freed memory goes back to the OS: empty segments beyond a heap's first spare at once; free
-//! pages, the first spare's pages and cached huge blocks after the purge delay, on the next
-//! slow paths.
+//! Freed memory goes back to the OS: free pages, spare segments' pages and cached huge blocks
+//! after the purge delay, on the next slow paths; empty segments beyond a heap's spares at
+//! once. Until then, the page freed last is the first reused.
 
 use std::time::Duration;
 
@@ -116,4 +116,46 @@ fn freeing_returns_memory_to_the_os() {
         // SAFETY: live blocks, each freed once.
         unsafe { tallymalloc::free(block.as_ptr()) };
     }
+}
+
+#[test]
+fn the_page_freed_last_is_reused_first() {
+    // On a thread of its own, so that its heap has no other pages of this size.
+    std::thread::spawn(|| {
+        // 4 KiB blocks: 16 to a 64 KiB page. Five full pages.
+        let blocks: Vec<usize> = (0..80)
+            .map(|_| tallymalloc::malloc(4096).unwrap().as_ptr() as usize)
+            .collect();
+        let page_of = |address: usize| address & !0xFFFF;
+        let pages: Vec<usize> = blocks.chunks(16).map(|run| page_of(run[0])).collect();
+        for (run, &page) in blocks.chunks(16).zip(&pages) {
+            assert!(run.iter().all(|&block| page_of(block) == page));
+        }
+        let free = |range: &[usize]| {
+            for &block in range {
+                // SAFETY: live blocks, each freed once.
+                unsafe { tallymalloc::free(block as *mut u8) };
+            }
+        };
+        // Pages one, two and four go back to their segment, the fourth last. (The fifth, full,
+        // stays the class's current page, so none of them is kept for the class.)
+        free(&blocks[..16]);
+        free(&blocks[16..32]);
+        free(&blocks[48..64]);
+        let again: Vec<usize> = (0..32)
+            .map(|_| tallymalloc::malloc(4096).unwrap().as_ptr() as usize)
+            .collect();
+        let new_pages: Vec<usize> = again.chunks(16).map(|run| page_of(run[0])).collect();
+        // Lowest address first would have taken pages one and two.
+        assert_eq!(
+            new_pages,
+            [pages[3], pages[1]],
+            "the page freed last, then the one before (pages {pages:x?})"
+        );
+        free(&again);
+        free(&blocks[32..48]);
+        free(&blocks[64..]);
+    })
+    .join()
+    .unwrap();
 }
