@@ -3,7 +3,9 @@
 //! A huge block's mapping starts with a segment header of kind `Huge` (so `free` finds it by
 //! masking like any other block) and the block begins `max(HEADER_RESERVE, alignment)` bytes
 //! in, inside the mapping's first `SEGMENT_SIZE`. The mapping may be much longer than a
-//! segment. Growing and shrinking use `mremap`, which moves page tables, never bytes.
+//! segment. Growing and shrinking use `mremap`, which moves page tables, never bytes, except
+//! that a block that at least doubles moves by copy into a cached mapping when there is one
+//! (its pages are already faulted in; see [`grow_into_cached`]).
 //!
 //! Invariants:
 //! - **U1**: the header's `mapping_size`, page 0's `area` and `block_size` describe the mapping
@@ -76,6 +78,40 @@ pub fn alloc(size: usize, align: usize, zero_bytes: Option<usize>, domain: usize
     unsafe { describe(segment.as_ptr(), offset, domain) }
 }
 
+/// Grows the huge block at `address` by copying it into a cached mapping of at least
+/// `new_mapping` bytes, and frees the old one (to the cache). Worth it when the copy is smaller
+/// than about twice the growth: extending a mapping faults in fresh zeroed pages, about as dear
+/// per byte as copying twice, while cached pages are already there (a `String` doubled to 3 MiB
+/// every round faulted 24k pages in the compiler workload, where mimalloc reuses its memory).
+///
+/// # Safety
+/// As [`resize`]; `new_mapping` is larger than the block's mapping.
+unsafe fn grow_into_cached(
+    segment: *mut Segment,
+    address: *mut u8,
+    new_mapping: usize,
+    domain: usize,
+) -> Option<*mut u8> {
+    let (start, cached_size) = huge_cache::take(new_mapping)?;
+    if !registry::register(start.as_ptr() as usize) {
+        os::note_committed(-(cached_size as isize));
+        // SAFETY: C1: the mapping is ours and unused.
+        unsafe { os::release(start, cached_size) };
+        return None;
+    }
+    // SAFETY: C1: the cache handed us the whole mapping, header intact; U2: the caller owns
+    // the old block, which lies in another mapping.
+    unsafe {
+        let moved = start.as_ptr().cast::<Segment>();
+        (*moved).mapping_size = cached_size;
+        let offset = address as usize - segment as usize;
+        let block = describe(moved, offset, domain);
+        ptr::copy_nonoverlapping(address, block, (*segment).mapping_size - offset);
+        free(segment);
+        Some(block)
+    }
+}
+
 /// Sets page 0 to describe the whole block (U1) and returns the block's address.
 ///
 /// # Safety
@@ -136,8 +172,9 @@ pub unsafe fn free(segment: *mut Segment) {
     }
 }
 
-/// Resizes the huge block at `address` to hold `new_size` bytes, in place if the kernel can,
-/// otherwise by moving its pages to a new aligned mapping. Returns the (possibly moved) block,
+/// Resizes the huge block at `address` to hold `new_size` bytes: into a cached mapping when
+/// it grows enough for that to pay, else in place if the kernel can, else by moving its pages
+/// to a new aligned mapping. Returns the (possibly moved) block,
 /// or null with the block untouched if the OS refuses.
 ///
 /// # Safety
@@ -155,6 +192,12 @@ pub unsafe fn resize(segment: *mut Segment, address: *mut u8, new_size: usize) -
             return address;
         }
         let domain = (*segment).pages[0].domain as usize;
+        let growth = new_mapping.saturating_sub(old_mapping);
+        if growth > 0 && old_mapping - offset <= 2 * growth {
+            if let Some(moved) = grow_into_cached(segment, address, new_mapping, domain) {
+                return moved;
+            }
+        }
         if os::remap_in_place(start, old_mapping, new_mapping) {
             os::note_committed(new_mapping as isize - old_mapping as isize);
             (*segment).mapping_size = new_mapping;
@@ -177,5 +220,39 @@ pub unsafe fn resize(segment: *mut Segment, address: *mut u8, new_size: usize) -
         let moved = destination.as_ptr().cast::<Segment>();
         (*moved).mapping_size = new_mapping;
         describe(moved, offset, domain)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::segment::segment_of;
+
+    #[test]
+    fn a_doubling_block_moves_into_a_cached_mapping_with_its_contents() {
+        if crate::options::purge_delay_millis() == 0 {
+            return; // no cache
+        }
+        // An odd size, so that no other test's huge block takes the cached mapping meanwhile.
+        let size = 5 << 18;
+        // A mapping of twice the size, freed: it waits in the cache.
+        let cached = crate::malloc(2 * size).unwrap().as_ptr();
+        // SAFETY: live blocks of ours, written within their sizes, each freed once.
+        unsafe {
+            crate::free(cached);
+            let block = crate::malloc(size).unwrap().as_ptr();
+            for offset in (0..size).step_by(4096) {
+                *block.add(offset) = (offset / 4096) as u8;
+            }
+            let grown = crate::realloc(block, 2 * size).unwrap().as_ptr();
+            assert_eq!(
+                segment_of(grown),
+                segment_of(cached),
+                "not the cached mapping"
+            );
+            for offset in (0..size).step_by(4096) {
+                assert_eq!(*grown.add(offset), (offset / 4096) as u8);
+            }
+            crate::free(grown);
+        }
     }
 }
