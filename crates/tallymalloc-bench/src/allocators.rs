@@ -53,13 +53,18 @@ fn find_library(file: &str) -> Option<PathBuf> {
 /// Installs the missing peers' Debian packages when running as root with apt-get; otherwise
 /// says how. Returns the allocators to compare, in `wanted` order; a peer that stays missing
 /// is left out with a message on stderr.
-pub fn resolve(wanted: &[String], tallymalloc: &Path) -> Result<Vec<Allocator>, String> {
+/// `command` names the program in messages.
+pub fn resolve(
+    wanted: &[String],
+    tallymalloc: &Path,
+    command: &str,
+) -> Result<Vec<Allocator>, String> {
     let missing: Vec<&Peer> = PEERS
         .iter()
         .filter(|p| wanted.iter().any(|w| w == p.name) && find_library(p.file).is_none())
         .collect();
     if !missing.is_empty() {
-        install(&missing);
+        install(&missing, command);
     }
     let mut allocators = Vec::new();
     for name in wanted {
@@ -104,7 +109,7 @@ pub fn resolve(wanted: &[String], tallymalloc: &Path) -> Result<Vec<Allocator>, 
                         library: Some(library),
                     }),
                     None => eprintln!(
-                        "tallymalloc-bench: {} is not installed (apt-get install {}); left out",
+                        "{command}: {} is not installed (apt-get install {}); left out",
                         peer.name, peer.package
                     ),
                 }
@@ -114,18 +119,18 @@ pub fn resolve(wanted: &[String], tallymalloc: &Path) -> Result<Vec<Allocator>, 
     Ok(allocators)
 }
 
-fn install(missing: &[&Peer]) {
+fn install(missing: &[&Peer], command: &str) {
     let packages: Vec<&str> = missing.iter().map(|p| p.package).collect();
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     if !root || Command::new("apt-get").arg("--version").output().is_err() {
         eprintln!(
-            "tallymalloc-bench: to compare with them, install {}",
+            "{command}: to compare with them, install {}",
             packages.join(" ")
         );
         return;
     }
-    eprintln!("tallymalloc-bench: installing {}", packages.join(" "));
+    eprintln!("{command}: installing {}", packages.join(" "));
     let quiet = |command: &mut Command| command.env("DEBIAN_FRONTEND", "noninteractive").status();
     let updated = quiet(Command::new("apt-get").args(["update", "-qq"]));
     let installed = quiet(
@@ -135,7 +140,7 @@ fn install(missing: &[&Peer]) {
     );
     if !matches!((updated, installed), (Ok(a), Ok(b)) if a.success() && b.success()) {
         eprintln!(
-            "tallymalloc-bench: apt-get could not install {}",
+            "{command}: apt-get could not install {}",
             packages.join(" ")
         );
     }

@@ -7,6 +7,8 @@ use std::time::Instant;
 
 pub struct Run {
     pub seconds: f64,
+    /// CPU time of the program (and its waited-for children), user and system.
+    pub cpu_seconds: f64,
     pub peak_rss_bytes: u64,
     /// The workload's one-line output (a checksum), compared across allocators.
     pub output: String,
@@ -50,8 +52,10 @@ pub fn run(program: &Path, arguments: &[String], library: Option<&Path>) -> Resu
             errors.trim()
         ));
     }
+    let time = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     Ok(Run {
         seconds,
+        cpu_seconds: time(usage.ru_utime) + time(usage.ru_stime),
         peak_rss_bytes: usage.ru_maxrss as u64 * 1024,
         output: output.trim().to_owned(),
     })
