@@ -20,73 +20,21 @@ fn json_between_markers(stdout: &str) -> Value {
     serde_json::from_str(&stdout[start..end]).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 
-fn schema() -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/stats-schema.json");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-/// Checks `value` against the JSON Schema subset `docs/stats-schema.json` uses: type, const,
-/// required, properties, additionalProperties, items, minimum.
-fn validate(value: &Value, schema: &Value, path: &str) {
-    if let Some(expected) = schema.get("const") {
-        assert_eq!(value, expected, "{path}");
-    }
-    if let Some(kind) = schema.get("type").and_then(Value::as_str) {
-        let ok = match kind {
-            "object" => value.is_object(),
-            "array" => value.is_array(),
-            "integer" => value.is_u64() || value.is_i64(),
-            "boolean" => value.is_boolean(),
-            "string" => value.is_string(),
-            other => panic!("schema type {other} not handled"),
-        };
-        assert!(ok, "{path}: expected {kind}, got {value}");
-    }
-    if let Some(minimum) = schema.get("minimum").and_then(Value::as_i64) {
-        assert!(
-            value.as_i64().is_some_and(|v| v >= minimum),
-            "{path}: {value} < {minimum}"
-        );
-    }
-    if let Some(object) = value.as_object() {
-        for name in schema
-            .get("required")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let name = name.as_str().unwrap();
-            assert!(object.contains_key(name), "{path}: missing {name}");
-        }
-        let properties = schema.get("properties").and_then(Value::as_object);
-        for (name, member) in object {
-            let member_path = format!("{path}.{name}");
-            match properties.and_then(|p| p.get(name)) {
-                Some(member_schema) => validate(member, member_schema, &member_path),
-                None => match schema.get("additionalProperties") {
-                    Some(Value::Bool(false)) => panic!("{member_path}: not in the schema"),
-                    Some(extra @ Value::Object(_)) => validate(member, extra, &member_path),
-                    _ => {}
-                },
-            }
-        }
-    }
-    if let (Some(items), Some(array)) = (schema.get("items"), value.as_array()) {
-        for (index, item) in array.iter().enumerate() {
-            validate(item, items, &format!("{path}[{index}]"));
-        }
+/// Panics where `json` breaks `docs/stats-schema.json` (the `tallymalloc` command's checker).
+fn validate(json: &Value) {
+    if let Err(breach) = tallymalloc_cli::schema::check_stats(json) {
+        panic!("{breach}");
     }
 }
 
 #[test]
 fn the_validator_rejects_what_the_schema_forbids() {
-    let schema = schema();
     let broken = serde_json::json!({"version": 1, "domains": {}, "size_classes": [],
         "huge": {"live_blocks": 0, "live_bytes": 0}, "process": {}, "timeline": []});
-    let result = std::panic::catch_unwind(|| validate(&broken, &schema, "$"));
-    assert!(
-        result.is_err(),
-        "a document without raw/mem/obj must not validate"
+    let breach = tallymalloc_cli::schema::check_stats(&broken).unwrap_err();
+    assert_eq!(
+        breach, "$.domains: raw is missing",
+        "a document without raw/mem/obj"
     );
 }
 
@@ -100,7 +48,7 @@ fn known_sequence_mismatches_and_json_from_c() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stdout.contains("checks passed"), "{stdout}\n{stderr}");
     let json = json_between_markers(&stdout);
-    validate(&json, &schema(), "$");
+    validate(&json);
 
     let known = &json["domains"]["c-known"];
     assert_eq!(known["allocations"], 7, "{known}"); // a to e, the realloc's new block, u
@@ -228,7 +176,7 @@ fn exit_json_with_a_timeline() {
         .path();
     let json: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     std::fs::remove_file(&file).unwrap();
-    validate(&json, &schema(), "$");
+    validate(&json);
     let timeline = json["timeline"].as_array().unwrap();
     assert!(timeline.len() >= 10, "{} samples", timeline.len());
     let mem: Vec<u64> = timeline

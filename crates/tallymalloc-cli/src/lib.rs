@@ -1,0 +1,11 @@
+//! The `tallymalloc` command's pieces: finding the library, running a program on it, reading the
+//! stats document it writes, and reporting it as text or HTML; comparing allocators on a
+//! program. `main.rs` holds only the command line.
+
+pub mod compare;
+pub mod document;
+pub mod html_report;
+pub mod library;
+pub mod run;
+pub mod schema;
+pub mod text_report;

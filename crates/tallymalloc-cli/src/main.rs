@@ -1,0 +1,247 @@
+//! `tallymalloc`: run any program on tallymalloc and see its memory; compare allocators on it;
+//! run the benchmark suite; turn a saved report into text or HTML.
+
+use clap::{Parser, Subcommand};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use tallymalloc_cli::document::StatsDocument;
+use tallymalloc_cli::{compare, html_report, library, run, text_report};
+
+#[derive(Parser)]
+#[command(
+    name = "tallymalloc",
+    version,
+    about = "Run programs on tallymalloc and see where their memory goes"
+)]
+struct Command {
+    #[command(subcommand)]
+    action: Action,
+}
+
+#[derive(Subcommand)]
+enum Action {
+    /// Run PROGRAM on tallymalloc, then report its memory on stderr.
+    Run {
+        /// Debug mode: guards, poisoning and leaks by allocation site (not in this build yet).
+        #[arg(long)]
+        debug: bool,
+        /// Also write the stats (docs/stats-schema.json) to PATH.
+        #[arg(long, value_name = "PATH")]
+        json: Option<PathBuf>,
+        /// Also write a self-contained HTML report with charts to PATH.
+        #[arg(long, value_name = "PATH")]
+        html: Option<PathBuf>,
+        /// Milliseconds between samples of memory over time.
+        #[arg(long, value_name = "MS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+        interval: u64,
+        /// The program and its arguments.
+        #[arg(
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "PROGRAM"
+        )]
+        command: Vec<OsString>,
+    },
+    /// Run PROGRAM under each installed allocator and compare time and memory.
+    Compare {
+        /// Runs under each allocator.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        reps: u64,
+        /// Allocators, comma-separated.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "system,tallymalloc,mimalloc,jemalloc,tcmalloc"
+        )]
+        allocators: Vec<String>,
+        /// Also write the results as JSON to PATH.
+        #[arg(long, value_name = "PATH")]
+        json: Option<PathBuf>,
+        /// The program and its arguments.
+        #[arg(
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "PROGRAM"
+        )]
+        command: Vec<String>,
+    },
+    /// Run the project's benchmark suite (arguments go to it; --help lists them).
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        arguments: Vec<OsString>,
+    },
+    /// Print the report of a saved stats JSON, and optionally write it as HTML.
+    Report {
+        /// A file written by `tallymalloc run --json` or TALLYMALLOC_STATS=json:PATH.
+        file: PathBuf,
+        #[arg(long, value_name = "PATH")]
+        html: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let command = Command::parse();
+    let status = match command.action {
+        Action::Run {
+            debug,
+            json,
+            html,
+            interval,
+            command,
+        } => run_program(debug, json, html, interval, command),
+        Action::Compare {
+            reps,
+            allocators,
+            json,
+            command,
+        } => compare_allocators(reps as usize, &allocators, json, &command),
+        Action::Bench { arguments } => {
+            let name = OsString::from("tallymalloc bench");
+            return tallymalloc_bench::main_with_arguments(std::iter::once(name).chain(arguments));
+        }
+        Action::Report { file, html } => report_file(&file, html),
+    };
+    ExitCode::from(status.clamp(0, 255) as u8)
+}
+
+fn fail(message: impl std::fmt::Display) -> i32 {
+    eprintln!("tallymalloc: {message}");
+    1
+}
+
+fn run_program(
+    debug: bool,
+    json: Option<PathBuf>,
+    html: Option<PathBuf>,
+    interval_ms: u64,
+    mut command: Vec<OsString>,
+) -> i32 {
+    if debug {
+        return fail(
+            "--debug needs tallymalloc's debug mode, which this build of the library does not \
+             have yet; run without it for the stats report",
+        );
+    }
+    let library = match library::locate() {
+        Ok(library) => library,
+        Err(message) => return fail(message),
+    };
+    let program = command.remove(0);
+    let title = std::iter::once(&program)
+        .chain(&command)
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let request = run::Request {
+        program,
+        arguments: command,
+        library,
+        interval_ms,
+    };
+    let outcome = match run::run(&request) {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            eprintln!("tallymalloc: {}", error.message);
+            return error.status;
+        }
+    };
+    let ending = match outcome.ending {
+        run::Ending::Exited(code) => format!("exited with status {code}"),
+        run::Ending::Signalled(signal) => format!("was killed by {}", run::signal_name(signal)),
+    };
+    eprintln!(
+        "\ntallymalloc: {title} {ending} after {:.3} s",
+        outcome.seconds
+    );
+    match (&outcome.document, &outcome.json) {
+        (Ok(document), Some(text)) => {
+            eprint!("{}", text_report::render(document));
+            if outcome.other_processes > 0 {
+                eprintln!(
+                    "({} other processes it started wrote reports of their own; this one is the \
+                     program's)",
+                    outcome.other_processes
+                );
+            }
+            if let Some(path) = &json {
+                if let Err(e) = std::fs::write(path, text) {
+                    eprintln!("tallymalloc: {}: {e}", path.display());
+                }
+            }
+            if let Some(path) = &html {
+                if let Err(e) = std::fs::write(path, html_report::render(text, document, &title)) {
+                    eprintln!("tallymalloc: {}: {e}", path.display());
+                }
+            }
+        }
+        (Err(why), _) => eprintln!("tallymalloc: no stats: {why}"),
+        (Ok(_), None) => {}
+    }
+    outcome.ending.shell_status()
+}
+
+fn compare_allocators(
+    reps: usize,
+    wanted: &[String],
+    json: Option<PathBuf>,
+    command: &[String],
+) -> i32 {
+    let library = match library::locate() {
+        Ok(library) => library,
+        Err(message) => return fail(message),
+    };
+    let allocators = match compare::allocators(wanted, &library) {
+        Ok(allocators) if !allocators.is_empty() => allocators,
+        Ok(_) => return fail("none of the allocators asked for is installed"),
+        Err(message) => return fail(message),
+    };
+    let Some(program) = find_program(&command[0]) else {
+        eprintln!("tallymalloc: {}: command not found", command[0]);
+        return 127;
+    };
+    let rows = match compare::measure(&allocators, &program, &command[1..], reps) {
+        Ok(rows) => rows,
+        Err(message) => return fail(message),
+    };
+    print!("{}", compare::table(&rows, reps));
+    if let Some(path) = json {
+        let document = compare::to_json(&rows, &command[0], &command[1..], reps);
+        let text = serde_json::to_string_pretty(&document).unwrap_or_default();
+        if let Err(e) = std::fs::write(&path, text + "\n") {
+            return fail(format!("{}: {e}", path.display()));
+        }
+    }
+    0
+}
+
+/// `name` as the shell would find it: a path if it has a slash, else through `PATH`.
+fn find_program(name: &str) -> Option<PathBuf> {
+    if name.contains('/') {
+        return Path::new(name).is_file().then(|| PathBuf::from(name));
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|directory| directory.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+fn report_file(file: &Path, html: Option<PathBuf>) -> i32 {
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(e) => return fail(format!("{}: {e}", file.display())),
+    };
+    let document = match StatsDocument::parse(&text) {
+        Ok(document) => document,
+        Err(why) => return fail(format!("{}: {why}", file.display())),
+    };
+    print!("{}", text_report::render(&document));
+    if let Some(path) = html {
+        let title = file.display().to_string();
+        if let Err(e) = std::fs::write(&path, html_report::render(&text, &document, &title)) {
+            return fail(format!("{}: {e}", path.display()));
+        }
+    }
+    0
+}

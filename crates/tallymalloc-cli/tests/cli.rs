@@ -1,0 +1,280 @@
+//! The `tallymalloc` command end to end: `run` on C programs (known allocations, exit codes, a
+//! death by signal, a missing program) and on python3, its JSON against the schema, its HTML
+//! rendered by headless Chromium, `report`, `compare` and `bench --list`.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn tallymalloc() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tallymalloc"))
+}
+
+fn scratch() -> PathBuf {
+    let directory = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli");
+    std::fs::create_dir_all(&directory).unwrap();
+    directory
+}
+
+/// `tests/c/known.c`, compiled once per test run (tests run side by side).
+fn known_program() -> PathBuf {
+    static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BINARY.get_or_init(|| c_program("known")).clone()
+}
+
+fn c_program(name: &str) -> PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/c/{name}.c"));
+    let binary = scratch().join(name);
+    let status = Command::new("cc")
+        .args(["-O1", "-o"])
+        .arg(&binary)
+        .arg(&source)
+        .status()
+        .expect("cc (install gcc)");
+    assert!(status.success(), "cc {}", source.display());
+    binary
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn run_reports_known_allocations_and_passes_the_exit_status_through() {
+    let program = known_program();
+    let json = scratch().join("known.json");
+    let output = tallymalloc()
+        .args(["run", "--interval", "1", "--json"])
+        .arg(&json)
+        .arg("--")
+        .arg(&program)
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("exited with status 3"), "{stderr}");
+    assert!(stderr.contains("live at exit by block size"), "{stderr}");
+    let document = read_json(&json);
+    tallymalloc_cli::schema::check_stats(&document).unwrap();
+    let raw = &document["domains"]["raw"];
+    let number = |value: &Value| value.as_u64().unwrap();
+    // The program's 1000 kept blocks of 100 bytes (112-byte class), and what libc itself keeps.
+    let live = number(&raw["live_blocks"]);
+    assert!((1000..1010).contains(&live), "live blocks {live}");
+    assert!(number(&raw["allocations"]) >= 1500);
+    assert!(number(&raw["peak_bytes"]) >= 1000 * 112);
+    let class_112 = document["size_classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["size"] == 112)
+        .unwrap();
+    assert!(number(&class_112["live_blocks"]) >= 1000);
+}
+
+#[test]
+fn a_death_by_signal_is_reported_as_the_shell_does() {
+    let output = tallymalloc()
+        .args(["run", "--", "sh", "-c", "kill -TERM $$"])
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(128 + 15), "{stderr}");
+    assert!(stderr.contains("was killed by SIGTERM"), "{stderr}");
+    assert!(stderr.contains("no stats"), "{stderr}");
+}
+
+#[test]
+fn a_missing_program_exits_127_with_its_name() {
+    let output = tallymalloc()
+        .args(["run", "--", "no-such-program-anywhere"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(127));
+    assert!(text(&output.stderr).contains("no-such-program-anywhere: command not found"));
+    let output = tallymalloc()
+        .args([
+            "compare",
+            "--reps",
+            "1",
+            "--allocators",
+            "system",
+            "--",
+            "no-such-program-anywhere",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(127));
+}
+
+#[test]
+fn bad_flags_get_usage() {
+    for arguments in [
+        &["run"][..],
+        &["run", "--interval", "0", "--", "true"],
+        &["compare", "--reps", "zero", "--", "true"],
+        &["frobnicate"],
+    ] {
+        let output = tallymalloc().args(arguments).output().unwrap();
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{arguments:?}: {stderr}");
+        assert!(stderr.starts_with("error:"), "{arguments:?}: {stderr}");
+        assert!(stderr.contains("--help"), "{arguments:?}: {stderr}");
+    }
+}
+
+#[test]
+fn python_programs_are_measured() {
+    let json = scratch().join("python.json");
+    let output = tallymalloc()
+        .args(["run", "--json"])
+        .arg(&json)
+        .args([
+            "--",
+            "python3",
+            "-c",
+            "x = [bytes(1000) for _ in range(10000)]; print(len(x))",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stdout).trim(),
+        "10000",
+        "the program's stdout passes through"
+    );
+    let document = read_json(&json);
+    tallymalloc_cli::schema::check_stats(&document).unwrap();
+    let peak = document["domains"]["raw"]["peak_bytes"].as_u64().unwrap();
+    assert!(peak >= 10_000 * 1000, "peak {peak}");
+}
+
+fn chromium() -> PathBuf {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .filter_map(|name| {
+            std::env::split_paths(&std::env::var_os("PATH")?)
+                .map(|d| d.join(name))
+                .find(|p| p.is_file())
+        })
+        .next()
+        .expect("headless Chromium is needed: apt-get install chromium (scripts/test does)")
+}
+
+#[test]
+fn the_html_report_renders_in_chromium_and_report_reads_the_json_again() {
+    let program = known_program();
+    let (json, html) = (scratch().join("html.json"), scratch().join("report.html"));
+    let output = tallymalloc()
+        .args(["run", "--interval", "1", "--json"])
+        .arg(&json)
+        .arg("--html")
+        .arg(&html)
+        .arg("--")
+        .arg(&program)
+        .arg("50")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3), "{}", text(&output.stderr));
+
+    let browser = |extra: &[&str]| -> Output {
+        Command::new(chromium())
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--window-size=1100,1300",
+            ])
+            .args(extra)
+            .arg(format!("file://{}", html.display()))
+            .output()
+            .unwrap()
+    };
+    let dom = text(&browser(&["--dump-dom"]).stdout);
+    assert!(
+        dom.contains(r#"data-rendered="yes""#),
+        "the script did not finish: {dom}"
+    );
+    assert!(
+        dom.contains(r#"data-series="resident""#),
+        "no resident line"
+    );
+    assert!(dom.contains(r#"data-series="live raw""#), "no raw line");
+    assert!(dom.contains("<rect"), "no histogram bar");
+    let artifacts = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let screenshot = artifacts.join("report.png");
+    let _ = std::fs::remove_file(&screenshot);
+    let shot = format!("--screenshot={}", screenshot.display());
+    browser(&[shot.as_str()]);
+    assert!(std::fs::metadata(&screenshot).is_ok_and(|m| m.len() > 10_000));
+
+    // `report` reads the same JSON back and can write the HTML again.
+    let again = scratch().join("again.html");
+    let output = tallymalloc()
+        .arg("report")
+        .arg(&json)
+        .arg("--html")
+        .arg(&again)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("live at exit by block size"));
+    let page = std::fs::read_to_string(&again).unwrap();
+    assert!(page.contains(r#"<svg id="chart""#) && page.contains(r#""live_blocks""#));
+
+    // And turns away what is not a stats report.
+    let bad = scratch().join("bad.json");
+    std::fs::write(&bad, r#"{"version": 1}"#).unwrap();
+    let output = tallymalloc().arg("report").arg(&bad).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stderr).contains("not a stats report"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+#[test]
+fn compare_gives_a_row_per_installed_allocator() {
+    let json = scratch().join("compare.json");
+    let output = tallymalloc()
+        .args(["compare", "--reps", "1", "--json"])
+        .arg(&json)
+        .args(["--", "sort", "--version"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert!(output.status.success(), "{stderr}");
+    let installed: Vec<&str> = ["system", "tallymalloc", "mimalloc", "jemalloc", "tcmalloc"]
+        .into_iter()
+        .filter(|name| !stderr.contains(&format!("{name} is not installed")))
+        .collect();
+    assert!(installed.contains(&"system") && installed.contains(&"tallymalloc"));
+    for name in &installed {
+        assert!(
+            stdout.lines().any(|line| line.starts_with(name)),
+            "no row for {name}: {stdout}"
+        );
+    }
+    let document = read_json(&json);
+    assert_eq!(
+        document["allocators"].as_array().unwrap().len(),
+        installed.len()
+    );
+}
+
+#[test]
+fn bench_lists_the_suite() {
+    let output = tallymalloc().args(["bench", "--list"]).output().unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let listing = text(&output.stdout);
+    assert!(
+        listing.contains("larson") && listing.contains("compiler"),
+        "{listing}"
+    );
+}
