@@ -84,6 +84,21 @@ fn fork_while_the_stats_sampler_runs() {
 }
 
 #[test]
+fn injected_mapping_faults_fail_allocations_cleanly() {
+    let binary = scratch().join("faults");
+    compile(&[source("faults.c")], &binary, None, &[]);
+    // A third of the mapping calls refused, all run long; then the first 100 refused, after
+    // which everything must succeed.
+    for (plan, mode) in [("mmap:33%", "mixed"), ("mmap:after=0,for=100", "recover")] {
+        let mut command = command_with(Some(Linkage::Preloaded), &binary);
+        command.env("TALLYMALLOC_FAULT", plan).arg(mode);
+        let output = run_ok(command, plan);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(stdout.contains("failed cleanly"), "{plan}: {stdout}");
+    }
+}
+
+#[test]
 fn thousands_of_threads_start_and_exit() {
     for linkage in BOTH {
         let (stdout, _) = build_and_run("threads.c", linkage, &[]);

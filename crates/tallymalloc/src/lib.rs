@@ -37,6 +37,7 @@ mod diagnostics;
 mod domain;
 mod domain_heap;
 mod exit_report;
+mod fault;
 mod global;
 mod heap;
 mod huge;
@@ -58,6 +59,7 @@ pub use domain::{
     is_valid_name as is_valid_domain_name, on_mismatch, set_on_mismatch, Domain, DomainError,
     OnMismatch, MAX_DOMAINS, MAX_NAME_LEN as MAX_DOMAIN_NAME_LEN,
 };
+pub use fault::{injected_failures, set_plan as set_fault_plan, FaultPlan};
 pub use global::TallyMalloc;
 pub use huge::MAX_ALIGN;
 pub use options::{

@@ -53,7 +53,7 @@ pub fn set_on_error(choice: OnError) {
 }
 
 const KNOWN: &[u8] = b"TALLYMALLOC_PURGE_DELAY, TALLYMALLOC_ON_ERROR, TALLYMALLOC_ON_MISMATCH, \
-TALLYMALLOC_STATS, TALLYMALLOC_STATS_INTERVAL, TALLYMALLOC_VERBOSE";
+TALLYMALLOC_STATS, TALLYMALLOC_STATS_INTERVAL, TALLYMALLOC_FAULT, TALLYMALLOC_VERBOSE";
 
 /// Where the exit-time stats go (`TALLYMALLOC_STATS`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -183,6 +183,14 @@ fn apply_entry(entry: &[u8]) {
                 full_name,
                 value,
                 b"milliseconds between timeline samples, a whole number up to 3600000",
+            ),
+        },
+        b"FAULT" => match crate::fault::parse(value) {
+            Some(plan) => crate::fault::set_plan(Some(plan)),
+            None => diagnostics::warn_bad_option(
+                full_name,
+                value,
+                b"mmap:after=N[,for=M] (fail mapping calls after N of them) or mmap:P% (fail P in 100)",
             ),
         },
         b"VERBOSE" => match value {

@@ -120,6 +120,10 @@ fn map_anonymous(size: usize) -> Option<NonNull<u8>> {
 
 /// Maps `size` bytes of fresh memory, at `hint` if that range is free (0: anywhere).
 fn map_anonymous_at(hint: usize, size: usize) -> Option<NonNull<u8>> {
+    if crate::fault::should_fail() {
+        set_errno(libc::ENOMEM);
+        return None;
+    }
     // Without MAP_FIXED the hint is only a hint: the kernel never replaces an existing mapping.
     // SAFETY: a new anonymous private mapping touches no existing memory.
     let mapped = unsafe {
@@ -181,6 +185,9 @@ pub unsafe fn decommit(start: *mut u8, size: usize) -> bool {
 /// # Safety
 /// `[start, start+old_size)` must be a whole live mapping of this module.
 pub unsafe fn remap_in_place(start: NonNull<u8>, old_size: usize, new_size: usize) -> bool {
+    if new_size > old_size && crate::fault::should_fail() {
+        return false;
+    }
     // Without MREMAP_MAYMOVE the kernel resizes in place or fails, leaving the mapping as is.
     // SAFETY: the caller guarantees the mapping is a whole live mapping of ours.
     let moved = unsafe { libc::mremap(start.as_ptr().cast(), old_size, new_size, 0) };
