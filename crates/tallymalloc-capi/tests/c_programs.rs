@@ -99,6 +99,14 @@ fn injected_mapping_faults_fail_allocations_cleanly() {
 }
 
 #[test]
+fn an_address_space_limit_ends_in_enomem_not_a_crash() {
+    for linkage in BOTH {
+        let (stdout, _) = build_and_run("address_limit.c", linkage, &[]);
+        assert!(stdout.contains("reached 8 times, cleanly"), "{stdout}");
+    }
+}
+
+#[test]
 fn thousands_of_threads_start_and_exit() {
     for linkage in BOTH {
         let (stdout, _) = build_and_run("threads.c", linkage, &[]);

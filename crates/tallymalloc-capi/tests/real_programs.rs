@@ -1,6 +1,7 @@
 //! Real programs under LD_PRELOAD=libtallymalloc.so, each output compared with the same run on
-//! the system allocator: python3 (threads, dicts, JSON), git (many commits, log, gc, fsck),
-//! sqlite3 (100,000 rows), and sort (a large generated file). Every run also proves that
+//! the system allocator: python3 (threads, dicts, JSON), seventeen modules of CPython's
+//! regression tests, git (many commits, log, gc, fsck), sqlite3 (100,000 rows), gcc compiling
+//! a 25-file program, sort and gzip (large generated files). Every run also proves that
 //! tallymalloc was loaded: `TALLYMALLOC_VERBOSE=1` makes each process print its options.
 
 mod common;
@@ -171,4 +172,121 @@ fn sort_of_a_large_file() {
         &[("LC_ALL", "C")],
     );
     assert_eq!(output.lines().count(), 3);
+}
+
+#[test]
+fn cpython_regression_tests() {
+    // Seventeen modules of CPython's own test suite, threads among them, two at a time.
+    let directory = fresh_directory("regrtest");
+    let modules = "test_list test_dict test_set test_json test_re test_thread \
+                   test_threading_local test_queue test_collections test_heapq test_bisect \
+                   test_string test_struct test_itertools test_functools test_weakref test_pickle";
+    // Some of these tests check that a child's stderr is empty, so tallymalloc proves it was
+    // loaded with a stats file per process instead of a line on stderr.
+    let script =
+        format!("python3 -m test -j2 -q {modules} 2>&1 | grep -E '^(Total tests|Result):'");
+    let run = |preload: bool| {
+        let mut command = Command::new("sh");
+        command.args(["-c", &script]).current_dir(&directory);
+        if preload {
+            let target = format!("json:{}/stats-%p.json", directory.display());
+            command
+                .env("LD_PRELOAD", library())
+                .env("TALLYMALLOC_STATS", target);
+        }
+        let output = run_ok(
+            command,
+            &format!("python3 -m test (tallymalloc: {preload})"),
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let (plain, tallied) = (run(false), run(true));
+    assert_eq!(
+        plain, tallied,
+        "CPython's tests fare differently with tallymalloc"
+    );
+    assert!(tallied.contains("Result: SUCCESS"), "{tallied}");
+    let reports = std::fs::read_dir(&directory)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("stats-")
+        })
+        .count();
+    assert!(
+        reports >= 3,
+        "tallymalloc was not loaded ({reports} stats files)"
+    );
+}
+
+#[test]
+fn gcc_compiles_a_multi_file_program() {
+    let directory = fresh_directory("gcc");
+    let files = 24;
+    let mut main = String::from("#include <stdio.h>\n");
+    for file in 0..files {
+        let mut source = String::from("#include <stdlib.h>\n#include <string.h>\n");
+        for function in 0..40 {
+            source.push_str(&format!(
+                "static long helper_{function}(long x) {{ long a[16]; for (int i = 0; i < 16; i++) \
+                 a[i] = x * {} + i; long s = 0; for (int i = 0; i < 16; i++) s += a[i] ^ (s >> 3); \
+                 return s; }}\n",
+                file * 40 + function + 1
+            ));
+        }
+        source.push_str(&format!("long unit_{file}(long x) {{ long s = 0;"));
+        for function in 0..40 {
+            source.push_str(&format!(" s += helper_{function}(x + {function});"));
+        }
+        source
+            .push_str(" char *t = malloc(64); memset(t, 1, 64); s += t[7]; free(t); return s; }\n");
+        std::fs::write(directory.join(format!("unit_{file}.c")), source).unwrap();
+        main.push_str(&format!("long unit_{file}(long);\n"));
+    }
+    main.push_str("int main(void) { long s = 0;");
+    for file in 0..files {
+        main.push_str(&format!(" s += unit_{file}({file});"));
+    }
+    main.push_str(" printf(\"%ld\\n\", s); return 0; }\n");
+    std::fs::write(directory.join("main.c"), main).unwrap();
+    // The compiler, assembler and linker all run under the allocator; so does the program.
+    let output = same_output_with_and_without(
+        "gcc",
+        &directory,
+        "sh",
+        &["-c", "rm -f program && gcc -O2 -o program *.c && ./program"],
+        &[],
+    );
+    assert!(output.trim().parse::<i64>().is_ok(), "{output}");
+}
+
+#[test]
+fn gzip_of_a_large_file() {
+    let directory = fresh_directory("gzip");
+    let mut text = String::new();
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    while text.len() < 40 << 20 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        text.push_str(&format!(
+            "{} {:x} {}\n",
+            state % 1009,
+            state >> 20,
+            state % 7
+        ));
+    }
+    std::fs::write(directory.join("input.txt"), text).unwrap();
+    let output = same_output_with_and_without(
+        "gzip",
+        &directory,
+        "sh",
+        &["-c", "gzip -9 -n -c input.txt | sha256sum && gzip -n -c input.txt | gzip -d | sha256sum && sha256sum < input.txt"],
+        &[],
+    );
+    let sums: Vec<&str> = output.lines().collect();
+    assert_eq!(sums[1], sums[2], "the round trip changed the file");
 }
