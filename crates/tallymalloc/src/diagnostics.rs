@@ -109,6 +109,9 @@ pub fn invalid_pointer_count() -> usize {
 #[cold]
 pub fn report_invalid_pointer(function: &[u8], address: usize) {
     INVALID_POINTERS.fetch_add(1, Ordering::Relaxed);
+    if crate::debug::active() {
+        return crate::debug::report_invalid(function, address);
+    }
     let abort = crate::options::on_error() == crate::options::OnError::Abort;
     let mut line = Line::new();
     line.text(b"tallymalloc: ")

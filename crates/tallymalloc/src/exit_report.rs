@@ -40,6 +40,7 @@ pub fn prepare() {
 }
 
 extern "C" fn report_at_exit() {
+    crate::debug::report_at_exit();
     write_report();
 }
 

@@ -33,6 +33,7 @@
 //! can return the result as it is. Every block is aligned to 16 bytes, or to 8 if it is 8 bytes
 //! or smaller.
 
+mod debug;
 mod diagnostics;
 mod domain;
 mod domain_heap;
@@ -54,6 +55,7 @@ mod sync;
 mod thread;
 mod timeline;
 
+pub use debug::ErrorKind as DebugErrorKind;
 pub use diagnostics::{invalid_pointer_count, report_invalid_pointer, report_unknown_domain};
 pub use domain::{
     is_valid_name as is_valid_domain_name, on_mismatch, set_on_mismatch, Domain, DomainError,
@@ -84,7 +86,7 @@ pub const MIN_ALIGN: usize = 16;
 
 /// Requests larger than this fail at once: no mapping could hold them, and rounding them up
 /// must not overflow.
-const MAX_REQUEST: usize = isize::MAX as usize - 2 * SEGMENT_SIZE_BYTES;
+pub(crate) const MAX_REQUEST: usize = isize::MAX as usize - 2 * SEGMENT_SIZE_BYTES;
 const SEGMENT_SIZE_BYTES: usize = segment::SEGMENT_SIZE;
 
 /// Allocates `size` bytes. `None` when memory is exhausted or `size` is absurd.
@@ -104,8 +106,17 @@ pub fn zalloc(size: usize) -> Option<NonNull<u8>> {
 pub fn calloc(count: usize, size: usize) -> Option<NonNull<u8>> {
     match count.checked_mul(size) {
         Some(total) => zalloc(total),
-        None => NonNull::new(failed()),
+        None => NonNull::new(size_overflow(b"calloc")),
     }
+}
+
+/// A count times a size that overflows: reported in debug mode, then null with ENOMEM.
+#[cold]
+pub fn size_overflow(call: &[u8]) -> *mut u8 {
+    if debug::active() {
+        debug::report_absurd_size(call, usize::MAX);
+    }
+    failed()
 }
 
 /// Every allocation failure ends here: null, with `errno` set to `ENOMEM`.
@@ -119,8 +130,17 @@ pub(crate) fn failed() -> *mut u8 {
 const RAW: usize = 0;
 const _: () = assert!(Domain::RAW.id() == RAW);
 
+/// The one branch release mode pays for debug mode, on every allocation and free.
 #[inline(always)]
 fn allocate(domain: usize, size: usize, zero_bytes: Option<usize>) -> *mut u8 {
+    if debug::active() {
+        return debug::allocate(domain, size, MIN_ALIGN, zero_bytes.is_some());
+    }
+    allocate_plain(domain, size, zero_bytes)
+}
+
+#[inline(always)]
+fn allocate_plain(domain: usize, size: usize, zero_bytes: Option<usize>) -> *mut u8 {
     // Small requests first: their path then tests the size once.
     if size <= size_class::SMALL_LOOKUP_MAX {
         domain_heap::malloc_small(domain, size, zero_bytes)
@@ -173,10 +193,27 @@ fn allocate_aligned(
     if !align.is_power_of_two() || align > MAX_ALIGN || size > MAX_REQUEST {
         return failed();
     }
+    if debug::active() {
+        return debug::allocate(domain, size, align, zero_bytes.is_some());
+    }
+    allocate_aligned_plain(domain, size, align, zero_bytes)
+}
+
+/// A core block for debug mode's layout (no debug layer).
+pub(crate) fn allocate_core(domain: usize, size: usize, align: usize) -> *mut u8 {
+    allocate_aligned_plain(domain, size, align, None)
+}
+
+fn allocate_aligned_plain(
+    domain: usize,
+    size: usize,
+    align: usize,
+    zero_bytes: Option<usize>,
+) -> *mut u8 {
     if align <= MIN_ALIGN {
         // Blocks of more than 8 bytes are 16-aligned; asking for at least `align` bytes
         // keeps 16-aligned requests out of the 8-byte class.
-        return allocate(domain, size.max(align), zero_bytes);
+        return allocate_plain(domain, size.max(align), zero_bytes);
     }
     // A class whose blocks all fall on `align` boundaries costs nothing extra.
     let rounded = (size + align - 1) & !(align - 1);
@@ -209,6 +246,10 @@ fn allocate_aligned(
 /// `address` must be null or a live block from this allocator, not freed since.
 #[inline]
 pub unsafe fn free(address: *mut u8) {
+    if debug::active() {
+        // SAFETY: debug mode checks the pointer itself.
+        return unsafe { debug::free(RAW, address) };
+    }
     if address.is_null() {
         return;
     }
@@ -230,6 +271,11 @@ pub unsafe fn free_checked(address: *mut u8) -> bool {
 
 #[inline(always)]
 unsafe fn free_checked_in(domain: usize, address: *mut u8) -> bool {
+    if debug::active() {
+        // SAFETY: debug mode checks the pointer itself, and reports what is not ours.
+        unsafe { debug::free(domain, address) };
+        return true;
+    }
     if registry::contains(address as usize) {
         // SAFETY: ours, and live by the caller's contract.
         unsafe { domain_heap::free(domain, address) };
@@ -271,6 +317,13 @@ pub unsafe fn realloc_aligned(
 /// # Safety
 /// As [`realloc_aligned`].
 unsafe fn reallocate(domain: usize, address: *mut u8, new_size: usize, align: usize) -> *mut u8 {
+    if debug::active() {
+        if new_size > MAX_REQUEST || !align.is_power_of_two() || align > MAX_ALIGN {
+            return failed();
+        }
+        // SAFETY: debug mode checks the pointer itself.
+        return unsafe { debug::reallocate(domain, address, new_size, align) };
+    }
     if address.is_null() {
         return allocate_aligned(domain, new_size, align, None);
     }
@@ -330,6 +383,10 @@ fn move_block(
 /// # Safety
 /// `address` must be a live block from this allocator.
 pub unsafe fn usable_size(address: *const u8) -> usize {
+    if debug::active() {
+        // SAFETY: the caller's contract: a live block, so a debug block (D1).
+        return unsafe { debug::usable_size(address) };
+    }
     // SAFETY: the block is live, so its segment header and page are mapped and constant.
     unsafe {
         let segment = segment_of(address);
@@ -430,7 +487,13 @@ pub unsafe fn domain_of(address: *const u8) -> Domain {
 /// `address` must be a live block from this allocator.
 pub unsafe fn free_in_own_domain(address: *mut u8) {
     // SAFETY: the caller's contract.
-    unsafe { domain_heap::free_in_own_domain(domain_heap::domain_of(address), address) }
+    unsafe {
+        let own = domain_heap::domain_of(address);
+        if debug::active() {
+            return debug::free(own, address);
+        }
+        domain_heap::free_in_own_domain(own, address)
+    }
 }
 
 /// The allocator families, as Rust methods. Each returns `None` (with `errno` set) on failure,
@@ -452,7 +515,7 @@ impl Domain {
     pub fn calloc(self, count: usize, size: usize) -> Option<NonNull<u8>> {
         match count.checked_mul(size) {
             Some(total) => self.zalloc(total),
-            None => NonNull::new(failed()),
+            None => NonNull::new(size_overflow(b"calloc")),
         }
     }
 
@@ -478,6 +541,10 @@ impl Domain {
     /// `address` must be null or a live block from this allocator.
     #[inline]
     pub unsafe fn free(self, address: *mut u8) {
+        if debug::active() {
+            // SAFETY: debug mode checks the pointer itself.
+            return unsafe { debug::free(self.id(), address) };
+        }
         if !address.is_null() {
             // SAFETY: the caller's contract.
             unsafe { domain_heap::free(self.id(), address) }
@@ -492,6 +559,28 @@ impl Domain {
         // SAFETY: the caller's contract.
         unsafe { free_checked_in(self.id(), address) }
     }
+}
+
+/// Turns debug mode on (as `TALLYMALLOC_DEBUG=1` does): true if it is on now; false if the
+/// process already allocated without it, since every block must have the debug layout.
+pub fn debug_enable() -> bool {
+    debug::enable()
+}
+
+/// Whether debug mode is on.
+pub fn debug_active() -> bool {
+    debug::active()
+}
+
+/// In debug mode, checks every live block's guard bytes and every quarantined block's poison,
+/// reporting each problem; returns how many blocks had one (0 outside debug mode).
+pub fn debug_check() -> usize {
+    debug::check_all()
+}
+
+/// Misuse debug mode has found so far.
+pub fn debug_error_count() -> u64 {
+    debug::error_count()
 }
 
 /// Returns what the calling thread's heap can give back now: empty pages and their memory, the

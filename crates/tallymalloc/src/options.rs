@@ -16,7 +16,9 @@ pub const DEFAULT_PURGE_DELAY_MILLIS: u64 = 10;
 const MAX_PURGE_DELAY_MILLIS: u64 = 3_600_000;
 
 static PURGE_DELAY_MILLIS: AtomicU64 = AtomicU64::new(DEFAULT_PURGE_DELAY_MILLIS);
-static ON_ERROR: AtomicU8 = AtomicU8::new(OnError::Report as u8);
+/// `OnError` as u8, or `ON_ERROR_UNSET` until the program or its environment chooses.
+static ON_ERROR: AtomicU8 = AtomicU8::new(ON_ERROR_UNSET);
+const ON_ERROR_UNSET: u8 = u8::MAX;
 static VERBOSE: AtomicBool = AtomicBool::new(false);
 
 /// What to do when a program hands the allocator a pointer it never gave out.
@@ -52,8 +54,18 @@ pub fn set_on_error(choice: OnError) {
     ON_ERROR.store(choice as u8, Ordering::Relaxed);
 }
 
+/// What happens on an error debug mode finds: as chosen, or else abort (as CPython's debug
+/// hooks do), since debug mode is asked for to stop at the first misuse.
+pub fn on_error_in_debug() -> OnError {
+    match ON_ERROR.load(Ordering::Relaxed) {
+        ON_ERROR_UNSET => OnError::Abort,
+        _ => on_error(),
+    }
+}
+
 const KNOWN: &[u8] = b"TALLYMALLOC_PURGE_DELAY, TALLYMALLOC_ON_ERROR, TALLYMALLOC_ON_MISMATCH, \
-TALLYMALLOC_STATS, TALLYMALLOC_STATS_INTERVAL, TALLYMALLOC_FAULT, TALLYMALLOC_VERBOSE";
+TALLYMALLOC_STATS, TALLYMALLOC_STATS_INTERVAL, TALLYMALLOC_DEBUG, TALLYMALLOC_QUARANTINE, \
+TALLYMALLOC_FAULT, TALLYMALLOC_VERBOSE";
 
 /// Where the exit-time stats go (`TALLYMALLOC_STATS`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -193,6 +205,19 @@ fn apply_entry(entry: &[u8]) {
                 b"mmap:after=N[,for=M] (fail mapping calls after N of them) or mmap:P% (fail P in 100)",
             ),
         },
+        b"DEBUG" => match value {
+            b"1" => crate::debug::request(true),
+            b"0" => crate::debug::request(false),
+            _ => diagnostics::warn_bad_option(full_name, value, b"1 (debug mode) or 0"),
+        },
+        b"QUARANTINE" => match parse_bytes(value) {
+            Some(bytes) => crate::debug::set_quarantine_bytes(bytes),
+            None => diagnostics::warn_bad_option(
+                full_name,
+                value,
+                b"bytes of freed blocks debug mode holds back, a whole number up to 2^40",
+            ),
+        },
         b"VERBOSE" => match value {
             b"0" => VERBOSE.store(false, Ordering::Relaxed),
             b"1" => VERBOSE.store(true, Ordering::Relaxed),
@@ -242,6 +267,16 @@ fn print_options() {
         .decimal(stats_interval_millis())
         .text(b" TALLYMALLOC_VERBOSE=1\n");
     line.write_to_stderr();
+}
+
+fn parse_bytes(text: &[u8]) -> Option<usize> {
+    if text.is_empty() || text.len() > 13 || !text.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let value = text
+        .iter()
+        .fold(0u64, |value, &digit| value * 10 + (digit - b'0') as u64);
+    (value <= 1 << 40).then_some(value as usize)
 }
 
 fn parse_millis(text: &[u8]) -> Option<u64> {

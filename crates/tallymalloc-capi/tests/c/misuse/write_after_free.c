@@ -1,0 +1,8 @@
+/* Misuse: a freed block written (found when the quarantine is checked). */
+#include <stdlib.h>
+int main(void) {
+  char *volatile block = malloc(80);
+  free(block);
+  block[10] = 'x'; /* the bug */
+  return 0;
+}

@@ -1,0 +1,89 @@
+//! Debug mode on a corpus of misuse: one small C program per bug, run under
+//! `LD_PRELOAD=libtallymalloc.so` with `TALLYMALLOC_DEBUG=1`; each must be reported with its
+//! kind and stop the process, the leaks must be counted exactly, and the clean program must
+//! run to the end with no report.
+
+mod common;
+
+use common::{command_with, compile, run_with_timeout, scratch, Linkage};
+use std::path::Path;
+
+/// Builds `tests/c/misuse/NAME.c` (-g -O0, so that every bug stays in the binary) and runs it
+/// in debug mode; returns the exit status and stderr.
+fn run_misuse(name: &str, environment: &[(&str, &str)]) -> (Option<i32>, String) {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/c/misuse/{name}.c"));
+    let binary = scratch().join(format!("misuse-{name}"));
+    compile(&[source], &binary, None, &["-O0", "-w"]);
+    let mut command = command_with(Some(Linkage::Preloaded), &binary);
+    command
+        .env("TALLYMALLOC_DEBUG", "1")
+        .envs(environment.iter().copied());
+    let (output, timed_out) = run_with_timeout(command, 60);
+    assert!(!timed_out, "{name} hung");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn each_bug_is_reported_by_kind_and_stops_the_program() {
+    let cases = [
+        ("double_free", "double free in free("),
+        ("invalid_free", "invalid pointer in free("),
+        ("stack_free", "invalid pointer in free("),
+        ("interior_free", "interior pointer in free("),
+        ("mismatch_to_free", "domain mismatch in free("),
+        ("mismatch_from_malloc", "domain mismatch in free("),
+        ("overflow_by_one", "write past the end in free("),
+        ("underflow", "write before the start in free("),
+        ("write_after_free", "write after free in check("),
+        (
+            "realloc_freed",
+            "use after free (realloc of a freed block) in realloc(",
+        ),
+        ("calloc_overflow", "absurd size in calloc("),
+    ];
+    for (name, expected) in cases {
+        let (status, stderr) = run_misuse(name, &[]);
+        assert!(
+            stderr.contains(expected),
+            "{name}: expected {expected:?} in:\n{stderr}"
+        );
+        assert_eq!(status, None, "{name} should have been aborted:\n{stderr}");
+        assert!(
+            stderr.contains("aborting: debug mode found misuse"),
+            "{name}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn with_on_error_report_the_program_carries_on() {
+    let (status, stderr) = run_misuse("double_free", &[("TALLYMALLOC_ON_ERROR", "report")]);
+    assert_eq!(status, Some(0), "{stderr}");
+    assert!(stderr.contains("double free in free("), "{stderr}");
+    assert!(stderr.contains("1 errors found"), "{stderr}");
+}
+
+#[test]
+fn leaks_are_counted_exactly_at_exit() {
+    let (status, stderr) = run_misuse("leak", &[]);
+    assert_eq!(status, Some(0), "{stderr}");
+    // 10 blocks of 1000 bytes and 3 of 5000 (the C runtime frees what it allocates).
+    assert!(
+        stderr.contains("leak: 13 blocks, 25000 bytes still live at exit in domain raw"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_clean_program_gets_no_report() {
+    let (status, stderr) = run_misuse("clean", &[]);
+    assert_eq!(status, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("at exit: 0 blocks (0 bytes) live, 0 errors found"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("tallymalloc debug:").count(), 1, "{stderr}");
+}

@@ -1,0 +1,650 @@
+//! Debug mode: every block carries a header and guard bytes, freed blocks are poisoned and held
+//! in a quarantine, and misuse is reported by kind (and, unless `TALLYMALLOC_ON_ERROR=report`,
+//! stops the process). Switched on by `TALLYMALLOC_DEBUG=1` or [`enable`] before the first
+//! allocation, so that every block of the process has the debug layout.
+//!
+//! A debug block is a core block laid out as `[lead][user bytes][guard]`: the last 64 bytes of
+//! the lead are the [`Header`] (16 of them the front guard), `lead` is 64 or the alignment
+//! asked for if larger, and the guard is 16 bytes. Fresh user bytes are `0xCD`, freed ones
+//! `0xDD`, guards `0xFD` (CPython's debug hooks use the same three).
+//!
+//! Release mode pays one load and one branch per call for this module ([`active`]).
+//!
+//! Invariants:
+//! - **D1**: while the mode is on, every block handed out is a debug block; the mode is decided
+//!   once, before the first block, and never changes after.
+//! - **D2**: a header's `state` is `LIVE` exactly while its block is handed out, and moves to
+//!   `FREED` by one compare-exchange, so of two racing frees one wins and the other reports.
+//! - **D3**: a live block is on `LIVE_BLOCKS`; a freed one is in `QUARANTINE` until it goes back
+//!   to the core; both lists link through the headers and change only under their locks.
+//! - **D4**: nothing here allocates through the allocator.
+
+use crate::diagnostics::{fatal, Line};
+use crate::domain::Domain;
+use crate::options::{on_error_in_debug, OnError};
+use crate::segment::{segment_of, SegmentKind};
+use crate::sync::SpinLock;
+use core::ptr;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+
+const OFF: u8 = 0;
+const ON: u8 = 1;
+const UNDECIDED: u8 = 2;
+
+static MODE: AtomicU8 = AtomicU8::new(UNDECIDED);
+/// False once the mode is decided off: the one flag release mode reads, as a bool so that
+/// the test is a compare with memory and a branch.
+static MAY_BE_ON: AtomicBool = AtomicBool::new(true);
+/// What the environment or the API asked for; applied when the mode is decided.
+static REQUESTED: AtomicU8 = AtomicU8::new(OFF);
+
+/// Whether debug mode is on. The first call decides it (D1).
+#[inline(always)]
+pub fn active() -> bool {
+    MAY_BE_ON.load(Ordering::Relaxed) && decide()
+}
+
+#[cold]
+#[inline(never)]
+fn decide() -> bool {
+    if MODE.load(Ordering::Acquire) == UNDECIDED {
+        // Reads TALLYMALLOC_DEBUG (which calls `request`).
+        crate::thread::ensure_process_ready();
+        let requested = REQUESTED.load(Ordering::Relaxed);
+        let _ = MODE.compare_exchange(UNDECIDED, requested, Ordering::AcqRel, Ordering::Acquire);
+    }
+    let on = MODE.load(Ordering::Acquire) == ON;
+    if !on {
+        MAY_BE_ON.store(false, Ordering::Relaxed);
+    }
+    on
+}
+
+/// `TALLYMALLOC_DEBUG` says what to do when the mode is decided.
+pub fn request(on: bool) {
+    REQUESTED.store(on as u8, Ordering::Relaxed);
+}
+
+/// Turns debug mode on; true if it is on now, false if the first allocation already decided
+/// it off (D1).
+pub fn enable() -> bool {
+    REQUESTED.store(ON, Ordering::Relaxed);
+    match MODE.compare_exchange(UNDECIDED, ON, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => true,
+        Err(mode) => mode == ON,
+    }
+}
+
+const HEADER: usize = 64;
+const GUARD: usize = 16;
+const FRESH_BYTE: u8 = 0xCD;
+const DEAD_BYTE: u8 = 0xDD;
+const GUARD_BYTE: u8 = 0xFD;
+const LIVE: u32 = 0x11FE_B10C;
+const FREED: u32 = 0xDEAD_B10C;
+
+#[repr(C)]
+struct Header {
+    /// Where the core's free-list link may land once the block is back in the core.
+    _link: usize,
+    /// Links in `LIVE_BLOCKS` or `QUARANTINE` (D3).
+    next: *mut Header,
+    prev: *mut Header,
+    size: usize,
+    /// Bytes from the core block's start to the user block.
+    lead: u32,
+    domain: u8,
+    _pad: [u8; 3],
+    state: AtomicU32,
+    _reserved: u32,
+    front_guard: [u8; GUARD],
+}
+
+const _: () = assert!(core::mem::size_of::<Header>() == HEADER);
+
+/// The kinds of misuse debug mode tells apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Freed twice.
+    DoubleFree,
+    /// A freed block passed to realloc.
+    ReallocOfFreed,
+    /// A pointer the allocator never handed out, or not the start of a block.
+    InvalidPointer,
+    /// A pointer into the middle of a live block.
+    InteriorPointer,
+    /// Freed or reallocated through another domain's family.
+    DomainMismatch,
+    /// The bytes just after the block were written.
+    WritePastEnd,
+    /// The bytes just before the block were written.
+    WriteBeforeStart,
+    /// A freed block was written while in quarantine.
+    WriteAfterFree,
+    /// `calloc` or `reallocarray` whose count times size overflows, or a size no memory holds.
+    AbsurdSize,
+}
+
+impl ErrorKind {
+    fn name(self) -> &'static [u8] {
+        match self {
+            ErrorKind::DoubleFree => b"double free",
+            ErrorKind::ReallocOfFreed => b"use after free (realloc of a freed block)",
+            ErrorKind::InvalidPointer => b"invalid pointer",
+            ErrorKind::InteriorPointer => b"interior pointer",
+            ErrorKind::DomainMismatch => b"domain mismatch",
+            ErrorKind::WritePastEnd => b"write past the end",
+            ErrorKind::WriteBeforeStart => b"write before the start",
+            ErrorKind::WriteAfterFree => b"write after free",
+            ErrorKind::AbsurdSize => b"absurd size",
+        }
+    }
+}
+
+static ERRORS: AtomicU64 = AtomicU64::new(0);
+
+/// Misuse found so far.
+pub fn error_count() -> u64 {
+    ERRORS.load(Ordering::Relaxed)
+}
+
+/// What a report says about the block concerned.
+struct Described {
+    size: usize,
+    domain: usize,
+}
+
+#[cold]
+fn report(kind: ErrorKind, call: &[u8], address: usize, block: Option<Described>) {
+    ERRORS.fetch_add(1, Ordering::Relaxed);
+    let mut line = Line::new();
+    line.text(b"tallymalloc debug: ")
+        .text(kind.name())
+        .text(b" in ")
+        .text(call)
+        .text(b"(")
+        .hex(address)
+        .text(b")");
+    if let Some(block) = block {
+        line.text(b": block of ")
+            .decimal(block.size as u64)
+            .text(b" bytes in domain ")
+            .text(
+                Domain::from_id(block.domain)
+                    .map_or("?", Domain::name)
+                    .as_bytes(),
+            );
+    }
+    line.text(b"\n");
+    line.write_to_stderr();
+    if on_error_in_debug() == OnError::Abort {
+        fatal(b"aborting: debug mode found misuse (TALLYMALLOC_ON_ERROR=report carries on)");
+    }
+}
+
+/// Reports a pointer that is not ours, found by a caller that checked (the C library's realloc
+/// and malloc_usable_size).
+pub fn report_invalid(call: &[u8], address: usize) {
+    report(ErrorKind::InvalidPointer, call, address, None);
+}
+
+/// Reports a size that no allocation can have (calloc overflow and the like).
+pub fn report_absurd_size(call: &[u8], size: usize) {
+    report(ErrorKind::AbsurdSize, call, size, None);
+}
+
+struct List {
+    first: *mut Header,
+    last: *mut Header,
+    bytes: usize,
+}
+
+// SAFETY: the list is touched only under its lock (D3).
+unsafe impl Send for List {}
+
+impl List {
+    const fn new() -> List {
+        List {
+            first: ptr::null_mut(),
+            last: ptr::null_mut(),
+            bytes: 0,
+        }
+    }
+
+    /// # Safety
+    /// `header` is a debug header on no list (D3).
+    unsafe fn push_back(&mut self, header: *mut Header) {
+        // SAFETY: the caller's contract; list members are valid headers.
+        unsafe {
+            (*header).next = ptr::null_mut();
+            (*header).prev = self.last;
+            if self.last.is_null() {
+                self.first = header;
+            } else {
+                (*self.last).next = header;
+            }
+            self.last = header;
+            self.bytes += (*header).size;
+        }
+    }
+
+    /// # Safety
+    /// `header` is on this list.
+    unsafe fn remove(&mut self, header: *mut Header) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            let (prev, next) = ((*header).prev, (*header).next);
+            if prev.is_null() {
+                self.first = next;
+            } else {
+                (*prev).next = next;
+            }
+            if next.is_null() {
+                self.last = prev;
+            } else {
+                (*next).prev = prev;
+            }
+            self.bytes -= (*header).size;
+        }
+    }
+}
+
+static LIVE_BLOCKS: SpinLock<List> = SpinLock::new(List::new());
+static QUARANTINE: SpinLock<List> = SpinLock::new(List::new());
+static QUARANTINE_BYTES: AtomicUsize = AtomicUsize::new(DEFAULT_QUARANTINE_BYTES);
+const DEFAULT_QUARANTINE_BYTES: usize = 16 << 20;
+
+/// `TALLYMALLOC_QUARANTINE`: bytes of freed blocks held back before reuse.
+pub fn set_quarantine_bytes(bytes: usize) {
+    QUARANTINE_BYTES.store(bytes, Ordering::Relaxed);
+}
+
+fn header_of(user: *mut u8) -> *mut Header {
+    user.wrapping_sub(HEADER).cast()
+}
+
+fn user_of(header: *mut Header) -> *mut u8 {
+    header.cast::<u8>().wrapping_add(HEADER)
+}
+
+/// Allocates a debug block of `size` bytes aligned to `align` in `domain`; null on failure.
+pub fn allocate(domain: usize, size: usize, align: usize, zero: bool) -> *mut u8 {
+    let align = align.max(crate::MIN_ALIGN);
+    let lead = HEADER.max(align);
+    let Some(total) = size
+        .checked_add(lead + GUARD)
+        .filter(|&t| t <= crate::MAX_REQUEST)
+    else {
+        report_absurd_size(b"malloc", size);
+        return crate::failed();
+    };
+    let raw = crate::allocate_core(domain, total, align);
+    if raw.is_null() {
+        return raw;
+    }
+    // SAFETY: `raw` is a fresh core block of `total` bytes; the header and guards lie in it.
+    unsafe {
+        let user = raw.add(lead);
+        let header = header_of(user);
+        ptr::write(
+            header,
+            Header {
+                _link: 0,
+                next: ptr::null_mut(),
+                prev: ptr::null_mut(),
+                size,
+                lead: lead as u32,
+                domain: domain as u8,
+                _pad: [0; 3],
+                state: AtomicU32::new(LIVE),
+                _reserved: 0,
+                front_guard: [GUARD_BYTE; GUARD],
+            },
+        );
+        ptr::write_bytes(user, if zero { 0 } else { FRESH_BYTE }, size);
+        ptr::write_bytes(user.add(size), GUARD_BYTE, GUARD);
+        LIVE_BLOCKS.lock().push_back(header);
+        user
+    }
+}
+
+/// Validates `user` as a live debug block for `call` through `family`, reporting what is
+/// wrong; returns its header if the block can be released or resized.
+///
+/// # Safety
+/// `user` is any pointer (checked here).
+unsafe fn claim(call: &[u8], family: usize, user: *mut u8, release: bool) -> Option<*mut Header> {
+    let address = user as usize;
+    if !crate::registry::contains(address) {
+        report(ErrorKind::InvalidPointer, call, address, None);
+        return None;
+    }
+    if address % crate::MIN_ALIGN != 0 {
+        report_not_a_block(call, user);
+        return None;
+    }
+    let header = header_of(user);
+    // The registry says the segment is ours, so the 64 bytes before `user` (in the same
+    // segment: blocks start past its header) are mapped; D2 for the state.
+    unsafe {
+        let next_state = if release { FREED } else { LIVE };
+        match (*header).state.compare_exchange(
+            LIVE,
+            next_state,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => {}
+            Err(FREED) => {
+                let described = Described {
+                    size: (*header).size,
+                    domain: (*header).domain as usize,
+                };
+                let kind = if release {
+                    ErrorKind::DoubleFree
+                } else {
+                    ErrorKind::ReallocOfFreed
+                };
+                report(kind, call, address, Some(described));
+                return None;
+            }
+            Err(_) => {
+                report_not_a_block(call, user);
+                return None;
+            }
+        }
+        let described = || Described {
+            size: (*header).size,
+            domain: (*header).domain as usize,
+        };
+        if (*header).domain as usize != family {
+            report(ErrorKind::DomainMismatch, call, address, Some(described()));
+        }
+        if (*header).front_guard.iter().any(|&b| b != GUARD_BYTE) {
+            report(
+                ErrorKind::WriteBeforeStart,
+                call,
+                address,
+                Some(described()),
+            );
+        }
+        let back = core::slice::from_raw_parts(user.add((*header).size), GUARD);
+        if back.iter().any(|&b| b != GUARD_BYTE) {
+            report(ErrorKind::WritePastEnd, call, address, Some(described()));
+        }
+        Some(header)
+    }
+}
+
+/// `user` is ours but no live block starts there: inside one, or nowhere.
+fn report_not_a_block(call: &[u8], user: *mut u8) {
+    // SAFETY: the registry said the segment is ours, so its header and pages are mapped.
+    let start = unsafe {
+        let segment = segment_of(user);
+        if (*segment).kind == SegmentKind::Huge {
+            (*segment).pages[0].area
+        } else {
+            let page = (*segment).page_of(user);
+            if (*page).block_size == 0 || !(*page).in_use {
+                ptr::null_mut()
+            } else {
+                (*page).block_start(user)
+            }
+        }
+    };
+    if !start.is_null() {
+        // Blocks without a larger alignment keep their header at the core block's start.
+        let header = start.cast::<Header>();
+        // SAFETY: `start` is a block of an in-use page of ours, so mapped.
+        let inside = unsafe {
+            (*header).state.load(Ordering::Acquire) == LIVE
+                && (user as usize) > user_of(header) as usize
+                && (user as usize) < user_of(header) as usize + (*header).size
+        };
+        if inside {
+            // SAFETY: as above.
+            let described = unsafe {
+                Described {
+                    size: (*header).size,
+                    domain: (*header).domain as usize,
+                }
+            };
+            report(
+                ErrorKind::InteriorPointer,
+                call,
+                user as usize,
+                Some(described),
+            );
+            return;
+        }
+    }
+    report(ErrorKind::InvalidPointer, call, user as usize, None);
+}
+
+/// Frees `user` (any pointer; null is ignored) through `family`.
+///
+/// # Safety
+/// None beyond what the checks catch: this is the checking free.
+pub unsafe fn free(family: usize, user: *mut u8) {
+    if user.is_null() {
+        return;
+    }
+    // SAFETY: `claim` checks the pointer.
+    if let Some(header) = unsafe { claim(b"free", family, user, true) } {
+        // SAFETY: a claimed header is ours alone now (D2).
+        unsafe { quarantine(header) };
+    }
+}
+
+/// The block's usable size: what was asked for.
+///
+/// # Safety
+/// `user` must be a live debug block.
+pub unsafe fn usable_size(user: *const u8) -> usize {
+    // SAFETY: the caller's contract.
+    unsafe { (*header_of(user.cast_mut())).size }
+}
+
+/// Resizes `user` (null: allocates) through `family`: a new block, the bytes copied, the old
+/// one freed. Null (and the old block untouched) on failure.
+///
+/// # Safety
+/// As [`free`].
+pub unsafe fn reallocate(family: usize, user: *mut u8, size: usize, align: usize) -> *mut u8 {
+    if user.is_null() {
+        return allocate(family, size, align, false);
+    }
+    // SAFETY: `claim` checks the pointer; a claimed block stays ours (state still LIVE, and
+    // the caller holds it).
+    unsafe {
+        let Some(header) = claim(b"realloc", family, user, false) else {
+            return ptr::null_mut();
+        };
+        let moved = allocate(family, size, align, false);
+        if moved.is_null() {
+            return moved;
+        }
+        ptr::copy_nonoverlapping(user, moved, size.min((*header).size));
+        if (*header)
+            .state
+            .compare_exchange(LIVE, FREED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            quarantine(header);
+        }
+        moved
+    }
+}
+
+/// Poisons a freed block, holds it back, and lets go of the oldest beyond the budget.
+///
+/// # Safety
+/// `header` was just claimed for release (D2) and is on `LIVE_BLOCKS`.
+unsafe fn quarantine(header: *mut Header) {
+    // SAFETY: the caller's contract: the block is ours alone.
+    unsafe {
+        LIVE_BLOCKS.lock().remove(header);
+        ptr::write_bytes(user_of(header), DEAD_BYTE, (*header).size);
+        let budget = QUARANTINE_BYTES.load(Ordering::Relaxed);
+        let mut released: [*mut Header; 16] = [ptr::null_mut(); 16];
+        let mut count = 0;
+        {
+            let mut held = QUARANTINE.lock();
+            held.push_back(header);
+            while held.bytes > budget && !held.first.is_null() && count < released.len() {
+                let oldest = held.first;
+                held.remove(oldest);
+                released[count] = oldest;
+                count += 1;
+            }
+        }
+        for &oldest in &released[..count] {
+            release(oldest, b"free (leaving quarantine)");
+        }
+    }
+}
+
+/// Checks a quarantined block's poison and gives it back to the core.
+///
+/// # Safety
+/// `header` was in the quarantine and is on no list now.
+unsafe fn release(header: *mut Header, call: &[u8]) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        check_poison(header, call);
+        let raw = user_of(header).sub((*header).lead as usize);
+        crate::domain_heap::free_in_own_domain((*header).domain as usize, raw);
+    }
+}
+
+/// # Safety
+/// `header` is a quarantined block's.
+unsafe fn check_poison(header: *mut Header, call: &[u8]) -> bool {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let bytes = core::slice::from_raw_parts(user_of(header), (*header).size);
+        if bytes.iter().all(|&b| b == DEAD_BYTE) {
+            return true;
+        }
+        let described = Described {
+            size: (*header).size,
+            domain: (*header).domain as usize,
+        };
+        report(
+            ErrorKind::WriteAfterFree,
+            call,
+            user_of(header) as usize,
+            Some(described),
+        );
+        false
+    }
+}
+
+/// Checks every live block's guards and every quarantined block's poison, reporting each
+/// problem; returns how many blocks had one (`tm_debug_check`).
+pub fn check_all() -> usize {
+    if !active() {
+        return 0;
+    }
+    let mut problems = 0;
+    {
+        let live = LIVE_BLOCKS.lock();
+        let mut header = live.first;
+        while !header.is_null() {
+            // SAFETY: D3: headers on the list are live debug blocks.
+            unsafe {
+                let user = user_of(header);
+                let described = || Described {
+                    size: (*header).size,
+                    domain: (*header).domain as usize,
+                };
+                if (*header).front_guard.iter().any(|&b| b != GUARD_BYTE) {
+                    problems += 1;
+                    report(
+                        ErrorKind::WriteBeforeStart,
+                        b"check",
+                        user as usize,
+                        Some(described()),
+                    );
+                }
+                let back = core::slice::from_raw_parts(user.add((*header).size), GUARD);
+                if back.iter().any(|&b| b != GUARD_BYTE) {
+                    problems += 1;
+                    report(
+                        ErrorKind::WritePastEnd,
+                        b"check",
+                        user as usize,
+                        Some(described()),
+                    );
+                }
+                header = (*header).next;
+            }
+        }
+    }
+    let held = QUARANTINE.lock();
+    let mut header = held.first;
+    while !header.is_null() {
+        // SAFETY: D3: headers in the quarantine are freed debug blocks.
+        unsafe {
+            if !check_poison(header, b"check") {
+                problems += 1;
+            }
+            header = (*header).next;
+        }
+    }
+    problems
+}
+
+/// Live debug blocks and their bytes, by domain, for the leak summary.
+pub fn live_by_domain(mut visit: impl FnMut(usize, u64, u64)) {
+    let mut blocks = [0u64; crate::domain::MAX_DOMAINS];
+    let mut bytes = [0u64; crate::domain::MAX_DOMAINS];
+    {
+        let live = LIVE_BLOCKS.lock();
+        let mut header = live.first;
+        while !header.is_null() {
+            // SAFETY: D3.
+            unsafe {
+                let domain = (*header).domain as usize;
+                blocks[domain] += 1;
+                bytes[domain] += (*header).size as u64;
+                header = (*header).next;
+            }
+        }
+    }
+    for domain in 0..crate::domain::MAX_DOMAINS {
+        if blocks[domain] > 0 {
+            visit(domain, blocks[domain], bytes[domain]);
+        }
+    }
+}
+
+/// At exit: checks guards and poison, and prints what is still live by domain.
+pub fn report_at_exit() {
+    if MODE.load(Ordering::Acquire) != ON {
+        return;
+    }
+    check_all();
+    let mut total = (0u64, 0u64);
+    live_by_domain(|domain, blocks, bytes| {
+        total = (total.0 + blocks, total.1 + bytes);
+        let mut line = Line::new();
+        line.text(b"tallymalloc debug: leak: ")
+            .decimal(blocks)
+            .text(b" blocks, ")
+            .decimal(bytes)
+            .text(b" bytes still live at exit in domain ")
+            .text(Domain::from_id(domain).map_or("?", Domain::name).as_bytes())
+            .text(b"\n");
+        line.write_to_stderr();
+    });
+    let mut line = Line::new();
+    line.text(b"tallymalloc debug: at exit: ")
+        .decimal(total.0)
+        .text(b" blocks (")
+        .decimal(total.1)
+        .text(b" bytes) live, ")
+        .decimal(error_count())
+        .text(b" errors found\n");
+    line.write_to_stderr();
+}
