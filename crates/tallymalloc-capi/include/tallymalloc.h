@@ -145,6 +145,20 @@ size_t tm_stats_json(char *buffer, size_t length);
 /* Prints the human stats table on stream (stderr if NULL). */
 void tm_stats_print(FILE *stream);
 
+/* Debug mode (also TALLYMALLOC_DEBUG=1): every block gets a header and guard bytes, fresh
+ * bytes are 0xCD, freed blocks are poisoned with 0xDD and held in a quarantine
+ * (TALLYMALLOC_QUARANTINE bytes, 16 MiB by default), and misuse is reported on stderr by kind
+ * (double free, realloc of a freed block, invalid or interior pointer, domain mismatch, writes
+ * past the end or before the start, writes after free, calloc overflow), then aborts unless
+ * TALLYMALLOC_ON_ERROR=report. At exit it checks every block and counts what is still live.
+ * Call stacks are not reported yet.
+ *
+ * tm_debug_enable turns it on before the first allocation: 0, or -1 with errno EBUSY if the
+ * process has already allocated. tm_debug_check checks every block now and returns how many
+ * had a problem (0 outside debug mode). */
+int tm_debug_enable(void);
+size_t tm_debug_check(void);
+
 #ifdef __cplusplus
 }
 #endif

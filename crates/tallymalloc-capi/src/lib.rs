@@ -16,6 +16,7 @@
 
 mod contract;
 mod cxx;
+mod debug_api;
 mod exports;
 mod families;
 mod stats_api;

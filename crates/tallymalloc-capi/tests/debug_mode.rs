@@ -87,3 +87,27 @@ fn the_clean_program_gets_no_report() {
     );
     assert_eq!(stderr.matches("tallymalloc debug:").count(), 1, "{stderr}");
 }
+
+#[test]
+fn the_c_api_switches_debug_mode_on_and_checks_on_demand() {
+    let binary = scratch().join("debug-api");
+    compile(
+        &[Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/debug_api.c")],
+        &binary,
+        Some(Linkage::Linked),
+        &["-O0"],
+    );
+    let mut command = command_with(Some(Linkage::Linked), &binary);
+    command.env("TALLYMALLOC_ON_ERROR", "report");
+    let (output, _) = run_with_timeout(command, 60);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("check: 0 before, 1 after the overflow"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("write past the end in check("), "{stderr}");
+}

@@ -8,7 +8,11 @@
 //! asked for if larger, and the guard is 16 bytes. Fresh user bytes are `0xCD`, freed ones
 //! `0xDD`, guards `0xFD` (CPython's debug hooks use the same three).
 //!
-//! Release mode pays one load and one branch per call for this module ([`active`]).
+//! Release mode pays nothing on the fast paths: in debug mode no page is ever a size class's
+//! current page and every page is flagged `FLAG_DEBUG`, so every allocation and every free
+//! takes a slow path, and the slow paths (`malloc_generic`, `free_slow`, huge blocks) ask
+//! [`active`]. Aligned allocations of more than 16 bytes, realloc and malloc_usable_size ask
+//! it at their start: one load and one branch.
 //!
 //! Invariants:
 //! - **D1**: while the mode is on, every block handed out is a debug block; the mode is decided
@@ -73,6 +77,17 @@ pub fn enable() -> bool {
         Ok(_) => true,
         Err(mode) => mode == ON,
     }
+}
+
+thread_local! {
+    /// Set while this thread allocates a core block for the debug layer, so that the slow
+    /// paths, which hand allocations to debug mode, let that one through.
+    static IN_LAYER: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+}
+
+/// Whether this thread is allocating for the debug layer itself.
+pub fn in_layer() -> bool {
+    IN_LAYER.with(core::cell::Cell::get)
 }
 
 const HEADER: usize = 64;
@@ -278,7 +293,9 @@ pub fn allocate(domain: usize, size: usize, align: usize, zero: bool) -> *mut u8
         report_absurd_size(b"malloc", size);
         return crate::failed();
     };
+    IN_LAYER.with(|flag| flag.set(true));
     let raw = crate::allocate_core(domain, total, align);
+    IN_LAYER.with(|flag| flag.set(false));
     if raw.is_null() {
         return raw;
     }

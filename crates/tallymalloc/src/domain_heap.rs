@@ -23,11 +23,14 @@
 //!   domain and this heap as its owner.
 //! - **H5 no self-allocation**: nothing here calls malloc.
 
+use crate::debug;
 use crate::domain::Domain;
 use crate::heap::Heap;
 use crate::huge;
 use crate::os;
-use crate::page::{Block, DelayedFree, Page, FLAG_HAS_ALIGNED, FLAG_IN_FULL, HUGE_CLASS};
+use crate::page::{
+    Block, DelayedFree, Page, FLAG_DEBUG, FLAG_HAS_ALIGNED, FLAG_IN_FULL, HUGE_CLASS,
+};
 use crate::segment::{segment_of, SegmentKind};
 use crate::size_class::{class_of, class_size, CLASS_COUNT, SMALL_LOOKUP_MAX};
 use crate::stats::{self, Counters};
@@ -261,14 +264,21 @@ pub fn malloc_small(domain: usize, size: usize, zero_bytes: Option<usize>) -> *m
     }
 }
 
-/// Allocates a block of size class `class` (for callers that chose the class themselves).
+/// Allocates a block of size class `class` (for callers that chose the class themselves) for a
+/// request of `size` bytes (`class_of(size) == class`).
 #[inline(always)]
-pub fn malloc_class(domain: usize, class: usize, zero_bytes: Option<usize>) -> *mut u8 {
+pub fn malloc_class(
+    domain: usize,
+    class: usize,
+    size: usize,
+    zero_bytes: Option<usize>,
+) -> *mut u8 {
+    debug_assert_eq!(class_of(size.max(1)), class);
     let heap = domain_heap(domain);
     // SAFETY: as in `malloc_small`; `class` is below CLASS_COUNT.
     unsafe {
         let page = *(*(*heap).pages.get()).current.get_unchecked(class);
-        pop_or_slow(heap, page, class_size(class), zero_bytes, domain)
+        pop_or_slow(heap, page, size, zero_bytes, domain)
     }
 }
 
@@ -356,12 +366,30 @@ unsafe fn malloc_slow(
         }
     }
     // SAFETY: as above.
-    unsafe { malloc_generic(heap, class, zero_bytes, domain) }
+    unsafe { malloc_generic(heap, class, size, zero_bytes, domain) }
 }
 
+/// Every allocation that misses the fast paths comes here: in debug mode, all of them (the
+/// pages' free lists are never current, see `refresh_current`), so this is where debug mode
+/// takes its requests, at no cost to the fast path.
 #[cold]
 #[inline(never)]
 unsafe fn malloc_generic(
+    heap: *mut DomainHeap,
+    class: usize,
+    size: usize,
+    zero_bytes: Option<usize>,
+    domain: usize,
+) -> *mut u8 {
+    if debug::active() && !debug::in_layer() {
+        return debug::allocate(domain, size, crate::MIN_ALIGN, zero_bytes.is_some());
+    }
+    // SAFETY: the caller's contract.
+    unsafe { malloc_in_class(heap, class, zero_bytes, domain) }
+}
+
+#[cold]
+unsafe fn malloc_in_class(
     heap: *mut DomainHeap,
     class: usize,
     zero_bytes: Option<usize>,
@@ -459,6 +487,11 @@ pub unsafe fn domain_of(address: *const u8) -> usize {
 unsafe fn free_slow(family: usize, address: *mut u8) {
     // Unmapping or purging must not change what `errno` says to a C caller of free.
     let _errno = os::ErrnoGuard::save();
+    // Debug blocks' pages are flagged, so their frees all come here (FLAG_DEBUG).
+    if debug::active() {
+        // SAFETY: debug mode checks the pointer itself.
+        return unsafe { debug::free(family, address) };
+    }
     // SAFETY: as in `free`.
     unsafe {
         let owner_domain = domain_of(address);
@@ -760,6 +793,9 @@ impl DomainHeap {
         unsafe {
             let this = self.pages().this;
             (*page).start_serving(class as u8, block_size, this, self.domain() as u8);
+            if debug::active() {
+                (*page).set_flag(FLAG_DEBUG, true);
+            }
             self.counters.note_class(class);
             (*page).extend();
         }
@@ -844,7 +880,12 @@ impl DomainPages {
     /// Points `current[class]` and its direct-table slots at the queue's first page (H2).
     fn refresh_current(&mut self, class: usize) {
         let first = self.queues[class].first;
-        let page = if first.is_null() { empty_page() } else { first };
+        // In debug mode no page is current: every allocation takes the slow path.
+        let page = if first.is_null() || debug::active() {
+            empty_page()
+        } else {
+            first
+        };
         self.current[class] = page;
         let smallest = if class == 0 {
             0

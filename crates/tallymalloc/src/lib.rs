@@ -130,22 +130,15 @@ pub(crate) fn failed() -> *mut u8 {
 const RAW: usize = 0;
 const _: () = assert!(Domain::RAW.id() == RAW);
 
-/// The one branch release mode pays for debug mode, on every allocation and free.
+/// Debug mode costs this path nothing: its pages are never current, so its requests all
+/// reach `domain_heap::malloc_generic`, which hands them to `debug.rs`.
 #[inline(always)]
 fn allocate(domain: usize, size: usize, zero_bytes: Option<usize>) -> *mut u8 {
-    if debug::active() {
-        return debug::allocate(domain, size, MIN_ALIGN, zero_bytes.is_some());
-    }
-    allocate_plain(domain, size, zero_bytes)
-}
-
-#[inline(always)]
-fn allocate_plain(domain: usize, size: usize, zero_bytes: Option<usize>) -> *mut u8 {
     // Small requests first: their path then tests the size once.
     if size <= size_class::SMALL_LOOKUP_MAX {
         domain_heap::malloc_small(domain, size, zero_bytes)
     } else if size <= LARGE_MAX {
-        domain_heap::malloc_class(domain, class_of(size), zero_bytes)
+        domain_heap::malloc_class(domain, class_of(size), size, zero_bytes)
     } else if size <= MAX_REQUEST {
         allocate_huge(domain, size, MIN_ALIGN, zero_bytes)
     } else {
@@ -155,6 +148,9 @@ fn allocate_plain(domain: usize, size: usize, zero_bytes: Option<usize>) -> *mut
 
 #[cold]
 fn allocate_huge(domain: usize, size: usize, align: usize, zero_bytes: Option<usize>) -> *mut u8 {
+    if debug::active() && !debug::in_layer() {
+        return debug::allocate(domain, size, align, zero_bytes.is_some());
+    }
     let block = huge::alloc(size, align, zero_bytes, domain);
     if !block.is_null() {
         // SAFETY: the block was just allocated.
@@ -193,13 +189,21 @@ fn allocate_aligned(
     if !align.is_power_of_two() || align > MAX_ALIGN || size > MAX_REQUEST {
         return failed();
     }
+    if align <= MIN_ALIGN {
+        // Blocks of more than 8 bytes are 16-aligned; asking for at least `align` bytes
+        // keeps 16-aligned requests out of the 8-byte class. (Debug mode takes these on the
+        // slow path, as it does `allocate`'s.)
+        let size = if align > 8 { size.max(align) } else { size };
+        return allocate(domain, size, zero_bytes);
+    }
     if debug::active() {
         return debug::allocate(domain, size, align, zero_bytes.is_some());
     }
     allocate_aligned_plain(domain, size, align, zero_bytes)
 }
 
-/// A core block for debug mode's layout (no debug layer).
+/// A core block for debug mode's layout. The caller (debug.rs) has marked its thread as inside
+/// the debug layer, so the slow paths do not hand the request back to it.
 pub(crate) fn allocate_core(domain: usize, size: usize, align: usize) -> *mut u8 {
     allocate_aligned_plain(domain, size, align, None)
 }
@@ -211,22 +215,21 @@ fn allocate_aligned_plain(
     zero_bytes: Option<usize>,
 ) -> *mut u8 {
     if align <= MIN_ALIGN {
-        // Blocks of more than 8 bytes are 16-aligned; asking for at least `align` bytes
-        // keeps 16-aligned requests out of the 8-byte class.
-        return allocate_plain(domain, size.max(align), zero_bytes);
+        return allocate(domain, size.max(align), zero_bytes);
     }
     // A class whose blocks all fall on `align` boundaries costs nothing extra.
     let rounded = (size + align - 1) & !(align - 1);
     if rounded <= LARGE_MAX {
         let class = class_of(rounded);
         if class_alignment(class).min(segment::HEADER_RESERVE) >= align {
-            return domain_heap::malloc_class(domain, class, zero_bytes);
+            return domain_heap::malloc_class(domain, class, rounded, zero_bytes);
         }
     }
     // Otherwise over-allocate and hand out an aligned address inside the block.
     let padded = size + align;
     if padded <= LARGE_MAX && align <= segment::HEADER_RESERVE {
-        let block = domain_heap::malloc_class(domain, class_of(padded), zero_bytes.map(|_| padded));
+        let block =
+            domain_heap::malloc_class(domain, class_of(padded), padded, zero_bytes.map(|_| padded));
         if block.is_null() {
             return block;
         }
@@ -246,10 +249,6 @@ fn allocate_aligned_plain(
 /// `address` must be null or a live block from this allocator, not freed since.
 #[inline]
 pub unsafe fn free(address: *mut u8) {
-    if debug::active() {
-        // SAFETY: debug mode checks the pointer itself.
-        return unsafe { debug::free(RAW, address) };
-    }
     if address.is_null() {
         return;
     }
@@ -271,11 +270,6 @@ pub unsafe fn free_checked(address: *mut u8) -> bool {
 
 #[inline(always)]
 unsafe fn free_checked_in(domain: usize, address: *mut u8) -> bool {
-    if debug::active() {
-        // SAFETY: debug mode checks the pointer itself, and reports what is not ours.
-        unsafe { debug::free(domain, address) };
-        return true;
-    }
     if registry::contains(address as usize) {
         // SAFETY: ours, and live by the caller's contract.
         unsafe { domain_heap::free(domain, address) };
@@ -541,10 +535,6 @@ impl Domain {
     /// `address` must be null or a live block from this allocator.
     #[inline]
     pub unsafe fn free(self, address: *mut u8) {
-        if debug::active() {
-            // SAFETY: debug mode checks the pointer itself.
-            return unsafe { debug::free(self.id(), address) };
-        }
         if !address.is_null() {
             // SAFETY: the caller's contract.
             unsafe { domain_heap::free(self.id(), address) }

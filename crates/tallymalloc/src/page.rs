@@ -44,6 +44,9 @@ pub const FLAG_IN_FULL: usize = 1;
 /// Some block of the page was handed out at an offset for alignment: a free must find the
 /// block's start by division (slow path).
 pub const FLAG_HAS_ALIGNED: usize = 2;
+/// The page serves debug blocks (debug.rs): every free must take the slow path, which hands
+/// it to debug mode's checks.
+pub const FLAG_DEBUG: usize = 4;
 const FLAG_MASK: usize = 7;
 
 /// The class number of a huge block's page.

@@ -1,0 +1,15 @@
+/* tm_debug_enable before the first allocation, and tm_debug_check finding a guard overwritten
+ * while the block is still live. Run with TALLYMALLOC_ON_ERROR=report. */
+#include <stdio.h>
+#include <stdlib.h>
+#include "tallymalloc.h"
+
+int main(void) {
+  if (tm_debug_enable() != 0) { printf("FAILED: tm_debug_enable\n"); return 1; }
+  char *volatile block = malloc(10);
+  size_t clean = tm_debug_check();
+  block[10] = 1; /* past the end */
+  size_t dirty = tm_debug_check();
+  printf("check: %zu before, %zu after the overflow\n", clean, dirty);
+  return clean == 0 && dirty == 1 ? 0 : 1;
+}
