@@ -1,7 +1,8 @@
 //! Debug mode on a corpus of misuse: one small C program per bug, run under
 //! `LD_PRELOAD=libtallymalloc.so` with `TALLYMALLOC_DEBUG=1`; each must be reported with its
-//! kind and stop the process, the leaks must be counted exactly, and the clean program must
-//! run to the end with no report.
+//! kind and a stack holding the right source line (the one marked `reported`, else the one
+//! marked `the bug`), and stop the process; leaks must be counted exactly and grouped by the
+//! line that allocated them; the clean program must run to the end with no report.
 
 mod common;
 
@@ -24,6 +25,17 @@ fn run_misuse(name: &str, environment: &[(&str, &str)]) -> (Option<i32>, String)
         output.status.code(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+/// `NAME.c:LINE` of the line a report must show: the one marked `reported`, else `the bug`.
+fn marked_line(name: &str) -> String {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/c/misuse/{name}.c"));
+    let text = std::fs::read_to_string(source).unwrap();
+    let find = |marker: &str| text.lines().position(|l| l.contains(marker));
+    let index = find("/* reported")
+        .or_else(|| find("/* the bug */"))
+        .unwrap();
+    format!("{name}.c:{}", index + 1)
 }
 
 #[test]
@@ -75,6 +87,16 @@ fn leaks_are_counted_exactly_at_exit() {
         stderr.contains("leak: 13 blocks, 25000 bytes still live at exit in domain raw"),
         "{stderr}"
     );
+    // Grouped by site, largest first: 3 x 5000 bytes, then 10 x 1000 (leak.c:4).
+    let first = stderr
+        .find("leak site 1: 3 blocks, 15000 bytes")
+        .expect(&stderr);
+    let second = stderr
+        .find("leak site 2: 10 blocks, 10000 bytes")
+        .expect(&stderr);
+    assert!(first < second);
+    assert!(stderr[second..].contains(&marked_line("leak")), "{stderr}");
+    assert!(stderr[first..second].contains("in leak_large"), "{stderr}");
 }
 
 #[test]

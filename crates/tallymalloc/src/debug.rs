@@ -97,11 +97,14 @@ const DEAD_BYTE: u8 = 0xDD;
 const GUARD_BYTE: u8 = 0xFD;
 const LIVE: u32 = 0x11FE_B10C;
 const FREED: u32 = 0xDEAD_B10C;
+/// Freed, and back in the core (its `freed_at` may be overwritten).
+const RELEASED: u32 = 0xDEAD_0000;
 
 #[repr(C)]
 struct Header {
-    /// Where the core's free-list link may land once the block is back in the core.
-    _link: usize,
+    /// While the block is quarantined, where it was freed (a site); once it is back in the
+    /// core, the core's free-list link may land here.
+    freed_at: usize,
     /// Links in `LIVE_BLOCKS` or `QUARANTINE` (D3).
     next: *mut Header,
     prev: *mut Header,
@@ -111,7 +114,8 @@ struct Header {
     domain: u8,
     _pad: [u8; 3],
     state: AtomicU32,
-    _reserved: u32,
+    /// Where the block was allocated (`sites.rs`; 0: unknown).
+    site: u32,
     front_guard: [u8; GUARD],
 }
 
@@ -167,6 +171,25 @@ pub fn error_count() -> u64 {
 struct Described {
     size: usize,
     domain: usize,
+    allocated_at: u32,
+    freed_at: u32,
+}
+
+impl Described {
+    /// # Safety
+    /// `header` is a debug header (live or quarantined).
+    unsafe fn of(header: *const Header) -> Described {
+        // SAFETY: the caller's contract.
+        unsafe {
+            let freed = (*header).state.load(Ordering::Acquire) == FREED;
+            Described {
+                size: (*header).size,
+                domain: (*header).domain as usize,
+                allocated_at: (*header).site,
+                freed_at: if freed { (*header).freed_at as u32 } else { 0 },
+            }
+        }
+    }
 }
 
 #[cold]
@@ -180,7 +203,7 @@ fn report(kind: ErrorKind, call: &[u8], address: usize, block: Option<Described>
         .text(b"(")
         .hex(address)
         .text(b")");
-    if let Some(block) = block {
+    if let Some(block) = &block {
         line.text(b": block of ")
             .decimal(block.size as u64)
             .text(b" bytes in domain ")
@@ -192,9 +215,27 @@ fn report(kind: ErrorKind, call: &[u8], address: usize, block: Option<Described>
     }
     line.text(b"\n");
     line.write_to_stderr();
+    print_stack(b"  the call:\n", &crate::backtrace::capture(1));
+    if let Some(block) = block {
+        let sites = [
+            (&b"  allocated at:\n"[..], block.allocated_at),
+            (&b"  first freed at:\n"[..], block.freed_at),
+        ];
+        for (title, site) in sites {
+            if let Some(stack) = crate::sites::stack(site) {
+                print_stack(title, &stack);
+            }
+        }
+    }
     if on_error_in_debug() == OnError::Abort {
         fatal(b"aborting: debug mode found misuse (TALLYMALLOC_ON_ERROR=report carries on)");
     }
+}
+
+/// Prints `stack` under `title`, from the program's first frame outside the allocator.
+fn print_stack(title: &[u8], stack: &crate::backtrace::Stack) {
+    crate::diagnostics::write_stderr(title);
+    crate::backtrace::print(&crate::backtrace::outside_allocator(stack));
 }
 
 /// Reports a pointer that is not ours, found by a caller that checked (the C library's realloc
@@ -293,6 +334,7 @@ pub fn allocate(domain: usize, size: usize, align: usize, zero: bool) -> *mut u8
         report_absurd_size(b"malloc", size);
         return crate::failed();
     };
+    let site = crate::sites::intern(&crate::backtrace::capture(1));
     IN_LAYER.with(|flag| flag.set(true));
     let raw = crate::allocate_core(domain, total, align);
     IN_LAYER.with(|flag| flag.set(false));
@@ -306,7 +348,7 @@ pub fn allocate(domain: usize, size: usize, align: usize, zero: bool) -> *mut u8
         ptr::write(
             header,
             Header {
-                _link: 0,
+                freed_at: 0,
                 next: ptr::null_mut(),
                 prev: ptr::null_mut(),
                 size,
@@ -314,7 +356,7 @@ pub fn allocate(domain: usize, size: usize, align: usize, zero: bool) -> *mut u8
                 domain: domain as u8,
                 _pad: [0; 3],
                 state: AtomicU32::new(LIVE),
-                _reserved: 0,
+                site,
                 front_guard: [GUARD_BYTE; GUARD],
             },
         );
@@ -352,11 +394,8 @@ unsafe fn claim(call: &[u8], family: usize, user: *mut u8, release: bool) -> Opt
             Ordering::Acquire,
         ) {
             Ok(_) => {}
-            Err(FREED) => {
-                let described = Described {
-                    size: (*header).size,
-                    domain: (*header).domain as usize,
-                };
+            Err(FREED | RELEASED) => {
+                let described = Described::of(header);
                 let kind = if release {
                     ErrorKind::DoubleFree
                 } else {
@@ -370,10 +409,7 @@ unsafe fn claim(call: &[u8], family: usize, user: *mut u8, release: bool) -> Opt
                 return None;
             }
         }
-        let described = || Described {
-            size: (*header).size,
-            domain: (*header).domain as usize,
-        };
+        let described = || Described::of(header);
         if (*header).domain as usize != family {
             report(ErrorKind::DomainMismatch, call, address, Some(described()));
         }
@@ -420,12 +456,7 @@ fn report_not_a_block(call: &[u8], user: *mut u8) {
         };
         if inside {
             // SAFETY: as above.
-            let described = unsafe {
-                Described {
-                    size: (*header).size,
-                    domain: (*header).domain as usize,
-                }
-            };
+            let described = unsafe { Described::of(header) };
             report(
                 ErrorKind::InteriorPointer,
                 call,
@@ -501,6 +532,7 @@ unsafe fn quarantine(header: *mut Header) {
     // SAFETY: the caller's contract: the block is ours alone.
     unsafe {
         LIVE_BLOCKS.lock().remove(header);
+        (*header).freed_at = crate::sites::intern(&crate::backtrace::capture(2)) as usize;
         ptr::write_bytes(user_of(header), DEAD_BYTE, (*header).size);
         let budget = QUARANTINE_BYTES.load(Ordering::Relaxed);
         let mut released: [*mut Header; 16] = [ptr::null_mut(); 16];
@@ -529,6 +561,7 @@ unsafe fn release(header: *mut Header, call: &[u8]) {
     // SAFETY: the caller's contract.
     unsafe {
         check_poison(header, call);
+        (*header).state.store(RELEASED, Ordering::Release);
         let raw = user_of(header).sub((*header).lead as usize);
         crate::domain_heap::free_in_own_domain((*header).domain as usize, raw);
     }
@@ -543,10 +576,7 @@ unsafe fn check_poison(header: *mut Header, call: &[u8]) -> bool {
         if bytes.iter().all(|&b| b == DEAD_BYTE) {
             return true;
         }
-        let described = Described {
-            size: (*header).size,
-            domain: (*header).domain as usize,
-        };
+        let described = Described::of(header);
         report(
             ErrorKind::WriteAfterFree,
             call,
@@ -571,10 +601,7 @@ pub fn check_all() -> usize {
             // SAFETY: D3: headers on the list are live debug blocks.
             unsafe {
                 let user = user_of(header);
-                let described = || Described {
-                    size: (*header).size,
-                    domain: (*header).domain as usize,
-                };
+                let described = || Described::of(header);
                 if (*header).front_guard.iter().any(|&b| b != GUARD_BYTE) {
                     problems += 1;
                     report(
@@ -655,6 +682,7 @@ pub fn report_at_exit() {
             .text(b"\n");
         line.write_to_stderr();
     });
+    report_leak_sites();
     let mut line = Line::new();
     line.text(b"tallymalloc debug: at exit: ")
         .decimal(total.0)
@@ -664,4 +692,60 @@ pub fn report_at_exit() {
         .decimal(error_count())
         .text(b" errors found\n");
     line.write_to_stderr();
+}
+
+/// The sites with the most bytes still live, largest first, each with its stack.
+fn report_leak_sites() {
+    const SHOWN: usize = 20;
+    let slots = crate::sites::CAPACITY + 1;
+    // Two counters a site (blocks, bytes), in memory of our own: nothing here may allocate.
+    let Some(memory) = crate::os::reserve_metadata(slots * 16) else {
+        return;
+    };
+    let counts = memory.as_ptr().cast::<[u64; 2]>();
+    {
+        let live = LIVE_BLOCKS.lock();
+        let mut header = live.first;
+        while !header.is_null() {
+            // SAFETY: D3; `site <= CAPACITY` indexes the fresh, zeroed mapping.
+            unsafe {
+                let site = ((*header).site as usize).min(slots - 1);
+                (*counts.add(site))[0] += 1;
+                (*counts.add(site))[1] += (*header).size as u64;
+                header = (*header).next;
+            }
+        }
+    }
+    for rank in 0..SHOWN {
+        // The largest remaining site (a selection: SHOWN passes over the sites).
+        let mut best = None;
+        for site in 0..slots {
+            // SAFETY: inside the mapping.
+            let bytes = unsafe { (*counts.add(site))[1] };
+            if bytes > 0 && best.is_none_or(|(_, most)| bytes > most) {
+                best = Some((site, bytes));
+            }
+        }
+        let Some((site, bytes)) = best else { break };
+        // SAFETY: inside the mapping; the site is taken out of the running.
+        let blocks = unsafe {
+            let blocks = (*counts.add(site))[0];
+            (*counts.add(site))[1] = 0;
+            blocks
+        };
+        let mut line = Line::new();
+        line.text(b"tallymalloc debug: leak site ")
+            .decimal(rank as u64 + 1)
+            .text(b": ")
+            .decimal(blocks)
+            .text(b" blocks, ")
+            .decimal(bytes)
+            .text(b" bytes, allocated at:\n");
+        line.write_to_stderr();
+        if let Some(stack) = crate::sites::stack(site as u32) {
+            crate::backtrace::print(&crate::backtrace::outside_allocator(&stack));
+        }
+    }
+    // SAFETY: the mapping is ours and no longer used.
+    unsafe { crate::os::release(memory, slots * 16) };
 }

@@ -33,6 +33,7 @@
 //! can return the result as it is. Every block is aligned to 16 bytes, or to 8 if it is 8 bytes
 //! or smaller.
 
+mod backtrace;
 mod debug;
 mod diagnostics;
 mod domain;
@@ -48,6 +49,7 @@ mod os;
 mod page;
 mod registry;
 mod segment;
+mod sites;
 mod size_class;
 mod stats;
 mod stats_report;

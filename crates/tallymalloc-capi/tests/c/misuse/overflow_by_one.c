@@ -4,6 +4,6 @@ int main(void) {
   char *block = malloc(40);
   char *volatile end = block + 40;
   *end = 'x'; /* the bug */
-  free(block);
+  free(block); /* reported: guards are checked here */
   return 0;
 }

@@ -2,7 +2,7 @@
 #include <stdlib.h>
 int main(void) {
   char *volatile block = malloc(80);
-  free(block);
+  free(block); /* reported: the first free */
   block[10] = 'x'; /* the bug */
   return 0;
 }
