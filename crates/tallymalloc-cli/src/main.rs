@@ -23,7 +23,8 @@ struct Command {
 enum Action {
     /// Run PROGRAM on tallymalloc, then report its memory on stderr.
     Run {
-        /// Debug mode: guards, poisoning and leaks by allocation site (not in this build yet).
+        /// Debug mode: misuse and leaks by allocation site reported with call stacks on the
+        /// program's stderr (the program carries on after each report).
         #[arg(long)]
         debug: bool,
         /// Also write the stats (docs/stats-schema.json) to PATH.
@@ -119,12 +120,6 @@ fn run_program(
     interval_ms: u64,
     mut command: Vec<OsString>,
 ) -> i32 {
-    if debug {
-        return fail(
-            "--debug needs tallymalloc's debug mode, which this build of the library does not \
-             have yet; run without it for the stats report",
-        );
-    }
     let library = match library::locate() {
         Ok(library) => library,
         Err(message) => return fail(message),
@@ -140,6 +135,7 @@ fn run_program(
         arguments: command,
         library,
         interval_ms,
+        debug,
     };
     let outcome = match run::run(&request) {
         Ok(outcome) => outcome,

@@ -16,6 +16,9 @@ pub struct Request {
     pub arguments: Vec<OsString>,
     pub library: PathBuf,
     pub interval_ms: u64,
+    /// Debug mode, reporting each misuse and carrying on; its reports (and the leaks by
+    /// allocation site at exit) come on the program's stderr.
+    pub debug: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +72,11 @@ pub fn run(request: &Request) -> Result<Outcome, StartError> {
             "TALLYMALLOC_STATS_INTERVAL",
             request.interval_ms.to_string(),
         );
+    if request.debug {
+        command
+            .env("TALLYMALLOC_DEBUG", "1")
+            .env("TALLYMALLOC_ON_ERROR", "report");
+    }
     let started = Instant::now();
     let mut child = command.spawn().map_err(|error| {
         let _ = std::fs::remove_dir_all(&directory);

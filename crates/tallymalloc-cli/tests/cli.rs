@@ -26,7 +26,7 @@ fn c_program(name: &str) -> PathBuf {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/c/{name}.c"));
     let binary = scratch().join(name);
     let status = Command::new("cc")
-        .args(["-O1", "-o"])
+        .args(["-O1", "-g", "-o"])
         .arg(&binary)
         .arg(&source)
         .status()
@@ -277,4 +277,22 @@ fn bench_lists_the_suite() {
         listing.contains("larson") && listing.contains("compiler"),
         "{listing}"
     );
+}
+
+#[test]
+fn run_debug_reports_leaks_by_site_with_their_source_line() {
+    let program = known_program();
+    let output = tallymalloc()
+        .args(["run", "--debug", "--"])
+        .arg(&program)
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    // known.c keeps 1000 blocks of 100 bytes, allocated on its line 11.
+    let site = stderr
+        .find("leak site 1: 1000 blocks, 100000 bytes")
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(stderr[site..].contains("known.c:11"), "{stderr}");
+    assert!(stderr.contains("0 errors found"), "{stderr}");
 }
