@@ -160,6 +160,10 @@ void tm_stats_print(FILE *stream);
 int tm_debug_enable(void);
 size_t tm_debug_check(void);
 
+/* In debug mode, lists the blocks live now on stderr, by allocation site with their stacks,
+ * as at exit; returns how many there are (0 outside debug mode). */
+size_t tm_leak_report(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -77,7 +77,7 @@ pub unsafe fn reallocarray(block: *mut c_void, count: usize, size: usize) -> *mu
     match count.checked_mul(size) {
         // SAFETY: the caller's contract.
         Some(total) => unsafe { realloc(block, total) },
-        None => out_of_memory(),
+        None => core_allocator::size_overflow(b"reallocarray").cast(),
     }
 }
 

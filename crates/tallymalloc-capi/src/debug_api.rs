@@ -23,3 +23,10 @@ pub extern "C" fn tm_debug_enable() -> c_int {
 pub extern "C" fn tm_debug_check() -> usize {
     core_allocator::debug_check()
 }
+
+/// In debug mode, lists the blocks live now on stderr, by domain and by allocation site with
+/// their stacks; returns how many there are (0 outside debug mode).
+#[no_mangle]
+pub extern "C" fn tm_leak_report() -> usize {
+    core_allocator::debug_leak_report().0 as usize
+}

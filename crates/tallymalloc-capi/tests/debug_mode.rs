@@ -55,6 +55,8 @@ fn each_bug_is_reported_by_kind_and_stops_the_program() {
             "use after free (realloc of a freed block) in realloc(",
         ),
         ("calloc_overflow", "absurd size in calloc("),
+        ("reallocarray_overflow", "absurd size in reallocarray("),
+        ("absurd_size", "absurd size in malloc("),
     ];
     for (name, expected) in cases {
         let (status, stderr) = run_misuse(name, &[]);
@@ -132,4 +134,14 @@ fn the_c_api_switches_debug_mode_on_and_checks_on_demand() {
         "{stdout}"
     );
     assert!(stderr.contains("write past the end in check("), "{stderr}");
+    // tm_leak_report lists the block still live, with the line that allocated it.
+    assert!(stdout.contains("; 1 live"), "{stdout}");
+    assert!(
+        stderr.contains("bytes still live now in domain raw"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("debug_api.c:9"),
+        "the leak's site: {stderr}"
+    );
 }

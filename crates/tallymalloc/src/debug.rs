@@ -669,20 +669,7 @@ pub fn report_at_exit() {
         return;
     }
     check_all();
-    let mut total = (0u64, 0u64);
-    live_by_domain(|domain, blocks, bytes| {
-        total = (total.0 + blocks, total.1 + bytes);
-        let mut line = Line::new();
-        line.text(b"tallymalloc debug: leak: ")
-            .decimal(blocks)
-            .text(b" blocks, ")
-            .decimal(bytes)
-            .text(b" bytes still live at exit in domain ")
-            .text(Domain::from_id(domain).map_or("?", Domain::name).as_bytes())
-            .text(b"\n");
-        line.write_to_stderr();
-    });
-    report_leak_sites();
+    let total = report_leaks(b"at exit");
     let mut line = Line::new();
     line.text(b"tallymalloc debug: at exit: ")
         .decimal(total.0)
@@ -692,6 +679,31 @@ pub fn report_at_exit() {
         .decimal(error_count())
         .text(b" errors found\n");
     line.write_to_stderr();
+}
+
+/// Lists the blocks live now by domain and by allocation site (`tm_leak_report`, and at exit,
+/// where `when` is "at exit"); returns their count and bytes. Nothing outside debug mode.
+pub fn report_leaks(when: &[u8]) -> (u64, u64) {
+    if MODE.load(Ordering::Acquire) != ON {
+        return (0, 0);
+    }
+    let mut total = (0u64, 0u64);
+    live_by_domain(|domain, blocks, bytes| {
+        total = (total.0 + blocks, total.1 + bytes);
+        let mut line = Line::new();
+        line.text(b"tallymalloc debug: leak: ")
+            .decimal(blocks)
+            .text(b" blocks, ")
+            .decimal(bytes)
+            .text(b" bytes still live ")
+            .text(when)
+            .text(b" in domain ")
+            .text(Domain::from_id(domain).map_or("?", Domain::name).as_bytes())
+            .text(b"\n");
+        line.write_to_stderr();
+    });
+    report_leak_sites();
+    total
 }
 
 /// The sites with the most bytes still live, largest first, each with its stack.

@@ -115,8 +115,14 @@ pub fn calloc(count: usize, size: usize) -> Option<NonNull<u8>> {
 /// A count times a size that overflows: reported in debug mode, then null with ENOMEM.
 #[cold]
 pub fn size_overflow(call: &[u8]) -> *mut u8 {
+    absurd_size(call, usize::MAX)
+}
+
+/// A request no memory can hold: reported in debug mode, then null with ENOMEM.
+#[cold]
+fn absurd_size(call: &[u8], size: usize) -> *mut u8 {
     if debug::active() {
-        debug::report_absurd_size(call, usize::MAX);
+        debug::report_absurd_size(call, size);
     }
     failed()
 }
@@ -144,7 +150,7 @@ fn allocate(domain: usize, size: usize, zero_bytes: Option<usize>) -> *mut u8 {
     } else if size <= MAX_REQUEST {
         allocate_huge(domain, size, MIN_ALIGN, zero_bytes)
     } else {
-        failed()
+        absurd_size(b"malloc", size)
     }
 }
 
@@ -568,6 +574,12 @@ pub fn debug_active() -> bool {
 /// reporting each problem; returns how many blocks had one (0 outside debug mode).
 pub fn debug_check() -> usize {
     debug::check_all()
+}
+
+/// In debug mode, lists on stderr the blocks live now, by domain and by allocation site with
+/// their stacks; returns their count and bytes ((0, 0) outside debug mode).
+pub fn debug_leak_report() -> (u64, u64) {
+    debug::report_leaks(b"now")
 }
 
 /// Misuse debug mode has found so far.

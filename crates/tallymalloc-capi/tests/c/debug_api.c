@@ -10,6 +10,7 @@ int main(void) {
   size_t clean = tm_debug_check();
   block[10] = 1; /* past the end */
   size_t dirty = tm_debug_check();
-  printf("check: %zu before, %zu after the overflow\n", clean, dirty);
-  return clean == 0 && dirty == 1 ? 0 : 1;
+  size_t live = tm_leak_report();
+  printf("check: %zu before, %zu after the overflow; %zu live\n", clean, dirty, live);
+  return clean == 0 && dirty == 1 && live >= 1 ? 0 : 1;
 }
