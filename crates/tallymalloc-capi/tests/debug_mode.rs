@@ -82,7 +82,10 @@ fn with_on_error_report_the_program_carries_on() {
 
 #[test]
 fn leaks_are_counted_exactly_at_exit() {
-    let (status, stderr) = run_misuse("leak", &[]);
+    let report = scratch().join("leaks.json");
+    let _ = std::fs::remove_file(&report);
+    let target = report.display().to_string();
+    let (status, stderr) = run_misuse("leak", &[("TALLYMALLOC_REPORT", target.as_str())]);
     assert_eq!(status, Some(0), "{stderr}");
     // 10 blocks of 1000 bytes and 3 of 5000 (the C runtime frees what it allocates).
     assert!(
@@ -99,6 +102,21 @@ fn leaks_are_counted_exactly_at_exit() {
     assert!(first < second);
     assert!(stderr[second..].contains(&marked_line("leak")), "{stderr}");
     assert!(stderr[first..second].contains("in leak_large"), "{stderr}");
+    // The same as JSON (TALLYMALLOC_REPORT), largest site first.
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).expect("the JSON report")).unwrap();
+    let sites = json["sites"].as_array().unwrap();
+    assert_eq!(
+        (&sites[0]["blocks"], &sites[0]["bytes"]),
+        (&3.into(), &15000.into())
+    );
+    assert_eq!(
+        (&sites[1]["blocks"], &sites[1]["bytes"]),
+        (&10.into(), &10000.into())
+    );
+    let location = sites[1]["stack"][0]["location"].as_str().unwrap();
+    assert!(location.ends_with(&marked_line("leak")), "{location}");
+    assert_eq!(json["errors"], 0);
 }
 
 #[test]

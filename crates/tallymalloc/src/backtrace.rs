@@ -88,40 +88,67 @@ pub fn capture(skip: usize) -> Stack {
 /// `addr2line` knows them.
 pub fn print(stack: &Stack) {
     for (index, &address) in stack.frames().iter().enumerate() {
+        let mut text = [0u8; 4096];
+        let frame = describe(address, &mut text);
         let mut line = Line::new();
         line.text(b"    #")
             .decimal(index as u64)
             .text(b" ")
             .hex(address);
-        // SAFETY: dladdr only reads the loader's tables; `info` is a valid out-parameter.
-        let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
-        // A return address points after the call: look up the call itself.
-        let lookup = address.saturating_sub(1);
-        let found = unsafe { libc::dladdr(lookup as *const c_void, &mut info) } != 0;
-        let mut text = [0u8; 1024];
-        let (function, place) = if found && !info.dli_fname.is_null() {
-            // SAFETY: dladdr gives NUL-terminated names that live as long as the object.
-            let object = unsafe { core::ffi::CStr::from_ptr(info.dli_fname) };
-            source_line(object, info.dli_fbase as usize, lookup, &mut text)
-        } else {
-            (&[][..], &[][..])
-        };
-        if !function.is_empty() {
-            line.text(b" in ").text(function);
-        } else if found && !info.dli_sname.is_null() {
-            // SAFETY: as above.
-            let name = unsafe { core::ffi::CStr::from_ptr(info.dli_sname) };
-            line.text(b" in ").text(name.to_bytes());
+        if !frame.function.is_empty() {
+            line.text(b" in ").text(frame.function);
         }
-        if !place.is_empty() {
-            line.text(b" at ").text(place);
-        } else if found && !info.dli_fname.is_null() {
-            // SAFETY: as above.
-            let object = unsafe { core::ffi::CStr::from_ptr(info.dli_fname) };
-            line.text(b" (").text(object.to_bytes()).text(b")");
+        if !frame.place.is_empty() {
+            line.text(b" at ").text(frame.place);
+        } else if !frame.object.is_empty() {
+            line.text(b" (").text(frame.object).text(b")");
         }
         line.text(b"\n");
         line.write_to_stderr();
+    }
+}
+
+/// What is known of one frame; each part empty when unknown.
+pub struct Frame<'a> {
+    pub function: &'a [u8],
+    /// `file:line`.
+    pub place: &'a [u8],
+    pub object: &'static [u8],
+}
+
+/// Names the frame at return address `address`, using `text` for addr2line's answer.
+pub fn describe(address: usize, text: &mut [u8]) -> Frame<'_> {
+    // SAFETY: dladdr only reads the loader's tables; `info` is a valid out-parameter.
+    let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
+    // A return address points after the call: look up the call itself.
+    let lookup = address.saturating_sub(1);
+    // SAFETY: as above.
+    let found = unsafe { libc::dladdr(lookup as *const c_void, &mut info) } != 0;
+    // SAFETY: dladdr gives NUL-terminated names that live as long as their object (loaded
+    // objects this report names stay loaded while it prints).
+    let name = |pointer: *const libc::c_char| -> &'static [u8] {
+        if !found || pointer.is_null() {
+            &[]
+        } else {
+            unsafe { core::ffi::CStr::from_ptr(pointer) }.to_bytes()
+        }
+    };
+    let (object, symbol) = (name(info.dli_fname), name(info.dli_sname));
+    let (function, place) = if object.is_empty() {
+        (&[][..], &[][..])
+    } else {
+        // SAFETY: as above: a NUL-terminated name.
+        let object = unsafe { core::ffi::CStr::from_ptr(info.dli_fname) };
+        source_line(object, info.dli_fbase as usize, lookup, text)
+    };
+    Frame {
+        function: if function.is_empty() {
+            symbol
+        } else {
+            function
+        },
+        place,
+        object,
     }
 }
 
@@ -157,7 +184,7 @@ fn source_line<'a>(
     let program = c"addr2line";
     let arguments: [*const libc::c_char; 6] = [
         program.as_ptr(),
-        c"-fCe".as_ptr(),
+        c"-fiCe".as_ptr(),
         object.as_ptr(),
         hex.as_ptr().cast(),
         core::ptr::null(),
@@ -202,12 +229,26 @@ fn source_line<'a>(
     }
     // SAFETY: our end of the pipe.
     unsafe { libc::close(pipe[0]) };
-    // Two lines: the function, then file:line (with " (discriminator N)" at times); "??"
-    // means unknown.
+    // Pairs of lines, a function then its file:line (with " (discriminator N)" at times), from
+    // the innermost inlined function out to the one the address is in; "??" means unknown.
+    // The outermost is the frame's own function, with the line of the call it inlined: for
+    // an allocation, the line that allocated, rather than the allocator's inlined fast path.
     let text = &out[..filled];
-    let mut lines = text.split(|&b| b == b'\n');
-    let function = lines.next().unwrap_or(&[]);
-    let place = lines.next().unwrap_or(&[]);
+    let lines: [&[u8]; 64] = {
+        let mut lines: [&[u8]; 64] = [&[]; 64];
+        for (slot, line) in lines.iter_mut().zip(text.split(|&b| b == b'\n')) {
+            *slot = line;
+        }
+        lines
+    };
+    let count = text
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count()
+        .min(64);
+    let pair = (count / 2).max(1) - 1;
+    let function = lines[pair * 2];
+    let place = lines[pair * 2 + 1];
     let place = &place[..place.iter().position(|&b| b == b' ').unwrap_or(place.len())];
     let known = |part: &'a [u8]| {
         if part.starts_with(b"??") {

@@ -702,12 +702,13 @@ pub fn report_leaks(when: &[u8]) -> (u64, u64) {
             .text(b"\n");
         line.write_to_stderr();
     });
-    report_leak_sites();
+    report_leak_sites(when == b"at exit");
     total
 }
 
-/// The sites with the most bytes still live, largest first, each with its stack.
-fn report_leak_sites() {
+/// The sites with the most bytes still live, largest first, each with its stack; also as JSON
+/// to `TALLYMALLOC_REPORT` at exit.
+fn report_leak_sites(at_exit: bool) {
     const SHOWN: usize = 20;
     let slots = crate::sites::CAPACITY + 1;
     // Two counters a site (blocks, bytes), in memory of our own: nothing here may allocate.
@@ -728,9 +729,11 @@ fn report_leak_sites() {
             }
         }
     }
-    for rank in 0..SHOWN {
-        // The largest remaining site (a selection: SHOWN passes over the sites).
-        let mut best = None;
+    // The largest sites, by selection (SHOWN passes over the sites).
+    let mut top = [(0usize, 0u64, 0u64); SHOWN];
+    let mut shown = 0;
+    while shown < SHOWN {
+        let mut best: Option<(usize, u64)> = None;
         for site in 0..slots {
             // SAFETY: inside the mapping.
             let bytes = unsafe { (*counts.add(site))[1] };
@@ -740,11 +743,15 @@ fn report_leak_sites() {
         }
         let Some((site, bytes)) = best else { break };
         // SAFETY: inside the mapping; the site is taken out of the running.
-        let blocks = unsafe {
-            let blocks = (*counts.add(site))[0];
+        unsafe {
+            top[shown] = (site, (*counts.add(site))[0], bytes);
             (*counts.add(site))[1] = 0;
-            blocks
-        };
+        }
+        shown += 1;
+    }
+    // SAFETY: the mapping is ours and no longer used.
+    unsafe { crate::os::release(memory, slots * 16) };
+    for (rank, &(site, blocks, bytes)) in top[..shown].iter().enumerate() {
         let mut line = Line::new();
         line.text(b"tallymalloc debug: leak site ")
             .decimal(rank as u64 + 1)
@@ -758,6 +765,74 @@ fn report_leak_sites() {
             crate::backtrace::print(&crate::backtrace::outside_allocator(&stack));
         }
     }
-    // SAFETY: the mapping is ours and no longer used.
-    unsafe { crate::os::release(memory, slots * 16) };
+    let path = crate::options::report_path();
+    if at_exit && !path.is_empty() {
+        write_leak_json(path, &top[..shown]);
+    }
+}
+
+/// `TALLYMALLOC_REPORT`: `{"version": 1, "errors": N, "sites": [{"blocks", "bytes", "stack":
+/// [{"address", "function", "location"}]}]}`, largest site first.
+fn write_leak_json(pattern: &[u8], top: &[(usize, u64, u64)]) {
+    use crate::stats_report::{FdSink, Sink};
+    let Some(fd) = crate::exit_report::open_report_file(pattern, b"the leak report") else {
+        return;
+    };
+    {
+        let mut sink = FdSink::new(fd);
+        let mut digits = [0u8; 20];
+        let mut number = |sink: &mut FdSink, value: u64| {
+            sink.put(crate::diagnostics::decimal_digits(value, &mut digits));
+        };
+        sink.put(b"{\"version\": 1, \"errors\": ");
+        number(&mut sink, error_count());
+        sink.put(b", \"sites\": [");
+        for (index, &(site, blocks, bytes)) in top.iter().enumerate() {
+            sink.put(if index == 0 {
+                b"\n  {\"blocks\": "
+            } else {
+                b",\n  {\"blocks\": "
+            });
+            number(&mut sink, blocks);
+            sink.put(b", \"bytes\": ");
+            number(&mut sink, bytes);
+            sink.put(b", \"stack\": [");
+            let stack = crate::sites::stack(site as u32)
+                .map(|s| crate::backtrace::outside_allocator(&s))
+                .unwrap_or(crate::backtrace::Stack::EMPTY);
+            for (frame_index, &address) in stack.frames().iter().enumerate() {
+                let mut text = [0u8; 4096];
+                let frame = crate::backtrace::describe(address, &mut text);
+                sink.put(if frame_index == 0 {
+                    b"{\"address\": "
+                } else {
+                    b", {\"address\": "
+                });
+                number(&mut sink, address as u64);
+                sink.put(b", \"function\": ");
+                json_string(&mut sink, frame.function);
+                sink.put(b", \"location\": ");
+                json_string(&mut sink, frame.place);
+                sink.put(b"}");
+            }
+            sink.put(b"]}");
+        }
+        sink.put(b"\n]}\n");
+    }
+    // SAFETY: we opened `fd`.
+    unsafe { libc::close(fd) };
+}
+
+/// `text` as a JSON string.
+fn json_string(sink: &mut impl crate::stats_report::Sink, text: &[u8]) {
+    sink.put(b"\"");
+    for &byte in text {
+        match byte {
+            b'"' => sink.put(b"\\\""),
+            b'\\' => sink.put(b"\\\\"),
+            0..=0x1f => sink.put(b"?"),
+            _ => sink.put(&[byte]),
+        }
+    }
+    sink.put(b"\"");
 }

@@ -62,11 +62,27 @@ pub fn write_report() {
 }
 
 fn write_json_file(pattern: &[u8]) {
+    let Some(fd) = open_report_file(pattern, b"the stats") else {
+        return;
+    };
+    let snapshot = stats::snapshot();
+    {
+        let mut sink = FdSink::new(fd);
+        stats_report::write_json(&snapshot, true, &mut sink);
+    }
+    // SAFETY: we opened `fd` above.
+    unsafe { libc::close(fd) };
+}
+
+/// Opens the file `pattern` names (`%p`: the process id) for a report of `what`, or None (said
+/// on stderr when the file cannot be made). A forked child whose pattern has no `%p` gets
+/// None: its parent's report is not its to overwrite.
+pub(crate) fn open_report_file(pattern: &[u8], what: &[u8]) -> Option<i32> {
     // SAFETY: getpid has no preconditions.
     let pid = unsafe { libc::getpid() };
     let has_pid = pattern.windows(2).any(|pair| pair == b"%p");
     if !has_pid && pid != FIRST_PID.load(Ordering::Relaxed) {
-        return;
+        return None;
     }
     let mut path = [0u8; 4096 + 64];
     let mut length = 0;
@@ -85,8 +101,8 @@ fn write_json_file(pattern: &[u8]) {
             rest = tail;
         }
         if length >= path.len() - 24 {
-            write_stderr(b"tallymalloc: TALLYMALLOC_STATS path too long; no JSON written\n");
-            return;
+            write_stderr(b"tallymalloc: a report's path is too long; nothing written\n");
+            return None;
         }
     }
     path[length] = 0;
@@ -100,17 +116,13 @@ fn write_json_file(pattern: &[u8]) {
     };
     if fd < 0 {
         let mut line = Line::new();
-        line.text(b"tallymalloc: cannot write the stats to ")
+        line.text(b"tallymalloc: cannot write ")
+            .text(what)
+            .text(b" to ")
             .text(&path[..length])
             .text(b"\n");
         line.write_to_stderr();
-        return;
+        return None;
     }
-    let snapshot = stats::snapshot();
-    {
-        let mut sink = FdSink::new(fd);
-        stats_report::write_json(&snapshot, true, &mut sink);
-    }
-    // SAFETY: we opened `fd` above.
-    unsafe { libc::close(fd) };
+    Some(fd)
 }

@@ -65,6 +65,7 @@ pub fn on_error_in_debug() -> OnError {
 
 const KNOWN: &[u8] = b"TALLYMALLOC_PURGE_DELAY, TALLYMALLOC_ON_ERROR, TALLYMALLOC_ON_MISMATCH, \
 TALLYMALLOC_STATS, TALLYMALLOC_STATS_INTERVAL, TALLYMALLOC_DEBUG, TALLYMALLOC_QUARANTINE, \
+TALLYMALLOC_REPORT, \
 TALLYMALLOC_FAULT, TALLYMALLOC_VERBOSE";
 
 /// Where the exit-time stats go (`TALLYMALLOC_STATS`).
@@ -92,6 +93,36 @@ static STATS_PATH: StatsPath = StatsPath {
     bytes: UnsafeCell::new([0; MAX_PATH]),
     length: AtomicUsize::new(0),
 };
+/// `TALLYMALLOC_REPORT=PATH`: where debug mode writes its JSON leak report at exit.
+static REPORT_PATH: StatsPath = StatsPath {
+    bytes: UnsafeCell::new([0; MAX_PATH]),
+    length: AtomicUsize::new(0),
+};
+
+impl StatsPath {
+    fn get(&'static self) -> &'static [u8] {
+        let length = self.length.load(Ordering::Acquire);
+        // SAFETY: the bytes before `length` were written before it was published, and never
+        // change.
+        unsafe { &(&*self.bytes.get())[..length] }
+    }
+
+    /// Stores `path`; false if it is empty, too long or holds a NUL.
+    fn set(&'static self, path: &[u8]) -> bool {
+        if path.is_empty() || path.len() > MAX_PATH || path.contains(&0) {
+            return false;
+        }
+        // SAFETY: see above: options load on one thread, before readers look.
+        unsafe { (&mut *self.bytes.get())[..path.len()].copy_from_slice(path) };
+        self.length.store(path.len(), Ordering::Release);
+        true
+    }
+}
+
+/// The `PATH` of `TALLYMALLOC_REPORT=PATH` (empty when unset).
+pub fn report_path() -> &'static [u8] {
+    REPORT_PATH.get()
+}
 
 pub fn stats_at_exit() -> StatsAtExit {
     match STATS_AT_EXIT.load(Ordering::Relaxed) {
@@ -103,9 +134,7 @@ pub fn stats_at_exit() -> StatsAtExit {
 
 /// The `PATH` of `TALLYMALLOC_STATS=json:PATH`.
 pub fn stats_path() -> &'static [u8] {
-    let length = STATS_PATH.length.load(Ordering::Acquire);
-    // SAFETY: the bytes before `length` were written before it was published, and never change.
-    unsafe { &(&*STATS_PATH.bytes.get())[..length] }
+    STATS_PATH.get()
 }
 
 /// Milliseconds between timeline samples (`TALLYMALLOC_STATS_INTERVAL`); 0 for none.
@@ -121,12 +150,9 @@ fn set_stats_option(value: &[u8]) -> bool {
             let Some(path) = value.strip_prefix(b"json:") else {
                 return false;
             };
-            if path.is_empty() || path.len() > MAX_PATH || path.contains(&0) {
+            if !STATS_PATH.set(path) {
                 return false;
             }
-            // SAFETY: see `StatsPath`: options load on one thread, before readers look.
-            unsafe { (&mut *STATS_PATH.bytes.get())[..path.len()].copy_from_slice(path) };
-            STATS_PATH.length.store(path.len(), Ordering::Release);
             STATS_AT_EXIT.store(2, Ordering::Relaxed);
         }
     }
@@ -224,7 +250,16 @@ fn apply_entry(entry: &[u8]) {
             _ => diagnostics::warn_bad_option(full_name, value, b"0 or 1"),
         },
         // Variables other faces read (the Python package, the command-line tool) are theirs.
-        b"LIB" | b"PYTHON" | b"REPORT" => {}
+        b"REPORT" => {
+            if !REPORT_PATH.set(value) {
+                diagnostics::warn_bad_option(
+                    full_name,
+                    value,
+                    b"a file for debug mode's JSON leak report (%p is the process id)",
+                );
+            }
+        }
+        b"LIB" | b"PYTHON" => {}
         _ => {
             let mut line = Line::new();
             line.text(b"tallymalloc: ignoring unknown option ")
