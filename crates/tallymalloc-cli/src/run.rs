@@ -164,8 +164,8 @@ struct IgnoreInterrupts {
 
 impl IgnoreInterrupts {
     fn start() -> IgnoreInterrupts {
-        // SAFETY: SIG_IGN is a valid disposition for both signals; the child was started with
-        // the dispositions it inherited, before this.
+        // The child was started with the dispositions it inherited, before this.
+        // SAFETY: SIG_IGN is a valid disposition for both signals.
         let previous = unsafe {
             [
                 libc::signal(libc::SIGINT, libc::SIG_IGN),

@@ -130,6 +130,7 @@ pub fn describe(address: usize, text: &mut [u8]) -> Frame<'_> {
         if !found || pointer.is_null() {
             &[]
         } else {
+            // SAFETY: as said above the closure: a NUL-terminated name of a loaded object.
             unsafe { core::ffi::CStr::from_ptr(pointer) }.to_bytes()
         }
     };

@@ -383,8 +383,9 @@ unsafe fn claim(call: &[u8], family: usize, user: *mut u8, release: bool) -> Opt
         return None;
     }
     let header = header_of(user);
-    // The registry says the segment is ours, so the 64 bytes before `user` (in the same
-    // segment: blocks start past its header) are mapped; D2 for the state.
+    // Blocks start past their segment's header, so the 64 bytes before `user` lie in the
+    // same segment; D2 governs the state.
+    // SAFETY: the registry says the segment is ours, so those bytes are mapped.
     unsafe {
         let next_state = if release { FREED } else { LIVE };
         match (*header).state.compare_exchange(
@@ -502,8 +503,8 @@ pub unsafe fn reallocate(family: usize, user: *mut u8, size: usize, align: usize
     if user.is_null() {
         return allocate(family, size, align, false);
     }
-    // SAFETY: `claim` checks the pointer; a claimed block stays ours (state still LIVE, and
-    // the caller holds it).
+    // A claimed block stays ours: its state is still LIVE, and the caller holds it.
+    // SAFETY: `claim` checks the pointer before anything reads the block.
     unsafe {
         let Some(header) = claim(b"realloc", family, user, false) else {
             return ptr::null_mut();

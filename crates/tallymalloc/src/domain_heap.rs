@@ -600,8 +600,8 @@ impl DomainHeap {
     /// counted (P6).
     #[inline]
     fn count_handed_out(&self, page: *mut Page) {
-        // SAFETY: H1: the page is ours, or the empty page, which `take_uncounted` leaves
-        // unwritten.
+        // The empty page is left unwritten by `take_uncounted` (it has nothing to count).
+        // SAFETY: H1: the page is ours, or the empty page.
         self.count_allocations(page, unsafe { (*page).take_uncounted() });
     }
 

@@ -98,13 +98,7 @@ pub fn parse(value: &[u8]) -> Option<FaultPlan> {
 }
 
 fn number(text: &[u8]) -> Option<u64> {
-    if text.is_empty() || text.len() > 18 || !text.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    Some(
-        text.iter()
-            .fold(0u64, |value, &digit| value * 10 + (digit - b'0') as u64),
-    )
+    crate::options::parse_whole(text, u64::MAX / 10)
 }
 
 #[cfg(test)]

@@ -99,8 +99,8 @@ unsafe fn grow_into_cached(
         unsafe { os::release(start, cached_size) };
         return None;
     }
-    // SAFETY: C1: the cache handed us the whole mapping, header intact; U2: the caller owns
-    // the old block, which lies in another mapping.
+    // The old block, which the caller owns (U2), lies in another mapping.
+    // SAFETY: C1: the cache handed us the whole mapping, header intact.
     unsafe {
         let moved = start.as_ptr().cast::<Segment>();
         (*moved).mapping_size = cached_size;

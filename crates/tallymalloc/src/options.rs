@@ -102,8 +102,7 @@ static REPORT_PATH: StatsPath = StatsPath {
 impl StatsPath {
     fn get(&'static self) -> &'static [u8] {
         let length = self.length.load(Ordering::Acquire);
-        // SAFETY: the bytes before `length` were written before it was published, and never
-        // change.
+        // SAFETY: the bytes before `length` were written before it was published; they never change.
         unsafe { &(&*self.bytes.get())[..length] }
     }
 
@@ -304,24 +303,24 @@ fn print_options() {
     line.write_to_stderr();
 }
 
-fn parse_bytes(text: &[u8]) -> Option<usize> {
-    if text.is_empty() || text.len() > 13 || !text.iter().all(u8::is_ascii_digit) {
+/// A whole decimal number no larger than `max`, digits only (no sign, no unit).
+pub(crate) fn parse_whole(text: &[u8], max: u64) -> Option<u64> {
+    // 19 digits always fit a u64; anything longer is over every bound used here.
+    if text.is_empty() || text.len() > 19 || !text.iter().all(u8::is_ascii_digit) {
         return None;
     }
     let value = text
         .iter()
         .fold(0u64, |value, &digit| value * 10 + (digit - b'0') as u64);
-    (value <= 1 << 40).then_some(value as usize)
+    (value <= max).then_some(value)
+}
+
+fn parse_bytes(text: &[u8]) -> Option<usize> {
+    parse_whole(text, 1 << 40).map(|value| value as usize)
 }
 
 fn parse_millis(text: &[u8]) -> Option<u64> {
-    if text.is_empty() || text.len() > 7 || !text.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let value = text
-        .iter()
-        .fold(0u64, |value, &digit| value * 10 + (digit - b'0') as u64);
-    (value <= MAX_PURGE_DELAY_MILLIS).then_some(value)
+    parse_whole(text, MAX_PURGE_DELAY_MILLIS)
 }
 
 #[cfg(test)]

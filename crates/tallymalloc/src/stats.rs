@@ -209,8 +209,8 @@ impl Counters {
         if !ENABLED {
             return;
         }
-        // SAFETY: the caller's contract: a valid class, and we are the only writer of
-        // `unpublished`.
+        // We are the only writer of `unpublished` (A1).
+        // SAFETY: the caller's contract: a valid class, and owner thread only.
         unsafe {
             bump(
                 self.tallies.class_allocations.get_unchecked(class),
