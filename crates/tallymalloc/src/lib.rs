@@ -34,6 +34,7 @@
 //! or smaller.
 
 mod backtrace;
+mod buffer;
 mod debug;
 mod diagnostics;
 mod domain;
@@ -57,6 +58,7 @@ mod sync;
 mod thread;
 mod timeline;
 
+pub use buffer::{Buffer, OutOfMemory, RawBuffer};
 pub use debug::ErrorKind as DebugErrorKind;
 pub use diagnostics::{invalid_pointer_count, report_invalid_pointer, report_unknown_domain};
 pub use domain::{
