@@ -137,10 +137,18 @@ void *tm_domain_realloc(int domain, void *block, size_t size);
 /* Frees block through the domain's family (NULL is ignored; a mismatch is handled as above). */
 void tm_domain_free(int domain, void *block);
 
+/* For allocators that wrap another one: frees block and returns 1 when it is a live block of
+ * the domain (or NULL); returns 0 and leaves it alone when it is another domain's block or not
+ * tallymalloc's at all, so the caller can hand it to the allocator that owns it. */
+int tm_domain_free_if_owned(int domain, void *block);
+
 /* Writes the stats as JSON into buffer (at most length bytes, NUL included; buffer may be NULL
  * when length is 0) and returns the length of the whole text without the NUL, as snprintf
  * does: call it with length 0 to learn the size, then again. Does not allocate. */
 size_t tm_stats_json(char *buffer, size_t length);
+
+/* Writes the human stats table into buffer, as tm_stats_json writes the JSON. */
+size_t tm_stats_text(char *buffer, size_t length);
 
 /* Prints the human stats table on stream (stderr if NULL). */
 void tm_stats_print(FILE *stream);

@@ -146,3 +146,17 @@ pub unsafe extern "C" fn tm_domain_free(id: c_int, block: *mut c_void) {
         }
     }
 }
+
+/// Frees `block` and returns 1 when it is a live block of domain `id` (or NULL); returns 0 and
+/// leaves it alone when it is another domain's or another allocator's.
+///
+/// # Safety
+/// `block` must be NULL, not ours, or a live block.
+#[no_mangle]
+pub unsafe extern "C" fn tm_domain_free_if_owned(id: c_int, block: *mut c_void) -> c_int {
+    match domain(id) {
+        // SAFETY: the caller's contract.
+        Some(domain) => c_int::from(unsafe { domain.free_if_owned(block.cast()) }),
+        None => 0,
+    }
+}

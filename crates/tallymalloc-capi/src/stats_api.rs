@@ -20,6 +20,21 @@ pub unsafe extern "C" fn tm_stats_json(buffer: *mut c_char, length: usize) -> us
     core_allocator::stats_json(slice)
 }
 
+/// Writes the human stats table into `buffer` as `tm_stats_json` writes the JSON.
+///
+/// # Safety
+/// `buffer` must be NULL or hold `length` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn tm_stats_text(buffer: *mut c_char, length: usize) -> usize {
+    let slice: &mut [u8] = if buffer.is_null() || length == 0 {
+        &mut []
+    } else {
+        // SAFETY: the caller gives us `length` writable bytes.
+        unsafe { core::slice::from_raw_parts_mut(buffer.cast(), length) }
+    };
+    core_allocator::stats_text(slice)
+}
+
 /// A stdio stream, as a place to write the table.
 struct StreamSink(*mut libc::FILE);
 

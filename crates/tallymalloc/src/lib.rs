@@ -441,6 +441,14 @@ pub fn stats_json(buffer: &mut [u8]) -> usize {
     sink.finish()
 }
 
+/// Writes the human stats table into `buffer` as [`stats_json`] writes the JSON.
+pub fn stats_text(buffer: &mut [u8]) -> usize {
+    let snapshot = stats::snapshot();
+    let mut sink = stats_report::BufferSink::new(buffer);
+    stats_report::write_table(&snapshot, &mut sink);
+    sink.finish()
+}
+
 /// Writes the human stats table to the file descriptor `fd`. Does not allocate.
 pub fn stats_print_to_fd(fd: i32) {
     let snapshot = stats::snapshot();
@@ -549,6 +557,27 @@ impl Domain {
             // SAFETY: the caller's contract.
             unsafe { domain_heap::free(self.id(), address) }
         }
+    }
+
+    /// Frees `address` and returns true when it is a live block of this domain (or null);
+    /// returns false and leaves it alone when it is another domain's block or not ours at all.
+    /// For allocators that wrap another one and must hand its blocks back to it.
+    ///
+    /// # Safety
+    /// If `address` is ours, it must be a live block, not freed since.
+    #[inline]
+    pub unsafe fn free_if_owned(self, address: *mut u8) -> bool {
+        if !registry::contains(address as usize) {
+            return address.is_null();
+        }
+        // SAFETY: ours, and live by the caller's contract.
+        unsafe {
+            if domain_heap::domain_of(address) != self.id() {
+                return false;
+            }
+            domain_heap::free(self.id(), address);
+        }
+        true
     }
 
     /// As [`free_checked`], through this domain's family.

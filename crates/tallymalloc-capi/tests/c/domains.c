@@ -89,6 +89,18 @@ int main(void) {
   /* An id that names no domain: reported, the block freed through its own family. */
   tm_domain_free(TM_MAX_DOMAINS + 5, malloc(8));
 
+  /* Wrapping allocators: only the domain's own live blocks are freed; the rest stay alone. */
+  void *wrapped = tm_domain_malloc(TM_DOMAIN_MEM, 48);
+  void *huge_wrapped = tm_domain_malloc(TM_DOMAIN_MEM, 8 << 20);
+  CHECK(tm_domain_free_if_owned(TM_DOMAIN_OBJ, wrapped) == 0);
+  CHECK(tm_domain_free_if_owned(TM_DOMAIN_RAW, huge_wrapped) == 0);
+  CHECK(tm_domain_free_if_owned(TM_DOMAIN_MEM, &stack_value) == 0);
+  CHECK(tm_domain_free_if_owned(TM_DOMAIN_MEM, NULL) == 1);
+  CHECK(tm_domain_free_if_owned(TM_MAX_DOMAINS - 1, wrapped) == 0);
+  CHECK(tm_domain_of(wrapped) == TM_DOMAIN_MEM);
+  CHECK(tm_domain_free_if_owned(TM_DOMAIN_MEM, wrapped) == 1);
+  CHECK(tm_domain_free_if_owned(TM_DOMAIN_MEM, huge_wrapped) == 1);
+
   /* The JSON, sized first. */
   size_t needed = tm_stats_json(NULL, 0);
   CHECK(needed > 100);
@@ -97,6 +109,9 @@ int main(void) {
   char *json = malloc(needed + 4096);
   size_t written = tm_stats_json(json, needed + 4096);
   CHECK(written < needed + 4096 && json[written] == '\0');
+  char table[8192];
+  size_t table_length = tm_stats_text(table, sizeof table);
+  CHECK(table_length < sizeof table && strstr(table, "c-known") != NULL);
   tm_stats_print(stdout);
   printf("%s\n", failures ? "checks FAILED" : "checks passed");
   printf("JSON-BEGIN\n%s\nJSON-END\n", json);
