@@ -72,6 +72,7 @@
 #define TALLYMALLOC_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #ifdef __cplusplus
@@ -146,6 +147,21 @@ int tm_domain_free_if_owned(int domain, void *block);
  * when length is 0) and returns the length of the whole text without the NUL, as snprintf
  * does: call it with length 0 to learn the size, then again. Does not allocate. */
 size_t tm_stats_json(char *buffer, size_t length);
+
+/* One domain's figures (see "Stats" above for what a read from another thread may miss). */
+struct tm_domain_stats {
+  uint64_t live_bytes;      /* bytes in live blocks */
+  uint64_t peak_bytes;      /* the most live_bytes has been */
+  uint64_t live_blocks;     /* blocks allocated and not freed */
+  uint64_t allocations;     /* blocks allocated, in all */
+  uint64_t frees;           /* blocks freed, in all */
+  uint64_t allocated_bytes; /* bytes allocated, in all */
+  uint64_t mismatches;      /* this domain's blocks freed through another family */
+};
+
+/* Fills *out with the figures of domain: 0, or -1 with errno EINVAL for an id that is not
+ * registered or a NULL out. */
+int tm_domain_stats(int domain, struct tm_domain_stats *out);
 
 /* Writes the human stats table into buffer, as tm_stats_json writes the JSON. */
 size_t tm_stats_text(char *buffer, size_t length);

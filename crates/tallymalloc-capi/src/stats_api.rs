@@ -1,8 +1,8 @@
-//! The stats API of `include/tallymalloc.h`: the JSON into a caller's buffer, and the human
-//! table onto a stdio stream.
+//! The stats API of `include/tallymalloc.h`: the JSON or the human table into a caller's
+//! buffer, the table onto a stdio stream, one domain's figures into a struct.
 
-use core::ffi::c_char;
-use tallymalloc_core as core_allocator;
+use core::ffi::{c_char, c_int};
+use tallymalloc_core::{self as core_allocator, Domain};
 
 /// Writes the stats JSON into `buffer` (at most `length` bytes, NUL included) and returns the
 /// length of the whole text, as `snprintf` does. `buffer` may be NULL when `length` is 0.
@@ -33,6 +33,47 @@ pub unsafe extern "C" fn tm_stats_text(buffer: *mut c_char, length: usize) -> us
         unsafe { core::slice::from_raw_parts_mut(buffer.cast(), length) }
     };
     core_allocator::stats_text(slice)
+}
+
+/// One domain's figures, as `struct tm_domain_stats` in the header lays them out.
+#[repr(C)]
+pub struct DomainFigures {
+    live_bytes: u64,
+    peak_bytes: u64,
+    live_blocks: u64,
+    allocations: u64,
+    frees: u64,
+    allocated_bytes: u64,
+    mismatches: u64,
+}
+
+/// Fills `out` with domain `id`'s figures: 0, or -1 with errno EINVAL for an id that is not
+/// registered or a NULL `out`.
+///
+/// # Safety
+/// `out` must be NULL or point to a writable `struct tm_domain_stats`.
+#[no_mangle]
+pub unsafe extern "C" fn tm_domain_stats(id: c_int, out: *mut DomainFigures) -> c_int {
+    let domain = usize::try_from(id).ok().and_then(Domain::from_id);
+    let (Some(domain), false) = (domain, out.is_null()) else {
+        core_allocator::set_errno(libc::EINVAL);
+        return -1;
+    };
+    let stats = core_allocator::stats();
+    let figures = stats.domain(domain);
+    // SAFETY: the caller's contract: `out` is writable.
+    unsafe {
+        out.write(DomainFigures {
+            live_bytes: figures.live_bytes,
+            peak_bytes: figures.peak_bytes,
+            live_blocks: figures.live_blocks,
+            allocations: figures.allocations,
+            frees: figures.frees,
+            allocated_bytes: figures.allocated_bytes,
+            mismatches: figures.mismatches,
+        })
+    };
+    0
 }
 
 /// A stdio stream, as a place to write the table.

@@ -109,6 +109,13 @@ int main(void) {
   char *json = malloc(needed + 4096);
   size_t written = tm_stats_json(json, needed + 4096);
   CHECK(written < needed + 4096 && json[written] == '\0');
+  struct tm_domain_stats figures;
+  CHECK(tm_domain_stats(known, &figures) == 0);
+  CHECK(figures.live_blocks == 2 && figures.allocations == 7 && figures.frees == 5);
+  CHECK(figures.live_bytes >= (5 << 20) + 20000 && figures.peak_bytes >= figures.live_bytes);
+  errno = 0;
+  CHECK(tm_domain_stats(TM_MAX_DOMAINS - 1, &figures) == -1 && errno == EINVAL);
+  CHECK(tm_domain_stats(known, NULL) == -1);
   char table[8192];
   size_t table_length = tm_stats_text(table, sizeof table);
   CHECK(table_length < sizeof table && strstr(table, "c-known") != NULL);

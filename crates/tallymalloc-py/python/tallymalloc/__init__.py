@@ -1,0 +1,114 @@
+"""tallymalloc for Python: CPython's allocator domains served and counted by tallymalloc.
+
+    import tallymalloc
+    tallymalloc.install()                 # raw, mem and obj now come from tallymalloc
+    print(tallymalloc.stats().domains["obj"].live_bytes)
+    tallymalloc.report()                  # the human table
+
+    buffer = tallymalloc.Buffer(1000, format="d")   # 1000 doubles, freed with the object
+    memoryview(buffer)[0] = 1.5
+
+Run a script with tallymalloc installed from its first line: ``python -m tallymalloc
+script.py``, or set ``TALLYMALLOC_PYTHON=1`` for every interpreter that has the package.
+Cython code can ``cimport tallymalloc`` (see ``__init__.pxd``); C extensions include
+``tallymalloc_api.h`` from :func:`get_include`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import sysconfig
+import threading
+from typing import Iterable, Optional, TextIO, Tuple
+
+from . import _native
+from ._native import API_VERSION, Buffer, library_origin
+from ._stats import DomainStats, ProcessStats, SizeClassStats, Stats
+
+__all__ = [
+    "API_VERSION",
+    "Buffer",
+    "DomainStats",
+    "ProcessStats",
+    "SizeClassStats",
+    "Stats",
+    "get_include",
+    "install",
+    "installed",
+    "library_origin",
+    "report",
+    "stats",
+]
+
+#: CPython's allocator domains, in the order CPython numbers them.
+DOMAINS: Tuple[str, ...] = ("raw", "mem", "obj")
+
+_install_lock = threading.Lock()
+
+
+def _free_threaded() -> bool:
+    return bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+
+
+def _default_domains() -> Tuple[str, ...]:
+    # A free-threaded CPython requires its own mimalloc for objects.
+    return ("raw", "mem") if _free_threaded() else DOMAINS
+
+
+def install(domains: Optional[Iterable[str]] = None) -> Tuple[str, ...]:
+    """Makes tallymalloc serve CPython's allocator ``domains`` ("raw", "mem", "obj"; all
+    three by default, "raw" and "mem" on a free-threaded build).
+
+    Blocks the previous allocator handed out stay its own: freeing or resizing one after
+    ``install`` goes back to it. Calling ``install`` again, from any thread, is harmless.
+    Returns the domains served now. Raises TypeError or ValueError for a bad domain name,
+    and RuntimeError for "obj" on a free-threaded build; nothing is installed then.
+    """
+    wanted = _default_domains() if domains is None else _checked_domains(domains)
+    if "obj" in wanted and _free_threaded():
+        raise RuntimeError(
+            "this is a free-threaded CPython, which needs its own mimalloc for the 'obj' "
+            "domain: install only 'raw' and 'mem'"
+        )
+    with _install_lock:
+        for name in wanted:
+            _native._install_domain(DOMAINS.index(name))
+    return installed()
+
+
+def _checked_domains(domains: Iterable[str]) -> Tuple[str, ...]:
+    if isinstance(domains, str):
+        domains = (domains,)
+    try:
+        names = tuple(domains)
+    except TypeError:
+        raise TypeError("domains must be an iterable of domain names") from None
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"a domain name is a str, not {type(name).__name__}")
+        if name not in DOMAINS:
+            raise ValueError(f"unknown CPython domain {name!r}: use 'raw', 'mem' or 'obj'")
+    return names
+
+
+def installed() -> Tuple[str, ...]:
+    """The CPython domains tallymalloc serves, in CPython's order."""
+    return tuple(_native._installed_domains())
+
+
+def stats() -> Stats:
+    """A snapshot of tallymalloc's accounting: every domain (CPython's, ``raw`` including C's
+    ``malloc`` when the library is preloaded, and any a program registered), the size-class
+    histogram and the process figures. ``stats().as_dict()`` is the stats JSON's shape."""
+    return Stats.from_json(_native._stats_json())
+
+
+def report(file: Optional[TextIO] = None) -> None:
+    """Prints the human stats table (on ``sys.stdout`` unless ``file`` is given)."""
+    print(_native._stats_text(), end="", file=sys.stdout if file is None else file)
+
+
+def get_include() -> str:
+    """The directory holding ``tallymalloc_api.h``, for C extensions that use the C API."""
+    return os.path.join(os.path.dirname(__file__), "include")

@@ -1,0 +1,49 @@
+"""Shared helpers: running Python snippets in fresh interpreters (installing is once per
+process and cannot be undone, so most install tests need their own)."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import tallymalloc
+
+REPOSITORY = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+PRELOAD_LIBRARY = os.path.join(REPOSITORY, "target", "release", "libtallymalloc.so")
+
+
+def run_python(code, *arguments, env=None, preload=False, timeout=300):
+    """Runs `code` in a new interpreter; returns the CompletedProcess after checking it
+    succeeded (its stderr is shown on failure)."""
+    environment = dict(os.environ)
+    environment.pop("TALLYMALLOC_PYTHON", None)
+    environment.update(env or {})
+    if preload:
+        environment["LD_PRELOAD"] = PRELOAD_LIBRARY
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *arguments],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+@pytest.fixture
+def python():
+    return run_python
+
+
+@pytest.fixture(scope="session")
+def preload_library():
+    if not os.path.exists(PRELOAD_LIBRARY):
+        pytest.skip("target/release/libtallymalloc.so is not built")
+    return PRELOAD_LIBRARY
+
+
+def live(domain):
+    return tallymalloc.stats().domains[domain]
