@@ -50,7 +50,7 @@ fn format_named(name: &str) -> PyResult<(&'static CStr, usize)> {
                 .map(|(f, _)| f.to_str().unwrap_or("?"))
                 .collect();
             PyValueError::new_err(format!(
-                "unknown format {name:?}: use one of the struct module's native codes {}",
+                "unknown format '{name}': use one of the struct module's native codes {}",
                 known.join(" ")
             ))
         })

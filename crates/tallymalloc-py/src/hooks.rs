@@ -7,10 +7,12 @@
 //! to the saved previous allocator:
 //! - a pointer tallymalloc does not know (pymalloc's arenas, glibc's heap) is the previous
 //!   allocator's, whatever the domain;
-//! - when the process's `malloc` is tallymalloc's (preloaded), blocks C code or pymalloc's
-//!   large-block fallback took from `malloc` before `install` are ours in the raw domain; a
-//!   mem or obj free of one goes to the previous allocator, which (pymalloc, or `malloc`'s own
-//!   family) returns it to the raw domain where it belongs;
+//! - a mem or obj free of one of our *raw* blocks goes to the previous allocator when that
+//!   allocator takes blocks from the raw domain itself: pymalloc does for requests over 512
+//!   bytes (so after `install` its realloc of a small block to a large one returns one of our
+//!   raw blocks), and when the process's `malloc` is tallymalloc's (preloaded), every block C
+//!   code or pymalloc took from `malloc` before `install` is one. Such an allocator returns
+//!   the block to the raw domain, where it belongs;
 //! - any other block of ours in the wrong domain is a real family mismatch: tallymalloc
 //!   reports and counts it, then frees it correctly.
 //!
@@ -44,6 +46,11 @@ unsafe impl Sync for Previous {}
 
 static PREVIOUS: Previous = Previous([const { UnsafeCell::new(EMPTY) }; 3]);
 static INSTALLED: [AtomicBool; 3] = [const { AtomicBool::new(false) }; 3];
+/// Whether CPython's mem and obj allocators were pymalloc's (debug hooks or not) before the
+/// first install, so they hand raw-domain blocks back to the raw domain. Set once, under
+/// INSTALL_LOCK, before any hook is installed.
+static PREVIOUS_IS_PYMALLOC: AtomicBool = AtomicBool::new(false);
+static FIRST_INSTALL_DONE: AtomicBool = AtomicBool::new(false);
 static INSTALL_LOCK: Mutex<()> = Mutex::new(());
 
 const EMPTY: ffi::PyMemAllocatorEx = ffi::PyMemAllocatorEx {
@@ -76,6 +83,9 @@ pub fn install(domain: usize) {
     if is_installed(domain) {
         return;
     }
+    if !FIRST_INSTALL_DONE.swap(true, Ordering::Relaxed) {
+        PREVIOUS_IS_PYMALLOC.store(current_allocator_is_pymalloc(), Ordering::Release);
+    }
     let id = domain as c_int;
     let (malloc, calloc, realloc, free) = hooks_for(id);
     // SAFETY: H1: the slot is written before the hooks that read it are installed, under the
@@ -93,6 +103,33 @@ pub fn install(domain: usize) {
         ffi::PyMem_SetAllocator(cpython_domain(id), &mut ours);
     }
     INSTALLED[domain].store(true, Ordering::Release);
+}
+
+/// Whether CPython's allocators are pymalloc's now ("pymalloc" or "pymalloc_debug"). The
+/// function that says so is private (3.8 and later), so it is looked up, not linked: when it
+/// is missing the answer is no, and our raw blocks freed through mem or obj are reported as
+/// mismatches rather than handed to an allocator that might not take them.
+fn current_allocator_is_pymalloc() -> bool {
+    // SAFETY: dlsym only looks the name up.
+    let address = unsafe {
+        libc::dlsym(
+            libc::RTLD_DEFAULT,
+            c"_PyMem_GetCurrentAllocatorName".as_ptr(),
+        )
+    };
+    if address.is_null() {
+        return false;
+    }
+    // SAFETY: CPython's `const char *_PyMem_GetCurrentAllocatorName(void)`; the GIL is held.
+    let name = unsafe {
+        let function: extern "C" fn() -> *const core::ffi::c_char = core::mem::transmute(address);
+        function()
+    };
+    // SAFETY: NULL or a static NUL-terminated name.
+    !name.is_null()
+        && unsafe { core::ffi::CStr::from_ptr(name) }
+            .to_bytes()
+            .starts_with(b"pymalloc")
 }
 
 type Malloc = extern "C" fn(*mut c_void, usize) -> *mut c_void;
@@ -165,7 +202,8 @@ enum Owner {
 unsafe fn owner_of_foreign(library: &Library, domain: c_int, block: *mut c_void) -> Owner {
     // SAFETY: the caller's contract.
     let owner = unsafe { (library.domain_of)(block) };
-    if owner < 0 || (owner == RAW && domain != RAW && library.serves_malloc) {
+    let previous_takes_raw = library.serves_malloc || PREVIOUS_IS_PYMALLOC.load(Ordering::Acquire);
+    if owner < 0 || (owner == RAW && domain != RAW && previous_takes_raw) {
         Owner::Previous
     } else {
         Owner::Mismatched

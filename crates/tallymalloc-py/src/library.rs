@@ -138,7 +138,7 @@ impl Library {
     /// The id of the domain called `name`, registering it if needed.
     pub fn domain_id(&self, name: &str) -> Result<c_int, String> {
         let bad = || {
-            format!("bad domain name {name:?}: use 1 to 31 ASCII letters, digits, '_', '-' or '.'")
+            format!("bad domain name '{name}': use 1 to 31 ASCII letters, digits, '_', '-' or '.'")
         };
         let text = CString::new(name).map_err(|_| bad())?;
         // SAFETY: a NUL-terminated name.

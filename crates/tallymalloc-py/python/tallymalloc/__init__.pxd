@@ -36,4 +36,4 @@ cdef extern from "tallymalloc_api.h":
     void free "tallymalloc_free"(int domain, void *block) nogil
     size_t usable_size "tallymalloc_usable_size"(const void *block) nogil
     int domain_register "tallymalloc_domain_register"(const char *name) nogil
-    int get_domain_stats "tallymalloc_domain_stats"(int domain, domain_stats *out) nogil
+    int get_domain_stats "tallymalloc_get_domain_stats"(int domain, domain_stats *out) nogil

@@ -16,15 +16,19 @@ Cython code can ``cimport tallymalloc`` (see ``__init__.pxd``); C extensions inc
 
 from __future__ import annotations
 
+# Only what start-up already has: TALLYMALLOC_PYTHON=1 imports this package in every
+# interpreter, and programs (CPython's own tests among them) check what start-up imported.
+import _thread
 import os
 import sys
-import sysconfig
-import threading
-from typing import Iterable, Optional, TextIO, Tuple
-
 from . import _native
 from ._native import API_VERSION, Buffer, library_origin
-from ._stats import DomainStats, ProcessStats, SizeClassStats, Stats
+
+TYPE_CHECKING = False  # typing itself is not imported at start-up
+if TYPE_CHECKING:
+    from typing import Iterable, Optional, TextIO, Tuple
+
+    from ._stats import DomainStats, ProcessStats, SizeClassStats, Stats
 
 __all__ = [
     "API_VERSION",
@@ -44,11 +48,12 @@ __all__ = [
 #: CPython's allocator domains, in the order CPython numbers them.
 DOMAINS: Tuple[str, ...] = ("raw", "mem", "obj")
 
-_install_lock = threading.Lock()
+_install_lock = _thread.allocate_lock()
 
 
 def _free_threaded() -> bool:
-    return bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+    # Free-threaded builds carry "t" in their ABI flags (python3.13t).
+    return "t" in getattr(sys, "abiflags", "")
 
 
 def _default_domains() -> Tuple[str, ...]:
@@ -101,6 +106,8 @@ def stats() -> Stats:
     """A snapshot of tallymalloc's accounting: every domain (CPython's, ``raw`` including C's
     ``malloc`` when the library is preloaded, and any a program registered), the size-class
     histogram and the process figures. ``stats().as_dict()`` is the stats JSON's shape."""
+    from ._stats import Stats
+
     return Stats.from_json(_native._stats_json())
 
 
@@ -112,3 +119,12 @@ def report(file: Optional[TextIO] = None) -> None:
 def get_include() -> str:
     """The directory holding ``tallymalloc_api.h``, for C extensions that use the C API."""
     return os.path.join(os.path.dirname(__file__), "include")
+
+
+def __getattr__(name: str):
+    # The stats types load with the first use, not at start-up.
+    if name in ("DomainStats", "ProcessStats", "SizeClassStats", "Stats"):
+        from . import _stats
+
+        return getattr(_stats, name)
+    raise AttributeError(f"module 'tallymalloc' has no attribute {name!r}")

@@ -85,7 +85,7 @@ static inline size_t tallymalloc_usable_size(const void *block) {
 static inline int tallymalloc_domain_register(const char *name) {
   return tallymalloc_api->domain_register(name);
 }
-static inline int tallymalloc_domain_stats(int domain, tallymalloc_domain_stats *out) {
+static inline int tallymalloc_get_domain_stats(int domain, tallymalloc_domain_stats *out) {
   return tallymalloc_api->domain_stats(domain, out);
 }
 
