@@ -22,6 +22,10 @@ struct Command {
 #[derive(Subcommand)]
 enum Action {
     /// Run PROGRAM on tallymalloc, then report its memory on stderr.
+    ///
+    /// A Python interpreter that has the tallymalloc package (scripts/build-python) gets it
+    /// installed in CPython's raw, mem and obj domains from start-up (TALLYMALLOC_PYTHON=1,
+    /// unless the environment sets it otherwise), so the report shows them.
     Run {
         /// Debug mode: misuse and leaks by allocation site reported with call stacks on the
         /// program's stderr (the program carries on after each report).

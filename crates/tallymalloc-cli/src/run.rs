@@ -72,6 +72,11 @@ pub fn run(request: &Request) -> Result<Outcome, StartError> {
             "TALLYMALLOC_STATS_INTERVAL",
             request.interval_ms.to_string(),
         );
+    // A Python interpreter that has the tallymalloc package installs it in CPython's domains
+    // at start-up (its .pth hook), so the report shows raw, mem and obj; others ignore it.
+    if std::env::var_os("TALLYMALLOC_PYTHON").is_none() {
+        command.env("TALLYMALLOC_PYTHON", "1");
+    }
     if request.debug {
         command
             .env("TALLYMALLOC_DEBUG", "1")

@@ -154,3 +154,36 @@ def test_a_mismatched_free_is_reported_not_corrupting(python):
     )
     assert result.stdout.strip() == "1"
     assert "'mem' family, but the block belongs to 'obj'" in result.stderr
+
+
+def test_running_out_of_address_space_raises_memory_error_and_python_carries_on(python):
+    result = python(
+        r"""
+        import resource, tallymalloc
+        tallymalloc.install()
+        with open("/proc/self/status") as status:
+            size_kib = next(int(l.split()[1]) for l in status if l.startswith("VmSize:"))
+        limit = size_kib * 1024 + (256 << 20)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        failures = 0
+        try:
+            bytearray(1 << 30)                      # one huge block
+        except MemoryError:
+            failures += 1
+        pieces = []
+        try:
+            for _ in range(20000):                  # 2 GB in 100 KB blocks: runs out midway
+                pieces.append(bytes(100_000))
+        except MemoryError:
+            failures += 1
+        assert 0 < len(pieces) < 20000, len(pieces)
+        kept = len(pieces)
+        pieces.clear()
+        # Freed memory serves again, and ordinary work goes on.
+        again = [bytes(100_000) for _ in range(kept // 2)]
+        words = {str(n): n for n in range(100_000)}
+        assert failures == 2 and len(again) == kept // 2 and words["99999"] == 99999
+        print("ok", kept)
+        """
+    )
+    assert result.stdout.startswith("ok ")
