@@ -13,6 +13,7 @@
 pub mod allocators;
 mod instructions;
 pub mod measure;
+mod python_suite;
 mod report;
 mod workloads;
 
@@ -59,6 +60,14 @@ struct Options {
     /// are noisy. The first allocator is compared with each of the others.
     #[arg(long, conflicts_with_all = ["only_instructions", "json"])]
     count_workloads: bool,
+    /// Run the Python suite instead: allocation-heavy scripts under CPython's pymalloc,
+    /// tallymalloc installed in CPython's domains, and PYTHONMALLOC=malloc with glibc and
+    /// mimalloc (needs the package: scripts/build-python).
+    #[arg(long, conflicts_with_all = ["only_instructions", "count_workloads", "workloads", "allocators"])]
+    python: bool,
+    /// The interpreter for --python (default: target/python-venv/bin/python).
+    #[arg(long, value_name = "PATH", requires = "python")]
+    python_interpreter: Option<PathBuf>,
     /// Count instructions only (no workloads); scripts/fastpath-count uses it.
     #[arg(long, conflicts_with = "no_instructions")]
     only_instructions: bool,
@@ -104,6 +113,22 @@ fn run(options: Options) -> Result<(), String> {
             })
             .collect::<Result<_, _>>()?,
     };
+    if options.python {
+        let interpreter = match &options.python_interpreter {
+            Some(path) => path.clone(),
+            None => binaries.join("../python-venv/bin/python"),
+        };
+        let results = python_suite::run(&python_suite::Request {
+            interpreter: &interpreter,
+            library: &binaries.join("libtallymalloc.so"),
+            build_directory: &binaries.join("bench-workloads"),
+            reps,
+            quick: options.quick,
+        })?;
+        check_outputs_agree(&results)?;
+        results.print();
+        return write_json(options.json.as_deref(), &results, None);
+    }
     let allocators = allocators::resolve(
         &options.allocators,
         &binaries.join("libtallymalloc.so"),
@@ -191,8 +216,16 @@ fn run(options: Options) -> Result<(), String> {
             operations,
         )?)
     };
-    if let Some(path) = &options.json {
-        let document = results.to_json(instructions.as_ref());
+    write_json(options.json.as_deref(), &results, instructions.as_ref())
+}
+
+fn write_json(
+    path: Option<&std::path::Path>,
+    results: &report::Results,
+    instructions: Option<&serde_json::Value>,
+) -> Result<(), String> {
+    if let Some(path) = path {
+        let document = results.to_json(instructions);
         let text = serde_json::to_string_pretty(&document).map_err(|e| e.to_string())?;
         std::fs::write(path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
         eprintln!("tallymalloc-bench: wrote {}", path.display());

@@ -1,5 +1,6 @@
 //! One measured run: a workload under an allocator, its wall time and peak resident memory.
 
+use std::ffi::OsStr;
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -17,15 +18,23 @@ pub struct Run {
 /// Runs `program arguments` with `library` preloaded (if any) and waits for it with `wait4`,
 /// which reports the child's own peak resident set.
 pub fn run(program: &Path, arguments: &[String], library: Option<&Path>) -> Result<Run, String> {
+    let preload = library.map(|library| ("LD_PRELOAD", library.as_os_str()));
+    run_with_environment(program, arguments, preload.as_slice())
+}
+
+/// As [`run`], with `environment` added to the program's.
+pub fn run_with_environment(
+    program: &Path,
+    arguments: &[String],
+    environment: &[(&str, &OsStr)],
+) -> Result<Run, String> {
     let mut command = Command::new(program);
     command
         .args(arguments)
+        .envs(environment.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    if let Some(library) = library {
-        command.env("LD_PRELOAD", library);
-    }
     let started = Instant::now();
     let mut child = command
         .spawn()

@@ -74,7 +74,13 @@ impl Results {
     }
 
     pub fn print(&self) {
-        let width = 15;
+        let width = self
+            .allocators
+            .iter()
+            .map(String::len)
+            .max()
+            .unwrap_or(0)
+            .max(15);
         println!();
         println!(
             "median wall time in ms and peak RSS in MiB, {} runs each{}, {} threads",
@@ -101,9 +107,11 @@ impl Results {
             println!();
         }
         if let Some(tally) = self.index("tallymalloc") {
-            println!(
-                "(* not in the means: tallymalloc's column runs it with tallymalloc linked in)"
-            );
+            if self.workloads.iter().any(|w| !w.in_means) {
+                println!(
+                    "(* not in the means: tallymalloc's column runs it with tallymalloc linked in)"
+                );
+            }
             println!();
             println!("tallymalloc / peer, geometric mean over workloads (below 1.00: tallymalloc is better)");
             for (index, peer) in self.allocators.iter().enumerate() {
@@ -123,7 +131,8 @@ impl Results {
                     .map(|w| (w.median_seconds(tally) / w.median_seconds(index), &w.name))
                     .max_by(|a, b| a.0.total_cmp(&b.0));
                 let worst = worst.map_or(String::new(), |(r, n)| format!(", slowest: {n} {r:.2}x"));
-                println!("  vs {peer:<10} time {time:.2}x   peak RSS {rss:.2}x{worst}");
+                let name_width = width.min(22);
+                println!("  vs {peer:<name_width$} time {time:.2}x   peak RSS {rss:.2}x{worst}");
             }
         }
     }
