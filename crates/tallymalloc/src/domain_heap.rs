@@ -459,6 +459,42 @@ pub unsafe fn free(domain: usize, address: *mut u8) {
     }
 }
 
+/// Frees `address` and returns true if it is a block of `domain`; returns false and leaves it
+/// alone if it belongs to another domain. The owner's own page takes `free`'s fast path.
+///
+/// # Safety
+/// `address` must be a live block of ours.
+#[inline(always)]
+pub unsafe fn free_if_of(domain: usize, address: *mut u8) -> bool {
+    let heap = domain_heap(domain);
+    // SAFETY: as in `free`: the header and page are mapped, and only the owner changes them.
+    unsafe {
+        let segment = segment_of(address);
+        let page = (*segment).page_of(address);
+        if (*page).owner.load(Ordering::Relaxed) == heap as usize {
+            (*heap).counters.count_fast_free((*page).class as usize);
+            if (*page).push_local(address.cast()) {
+                page_emptied_at(heap, address);
+            }
+            return true;
+        }
+        free_if_of_slow(domain, address)
+    }
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn free_if_of_slow(domain: usize, address: *mut u8) -> bool {
+    // SAFETY: the caller's contract: a live block of ours.
+    unsafe {
+        if domain_of(address) != domain {
+            return false;
+        }
+        free_slow(domain, address);
+    }
+    true
+}
+
 #[cold]
 #[inline(never)]
 unsafe fn page_emptied_at(heap: *mut DomainHeap, address: *mut u8) {

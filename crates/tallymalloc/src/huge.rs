@@ -48,22 +48,23 @@ pub fn alloc(size: usize, align: usize, zero_bytes: Option<usize>, domain: usize
     let Some(mapping_size) = mapping_size_for(offset, size) else {
         return crate::failed();
     };
-    if let Some((start, cached_size)) = huge_cache::take(mapping_size) {
-        if registry::register(start.as_ptr() as usize) {
+    if let Some((start, cached_size)) = huge_cache::take_nearest(mapping_size) {
+        // SAFETY: C1: the cache handed the whole mapping, header intact, to us alone.
+        if let Some((start, length, reused)) =
+            unsafe { fit_cached(start, cached_size, mapping_size) }
+        {
             let segment = start.as_ptr().cast::<Segment>();
-            // SAFETY: C1: the cache handed the whole mapping, header intact, to us alone.
+            // SAFETY: as above; `fit_cached` registered the mapping, `length` bytes long now.
             unsafe {
-                (*segment).mapping_size = cached_size;
+                (*segment).mapping_size = length;
                 let block = describe(segment, offset, domain);
+                // Bytes past the reused pages are fresh from the kernel, zero already.
                 if let Some(bytes) = zero_bytes {
-                    ptr::write_bytes(block, 0, bytes);
+                    ptr::write_bytes(block, 0, bytes.min(reused.saturating_sub(offset)));
                 }
                 return block;
             }
         }
-        os::note_committed(-(cached_size as isize));
-        // SAFETY: the mapping is ours and unused.
-        unsafe { os::release(start, cached_size) };
     }
     let Some(start) = os::reserve_aligned(mapping_size, SEGMENT_SIZE) else {
         return crate::failed();
@@ -76,6 +77,46 @@ pub fn alloc(size: usize, align: usize, zero_bytes: Option<usize>, domain: usize
     os::note_committed(mapping_size as isize);
     // SAFETY: we own the new header (U2).
     unsafe { describe(segment.as_ptr(), offset, domain) }
+}
+
+/// Makes a mapping the cache handed over `wanted` bytes long and registers it: as it is when
+/// it fits (waste under half), shrunk in place, or grown in place or moved with `mremap`. The
+/// pages it had stay faulted in, so a program whose huge blocks change size from round to
+/// round reuses its memory instead of mapping and faulting more. Returns the mapping and how
+/// long it is now and how many of its leading bytes were reused (the rest is fresh, zero); on
+/// failure the mapping is released and `None` returned.
+///
+/// # Safety
+/// `[start, start + size)` must be a whole mapping the cache handed over (C1).
+unsafe fn fit_cached(
+    start: NonNull<u8>,
+    size: usize,
+    wanted: usize,
+) -> Option<(NonNull<u8>, usize, usize)> {
+    let fits = size >= wanted && size / 2 <= wanted;
+    let mut mapping = start;
+    let mut current = size;
+    // SAFETY: the caller's contract: the whole mapping is ours and holds nothing.
+    unsafe {
+        if !fits {
+            if os::remap_in_place(start, size, wanted) {
+                os::note_committed(wanted as isize - size as isize);
+                current = wanted;
+            } else if let Some(destination) = os::reserve_aligned(wanted, SEGMENT_SIZE) {
+                if os::remap_to(start, size, wanted, destination) {
+                    os::note_committed(wanted as isize - size as isize);
+                    mapping = destination;
+                    current = wanted;
+                }
+            }
+        }
+        if current < wanted || !registry::register(mapping.as_ptr() as usize) {
+            os::note_committed(-(current as isize));
+            os::release(mapping, current);
+            return None;
+        }
+    }
+    Some((mapping, current, size.min(current)))
 }
 
 /// Grows the huge block at `address` by copying it into a cached mapping of at least
@@ -226,6 +267,28 @@ pub unsafe fn resize(segment: *mut Segment, address: *mut u8, new_size: usize) -
 #[cfg(test)]
 mod tests {
     use crate::segment::segment_of;
+
+    #[test]
+    fn a_cached_mapping_of_another_size_serves_zeroed_memory() {
+        // Odd sizes, so that other tests' huge blocks rarely meet these mappings.
+        for (freed, wanted) in [
+            (3 << 20 | 4096, 7 << 20 | 8192),
+            (13 << 20, 1 << 20 | 12288),
+        ] {
+            let block = crate::malloc(freed).unwrap().as_ptr();
+            // SAFETY: a live block of `freed` bytes, freed once.
+            unsafe {
+                block.write_bytes(0xAB, freed);
+                crate::free(block);
+            }
+            let zeroed = crate::calloc(1, wanted).unwrap().as_ptr();
+            // SAFETY: a live block of `wanted` bytes.
+            let bytes = unsafe { core::slice::from_raw_parts(zeroed, wanted) };
+            assert!(bytes.iter().all(|&byte| byte == 0), "{freed} -> {wanted}");
+            // SAFETY: a live block, freed once.
+            unsafe { crate::free(zeroed) };
+        }
+    }
 
     #[test]
     fn a_doubling_block_moves_into_a_cached_mapping_with_its_contents() {

@@ -103,6 +103,19 @@ impl Cache {
             .min_by_key(|&i| self.entries[i].size)?;
         Some(self.remove(best))
     }
+
+    /// Removes the entry whose size is nearest `size`, whatever it is: one that fits as `take`
+    /// wants it, else the largest smaller one, else the smallest larger one.
+    fn take_nearest(&mut self, size: usize) -> Option<Entry> {
+        if let Some(entry) = self.take(size) {
+            return Some(entry);
+        }
+        let smaller = (0..self.count)
+            .filter(|&i| self.entries[i].size < size)
+            .max_by_key(|&i| self.entries[i].size);
+        let nearest = smaller.or_else(|| (0..self.count).min_by_key(|&i| self.entries[i].size))?;
+        Some(self.remove(nearest))
+    }
 }
 
 /// Mappings taken out of the cache, to unmap once the lock is released (C3).
@@ -169,6 +182,21 @@ pub fn take(size: usize) -> Option<(NonNull<u8>, usize)> {
     let entry = {
         let mut cache = CACHE.lock();
         let entry = cache.take(size);
+        CACHED.store(cache.count, Ordering::Relaxed);
+        entry?
+    };
+    Some((NonNull::new(entry.start as *mut u8)?, entry.size))
+}
+
+/// Takes the cached mapping nearest `size` bytes in size, for a caller that will resize it
+/// with `mremap` (keeping its pages that are already faulted in); the caller owns it after.
+pub fn take_nearest(size: usize) -> Option<(NonNull<u8>, usize)> {
+    if CACHED.load(Ordering::Relaxed) == 0 {
+        return None;
+    }
+    let entry = {
+        let mut cache = CACHE.lock();
+        let entry = cache.take_nearest(size);
         CACHED.store(cache.count, Ordering::Relaxed);
         entry?
     };
@@ -260,6 +288,35 @@ mod tests {
         cache.expire(60, &mut out);
         assert_eq!(released(&out), vec![0x1000_0000]);
         assert_eq!((cache.count, cache.bytes), (1, 10 * MIB));
+    }
+
+    #[test]
+    fn the_nearest_entry_is_the_fitting_one_then_the_largest_smaller_one() {
+        let mut cache = Cache::new();
+        let mut out = ToRelease::new();
+        for (start, size) in [
+            (0x1000_0000, 2 * MIB),
+            (0x2000_0000, 5 * MIB),
+            (0x3000_0000, 40 * MIB),
+        ] {
+            cache.insert(entry(start, size, 100), 0, &mut out);
+        }
+        assert_eq!(
+            cache.take_nearest(4 * MIB).map(|e| e.start),
+            Some(0x2000_0000),
+            "fits"
+        );
+        assert_eq!(
+            cache.take_nearest(6 * MIB).map(|e| e.start),
+            Some(0x1000_0000),
+            "grows"
+        );
+        assert_eq!(
+            cache.take_nearest(MIB).map(|e| e.start),
+            Some(0x3000_0000),
+            "shrinks"
+        );
+        assert_eq!(cache.take_nearest(MIB), None);
     }
 
     #[test]

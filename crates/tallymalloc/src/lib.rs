@@ -571,13 +571,7 @@ impl Domain {
             return address.is_null();
         }
         // SAFETY: ours, and live by the caller's contract.
-        unsafe {
-            if domain_heap::domain_of(address) != self.id() {
-                return false;
-            }
-            domain_heap::free(self.id(), address);
-        }
-        true
+        unsafe { domain_heap::free_if_of(self.id(), address) }
     }
 
     /// As [`free_checked`], through this domain's family.
