@@ -237,3 +237,12 @@ fn static_library_replaces_malloc_in_the_executable() {
         "{stdout}"
     );
 }
+
+#[test]
+fn memory_goes_back_while_the_program_is_idle() {
+    // Without the background purger the freed pages would wait for the next allocator call.
+    for linkage in BOTH {
+        let (stdout, _) = build_and_run("idle_return.c", linkage, &[]);
+        assert!(stdout.starts_with("peak "), "{stdout}");
+    }
+}

@@ -15,8 +15,15 @@
 //! - **H3 segments**: `segments` links every segment this heap owns; those of small and medium
 //!   kind with a free page are also on `with_free[kind]`. Spare segments (at most
 //!   `MAX_SPARES`) are owned, empty, on neither list, and linked through `next` from `spare`.
-//! - **H4 purge**: `purge` links the free pages of owned segments (and the spares) whose memory
-//!   has not been returned to the OS yet, oldest first.
+//! - **H4 purge**: a heap's `purge` queue links the free pages of its segments (and spares)
+//!   whose memory has not been returned to the OS yet, oldest first. The queue and its pages'
+//!   `purge_pending`, `purge_at` and links are touched only under the queue's lock, by the owner
+//!   or by the background purger (`purger.rs`), which returns due pages of live heaps while the
+//!   owner is busy elsewhere or idle. The owner takes a free page off the queue, under the lock,
+//!   before it takes the page out of its segment, so the purger never purges a page in use.
+//! - **H7 live heaps**: `LIVE_HEAPS` links every heap from its start to its abandonment, under
+//!   its lock; the purger visits heaps only while holding it (a heap's memory is never unmapped,
+//!   and it leaves the list before it goes back to the pool).
 //! - **H6 domains**: `domains[d]` is this thread's domain heap for `d`, or the empty domain
 //!   heap; bit `d` of `started` is set exactly for the former. `domains[RAW]` is `raw`.
 //! - **H5 no self-allocation**: nothing here calls malloc; heaps live in memory from
@@ -29,6 +36,7 @@ use crate::options;
 use crate::os;
 use crate::page::{DelayedFree, Page, FLAG_IN_FULL};
 use crate::segment::{self, Segment, SegmentKind, HEADER_RESERVE, SEGMENT_SIZE};
+use crate::sync::{ForkLock, SpinGuard, SpinLock};
 use crate::thread;
 use core::cell::UnsafeCell;
 use core::ptr;
@@ -41,6 +49,9 @@ pub static EMPTY_HEAP: Heap = Heap {
         domains: [&raw const EMPTY_HEAP.raw as *mut DomainHeap; MAX_DOMAINS],
         ..HeapState::EMPTY
     }),
+    purge: SpinLock::new(PurgeQueue(PageQueue::EMPTY)),
+    live_next: UnsafeCell::new(ptr::null_mut()),
+    live_prev: UnsafeCell::new(ptr::null_mut()),
 };
 
 #[repr(C)]
@@ -49,16 +60,37 @@ pub struct Heap {
     raw: DomainHeap,
     /// Owner only (H1).
     state: UnsafeCell<HeapState>,
+    /// Free pages waiting for the purge delay (H4).
+    purge: SpinLock<PurgeQueue>,
+    /// Links in `LIVE_HEAPS` (H7).
+    live_next: UnsafeCell<*mut Heap>,
+    live_prev: UnsafeCell<*mut Heap>,
 }
 
-// SAFETY: `state` is reached only by the owning thread (H1); `raw` is Sync itself.
+// SAFETY: `state` is reached only by the owning thread (H1), the purge queue under its lock
+// (H4), the live links under LIVE_HEAPS's lock (H7); `raw` is Sync itself.
 unsafe impl Sync for Heap {}
+
+/// The purge queue, sendable so a lock can hold it: its pages are reached under the lock only.
+pub struct PurgeQueue(PageQueue);
+// SAFETY: H4: the queue's pages are touched only under the lock that holds it.
+unsafe impl Send for PurgeQueue {}
+
+/// Every started heap (H7), for the background purger.
+struct LiveHeaps {
+    first: *mut Heap,
+}
+// SAFETY: H7: the list is touched under its lock only.
+unsafe impl Send for LiveHeaps {}
+
+static LIVE_HEAPS: SpinLock<LiveHeaps> = SpinLock::new(LiveHeaps {
+    first: ptr::null_mut(),
+});
 
 pub struct HeapState {
     /// This thread's domain heaps (H6).
     domains: [*mut DomainHeap; MAX_DOMAINS],
     started: u128,
-    purge: PageQueue,
     segments: *mut Segment,
     with_free: [*mut Segment; 2],
     /// Empty segments kept for reuse, linked through `Segment::next`; at most `MAX_SPARES`.
@@ -84,7 +116,6 @@ impl HeapState {
     const EMPTY: HeapState = HeapState {
         domains: [ptr::null_mut(); MAX_DOMAINS],
         started: 0,
-        purge: PageQueue::EMPTY,
         segments: ptr::null_mut(),
         with_free: [ptr::null_mut(); 2],
         spare: ptr::null_mut(),
@@ -118,7 +149,14 @@ impl Heap {
             state.domains[Domain::RAW.id()] = raw;
             state.started = 1 << Domain::RAW.id();
             ptr::write(&raw mut (*heap).state, UnsafeCell::new(state));
+            ptr::write(
+                &raw mut (*heap).purge,
+                SpinLock::new(PurgeQueue(PageQueue::EMPTY)),
+            );
+            ptr::write(&raw mut (*heap).live_next, UnsafeCell::new(ptr::null_mut()));
+            ptr::write(&raw mut (*heap).live_prev, UnsafeCell::new(ptr::null_mut()));
             DomainHeap::initialize(raw, heap, Domain::RAW);
+            link_live(heap);
         }
     }
 
@@ -171,6 +209,7 @@ impl Heap {
     /// pages. Purges and retirement need the clock, so they run on one slow path in eight
     /// (`malloc_slow` takes the others without calling here).
     pub fn tick(&self) {
+        crate::purger::ensure_running();
         let mut retained = false;
         self.for_each_domain_heap(|domain_heap| {
             domain_heap.process_delayed_free();
@@ -182,7 +221,8 @@ impl Heap {
         let abandoned = segment::abandoned_count() != 0;
         let cached = !huge_cache::is_empty();
         // SAFETY: H1.
-        if unsafe { self.state().purge.first.is_null() } && !retained && !abandoned && !cached {
+        let pending = !self.purge.lock().0.first.is_null();
+        if !pending && !retained && !abandoned && !cached {
             return;
         }
         let now = os::monotonic_millis();
@@ -223,11 +263,10 @@ impl Heap {
             if let Some(segment) = with_free.filter(|segment| !segment.is_null()) {
                 // SAFETY: H3: segments on our lists are ours.
                 unsafe {
-                    let page = (*segment).take_page();
+                    let page = self.state().take_free_page(segment);
                     if !(*segment).has_free_page() {
                         self.state().unlink_with_free(segment);
                     }
-                    self.state().cancel_purge(page);
                     return page;
                 }
             }
@@ -262,11 +301,7 @@ impl Heap {
             unsafe { self.state().link_segment(segment) };
             if kind == SegmentKind::Large {
                 // SAFETY: the segment is ours, empty and laid out as large.
-                unsafe {
-                    let page = (*segment).take_page();
-                    self.state().cancel_purge(page);
-                    return page;
-                }
+                unsafe { return self.state().take_free_page(segment) };
             }
         }
     }
@@ -288,20 +323,22 @@ impl Heap {
     }
 
     /// Returns the memory of free pages whose delay has passed (all of them if `now` is
-    /// `u64::MAX`).
-    fn purge_due(&self, now: u64) {
-        // SAFETY: H1, H4: pages on the purge list are free pages of our segments.
+    /// `u64::MAX`); true if pages are left waiting. The owner or the purger (H4).
+    fn purge_due(&self, now: u64) -> bool {
+        let mut queue = self.purge.lock();
+        // SAFETY: H4: pages on the queue are free pages of the heap's segments, and the lock
+        // keeps the owner from taking one (or releasing its segment) meanwhile.
         unsafe {
-            let state = self.state();
-            let mut page = state.purge.first;
+            let mut page = queue.0.first;
             while !page.is_null() && (*page).purge_at <= now {
                 let next = (*page).next;
-                state.purge.remove(page);
+                queue.0.remove(page);
                 (*page).purge_pending = false;
                 segment::decommit_page(&mut *page);
                 page = next;
             }
         }
+        !queue.0.first.is_null()
     }
 
     /// Takes over a segment whose thread exited (S1): requeues its pages with our domain heaps
@@ -322,7 +359,7 @@ impl Heap {
                 let page: *mut Page = &mut (*segment).pages[index];
                 if !(*page).in_use {
                     if (*page).purge_pending {
-                        self.state().purge.push_back(page);
+                        self.purge.lock().0.push_back(page);
                     }
                     continue;
                 }
@@ -357,7 +394,7 @@ impl Heap {
             self.adopt(segment.as_ptr());
         }
         self.for_each_domain_heap(DomainHeap::collect_pages);
-        self.purge_due(u64::MAX);
+        let _ = self.purge_due(u64::MAX);
         // SAFETY: H1.
         unsafe { self.state().release_spares() };
         huge_cache::release_expired(u64::MAX);
@@ -371,6 +408,8 @@ impl Heap {
     /// # Safety
     /// Called once, by the exit handler of the owning thread; the heap is unused afterwards.
     pub unsafe fn abandon(&self, mut give_back: impl FnMut(*mut DomainHeap)) {
+        // The purger stops visiting this heap before it changes hands (H7).
+        unlink_live(self as *const Heap as *mut Heap);
         // No remote free may reach a domain heap once it goes back to the pool (P4). Turning
         // every tag to `Never` waits out remote threads mid-hand-over and stops new hand-overs;
         // the collection below may reset tags to `None`, which is as safe, since only
@@ -385,17 +424,20 @@ impl Heap {
         self.for_each_domain_heap(DomainHeap::collect_pages);
         // SAFETY: H1 and the caller's promise.
         unsafe {
-            let state = self.state();
             // Pending purges stay with their pages (`purge_pending`, `purge_at`): the adopter
             // queues them again. Only the list links, which are this heap's, are dropped.
-            let mut page = state.purge.first;
-            while !page.is_null() {
-                let next = (*page).next;
-                (*page).next = ptr::null_mut();
-                (*page).prev = ptr::null_mut();
-                page = next;
+            {
+                let mut queue = self.purge.lock();
+                let mut page = queue.0.first;
+                while !page.is_null() {
+                    let next = (*page).next;
+                    (*page).next = ptr::null_mut();
+                    (*page).prev = ptr::null_mut();
+                    page = next;
+                }
+                queue.0 = PageQueue::EMPTY;
             }
-            state.purge = PageQueue::EMPTY;
+            let state = self.state();
             // Spares, empty, go to the abandoned list too: the next thread takes them instead
             // of mapping segments.
             loop {
@@ -526,7 +568,8 @@ impl HeapState {
             // One page a segment: a free one is a spare's, and `take_page` pops the newest.
             return ptr::null_mut();
         }
-        let mut page = self.purge.last;
+        let mut queue = self.purge_queue();
+        let mut page = queue.0.last;
         for _ in 0..LOOK_AT {
             if page.is_null() {
                 break;
@@ -543,11 +586,13 @@ impl HeapState {
                             true
                         }));
                 if usable {
+                    // Off the queue first (H4), then out of the segment.
+                    queue.0.remove(page);
+                    (*page).purge_pending = false;
                     (*segment).take_page_at((*page).index as usize);
                     if !(*segment).has_free_page() {
                         self.unlink_with_free(segment);
                     }
-                    self.cancel_purge(page);
                     return page;
                 }
                 page = (*page).prev;
@@ -568,17 +613,38 @@ impl HeapState {
                 segment::decommit_page(&mut *page);
                 return;
             }
+            let mut queue = self.purge_queue();
             (*page).purge_at = os::monotonic_millis() + delay;
             (*page).purge_pending = true;
-            self.purge.push_back(page);
+            queue.0.push_back(page);
+        }
+    }
+
+    /// The heap's purge queue, locked (H4).
+    fn purge_queue(&self) -> SpinGuard<'static, PurgeQueue> {
+        // SAFETY: `this` is the heap this state belongs to, which outlives any use of it.
+        unsafe { (*self.this).purge.lock() }
+    }
+
+    /// Takes the first free page of one of our segments, off the purge queue first (H4).
+    fn take_free_page(&mut self, segment: *mut Segment) -> *mut Page {
+        // SAFETY: H3: the segment is ours.
+        unsafe {
+            let page = (*segment).first_free_page();
+            if !page.is_null() {
+                self.cancel_purge(page);
+                (*segment).take_page_at((*page).index as usize);
+            }
+            page
         }
     }
 
     fn cancel_purge(&mut self, page: *mut Page) {
-        // SAFETY: H4: a pending page is on our purge list.
+        let mut queue = self.purge_queue();
+        // SAFETY: H4: a pending page is on our purge queue, reached under its lock.
         unsafe {
             if (*page).purge_pending {
-                self.purge.remove(page);
+                queue.0.remove(page);
                 (*page).purge_pending = false;
             }
         }
@@ -705,4 +771,69 @@ pub fn count_handed_out_current() {
         // SAFETY: H1: our own heap; nothing of it is borrowed by our caller.
         unsafe { (*heap).for_each_domain_heap(DomainHeap::count_all_handed_out) };
     }
+}
+
+fn link_live(heap: *mut Heap) {
+    let mut live = LIVE_HEAPS.lock();
+    // SAFETY: H7: the links are touched under the lock; `heap` is a started heap.
+    unsafe {
+        *(*heap).live_prev.get() = ptr::null_mut();
+        *(*heap).live_next.get() = live.first;
+        if !live.first.is_null() {
+            *(*live.first).live_prev.get() = heap;
+        }
+    }
+    live.first = heap;
+}
+
+fn unlink_live(heap: *mut Heap) {
+    let mut live = LIVE_HEAPS.lock();
+    // SAFETY: H7: the links are touched under the lock; `heap` is on the list.
+    unsafe {
+        let (next, prev) = (*(*heap).live_next.get(), *(*heap).live_prev.get());
+        if prev.is_null() {
+            live.first = next;
+        } else {
+            *(*prev).live_next.get() = next;
+        }
+        if !next.is_null() {
+            *(*next).live_prev.get() = prev;
+        }
+    }
+}
+
+/// The purger's round: returns the due pages of every live heap; true if pages are left
+/// waiting in any.
+pub fn purge_all_due(now: u64) -> bool {
+    let live = LIVE_HEAPS.lock();
+    let mut waiting = false;
+    let mut heap = live.first;
+    while !heap.is_null() {
+        // SAFETY: H7: a heap on the list is live and stays so while we hold the lock; H4 lets
+        // any thread purge under the queue's lock.
+        unsafe {
+            waiting |= (*heap).purge_due(now);
+            heap = *(*heap).live_next.get();
+        }
+    }
+    waiting
+}
+
+/// In a child after `fork`, only the forking thread's heap is live: the others' threads do not
+/// exist there, and one of them may have held its purge lock at the fork.
+pub fn keep_only_live_after_fork(current: *mut Heap) {
+    let mut live = LIVE_HEAPS.lock();
+    live.first = ptr::null_mut();
+    if current != empty_heap() {
+        // SAFETY: H7, under the lock; the forking thread's heap is started.
+        unsafe {
+            *(*current).live_next.get() = ptr::null_mut();
+            *(*current).live_prev.get() = ptr::null_mut();
+        }
+        live.first = current;
+    }
+}
+
+pub fn fork_lock() -> &'static dyn ForkLock {
+    &LIVE_HEAPS
 }

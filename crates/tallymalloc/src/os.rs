@@ -277,6 +277,16 @@ pub fn monotonic_millis() -> u64 {
 }
 
 /// Gives the processor to another thread while spinning on a contended lock.
+/// Sleeps for `millis` milliseconds (less if a signal interrupts it).
+pub fn sleep_millis(millis: u64) {
+    let pause = libc::timespec {
+        tv_sec: (millis / 1000) as libc::time_t,
+        tv_nsec: ((millis % 1000) * 1_000_000) as libc::c_long,
+    };
+    // SAFETY: `pause` is a valid timespec; the remainder is not wanted.
+    unsafe { libc::nanosleep(&pause, core::ptr::null_mut()) };
+}
+
 pub fn yield_thread() {
     // SAFETY: sched_yield has no preconditions.
     unsafe { libc::sched_yield() };

@@ -206,12 +206,12 @@ impl Segment {
             .sum()
     }
 
-    /// Takes a free page (owner only, S1/S4); null when none is left.
-    pub fn take_page(&mut self) -> *mut Page {
+    /// The free page `take_page` would take, left free (owner only); null when none is left.
+    pub fn first_free_page(&mut self) -> *mut Page {
         if self.free_pages == 0 {
             return ptr::null_mut();
         }
-        self.take_page_at(self.free_pages.trailing_zeros() as usize)
+        &mut self.pages[self.free_pages.trailing_zeros() as usize]
     }
 
     /// Takes the free page at `index` (owner only, S1).
@@ -375,8 +375,9 @@ mod tests {
             let segment = &mut *segment.as_ptr();
             assert_eq!(segment.page_count, 8);
             assert_eq!(segment.pages[0].area_size, 512 * 1024 - HEADER_RESERVE);
-            let page = segment.take_page();
+            let page = segment.first_free_page();
             assert_eq!((*page).index, 0);
+            segment.take_page_at(0);
             assert_eq!(segment.used_pages, 1);
             (*page).in_use = true;
             segment.return_page(&mut *page);

@@ -131,9 +131,11 @@ pub fn start_domain_heap(domain: usize) -> Result<*mut DomainHeap, libc::c_int> 
 static FORK_HANDLERS_REGISTERED: AtomicBool = AtomicBool::new(false);
 
 /// Every global lock, in the order the fork handlers take them. No path holds two of them at
-/// once, so any order would do; a fixed one keeps the handlers simple.
-fn fork_locks() -> [&'static dyn ForkLock; 7] {
+/// once, so any order would do; a fixed one keeps the handlers simple. The live-heap list's
+/// comes first: held, it keeps the purger out of every heap's purge lock (heap.rs, H7).
+fn fork_locks() -> [&'static dyn ForkLock; 8] {
     [
+        crate::heap::fork_lock(),
         &HEAPS.free,
         &DOMAIN_HEAPS.free,
         crate::segment::fork_lock(),
@@ -168,6 +170,8 @@ extern "C" fn after_fork_in_child() {
         // SAFETY: the forking thread took the locks in `before_fork` and is the only thread.
         unsafe { lock.release_after_fork() };
     }
+    crate::heap::keep_only_live_after_fork(current_heap());
+    crate::purger::forget_after_fork();
 }
 
 extern "C" fn on_thread_exit(value: *mut libc::c_void) {

@@ -97,12 +97,8 @@ extern "C" fn sample_forever(argument: *mut libc::c_void) -> *mut libc::c_void {
     let interval_ms = argument as usize as u64;
     loop {
         take_sample();
-        let pause = libc::timespec {
-            tv_sec: (interval_ms / 1000) as libc::time_t,
-            tv_nsec: ((interval_ms % 1000) * 1_000_000) as libc::c_long,
-        };
-        // SAFETY: `pause` is a valid timespec; an interrupted sleep just samples early.
-        unsafe { libc::nanosleep(&pause, core::ptr::null_mut()) };
+        // An interrupted sleep just samples early.
+        os::sleep_millis(interval_ms);
     }
 }
 

@@ -1,4 +1,5 @@
-/* Threads allocate and free without pause while the main thread forks 100 times. Each child
+/* Threads allocate and free without pause, and the background purger runs, while the main
+ * thread forks 100 times. Each child
  * allocates, frees a block its parent allocated before the fork, reads the stats, and exits 0.
  * A deadlock (a lock held across fork by a thread that does not exist in the child, such as
  * the stats sampler's) shows as a timeout. */
@@ -39,7 +40,20 @@ static void *read_stats(void *unused) {
   return NULL;
 }
 
+/* Grows the process past the background purger's threshold (64 MiB committed), then frees it
+ * all, so that the purger runs, and purges, while the forks below happen. */
+static void start_the_purger(void) {
+  enum { COUNT = 96 * 1024 };
+  static void *blocks[COUNT];
+  for (int i = 0; i < COUNT; i++) {
+    blocks[i] = malloc(1024);
+    memset(blocks[i], 1, 1024);
+  }
+  for (int i = 0; i < COUNT; i++) free(blocks[i]);
+}
+
 int main(void) {
+  start_the_purger();
   pthread_t workers[WORKERS], reader;
   for (size_t i = 0; i < WORKERS; i++) pthread_create(&workers[i], NULL, churn, (void *)(i + 1));
   pthread_create(&reader, NULL, read_stats, NULL);
