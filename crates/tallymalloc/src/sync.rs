@@ -3,7 +3,8 @@
 //! and a spin lock makes that obvious.
 //!
 //! Invariants: the lock is held only for a handful of pointer updates, never across a system
-//! call that can block for long (the pool's `mmap` aside) nor across a call into user code.
+//! call that can block for long (the pool's `mmap` aside, and a heap's purge lock across the
+//! `madvise` of the pages it returns) nor across a call into user code.
 
 use crate::os;
 use core::cell::UnsafeCell;
