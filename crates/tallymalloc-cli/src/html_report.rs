@@ -1,5 +1,6 @@
 //! The HTML report: one self-contained file (no network) with an interactive chart of memory
-//! over time by domain, the size classes live at exit, and the table of domains. The chart is
+//! over time by domain, the size classes live at exit, the table of domains, and with debug
+//! mode the blocks live at exit by allocation site with their stacks. The chart is
 //! drawn by the script below from the stats document embedded in the page; when it has drawn
 //! everything it marks `<body data-rendered="yes">`, which the tests look for.
 
@@ -39,6 +40,7 @@ const PAGE: &str = r##"<!DOCTYPE html>
   code { font-size: 0.95em; }
   table { border-collapse: collapse; } td, th { padding: 2px 10px; text-align: right; }
   th:first-child, td:first-child { text-align: left; }
+  #leaks th:last-child, #leaks td:last-child { text-align: left; white-space: pre; }
   tr:nth-child(even) td { background: #f4f4f4; }
   svg text { font: 11px system-ui, sans-serif; fill: #444; }
   #legend span { cursor: pointer; margin-right: 1.2em; user-select: none; }
@@ -62,7 +64,11 @@ const PAGE: &str = r##"<!DOCTYPE html>
 <svg id="histogram" width="960" height="40" role="img" aria-label="size classes"></svg>
 <h2>Misuse</h2>
 <p>{{MISUSE}}</p>
-<p>Leaks grouped by allocation site need tallymalloc's debug mode.</p>
+<h2>Leaks by allocation site</h2>
+<p id="leak-summary">Leaks grouped by allocation site need tallymalloc's debug mode
+(<code>tallymalloc run --debug</code>).</p>
+<table id="leaks"><thead><tr><th>site</th><th>blocks</th><th>bytes</th><th>allocated at</th></tr>
+</thead><tbody></tbody></table>
 <script type="application/json" id="stats">{{STATS}}</script>
 <script>
 "use strict";
@@ -96,6 +102,30 @@ function summary() {
   document.getElementById("summary").textContent =
     "Ran " + seconds(p.uptime_ms) + " on " + p.threads_seen + (p.threads_seen === 1 ? " thread" : " threads") + "; resident memory peaked at " +
     bytes(peakResident) + " and was " + bytes(p.resident_bytes) + " at exit.";
+}
+
+function leakTable() {
+  const leaks = stats.leaks;
+  if (!leaks) return;
+  const sites = leaks.sites;
+  const blocks = sites.reduce((sum, site) => sum + site.blocks, 0);
+  const total = sites.reduce((sum, site) => sum + site.bytes, 0);
+  document.getElementById("leak-summary").textContent = sites.length === 0
+    ? "No block was live at exit (debug mode found " + leaks.errors + " errors)."
+    : blocks.toLocaleString("en") + " blocks (" + bytes(total) + ") were live at exit, from " +
+      sites.length + (sites.length === 1 ? " site" : " sites") + "; debug mode found " +
+      leaks.errors + " errors.";
+  const body = document.querySelector("#leaks tbody");
+  sites.forEach((site, index) => {
+    const row = document.createElement("tr");
+    const frames = site.stack.map(f => f.function + (f.location ? "  " + f.location : "")).join("\n");
+    for (const cell of [String(index + 1), site.blocks.toLocaleString("en"), bytes(site.bytes), frames]) {
+      const td = document.createElement("td");
+      td.textContent = cell;
+      row.appendChild(td);
+    }
+    body.appendChild(row);
+  });
 }
 
 function domainTable() {
@@ -210,6 +240,7 @@ function histogram() {
 
 summary();
 domainTable();
+leakTable();
 chart();
 histogram();
 document.body.dataset.rendered = "yes";

@@ -156,7 +156,11 @@ fn run_program(
         "\ntallymalloc: {title} {ending} after {:.3} s",
         outcome.seconds
     );
-    match (&outcome.document, &outcome.json) {
+    let json_text = match (&outcome.json, &outcome.leaks) {
+        (Some(text), Some(leaks)) => Some(with_leaks(text, leaks)),
+        (text, _) => text.clone(),
+    };
+    match (&outcome.document, &json_text) {
         (Ok(document), Some(text)) => {
             eprint!("{}", text_report::render(document));
             if outcome.other_processes > 0 {
@@ -181,6 +185,21 @@ fn run_program(
         (Ok(_), None) => {}
     }
     outcome.ending.shell_status()
+}
+
+/// The stats JSON with the leak report merged in under "leaks" (docs/stats-schema.json), or
+/// the stats alone if either does not parse.
+fn with_leaks(stats: &str, leaks: &str) -> String {
+    let parsed = serde_json::from_str::<serde_json::Value>(stats)
+        .ok()
+        .zip(serde_json::from_str::<serde_json::Value>(leaks).ok());
+    match parsed {
+        Some((serde_json::Value::Object(mut document), leaks)) => {
+            document.insert("leaks".to_owned(), leaks);
+            serde_json::Value::Object(document).to_string()
+        }
+        _ => stats.to_owned(),
+    }
 }
 
 fn compare_allocators(

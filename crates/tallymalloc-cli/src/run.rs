@@ -44,6 +44,8 @@ pub struct Outcome {
     pub document: Result<StatsDocument, String>,
     /// The raw JSON text, for `--json`.
     pub json: Option<String>,
+    /// In debug mode, the program's leak report (TALLYMALLOC_REPORT's JSON).
+    pub leaks: Option<String>,
     /// Reports written by other processes the program started.
     pub other_processes: usize,
 }
@@ -78,9 +80,12 @@ pub fn run(request: &Request) -> Result<Outcome, StartError> {
         command.env("TALLYMALLOC_PYTHON", "1");
     }
     if request.debug {
+        let mut leaks = OsString::from(directory.join("leaks-%p.json"));
+        leaks.push("");
         command
             .env("TALLYMALLOC_DEBUG", "1")
-            .env("TALLYMALLOC_ON_ERROR", "report");
+            .env("TALLYMALLOC_ON_ERROR", "report")
+            .env("TALLYMALLOC_REPORT", leaks);
     }
     let started = Instant::now();
     let mut child = command.spawn().map_err(|error| {
@@ -111,6 +116,7 @@ pub fn run(request: &Request) -> Result<Outcome, StartError> {
         Err(_) => Ending::Exited(1),
     };
     let (json, other_processes) = collect_reports(&directory, child.id());
+    let leaks = std::fs::read_to_string(directory.join(format!("leaks-{}.json", child.id()))).ok();
     let _ = std::fs::remove_dir_all(&directory);
     let document = match &json {
         Some(text) => StatsDocument::parse(text),
@@ -128,6 +134,7 @@ pub fn run(request: &Request) -> Result<Outcome, StartError> {
         seconds,
         document,
         json,
+        leaks,
         other_processes,
     })
 }
@@ -152,6 +159,10 @@ fn collect_reports(directory: &Path, pid: u32) -> (Option<String>, usize) {
     let mut others: Vec<PathBuf> = std::fs::read_dir(directory)
         .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
         .unwrap_or_default();
+    others.retain(|p| {
+        p.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("stats-"))
+    });
     others.retain(|p| *p != own);
     if let Ok(text) = std::fs::read_to_string(&own) {
         return (Some(text), others.len());

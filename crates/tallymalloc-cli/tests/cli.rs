@@ -296,3 +296,59 @@ fn run_debug_reports_leaks_by_site_with_their_source_line() {
     assert!(stderr[site..].contains("known.c:11"), "{stderr}");
     assert!(stderr.contains("0 errors found"), "{stderr}");
 }
+
+#[test]
+fn run_debug_puts_the_leaks_in_the_json_and_the_html_report() {
+    let directory = scratch();
+    let (json, html) = (directory.join("leaks.json"), directory.join("leaks.html"));
+    let output = tallymalloc()
+        .args(["run", "--debug", "--json"])
+        .arg(&json)
+        .arg("--html")
+        .arg(&html)
+        .arg("--")
+        .arg(known_program())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3), "{}", text(&output.stderr));
+    let document = read_json(&json);
+    tallymalloc_cli::schema::check_stats(&document).unwrap();
+    let sites = document["leaks"]["sites"].as_array().unwrap();
+    assert_eq!(
+        (sites[0]["blocks"].as_u64(), sites[0]["bytes"].as_u64()),
+        (Some(1000), Some(100_000))
+    );
+    let frames = sites[0]["stack"].as_array().unwrap();
+    assert!(
+        frames
+            .iter()
+            .any(|f| f["location"].as_str().unwrap().contains("known.c:11")),
+        "{frames:?}"
+    );
+    // The page draws the table: a row for the site, with its stack.
+    let dom = Command::new(chromium())
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"])
+        .arg(format!("file://{}", html.display()))
+        .output()
+        .unwrap();
+    let dom = text(&dom.stdout);
+    assert!(
+        dom.contains(r#"data-rendered="yes""#),
+        "the script did not finish: {dom}"
+    );
+    let table = &dom[dom.find(r#"<table id="leaks""#).expect("no leak table")..];
+    assert!(
+        table.contains("<td>1,000</td>") && table.contains("known.c:11"),
+        "{table}"
+    );
+    // known.c keeps its 1000 blocks; what tallymalloc's own sampler thread took is no leak.
+    assert!(
+        dom.contains(
+            "1,000 blocks (97.7 KiB) were live at exit, from 1 site; debug mode found 0 errors"
+        ),
+        "{dom}"
+    );
+    // `report` reads the merged document back, leaks and all.
+    let again = tallymalloc().arg("report").arg(&json).output().unwrap();
+    assert!(again.status.success(), "{}", text(&again.stderr));
+}

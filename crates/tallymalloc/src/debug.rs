@@ -90,6 +90,23 @@ pub fn in_layer() -> bool {
     IN_LAYER.with(core::cell::Cell::get)
 }
 
+thread_local! {
+    /// Set while tallymalloc itself makes the C library allocate (creating its sampler and
+    /// purger threads): those blocks are debug blocks like any, but no leak of the program's.
+    static FOR_ALLOCATOR: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+}
+
+/// The site of blocks allocated for tallymalloc's own use: left out of the leak reports.
+const ALLOCATOR_SITE: u32 = u32::MAX;
+
+/// Runs `work`, counting what it allocates as tallymalloc's own (see [`FOR_ALLOCATOR`]).
+pub fn for_allocator<R>(work: impl FnOnce() -> R) -> R {
+    FOR_ALLOCATOR.with(|flag| flag.set(true));
+    let result = work();
+    FOR_ALLOCATOR.with(|flag| flag.set(false));
+    result
+}
+
 const HEADER: usize = 64;
 const GUARD: usize = 16;
 const FRESH_BYTE: u8 = 0xCD;
@@ -334,7 +351,11 @@ pub fn allocate(domain: usize, size: usize, align: usize, zero: bool) -> *mut u8
         report_absurd_size(b"malloc", size);
         return crate::failed();
     };
-    let site = crate::sites::intern(&crate::backtrace::capture(1));
+    let site = if FOR_ALLOCATOR.with(core::cell::Cell::get) {
+        ALLOCATOR_SITE
+    } else {
+        crate::sites::intern(&crate::backtrace::capture(1))
+    };
     IN_LAYER.with(|flag| flag.set(true));
     let raw = crate::allocate_core(domain, total, align);
     IN_LAYER.with(|flag| flag.set(false));
@@ -723,9 +744,11 @@ fn report_leak_sites(at_exit: bool) {
         while !header.is_null() {
             // SAFETY: D3; `site <= CAPACITY` indexes the fresh, zeroed mapping.
             unsafe {
-                let site = ((*header).site as usize).min(slots - 1);
-                (*counts.add(site))[0] += 1;
-                (*counts.add(site))[1] += (*header).size as u64;
+                if (*header).site != ALLOCATOR_SITE {
+                    let site = ((*header).site as usize).min(slots - 1);
+                    (*counts.add(site))[0] += 1;
+                    (*counts.add(site))[1] += (*header).size as u64;
+                }
                 header = (*header).next;
             }
         }
