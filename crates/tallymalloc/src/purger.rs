@@ -37,7 +37,7 @@ static STATE: AtomicU8 = AtomicU8::new(STOPPED);
 pub const START_AT_COMMITTED: usize = 64 << 20;
 
 /// How long the purger sleeps when nothing waits to be purged.
-const IDLE_PAUSE_MILLIS: u64 = 500;
+const IDLE_PAUSE_MILLIS: u64 = 250;
 
 /// Starts the purger if the process has grown enough to want one (G1).
 #[inline]
