@@ -11,13 +11,8 @@ use tallymalloc_core::{self as core_allocator, Domain};
 /// `buffer` must be valid for `length` bytes of writes, or `length` must be 0.
 #[no_mangle]
 pub unsafe extern "C" fn tm_stats_json(buffer: *mut c_char, length: usize) -> usize {
-    let slice: &mut [u8] = if buffer.is_null() || length == 0 {
-        &mut []
-    } else {
-        // SAFETY: the caller gives us `length` writable bytes.
-        unsafe { core::slice::from_raw_parts_mut(buffer.cast(), length) }
-    };
-    core_allocator::stats_json(slice)
+    // SAFETY: the caller's contract.
+    core_allocator::stats_json(unsafe { caller_buffer(buffer, length) })
 }
 
 /// Writes the human stats table into `buffer` as `tm_stats_json` writes the JSON.
@@ -26,13 +21,20 @@ pub unsafe extern "C" fn tm_stats_json(buffer: *mut c_char, length: usize) -> us
 /// `buffer` must be NULL or hold `length` writable bytes.
 #[no_mangle]
 pub unsafe extern "C" fn tm_stats_text(buffer: *mut c_char, length: usize) -> usize {
-    let slice: &mut [u8] = if buffer.is_null() || length == 0 {
-        &mut []
-    } else {
-        // SAFETY: the caller gives us `length` writable bytes.
-        unsafe { core::slice::from_raw_parts_mut(buffer.cast(), length) }
-    };
-    core_allocator::stats_text(slice)
+    // SAFETY: the caller's contract.
+    core_allocator::stats_text(unsafe { caller_buffer(buffer, length) })
+}
+
+/// The caller's `buffer` of `length` bytes as a slice (empty for NULL or 0).
+///
+/// # Safety
+/// `buffer` must be NULL or hold `length` writable bytes for as long as the slice is used.
+unsafe fn caller_buffer<'a>(buffer: *mut c_char, length: usize) -> &'a mut [u8] {
+    if buffer.is_null() || length == 0 {
+        return &mut [];
+    }
+    // SAFETY: the caller gives us `length` writable bytes.
+    unsafe { core::slice::from_raw_parts_mut(buffer.cast(), length) }
 }
 
 /// One domain's figures, as `struct tm_domain_stats` in the header lays them out.

@@ -438,6 +438,21 @@ const TICK_EVERY: u32 = 8;
 /// `address` must be a live pointer handed out by this allocator.
 #[inline(always)]
 pub unsafe fn free(domain: usize, address: *mut u8) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        if !free_local(domain, address) {
+            free_slow(domain, address);
+        }
+    }
+}
+
+/// The free fast path: frees `address` and returns true if its page is this thread's, of
+/// `domain`, with no flag set; returns false, touching nothing, otherwise.
+///
+/// # Safety
+/// `address` must be a live block of ours.
+#[inline(always)]
+unsafe fn free_local(domain: usize, address: *mut u8) -> bool {
     let heap = domain_heap(domain);
     // The caller guarantees `address` is ours and live, so its segment header and page are
     // mapped. An owner word equal to our domain heap means the page is ours, of this family,
@@ -446,17 +461,17 @@ pub unsafe fn free(domain: usize, address: *mut u8) {
     unsafe {
         let segment = segment_of(address);
         let page = (*segment).page_of(address);
-        if (*page).owner.load(Ordering::Relaxed) == heap as usize {
-            (*heap).counters.count_fast_free((*page).class as usize);
-            if (*page).push_local(address.cast()) {
-                // The page is found again from the address out of line, so the fast path
-                // keeps it in addressing modes instead of a register.
-                page_emptied_at(heap, address);
-            }
-        } else {
-            free_slow(domain, address);
+        if (*page).owner.load(Ordering::Relaxed) != heap as usize {
+            return false;
+        }
+        (*heap).counters.count_fast_free((*page).class as usize);
+        if (*page).push_local(address.cast()) {
+            // The page is found again from the address out of line, so the fast path keeps
+            // it in addressing modes instead of a register.
+            page_emptied_at(heap, address);
         }
     }
+    true
 }
 
 /// Frees `address` and returns true if it is a block of `domain`; returns false and leaves it
@@ -466,20 +481,8 @@ pub unsafe fn free(domain: usize, address: *mut u8) {
 /// `address` must be a live block of ours.
 #[inline(always)]
 pub unsafe fn free_if_of(domain: usize, address: *mut u8) -> bool {
-    let heap = domain_heap(domain);
-    // SAFETY: as in `free`: the header and page are mapped, and only the owner changes them.
-    unsafe {
-        let segment = segment_of(address);
-        let page = (*segment).page_of(address);
-        if (*page).owner.load(Ordering::Relaxed) == heap as usize {
-            (*heap).counters.count_fast_free((*page).class as usize);
-            if (*page).push_local(address.cast()) {
-                page_emptied_at(heap, address);
-            }
-            return true;
-        }
-        free_if_of_slow(domain, address)
-    }
+    // SAFETY: the caller's contract.
+    unsafe { free_local(domain, address) || free_if_of_slow(domain, address) }
 }
 
 #[cold]

@@ -176,12 +176,17 @@ pub unsafe fn put(start: NonNull<u8>, size: usize) -> bool {
 /// Takes the smallest cached mapping of at least `size` bytes that wastes less than half of
 /// itself; the caller owns it afterwards (and must register it again).
 pub fn take(size: usize) -> Option<(NonNull<u8>, usize)> {
+    take_with(|cache| cache.take(size))
+}
+
+/// Removes the entry `choose` picks, under the lock; the caller owns the mapping after.
+fn take_with(choose: impl FnOnce(&mut Cache) -> Option<Entry>) -> Option<(NonNull<u8>, usize)> {
     if CACHED.load(Ordering::Relaxed) == 0 {
         return None;
     }
     let entry = {
         let mut cache = CACHE.lock();
-        let entry = cache.take(size);
+        let entry = choose(&mut cache);
         CACHED.store(cache.count, Ordering::Relaxed);
         entry?
     };
@@ -191,16 +196,7 @@ pub fn take(size: usize) -> Option<(NonNull<u8>, usize)> {
 /// Takes the cached mapping nearest `size` bytes in size, for a caller that will resize it
 /// with `mremap` (keeping its pages that are already faulted in); the caller owns it after.
 pub fn take_nearest(size: usize) -> Option<(NonNull<u8>, usize)> {
-    if CACHED.load(Ordering::Relaxed) == 0 {
-        return None;
-    }
-    let entry = {
-        let mut cache = CACHE.lock();
-        let entry = cache.take_nearest(size);
-        CACHED.store(cache.count, Ordering::Relaxed);
-        entry?
-    };
-    Some((NonNull::new(entry.start as *mut u8)?, entry.size))
+    take_with(|cache| cache.take_nearest(size))
 }
 
 /// Whether anything is cached (no lock).

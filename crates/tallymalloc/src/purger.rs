@@ -54,23 +54,7 @@ pub fn ensure_running() {
     {
         return;
     }
-    let mut thread: libc::pthread_t = 0;
-    // What creating the thread allocates (glibc's TLS bookkeeping) is ours, not a leak of the
-    // program's.
-    let started = crate::debug::for_allocator(|| {
-        // SAFETY: `purge_forever` has the signature pthread_create wants; it takes no argument.
-        unsafe {
-            libc::pthread_create(
-                &mut thread,
-                core::ptr::null(),
-                purge_forever,
-                core::ptr::null_mut(),
-            )
-        }
-    });
-    if started == 0 {
-        // SAFETY: a thread we just created, never joined.
-        unsafe { libc::pthread_detach(thread) };
+    if crate::thread::spawn_own_thread(purge_forever, core::ptr::null_mut()) {
         STATE.store(RUNNING, Ordering::Release);
     } else {
         STATE.store(GAVE_UP, Ordering::Release);

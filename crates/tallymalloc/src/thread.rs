@@ -244,3 +244,23 @@ impl Pool {
         list.first = object;
     }
 }
+
+/// Starts one of tallymalloc's own threads (the stats sampler, the purger), detached; false
+/// if the system refuses. What creating it allocates (glibc's TLS bookkeeping) is counted as
+/// tallymalloc's own, not as a leak of the program's (debug mode).
+pub fn spawn_own_thread(
+    entry: extern "C" fn(*mut libc::c_void) -> *mut libc::c_void,
+    argument: *mut libc::c_void,
+) -> bool {
+    let mut thread: libc::pthread_t = 0;
+    let created = crate::debug::for_allocator(|| {
+        // SAFETY: `entry` has the signature pthread_create wants; `thread` is written on success.
+        unsafe { libc::pthread_create(&mut thread, ptr::null(), entry, argument) }
+    });
+    if created != 0 {
+        return false;
+    }
+    // SAFETY: a thread we just created, never joined.
+    unsafe { libc::pthread_detach(thread) };
+    true
+}

@@ -75,24 +75,9 @@ pub fn start(interval_ms: u64) {
         return;
     };
     STORE.lock().words = words.as_ptr().cast();
-    let mut thread: libc::pthread_t = 0;
-    // The argument is the interval as a plain number; a failed creation leaves `thread` unused.
-    // What creating the thread allocates is tallymalloc's own, not a leak of the program's.
-    let created = crate::debug::for_allocator(|| {
-        // SAFETY: `sample_forever` has the signature pthread_create wants.
-        unsafe {
-            libc::pthread_create(
-                &mut thread,
-                core::ptr::null(),
-                sample_forever,
-                interval_ms as usize as *mut libc::c_void,
-            )
-        }
-    });
-    if created == 0 {
-        // SAFETY: a thread we just created, never joined.
-        unsafe { libc::pthread_detach(thread) };
-    } else {
+    // The argument is the interval as a plain number.
+    let argument = interval_ms as usize as *mut libc::c_void;
+    if !crate::thread::spawn_own_thread(sample_forever, argument) {
         crate::diagnostics::write_stderr(b"tallymalloc: could not start the stats sampler\n");
     }
 }
