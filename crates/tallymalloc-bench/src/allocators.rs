@@ -8,6 +8,8 @@ pub struct Allocator {
     pub name: &'static str,
     /// The library to preload; `None` for the system allocator.
     pub library: Option<PathBuf>,
+    /// Environment the runs get besides `LD_PRELOAD` (the options of a tallymalloc mode).
+    pub environment: &'static [(&'static str, &'static str)],
 }
 
 struct Peer {
@@ -72,17 +74,29 @@ pub fn resolve(
             "system" => allocators.push(Allocator {
                 name: "system",
                 library: None,
+                environment: &[],
             }),
-            "tallymalloc" => {
+            "tallymalloc" | "tallymalloc-secure" => {
                 if !tallymalloc.exists() {
                     return Err(format!(
                         "{} is missing: build it with `cargo build --release -p tallymalloc-capi`",
                         tallymalloc.display()
                     ));
                 }
+                // Secure mode is the same library with TALLYMALLOC_SECURE=1, to measure its cost.
+                let secure = name == "tallymalloc-secure";
                 allocators.push(Allocator {
-                    name: "tallymalloc",
+                    name: if secure {
+                        "tallymalloc-secure"
+                    } else {
+                        "tallymalloc"
+                    },
                     library: Some(tallymalloc.into()),
+                    environment: if secure {
+                        &[("TALLYMALLOC_SECURE", "1")]
+                    } else {
+                        &[]
+                    },
                 });
             }
             custom if custom.contains('=') => {
@@ -97,16 +111,21 @@ pub fn resolve(
                 allocators.push(Allocator {
                     name: Box::leak(name.to_owned().into_boxed_str()),
                     library: Some(PathBuf::from(path)),
+                    environment: &[],
                 });
             }
             other => {
                 let peer = PEERS.iter().find(|p| p.name == other).ok_or_else(|| {
-                    format!("unknown allocator {other:?} (known: {})", ALL.join(", "))
+                    format!(
+                        "unknown allocator {other:?} (known: {}, tallymalloc-secure, NAME=PATH)",
+                        ALL.join(", ")
+                    )
                 })?;
                 match find_library(peer.file) {
                     Some(library) => allocators.push(Allocator {
                         name: peer.name,
                         library: Some(library),
+                        environment: &[],
                     }),
                     None => eprintln!(
                         "{command}: {} is not installed (apt-get install {}); left out",

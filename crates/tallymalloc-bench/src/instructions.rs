@@ -10,13 +10,13 @@ use std::process::Command;
 
 pub const SIZES: &[usize] = &[16, 64, 1024, 16384];
 
-/// Runs `program arguments` under callgrind with `options`, `library` preloaded; returns
+/// Runs `program arguments` under callgrind with `options`, under `allocator`; returns
 /// valgrind's log (its stderr), or an error if the run failed.
 fn callgrind(
     options: &[String],
     program: &Path,
     arguments: &[String],
-    library: Option<&Path>,
+    allocator: &Allocator,
 ) -> Result<String, String> {
     let mut command = Command::new("valgrind");
     command
@@ -24,9 +24,10 @@ fn callgrind(
         .args(options)
         .arg(program)
         .args(arguments);
-    if let Some(library) = library {
+    if let Some(library) = &allocator.library {
         command.env("LD_PRELOAD", library);
     }
+    command.envs(allocator.environment.iter().copied());
     let result = command
         .output()
         .map_err(|e| format!("cannot run valgrind: {e}"))?;
@@ -42,7 +43,7 @@ fn count(
     function: &str,
     program: &Path,
     arguments: &[String],
-    library: Option<&Path>,
+    allocator: &Allocator,
 ) -> Result<f64, String> {
     let out = std::env::temp_dir().join(format!(
         "tallymalloc-bench-callgrind-{}",
@@ -52,7 +53,7 @@ fn count(
         format!("--callgrind-out-file={}", out.display()),
         format!("--toggle-collect={function}"),
     ];
-    callgrind(&options, program, arguments, library)?;
+    callgrind(&options, program, arguments, allocator)?;
     let text = std::fs::read_to_string(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     let _ = std::fs::remove_file(&out);
     text.lines()
@@ -75,11 +76,10 @@ fn net_per_operation(
     operations: u64,
     allocator: &Allocator,
 ) -> Result<f64, String> {
-    let library = allocator.library.as_deref();
     let mut arguments = vec![size.to_string(), operations.to_string()];
-    let total = count(function, program, &arguments, library)?;
+    let total = count(function, program, &arguments, allocator)?;
     arguments.push("harness".into());
-    let harness = count(harness_function, program, &arguments, library)?;
+    let harness = count(harness_function, program, &arguments, allocator)?;
     Ok((total - harness) / operations as f64)
 }
 
@@ -130,14 +130,10 @@ pub fn measure(allocators: &[Allocator], programs: &Path, pairs: u64) -> Result<
 /// Whole-program counts run each workload at this fraction of its timed scale.
 const WORKLOAD_SCALE_DIVISOR: u64 = 20;
 
-/// Instructions the whole of `program arguments` executes under `library` (all threads).
-fn count_whole(
-    program: &Path,
-    arguments: &[String],
-    library: Option<&Path>,
-) -> Result<u64, String> {
+/// Instructions the whole of `program arguments` executes under `allocator` (all threads).
+fn count_whole(program: &Path, arguments: &[String], allocator: &Allocator) -> Result<u64, String> {
     let options = ["--callgrind-out-file=/dev/null".to_owned()];
-    let log = callgrind(&options, program, arguments, library)?;
+    let log = callgrind(&options, program, arguments, allocator)?;
     log.lines()
         .find_map(|line| line.split("Collected :").nth(1))
         .and_then(|count| count.trim().parse().ok())
@@ -168,7 +164,7 @@ pub fn measure_workloads(
         eprint!("\r\x1b[Kcounting {:<14}", workload.name);
         let counts = allocators
             .iter()
-            .map(|a| count_whole(program, &arguments, a.library.as_deref()))
+            .map(|a| count_whole(program, &arguments, a))
             .collect::<Result<Vec<_>, _>>()?;
         eprint!("\r\x1b[K");
         print!("{:<16}", workload.name);

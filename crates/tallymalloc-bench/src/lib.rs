@@ -191,7 +191,22 @@ fn run(options: Options) -> Result<(), String> {
                     .filter(|_| allocator.name == "tallymalloc");
                 let run = match native {
                     Some(binary) => measure::run(&binaries.join(binary), &arguments, None),
-                    None => measure::run(program, &arguments, allocator.library.as_deref()),
+                    None => {
+                        let preload = allocator
+                            .library
+                            .as_deref()
+                            .map(|l| ("LD_PRELOAD", l.as_os_str()));
+                        let environment: Vec<(&str, &std::ffi::OsStr)> = preload
+                            .into_iter()
+                            .chain(
+                                allocator
+                                    .environment
+                                    .iter()
+                                    .map(|(k, v)| (*k, std::ffi::OsStr::new(v))),
+                            )
+                            .collect();
+                        measure::run_with_environment(program, &arguments, &environment)
+                    }
                 }
                 .map_err(|e| format!("{} under {}: {e}", workload.name, allocator.name))?;
                 results.workloads[position].runs[index].push(run);

@@ -246,3 +246,67 @@ fn memory_goes_back_while_the_program_is_idle() {
         assert!(stdout.starts_with("peak "), "{stdout}");
     }
 }
+
+/// Runs `secure.c MODE` preloaded, with `TALLYMALLOC_SECURE` as given.
+fn run_secure(mode: &str, secure: bool) -> std::process::Output {
+    // One binary per test: the tests run at once and would rebuild each other's.
+    let binary = scratch().join(format!("secure-{mode}-{secure}"));
+    compile(&[source("secure.c")], &binary, None, &["-O0"]);
+    let mut command = command_with(Some(Linkage::Preloaded), &binary);
+    command.arg(mode);
+    if secure {
+        command.env("TALLYMALLOC_SECURE", "1");
+    }
+    run_with_timeout(command, 60).0
+}
+
+#[test]
+fn secure_mode_stops_a_forged_free_list_link() {
+    // Without secure mode the forged link is followed: malloc hands out the attacker's address.
+    let normal = run_secure("attack", false);
+    assert!(
+        String::from_utf8_lossy(&normal.stdout).contains("returned the chosen pointer"),
+        "{normal:?}"
+    );
+    let secure = run_secure("attack", true);
+    let stderr = String::from_utf8_lossy(&secure.stderr);
+    assert!(!secure.status.success(), "{secure:?}");
+    assert!(
+        stderr.contains("free-list link in the free block at 0x"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("was overwritten"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&secure.stdout).contains("chosen pointer"));
+}
+
+#[test]
+fn secure_mode_stops_a_double_free() {
+    let secure = run_secure("double", true);
+    let stderr = String::from_utf8_lossy(&secure.stderr);
+    assert!(!secure.status.success(), "{secure:?}");
+    assert!(
+        stderr.contains("secure mode: double free of 0x"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn secure_mode_shuffles_fresh_blocks_and_guards_segments() {
+    let in_order = |secure: bool| -> u32 {
+        let output = run_secure("shuffle", secure);
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        text.split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{text}"))
+    };
+    assert!(in_order(false) >= 60, "normal carving is in address order");
+    assert!(in_order(true) <= 10, "secure carving is shuffled");
+    let normal = run_secure("guard", false);
+    assert!(String::from_utf8_lossy(&normal.stdout).contains("no guard page"));
+    let secure = run_secure("guard", true);
+    assert!(
+        String::from_utf8_lossy(&secure.stdout).contains("guard page hit"),
+        "{secure:?}"
+    );
+}

@@ -9,7 +9,7 @@
 //! `0xDD`, guards `0xFD` (CPython's debug hooks use the same three).
 //!
 //! Release mode pays nothing on the fast paths: in debug mode no page is ever a size class's
-//! current page and every page is flagged `FLAG_DEBUG`, so every allocation and every free
+//! current page and every page is flagged `FLAG_SLOW_ONLY`, so every allocation and every free
 //! takes a slow path, and the slow paths (`malloc_generic`, `free_slow`, huge blocks) ask
 //! [`active`]. Aligned allocations of more than 16 bytes, realloc and malloc_usable_size ask
 //! it at their start: one load and one branch.

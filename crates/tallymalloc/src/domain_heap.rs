@@ -29,8 +29,9 @@ use crate::heap::Heap;
 use crate::huge;
 use crate::os;
 use crate::page::{
-    Block, DelayedFree, Page, FLAG_DEBUG, FLAG_HAS_ALIGNED, FLAG_IN_FULL, HUGE_CLASS,
+    Block, DelayedFree, Page, FLAG_HAS_ALIGNED, FLAG_IN_FULL, FLAG_SLOW_ONLY, HUGE_CLASS,
 };
+use crate::secure;
 use crate::segment::{segment_of, SegmentKind};
 use crate::size_class::{class_of, class_size, CLASS_COUNT, SMALL_LOOKUP_MAX};
 use crate::stats::{self, Counters};
@@ -384,8 +385,36 @@ unsafe fn malloc_generic(
     if debug::active() && !debug::in_layer() {
         return debug::allocate(domain, size, crate::MIN_ALIGN, zero_bytes.is_some());
     }
+    if secure::active() {
+        // SAFETY: the caller's contract.
+        let block = unsafe { secure_pop(heap, class) };
+        if !block.is_null() {
+            if let Some(bytes) = zero_bytes {
+                // SAFETY: a block of at least `bytes` bytes, just taken.
+                unsafe { zero_block(block, bytes, false) };
+            }
+            return block.cast();
+        }
+    }
     // SAFETY: the caller's contract.
     unsafe { malloc_in_class(heap, class, zero_bytes, domain) }
+}
+
+/// Secure mode's stand-in for the fast path, which never sees a secure page: a checked pop
+/// from the first page of the class, counted later as the fast path's pops are (P6). Null
+/// when that page has no free block (the caller then finds or starts one).
+///
+/// # Safety
+/// `heap` is this thread's domain heap or the empty one (H1).
+unsafe fn secure_pop(heap: *mut DomainHeap, class: usize) -> *mut Block {
+    // SAFETY: H1/H2: pages on our queues are ours; the empty heap's queues are empty.
+    unsafe {
+        let page = (*heap).pages().queues[class].first;
+        if page.is_null() || !(*page).has_free() {
+            return ptr::null_mut();
+        }
+        (*page).pop_checked()
+    }
 }
 
 /// (Inlined into `malloc_generic`: a call between them cost glibc-simple 5% of its
@@ -417,7 +446,12 @@ unsafe fn malloc_in_class(
             return crate::failed();
         }
         let free_is_zero = (*page).free_is_zero;
-        let block = (*page).pop();
+        // Secure pages' links are encoded and checked (secure.rs).
+        let block = if (*page).key != 0 {
+            (*page).pop_checked()
+        } else {
+            (*page).pop()
+        };
         debug_assert!(!block.is_null());
         if let Some(bytes) = zero_bytes {
             zero_block(block, bytes, free_is_zero);
@@ -528,7 +562,7 @@ pub unsafe fn domain_of(address: *const u8) -> usize {
 unsafe fn free_slow(family: usize, address: *mut u8) {
     // Unmapping or purging must not change what `errno` says to a C caller of free.
     let _errno = os::ErrnoGuard::save();
-    // Debug blocks' pages are flagged, so their frees all come here (FLAG_DEBUG).
+    // Debug blocks' pages are flagged, so their frees all come here (FLAG_SLOW_ONLY).
     if debug::active() {
         // SAFETY: debug mode checks the pointer itself.
         return unsafe { debug::free(family, address) };
@@ -716,7 +750,7 @@ impl DomainHeap {
             if (*page).flags() & FLAG_IN_FULL != 0 {
                 self.unfull(page);
             }
-            if (*page).push_local(block) {
+            if (*page).push_local_checked(block) {
                 self.page_emptied(page);
             }
         }
@@ -834,8 +868,12 @@ impl DomainHeap {
         unsafe {
             let this = self.pages().this;
             (*page).start_serving(class as u8, block_size, this, self.domain() as u8);
-            if debug::active() {
-                (*page).set_flag(FLAG_DEBUG, true);
+            if secure::active() {
+                // Before the first block is carved (E2).
+                (*page).key = secure::next_key();
+            }
+            if debug::active() || secure::active() {
+                (*page).set_flag(FLAG_SLOW_ONLY, true);
             }
             self.counters.note_class(class);
             (*page).extend();
@@ -921,8 +959,8 @@ impl DomainPages {
     /// Points `current[class]` and its direct-table slots at the queue's first page (H2).
     fn refresh_current(&mut self, class: usize) {
         let first = self.queues[class].first;
-        // In debug mode no page is current: every allocation takes the slow path.
-        let page = if first.is_null() || debug::active() {
+        // In debug and secure mode no page is current: every allocation takes the slow path.
+        let page = if first.is_null() || debug::active() || secure::active() {
             empty_page()
         } else {
             first

@@ -50,6 +50,7 @@ mod os;
 mod page;
 mod purger;
 mod registry;
+mod secure;
 mod segment;
 mod sites;
 mod size_class;

@@ -66,7 +66,7 @@ pub fn on_error_in_debug() -> OnError {
 const KNOWN: &[u8] = b"TALLYMALLOC_PURGE_DELAY, TALLYMALLOC_ON_ERROR, TALLYMALLOC_ON_MISMATCH, \
 TALLYMALLOC_STATS, TALLYMALLOC_STATS_INTERVAL, TALLYMALLOC_DEBUG, TALLYMALLOC_QUARANTINE, \
 TALLYMALLOC_REPORT, \
-TALLYMALLOC_FAULT, TALLYMALLOC_VERBOSE";
+TALLYMALLOC_FAULT, TALLYMALLOC_VERBOSE, TALLYMALLOC_SECURE";
 
 /// Where the exit-time stats go (`TALLYMALLOC_STATS`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -234,6 +234,11 @@ fn apply_entry(entry: &[u8]) {
             b"1" => crate::debug::request(true),
             b"0" => crate::debug::request(false),
             _ => diagnostics::warn_bad_option(full_name, value, b"1 (debug mode) or 0"),
+        },
+        b"SECURE" => match value {
+            b"1" => crate::secure::enable(),
+            b"0" => {}
+            _ => diagnostics::warn_bad_option(full_name, value, b"1 (secure mode) or 0"),
         },
         b"QUARANTINE" => match parse_bytes(value) {
             Some(bytes) => crate::debug::set_quarantine_bytes(bytes),

@@ -30,6 +30,7 @@
 //!   pops without counting; the slow paths count in batches.
 
 use crate::domain_heap::DomainHeap;
+use crate::secure;
 use core::ptr;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
@@ -44,9 +45,9 @@ pub const FLAG_IN_FULL: usize = 1;
 /// Some block of the page was handed out at an offset for alignment: a free must find the
 /// block's start by division (slow path).
 pub const FLAG_HAS_ALIGNED: usize = 2;
-/// The page serves debug blocks (debug.rs): every free must take the slow path, which hands
-/// it to debug mode's checks.
-pub const FLAG_DEBUG: usize = 4;
+/// Every free must take the slow path: the page serves debug blocks (debug.rs), which the slow
+/// path hands to debug mode's checks, or has encoded lists (secure.rs).
+pub const FLAG_SLOW_ONLY: usize = 4;
 const FLAG_MASK: usize = 7;
 
 /// The class number of a huge block's page.
@@ -117,6 +118,8 @@ pub struct Page {
     /// Owner only: see P6.
     pub free_added: u32,
     pub purge_at: u64,
+    /// Secure mode's list key (secure.rs, E2); 0 on normal pages, whose links are plain.
+    pub key: usize,
 
     // Atomic: any thread.
     /// Blocks freed by other threads, with a [`DelayedFree`] tag in the low bits.
@@ -149,6 +152,7 @@ impl Page {
             index: 0,
             free_added: 0,
             purge_at: 0,
+            key: 0,
             thread_free: AtomicUsize::new(0),
         }
     }
@@ -219,6 +223,24 @@ impl Page {
         block
     }
 
+    /// [`Self::pop`] for the slow paths: decodes the link (secure.rs) and checks it names a
+    /// block of this page, aborting when it was overwritten.
+    pub fn pop_checked(&mut self) -> *mut Block {
+        let block = self.free;
+        if !block.is_null() {
+            let next = secure::decode(self.key, block);
+            if !secure::is_link_of(self, next) {
+                secure::corrupt_link(block);
+            }
+            self.free = next;
+            // A live block must not keep a valid link, or freeing it would look like a double
+            // free to `push_local_checked` and send it walking the lists.
+            // SAFETY: the block is ours now; its first word is the link just read.
+            unsafe { (*block).next = ptr::null_mut() };
+        }
+        block
+    }
+
     /// Carves the next batch of never-used blocks onto `free` (P5). Returns whether any were.
     pub fn extend(&mut self) -> bool {
         let remaining = (self.reserved - self.capacity) as usize;
@@ -226,6 +248,10 @@ impl Page {
             return false;
         }
         let count = (EXTEND_BYTES / self.block_size).clamp(1, remaining);
+        if self.key != 0 {
+            self.extend_shuffled(count);
+            return true;
+        }
         let size = self.block_size;
         // Writing the link words of blocks [capacity, capacity + count) is the carving.
         // SAFETY: P5: those blocks lie inside the area and nobody holds them.
@@ -244,6 +270,41 @@ impl Page {
         self.used += count as u32;
         self.free_added += count as u32;
         true
+    }
+
+    /// Secure mode's carving: the batch goes on `free` in a random order, links encoded (E2).
+    fn extend_shuffled(&mut self, count: usize) {
+        const MOST: usize = EXTEND_BYTES / 8;
+        let mut order = [0u16; MOST];
+        let count = count.min(MOST);
+        for (index, slot) in order[..count].iter_mut().enumerate() {
+            *slot = index as u16;
+        }
+        let mut shuffle = secure::Shuffle::new(self.key, self.capacity);
+        for index in (1..count).rev() {
+            order.swap(index, shuffle.below(index + 1));
+        }
+        let size = self.block_size;
+        // SAFETY: P5: blocks [capacity, capacity + count) lie inside the area, nobody holds
+        // them, and writing their links is the carving.
+        unsafe {
+            let first = self.area.add(self.capacity as usize * size);
+            let block_at = |position: usize| first.add(order[position] as usize * size).cast();
+            for position in 0..count {
+                let block: *mut Block = block_at(position);
+                let next = if position + 1 < count {
+                    block_at(position + 1)
+                } else {
+                    self.free
+                };
+                (*block).next = secure::encode(self.key, block, next);
+            }
+            self.free = block_at(0);
+        }
+        self.free_is_zero = false;
+        self.capacity += count as u32;
+        self.used += count as u32;
+        self.free_added += count as u32;
     }
 
     /// Folds the blocks other threads freed into `local_free`, and `local_free` into `free`
@@ -272,14 +333,21 @@ impl Page {
             // The list swapped out holds blocks of this page linked through their first word.
             // SAFETY: P2: the list is ours alone now.
             unsafe {
-                while !(*tail).next.is_null() {
-                    tail = (*tail).next;
+                loop {
+                    let next = secure::decode(self.key, tail);
+                    if next.is_null() {
+                        break;
+                    }
+                    if self.key != 0 && !secure::is_link_of(self, next) {
+                        secure::corrupt_link(tail);
+                    }
+                    tail = next;
                     count += 1;
                     if count > self.reserved {
                         crate::fatal(b"thread-free list of a page is corrupt (cycle or overrun)");
                     }
                 }
-                (*tail).next = self.local_free;
+                (*tail).next = secure::encode(self.key, tail, self.local_free);
             }
             self.local_free = head;
             if count > self.used {
@@ -313,8 +381,8 @@ impl Page {
             if on_free > self.used {
                 crate::fatal(b"free list of a page is corrupt (cycle or overrun)");
             }
-            // SAFETY: P2: blocks on `free` link through their first word.
-            block = unsafe { (*block).next };
+            // P2: blocks on `free` link through their first word.
+            block = secure::decode(self.key, block);
         }
         on_free
     }
@@ -365,6 +433,40 @@ impl Page {
         self.used == 0
     }
 
+    /// [`Self::push_local`] for the slow paths: encodes the link (E2), and in secure mode
+    /// aborts on a double free (a block whose first word decodes to a link and that is found
+    /// on the page's lists).
+    pub fn push_local_checked(&mut self, block: *mut Block) -> bool {
+        if self.key != 0 {
+            let word = secure::decode(self.key, block);
+            if secure::is_link_of(self, word) && self.holds_free(block) {
+                secure::double_free(block);
+            }
+        }
+        // SAFETY: P1 and P2: the block is an allocated block of our page.
+        unsafe { (*block).next = secure::encode(self.key, block, self.local_free) };
+        self.local_free = block;
+        self.used -= 1;
+        self.used == 0
+    }
+
+    /// Whether `block` is on `free`, `local_free` or (collected first) `thread_free`.
+    fn holds_free(&mut self, block: *mut Block) -> bool {
+        self.collect();
+        for first in [self.free, self.local_free] {
+            let mut candidate = first;
+            let mut steps = 0;
+            while !candidate.is_null() && steps <= self.reserved {
+                if candidate == block {
+                    return true;
+                }
+                candidate = secure::decode(self.key, candidate);
+                steps += 1;
+            }
+        }
+        false
+    }
+
     /// The start of the block that holds `address` (for pages that hand out aligned offsets).
     #[inline]
     pub fn block_start(&self, address: *mut u8) -> *mut u8 {
@@ -395,8 +497,12 @@ impl Page {
             let (next_word, notify) = if tag == DelayedFree::Use {
                 ((word & !TAG_MASK) | DelayedFree::Freeing as usize, true)
             } else {
-                // SAFETY: the block is ours until published by the exchange below.
-                unsafe { (*block).next = (word & !TAG_MASK) as *mut Block };
+                // SAFETY: the block is ours until published by the exchange below; the key is
+                // constant while the page serves blocks (E2).
+                unsafe {
+                    (*block).next =
+                        secure::encode(self.key, block, (word & !TAG_MASK) as *mut Block)
+                };
                 (block as usize | (word & TAG_MASK), false)
             };
             match self.thread_free.compare_exchange_weak(

@@ -124,6 +124,15 @@ impl Segment {
         let start = os::reserve_aligned(SEGMENT_SIZE, SEGMENT_SIZE)?;
         // SAFETY: the mapping is fresh, zeroed, writable and SEGMENT_SIZE long.
         let segment = unsafe { Self::start_in(start, kind, SEGMENT_SIZE) }?;
+        if crate::secure::active() {
+            // The guard page (secure.rs): `lay_out` leaves it out of every page.
+            let guard = os::page_size();
+            // SAFETY: the last page of our fresh mapping, which no page's area covers.
+            unsafe {
+                let last = start.as_ptr().add(SEGMENT_SIZE - guard);
+                libc::mprotect(last.cast(), guard, libc::PROT_NONE);
+            }
+        }
         SEGMENTS.fetch_add(1, Ordering::Relaxed);
         Some(segment)
     }
@@ -180,9 +189,15 @@ impl Segment {
         self.page_count = count;
         self.free_pages = 0;
         let segment_start = self as *mut Segment as usize;
+        // Secure mode keeps the segment's last OS page as a guard (secure.rs).
+        let guard = if crate::secure::active() && kind != SegmentKind::Huge {
+            os::page_size()
+        } else {
+            0
+        };
         for index in 0..count as usize {
             let start = (index << shift).max(HEADER_RESERVE);
-            let end = (index + 1) << shift;
+            let end = ((index + 1) << shift).min(SEGMENT_SIZE - guard);
             let page = &mut self.pages[index];
             *page = Page::empty();
             page.index = index as u8;

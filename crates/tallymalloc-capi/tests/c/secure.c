@@ -1,0 +1,70 @@
+/* Secure mode's defences, one per argument:
+ *   attack: a freed block's link is overwritten with the address of a global, as a
+ *           use-after-free exploit would; mallocs follow. Prints whether malloc ever returned
+ *           the chosen address (normal mode) — secure mode must abort first.
+ *   double: frees a block twice (secure mode must abort).
+ *   shuffle: prints how many of 63 consecutive 32-byte mallocs came one block after the last.
+ *   guard:  writes to the last 4 KiB of the segment holding a block (secure mode: SIGSEGV). */
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char target[4096] __attribute__((aligned(64)));
+
+static void on_segv(int signal) {
+  (void)signal;
+  const char message[] = "guard page hit\n";
+  write(1, message, sizeof message - 1);
+  _exit(0);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) return 2;
+  if (strcmp(argv[1], "attack") == 0) {
+    void *victim = malloc(64);
+    free(victim);
+    *(void **)victim = target; /* the use after free: a forged link */
+    for (int i = 0; i < 100000; i++) {
+      void *block = malloc(64);
+      if (block == (void *)target) {
+        printf("malloc returned the chosen pointer after %d calls\n", i + 1);
+        return 0;
+      }
+    }
+    printf("the chosen pointer never came back\n");
+    return 0;
+  }
+  if (strcmp(argv[1], "double") == 0) {
+    void *keep = malloc(48);
+    void *block = malloc(48);
+    free(block);
+    free(block);
+    printf("the second free went unnoticed\n");
+    free(keep);
+    return 0;
+  }
+  if (strcmp(argv[1], "shuffle") == 0) {
+    char *last = malloc(32);
+    int in_order = 0;
+    for (int i = 0; i < 63; i++) {
+      char *block = malloc(32);
+      if (block == last + 32) in_order++;
+      last = block;
+    }
+    printf("%d of 63 in address order\n", in_order);
+    return 0;
+  }
+  if (strcmp(argv[1], "guard") == 0) {
+    signal(SIGSEGV, on_segv);
+    char *block = malloc(100);
+    uintptr_t segment = (uintptr_t)block & ~(uintptr_t)((4 << 20) - 1);
+    volatile char *guard = (volatile char *)(segment + (4 << 20) - 4096);
+    *guard = 1;
+    printf("no guard page\n");
+    return 0;
+  }
+  return 2;
+}
