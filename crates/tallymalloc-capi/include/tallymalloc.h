@@ -65,10 +65,10 @@
  * to PATH at exit, "%p" in PATH standing for the process id; a child forked without exec
  * writes only when PATH has "%p"), TALLYMALLOC_STATS_INTERVAL (milliseconds between the
  * samples of the JSON's timeline, taken by a thread that never allocates; 0, the default,
- * takes none), TALLYMALLOC_VERBOSE (1 prints the options in force), TALLYMALLOC_SECURE (1: encoded, checked
- * free lists, double-free checks, shuffled blocks and guard pages, at the cost of the slow
- * path on every call). An unknown TALLYMALLOC_
- * variable or a bad value gets a one-line warning naming it.
+ * takes none), TALLYMALLOC_VERBOSE (1 prints the options in force), TALLYMALLOC_SECURE (1:
+ * encoded, checked free lists, double-free checks, shuffled blocks and guard pages, at the
+ * cost of the slow path on every call). An unknown TALLYMALLOC_ variable or a bad value gets
+ * a one-line warning naming it.
  */
 #ifndef TALLYMALLOC_H
 #define TALLYMALLOC_H
