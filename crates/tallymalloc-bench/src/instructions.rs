@@ -189,16 +189,7 @@ pub fn measure_workloads(
 pub fn build(directory: &Path) -> Result<(), String> {
     let sources = Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads");
     for name in ["fastpath", "remote_free"] {
-        let status = Command::new("cc")
-            .args(["-O2", "-g", "-o"])
-            .arg(directory.join(name))
-            .arg(sources.join(format!("{name}.c")))
-            .arg("-lpthread")
-            .status()
-            .map_err(|e| format!("cannot run cc: {e}"))?;
-        if !status.success() {
-            return Err(format!("compiling {name}.c failed"));
-        }
+        crate::workloads::compile_c(&sources.join(format!("{name}.c")), &directory.join(name))?;
     }
     Ok(())
 }

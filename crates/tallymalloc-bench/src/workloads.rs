@@ -190,18 +190,28 @@ pub fn build(directory: &Path, binaries: &Path) -> Result<Vec<PathBuf>, String> 
         };
         let output = directory.join(source.trim_end_matches(".c").trim_end_matches(".cpp"));
         if !programs.contains(&output) {
-            let status = Command::new("cc")
-                .args(["-O2", "-g", "-o"])
-                .arg(&output)
-                .arg(workload_sources().join(source))
-                .args(["-lpthread", "-lm"])
-                .status()
-                .map_err(|e| format!("cannot run cc: {e}"))?;
-            if !status.success() {
-                return Err(format!("compiling {source} failed"));
-            }
+            compile_c(&workload_sources().join(source), &output)?;
         }
         programs.push(output);
     }
     Ok(programs)
+}
+
+/// Compiles the C program `source` into `output` (`-O2 -g`, with pthreads and libm). It is
+/// built under a name of its own, then renamed into place: another bench run (the tests start
+/// several at once) may be running the previous binary meanwhile.
+pub fn compile_c(source: &Path, output: &Path) -> Result<(), String> {
+    let building = output.with_extension(format!("building-{}", std::process::id()));
+    let status = Command::new("cc")
+        .args(["-O2", "-g", "-o"])
+        .arg(&building)
+        .arg(source)
+        .args(["-lpthread", "-lm"])
+        .status()
+        .map_err(|e| format!("cannot run cc: {e}"))?;
+    if !status.success() {
+        let _ = std::fs::remove_file(&building);
+        return Err(format!("compiling {} failed", source.display()));
+    }
+    std::fs::rename(&building, output).map_err(|e| format!("{}: {e}", output.display()))
 }
