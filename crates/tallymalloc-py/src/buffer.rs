@@ -193,8 +193,8 @@ impl Buffer {
     }
 
     fn __bytes__<'py>(&self, python: Python<'py>) -> Bound<'py, PyBytes> {
-        // SAFETY: PB1: the block holds nbytes bytes; CPython copies them (they may be
-        // unspecified, never read as Rust values).
+        // CPython copies the bytes (they may be unspecified; Rust never reads them as values).
+        // SAFETY: PB1: the block holds nbytes bytes.
         unsafe { PyBytes::from_ptr(python, self.block, self.nbytes()) }
     }
 
@@ -250,8 +250,8 @@ impl Buffer {
         let mut this = slf.borrow_mut();
         this.shape = [this.items as ffi::Py_ssize_t];
         this.strides = [this.itemsize as ffi::Py_ssize_t];
-        // SAFETY: `view` is CPython's to fill; PB2 keeps the block, shape and strides in
-        // place until the matching release.
+        // PB2 keeps the block, shape and strides in place until the matching release.
+        // SAFETY: `view` is CPython's Py_buffer for us to fill (the buffer protocol).
         unsafe {
             (*view).buf = this.block.cast::<c_void>();
             (*view).len = this.nbytes() as ffi::Py_ssize_t;

@@ -88,8 +88,8 @@ pub fn install(domain: usize) {
     }
     let id = domain as c_int;
     let (malloc, calloc, realloc, free) = hooks_for(id);
-    // SAFETY: H1: the slot is written before the hooks that read it are installed, under the
-    // lock, once (the flag is checked above). PyMem_GetAllocator fills the struct.
+    // PyMem_GetAllocator fills the slot before the hooks that read it are installed.
+    // SAFETY: H1: under the lock and once (the flag is checked above), so nobody reads the slot.
     unsafe {
         let previous = PREVIOUS.0[domain].get();
         ffi::PyMem_GetAllocator(cpython_domain(id), previous);
@@ -125,11 +125,12 @@ fn current_allocator_is_pymalloc() -> bool {
         let function: extern "C" fn() -> *const core::ffi::c_char = core::mem::transmute(address);
         function()
     };
-    // SAFETY: NULL or a static NUL-terminated name.
-    !name.is_null()
-        && unsafe { core::ffi::CStr::from_ptr(name) }
-            .to_bytes()
-            .starts_with(b"pymalloc")
+    if name.is_null() {
+        return false;
+    }
+    // SAFETY: CPython returns a static NUL-terminated name.
+    let name = unsafe { core::ffi::CStr::from_ptr(name) };
+    name.to_bytes().starts_with(b"pymalloc")
 }
 
 type Malloc = extern "C" fn(*mut c_void, usize) -> *mut c_void;
@@ -194,14 +195,10 @@ enum Owner {
     Mismatched,
 }
 
-/// Classifies `block`, which `free_if_owned` found not to be ours in `domain` (see the module
+/// Who must handle a block of `owner` (a tallymalloc domain, or -1 for a block that is not
+/// ours) freed or resized through CPython's `domain`, when the two differ (see the module
 /// documentation for the rules).
-///
-/// # Safety
-/// `block` is not null, and is ours (live) or not ours.
-unsafe fn owner_of_foreign(library: &Library, domain: c_int, block: *mut c_void) -> Owner {
-    // SAFETY: the caller's contract.
-    let owner = unsafe { (library.domain_of)(block) };
+fn owner_of_foreign(library: &Library, domain: c_int, owner: c_int) -> Owner {
     let previous_takes_raw = library.serves_malloc || PREVIOUS_IS_PYMALLOC.load(Ordering::Acquire);
     if owner < 0 || (owner == RAW && domain != RAW && previous_takes_raw) {
         Owner::Previous
@@ -226,8 +223,9 @@ unsafe fn release(domain: c_int, block: *mut c_void) {
 #[cold]
 #[inline(never)]
 unsafe fn release_foreign(library: &Library, domain: c_int, block: *mut c_void) {
-    // SAFETY: the caller's contract.
-    match unsafe { owner_of_foreign(library, domain, block) } {
+    // SAFETY: the caller's contract: ours and live, or not ours.
+    let owner = unsafe { (library.domain_of)(block) };
+    match owner_of_foreign(library, domain, owner) {
         Owner::Previous => {
             // SAFETY: H1: the domain is installed, so its previous allocator is saved.
             let previous = unsafe { &*PREVIOUS.0[domain as usize].get() };
@@ -252,9 +250,8 @@ unsafe fn reallocate(domain: c_int, block: *mut c_void, size: usize) -> *mut c_v
     }
     // SAFETY: the caller's contract: ours and live, or not ours.
     let owner = unsafe { (library.domain_of)(block) };
-    let foreign = owner != domain
-        // SAFETY: as above; the block is not null.
-        && matches!(unsafe { owner_of_foreign(library, domain, block) }, Owner::Previous);
+    let foreign =
+        owner != domain && matches!(owner_of_foreign(library, domain, owner), Owner::Previous);
     if foreign {
         // SAFETY: H1, and the block stays with the allocator that owns it.
         let previous = unsafe { &*PREVIOUS.0[domain as usize].get() };

@@ -20,6 +20,7 @@ fn bundled_library_path() -> String {
     if let Some(path) = std::env::var_os("TALLYMALLOC_LIB") {
         return path.to_string_lossy().into_owned();
     }
+    // SAFETY: Dl_info is plain data (pointers and a number); all zeros is a valid value.
     let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
     // SAFETY: dladdr only reads the loader's tables for an address in this module.
     let found = unsafe { libc::dladdr(bundled_library_path as *const libc::c_void, &mut info) };

@@ -50,8 +50,8 @@ pub fn load(bundled: &str) -> Result<&'static Library, String> {
     }
     // The newest function the package needs: an older preloaded library lacks it.
     // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name only looks the name up.
-    let preloaded =
-        !unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"tm_domain_stats".as_ptr()) }.is_null();
+    let newest = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"tm_domain_stats".as_ptr()) };
+    let preloaded = !newest.is_null();
     let library = if preloaded {
         bind(libc::RTLD_DEFAULT, true, "preloaded".to_owned())?
     } else {
@@ -88,8 +88,8 @@ fn bind(handle: *mut c_void, serves_malloc: bool, origin: String) -> Result<Libr
             Ok(address)
         }
     };
-    // SAFETY: each symbol is the tm_* function of that name, whose C signature (the header's)
-    // is the function pointer type it is cast to.
+    // Each C signature (tallymalloc.h's) is the function pointer type its symbol is cast to.
+    // SAFETY: each symbol is the tm_* function of that name, which lives as long as the process.
     unsafe {
         Ok(Library {
             malloc: function(symbol(c"tm_domain_malloc")?),

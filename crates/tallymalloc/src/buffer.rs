@@ -298,10 +298,10 @@ impl<T: Copy> Buffer<T> {
 
     /// The elements.
     pub fn as_slice(&self) -> &[T] {
-        // SAFETY: the bytes are aligned for T (allocated with at least its alignment), hold
-        // `len` elements, and every element was written as a T (filled, copied or by the
-        // caller through `as_mut_slice`); zero bytes grown by the RawBuffer are overwritten
-        // by `try_resize`'s fill before anyone can read them.
+        // Every element was written as a T (filled, copied, or by the caller through
+        // `as_mut_slice`): zero bytes the RawBuffer grows are overwritten by `try_resize`'s
+        // fill before anyone can read them.
+        // SAFETY: the bytes are aligned for T (allocated with its alignment) and hold `len` Ts.
         unsafe { core::slice::from_raw_parts(self.bytes.as_ptr().cast::<T>(), self.len()) }
     }
 
@@ -340,7 +340,9 @@ mod tests {
         buffer.try_resize(5000).unwrap();
         assert!(buffer.as_slice()[..100].iter().all(|&byte| byte == 7));
         assert!(buffer.as_slice()[100..].iter().all(|&byte| byte == 0));
-        assert_eq!(unsafe { crate::domain_of(buffer.as_ptr()) }, Domain::MEM);
+        // SAFETY: a live block of ours.
+        let domain = unsafe { crate::domain_of(buffer.as_ptr()) };
+        assert_eq!(domain, Domain::MEM);
     }
 
     #[test]

@@ -326,8 +326,8 @@ impl Heap {
     /// `u64::MAX`); true if pages are left waiting. The owner or the purger (H4).
     fn purge_due(&self, now: u64) -> bool {
         let mut queue = self.purge.lock();
-        // SAFETY: H4: pages on the queue are free pages of the heap's segments, and the lock
-        // keeps the owner from taking one (or releasing its segment) meanwhile.
+        // The lock keeps the owner from taking a page (or releasing its segment) meanwhile.
+        // SAFETY: H4: pages on the queue are free pages of the heap's segments.
         unsafe {
             let mut page = queue.0.first;
             while !page.is_null() && (*page).purge_at <= now {
@@ -809,8 +809,8 @@ pub fn purge_all_due(now: u64) -> bool {
     let mut waiting = false;
     let mut heap = live.first;
     while !heap.is_null() {
-        // SAFETY: H7: a heap on the list is live and stays so while we hold the lock; H4 lets
-        // any thread purge under the queue's lock.
+        // H4 lets any thread purge under the queue's lock.
+        // SAFETY: H7: a heap on the list is live and stays so while we hold the lock.
         unsafe {
             waiting |= (*heap).purge_due(now);
             heap = *(*heap).live_next.get();

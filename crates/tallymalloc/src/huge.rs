@@ -50,9 +50,8 @@ pub fn alloc(size: usize, align: usize, zero_bytes: Option<usize>, domain: usize
     };
     if let Some((start, cached_size)) = huge_cache::take_nearest(mapping_size) {
         // SAFETY: C1: the cache handed the whole mapping, header intact, to us alone.
-        if let Some((start, length, reused)) =
-            unsafe { fit_cached(start, cached_size, mapping_size) }
-        {
+        let fitted = unsafe { fit_cached(start, cached_size, mapping_size) };
+        if let Some((start, length, reused)) = fitted {
             let segment = start.as_ptr().cast::<Segment>();
             // SAFETY: as above; `fit_cached` registered the mapping, `length` bytes long now.
             unsafe {

@@ -74,9 +74,6 @@ pub use options::{
     on_error, purge_delay_millis, set_on_error, set_purge_delay_millis, OnError, StatsAtExit,
 };
 pub use os::{set_errno, ErrnoGuard};
-pub use purger::{
-    is_running as background_purger_running, START_AT_COMMITTED as BACKGROUND_PURGE_THRESHOLD,
-};
 pub use size_class::LARGE_MAX;
 pub use stats::{
     DomainStats, HugeStats, ProcessStats, SizeClassStats, Stats, PUBLISH_STEP,

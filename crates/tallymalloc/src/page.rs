@@ -285,8 +285,8 @@ impl Page {
             order.swap(index, shuffle.below(index + 1));
         }
         let size = self.block_size;
-        // SAFETY: P5: blocks [capacity, capacity + count) lie inside the area, nobody holds
-        // them, and writing their links is the carving.
+        // Writing the links of blocks [capacity, capacity + count) is the carving.
+        // SAFETY: P5: those blocks lie inside the area and nobody holds them.
         unsafe {
             let first = self.area.add(self.capacity as usize * size);
             let block_at = |position: usize| first.add(order[position] as usize * size).cast();
@@ -497,8 +497,8 @@ impl Page {
             let (next_word, notify) = if tag == DelayedFree::Use {
                 ((word & !TAG_MASK) | DelayedFree::Freeing as usize, true)
             } else {
-                // SAFETY: the block is ours until published by the exchange below; the key is
-                // constant while the page serves blocks (E2).
+                // The key is constant while the page serves blocks (E2).
+                // SAFETY: the block is ours until published by the exchange below.
                 unsafe {
                     (*block).next =
                         secure::encode(self.key, block, (word & !TAG_MASK) as *mut Block)

@@ -34,7 +34,7 @@ const GAVE_UP: u8 = 3;
 static STATE: AtomicU8 = AtomicU8::new(STOPPED);
 
 /// The purger starts once this much memory has been committed at one time.
-pub const START_AT_COMMITTED: usize = 64 << 20;
+const START_AT_COMMITTED: usize = 64 << 20;
 
 /// How long the purger sleeps when nothing waits to be purged.
 const IDLE_PAUSE_MILLIS: u64 = 250;
@@ -59,11 +59,6 @@ pub fn ensure_running() {
     } else {
         STATE.store(GAVE_UP, Ordering::Release);
     }
-}
-
-/// Whether the purger thread runs (for tests and the stats).
-pub fn is_running() -> bool {
-    STATE.load(Ordering::Acquire) == RUNNING
 }
 
 /// In a child after `fork` the thread does not exist: let `ensure_running` start another.
