@@ -76,27 +76,43 @@ pub fn resolve(
                 library: None,
                 environment: &[],
             }),
-            "tallymalloc" | "tallymalloc-secure" => {
+            "tallymalloc" | "tallymalloc-secure-option" => {
                 if !tallymalloc.exists() {
                     return Err(format!(
                         "{} is missing: build it with `cargo build --release -p tallymalloc-capi`",
                         tallymalloc.display()
                     ));
                 }
-                // Secure mode is the same library with TALLYMALLOC_SECURE=1, to measure its cost.
-                let secure = name == "tallymalloc-secure";
+                // Secure mode of the normal library (TALLYMALLOC_SECURE=1), which keeps its
+                // fast paths free of the checks and so takes slow paths.
+                let option = name == "tallymalloc-secure-option";
                 allocators.push(Allocator {
-                    name: if secure {
-                        "tallymalloc-secure"
+                    name: if option {
+                        "tallymalloc-secure-option"
                     } else {
                         "tallymalloc"
                     },
                     library: Some(tallymalloc.into()),
-                    environment: if secure {
+                    environment: if option {
                         &[("TALLYMALLOC_SECURE", "1")]
                     } else {
                         &[]
                     },
+                });
+            }
+            "tallymalloc-secure" => {
+                // The hardened build: secure mode built in, checked on the fast paths.
+                let hardened = tallymalloc.with_file_name("libtallymalloc-secure.so");
+                if !hardened.exists() {
+                    return Err(format!(
+                        "{} is missing: build it with scripts/build-secure",
+                        hardened.display()
+                    ));
+                }
+                allocators.push(Allocator {
+                    name: "tallymalloc-secure",
+                    library: Some(hardened),
+                    environment: &[],
                 });
             }
             custom if custom.contains('=') => {
@@ -117,7 +133,7 @@ pub fn resolve(
             other => {
                 let peer = PEERS.iter().find(|p| p.name == other).ok_or_else(|| {
                     format!(
-                        "unknown allocator {other:?} (known: {}, tallymalloc-secure, NAME=PATH)",
+                        "unknown allocator {other:?} (known: {}, tallymalloc-secure, tallymalloc-secure-option, NAME=PATH)",
                         ALL.join(", ")
                     )
                 })?;

@@ -67,7 +67,8 @@
  * samples of the JSON's timeline, taken by a thread that never allocates; 0, the default,
  * takes none), TALLYMALLOC_VERBOSE (1 prints the options in force), TALLYMALLOC_SECURE (1:
  * encoded, checked free lists, double-free checks, shuffled blocks and guard pages, at the
- * cost of the slow path on every call). An unknown TALLYMALLOC_ variable or a bad value gets
+ * cost of a slow path on every call; libtallymalloc-secure.so, the hardened build, has it
+ * always on with the checks in its fast paths). An unknown TALLYMALLOC_ variable or a bad value gets
  * a one-line warning naming it.
  */
 #ifndef TALLYMALLOC_H

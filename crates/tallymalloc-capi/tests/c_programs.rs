@@ -247,66 +247,95 @@ fn memory_goes_back_while_the_program_is_idle() {
     }
 }
 
-/// Runs `secure.c MODE` preloaded, with `TALLYMALLOC_SECURE` as given.
-fn run_secure(mode: &str, secure: bool) -> std::process::Output {
+/// How `secure.c` runs: the normal library, with `TALLYMALLOC_SECURE=1`, or the hardened
+/// build (`libtallymalloc-secure.so`, secure mode built in).
+#[derive(Clone, Copy, Debug)]
+enum Security {
+    Off,
+    Option,
+    Hardened,
+}
+
+const SECURE_WAYS: [Security; 2] = [Security::Option, Security::Hardened];
+
+/// Runs `secure.c MODE` preloaded, secured as `security` says.
+fn run_secure(mode: &str, security: Security) -> std::process::Output {
     // One binary per test: the tests run at once and would rebuild each other's.
-    let binary = scratch().join(format!("secure-{mode}-{secure}"));
-    compile(&[source("secure.c")], &binary, None, &["-O0"]);
+    let binary = scratch().join(format!("secure-{mode}-{security:?}"));
+    compile(&[source("secure.c")], &binary, None, &["-O0", "-pthread"]);
     let mut command = command_with(Some(Linkage::Preloaded), &binary);
     command.arg(mode);
-    if secure {
-        command.env("TALLYMALLOC_SECURE", "1");
+    match security {
+        Security::Off => {}
+        Security::Option => {
+            command.env("TALLYMALLOC_SECURE", "1");
+        }
+        Security::Hardened => {
+            command.env("LD_PRELOAD", common::hardened_library());
+        }
     }
     run_with_timeout(command, 60).0
+}
+
+/// Asserts that `secure.c MODE` aborted with `message` on stderr, in both secure ways.
+fn assert_secure_aborts(mode: &str, message: &str) {
+    for security in SECURE_WAYS {
+        let output = run_secure(mode, security);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{security:?}: {output:?}");
+        assert!(stderr.contains(message), "{security:?}: {stderr}");
+        assert!(
+            !String::from_utf8_lossy(&output.stdout).contains("chosen pointer"),
+            "{security:?}: {output:?}"
+        );
+    }
 }
 
 #[test]
 fn secure_mode_stops_a_forged_free_list_link() {
     // Without secure mode the forged link is followed: malloc hands out the attacker's address.
-    let normal = run_secure("attack", false);
+    let normal = run_secure("attack", Security::Off);
     assert!(
         String::from_utf8_lossy(&normal.stdout).contains("returned the chosen pointer"),
         "{normal:?}"
     );
-    let secure = run_secure("attack", true);
-    let stderr = String::from_utf8_lossy(&secure.stderr);
-    assert!(!secure.status.success(), "{secure:?}");
-    assert!(
-        stderr.contains("free-list link in the free block at 0x"),
-        "{stderr}"
-    );
-    assert!(stderr.contains("was overwritten"), "{stderr}");
-    assert!(!String::from_utf8_lossy(&secure.stdout).contains("chosen pointer"));
+    assert_secure_aborts("attack", "free-list link in the free block at 0x");
+    assert_secure_aborts("attack", "was overwritten");
 }
 
 #[test]
-fn secure_mode_stops_a_double_free() {
-    let secure = run_secure("double", true);
-    let stderr = String::from_utf8_lossy(&secure.stderr);
-    assert!(!secure.status.success(), "{secure:?}");
-    assert!(
-        stderr.contains("secure mode: double free of 0x"),
-        "{stderr}"
-    );
+fn secure_mode_stops_a_double_free_by_the_owner_and_by_another_thread() {
+    assert_secure_aborts("double", "secure mode: double free of 0x");
+    assert_secure_aborts("remote-double", "secure mode: double free of 0x");
 }
 
 #[test]
 fn secure_mode_shuffles_fresh_blocks_and_guards_segments() {
-    let in_order = |secure: bool| -> u32 {
-        let output = run_secure("shuffle", secure);
+    let in_order = |security: Security| -> u32 {
+        let output = run_secure("shuffle", security);
         let text = String::from_utf8_lossy(&output.stdout).into_owned();
         text.split_whitespace()
             .next()
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("{text}"))
     };
-    assert!(in_order(false) >= 60, "normal carving is in address order");
-    assert!(in_order(true) <= 10, "secure carving is shuffled");
-    let normal = run_secure("guard", false);
-    assert!(String::from_utf8_lossy(&normal.stdout).contains("no guard page"));
-    let secure = run_secure("guard", true);
     assert!(
-        String::from_utf8_lossy(&secure.stdout).contains("guard page hit"),
-        "{secure:?}"
+        in_order(Security::Off) >= 60,
+        "normal carving is in address order"
     );
+    for security in SECURE_WAYS {
+        // Four runs interleaved at random: a block follows the last with odds of 1 in 4, so
+        // about 16 of 63 do (more than 32 has odds below 1 in 10^6).
+        let count = in_order(security);
+        assert!(count <= 32, "{security:?}: {count} of 63 in order");
+    }
+    let normal = run_secure("guard", Security::Off);
+    assert!(String::from_utf8_lossy(&normal.stdout).contains("no guard page"));
+    for security in SECURE_WAYS {
+        let secure = run_secure("guard", security);
+        assert!(
+            String::from_utf8_lossy(&secure.stdout).contains("guard page hit"),
+            "{security:?}: {secure:?}"
+        );
+    }
 }

@@ -3,11 +3,13 @@
 //! regression tests, git (many commits, log, gc, fsck), sqlite3 (100,000 rows), gcc compiling
 //! a 25-file program, sort and gzip (large generated files). Every run also proves that
 //! tallymalloc was loaded: `TALLYMALLOC_VERBOSE=1` makes each process print its options.
+//! Python, sqlite3 and CPython's tests run under the hardened build too (secure mode built in,
+//! `libtallymalloc-secure.so`).
 
 mod common;
 
-use common::{library, run_ok, scratch};
-use std::path::Path;
+use common::{hardened_library, library, run_ok, scratch};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const LOADED: &str = "tallymalloc: options in force";
@@ -21,32 +23,49 @@ fn same_output_with_and_without(
     args: &[&str],
     environment: &[(&str, &str)],
 ) -> String {
-    let run = |preload: bool| {
+    same_output_under(&[library()], what, directory, program, args, environment)
+}
+
+/// [`same_output_with_and_without`] with each of `libraries` preloaded in turn.
+fn same_output_under(
+    libraries: &[PathBuf],
+    what: &str,
+    directory: &Path,
+    program: &str,
+    args: &[&str],
+    environment: &[(&str, &str)],
+) -> String {
+    let run = |preload: Option<&PathBuf>| {
         let mut command = Command::new(program);
         command
             .args(args)
             .current_dir(directory)
             .envs(environment.iter().copied());
-        if preload {
+        if let Some(library) = preload {
             command
-                .env("LD_PRELOAD", library())
+                .env("LD_PRELOAD", library)
                 .env("TALLYMALLOC_VERBOSE", "1");
         }
-        run_ok(command, &format!("{what} (tallymalloc: {preload})"))
+        run_ok(command, &format!("{what} (preloaded: {preload:?})"))
     };
-    let plain = run(false);
-    let tallied = run(true);
-    assert!(
-        String::from_utf8_lossy(&tallied.stderr).contains(LOADED),
-        "{what}: tallymalloc was not loaded"
-    );
-    let (plain, tallied) = (
-        String::from_utf8_lossy(&plain.stdout).into_owned(),
-        String::from_utf8_lossy(&tallied.stdout).into_owned(),
-    );
-    assert_eq!(plain, tallied, "{what}: output differs with tallymalloc");
-    assert!(!tallied.trim().is_empty(), "{what}: no output to compare");
-    tallied
+    let plain = String::from_utf8_lossy(&run(None).stdout).into_owned();
+    assert!(!plain.trim().is_empty(), "{what}: no output to compare");
+    for library in libraries {
+        let tallied = run(Some(library));
+        assert!(
+            String::from_utf8_lossy(&tallied.stderr).contains(LOADED),
+            "{what}: {} was not loaded",
+            library.display()
+        );
+        let tallied = String::from_utf8_lossy(&tallied.stdout);
+        assert_eq!(
+            plain,
+            tallied,
+            "{what}: output differs with {}",
+            library.display()
+        );
+    }
+    plain
 }
 
 fn fresh_directory(name: &str) -> std::path::PathBuf {
@@ -81,7 +100,15 @@ print(sum(map(len, big)))
 for seed in sorted(results): print(seed, results[seed])
 "#;
     std::fs::write(directory.join("work.py"), script).unwrap();
-    let output = same_output_with_and_without("python3", &directory, "python3", &["work.py"], &[]);
+    let libraries = [library(), hardened_library()];
+    let output = same_output_under(
+        &libraries,
+        "python3",
+        &directory,
+        "python3",
+        &["work.py"],
+        &[],
+    );
     assert_eq!(output.lines().count(), 9);
 }
 
@@ -137,7 +164,8 @@ SELECT count(*), sum(length(note)) FROM items;
 SELECT group_concat(id) FROM (SELECT id FROM items ORDER BY note DESC, id LIMIT 10);
 "#;
     std::fs::write(directory.join("script.sql"), sql).unwrap();
-    let output = same_output_with_and_without(
+    let output = same_output_under(
+        &[library(), hardened_library()],
         "sqlite3",
         &directory,
         "sh",
@@ -185,41 +213,45 @@ fn cpython_regression_tests() {
     // loaded with a stats file per process instead of a line on stderr.
     let script =
         format!("python3 -m test -j2 -q {modules} 2>&1 | grep -E '^(Total tests|Result):'");
-    let run = |preload: bool| {
+    let run = |preload: Option<(&str, PathBuf)>| {
         let mut command = Command::new("sh");
         command.args(["-c", &script]).current_dir(&directory);
-        if preload {
-            let target = format!("json:{}/stats-%p.json", directory.display());
+        if let Some((name, library)) = &preload {
+            let target = format!("json:{}/stats-{name}-%p.json", directory.display());
             command
-                .env("LD_PRELOAD", library())
+                .env("LD_PRELOAD", library)
                 .env("TALLYMALLOC_STATS", target);
         }
         let output = run_ok(
             command,
-            &format!("python3 -m test (tallymalloc: {preload})"),
+            &format!("python3 -m test (preloaded: {preload:?})"),
         );
         String::from_utf8_lossy(&output.stdout).into_owned()
     };
-    let (plain, tallied) = (run(false), run(true));
-    assert_eq!(
-        plain, tallied,
-        "CPython's tests fare differently with tallymalloc"
-    );
-    assert!(tallied.contains("Result: SUCCESS"), "{tallied}");
-    let reports = std::fs::read_dir(&directory)
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .starts_with("stats-")
-        })
-        .count();
-    assert!(
-        reports >= 3,
-        "tallymalloc was not loaded ({reports} stats files)"
-    );
+    let plain = run(None);
+    assert!(plain.contains("Result: SUCCESS"), "{plain}");
+    for (name, library) in [("normal", library()), ("hardened", hardened_library())] {
+        let tallied = run(Some((name, library)));
+        assert_eq!(
+            plain, tallied,
+            "CPython's tests fare differently with {name}"
+        );
+        let prefix = format!("stats-{name}-");
+        let reports = std::fs::read_dir(&directory)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(&prefix)
+            })
+            .count();
+        assert!(
+            reports >= 3,
+            "{name} was not loaded ({reports} stats files)"
+        );
+    }
 }
 
 #[test]

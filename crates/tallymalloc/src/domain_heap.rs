@@ -328,14 +328,34 @@ unsafe fn zero_block(block: *mut Block, bytes: usize, free_is_zero: bool) {
     }
 }
 
-/// The slow path's common case, kept small so it needs few registers: the current page's
-/// `free` ran dry but its owner's frees wait on `local_free`. Everything else, including the
-/// housekeeping tick, goes to `malloc_generic`.
+/// Every miss of malloc's fast path: secure mode's allocations (debug mode, on too, takes
+/// them in `malloc_generic` instead), and the refills of normal pages. A dispatcher that saves
+/// no register, so secure mode pays for no prologue it does not use.
 /// Takes the request's size rather than its class, so the fast path keeps no class in a
 /// register for it.
 #[cold]
 #[inline(never)]
 unsafe fn malloc_slow(
+    heap: *mut DomainHeap,
+    size: usize,
+    zero_bytes: Option<usize>,
+    domain: usize,
+) -> *mut u8 {
+    // SAFETY: the caller's contract.
+    unsafe {
+        if secure::slow_paths_only() && !debug::active() {
+            malloc_secure(heap, class_of(size), size, zero_bytes, domain)
+        } else {
+            malloc_refill(heap, size, zero_bytes, domain)
+        }
+    }
+}
+
+/// The slow path's common case, kept small so it needs few registers: the current page's
+/// `free` ran dry but its owner's frees wait on `local_free`. Everything else, including the
+/// housekeeping tick, goes to `malloc_generic`.
+#[inline(never)]
+unsafe fn malloc_refill(
     heap: *mut DomainHeap,
     size: usize,
     zero_bytes: Option<usize>,
@@ -385,35 +405,61 @@ unsafe fn malloc_generic(
     if debug::active() && !debug::in_layer() {
         return debug::allocate(domain, size, crate::MIN_ALIGN, zero_bytes.is_some());
     }
-    if secure::active() {
-        // SAFETY: the caller's contract.
-        let block = unsafe { secure_pop(heap, class) };
-        if !block.is_null() {
-            if let Some(bytes) = zero_bytes {
-                // SAFETY: a block of at least `bytes` bytes, just taken.
-                unsafe { zero_block(block, bytes, false) };
-            }
-            return block.cast();
-        }
-    }
     // SAFETY: the caller's contract.
     unsafe { malloc_in_class(heap, class, zero_bytes, domain) }
 }
 
+/// Secure mode's allocations, all of which miss the fast path (no page is current): a checked
+/// pop from the class's first page, or `malloc_generic` when that page has no free block or
+/// the thread's housekeeping is due. Kept apart from `malloc_generic` so that it needs few
+/// registers.
+#[cold]
+#[inline(never)]
+unsafe fn malloc_secure(
+    heap: *mut DomainHeap,
+    class: usize,
+    size: usize,
+    zero_bytes: Option<usize>,
+    domain: usize,
+) -> *mut u8 {
+    // SAFETY: the caller's contract.
+    let block = unsafe { secure_pop(heap, class) };
+    if block.is_null() {
+        // SAFETY: the caller's contract.
+        return unsafe { malloc_generic(heap, class, size, zero_bytes, domain) };
+    }
+    if let Some(bytes) = zero_bytes {
+        // SAFETY: a block of at least `bytes` bytes, just taken.
+        unsafe { zero_block(block, bytes, false) };
+    }
+    block.cast()
+}
+
 /// Secure mode's stand-in for the fast path, which never sees a secure page: a checked pop
-/// from the first page of the class, counted later as the fast path's pops are (P6). Null
-/// when that page has no free block (the caller then finds or starts one).
+/// from the first page of the class (its owner's frees collected when `free` ran dry). Null when that page has no free block or
+/// the thread's housekeeping is due: the caller then takes the general path, which ticks.
 ///
 /// # Safety
 /// `heap` is this thread's domain heap or the empty one (H1).
+#[inline(always)]
 unsafe fn secure_pop(heap: *mut DomainHeap, class: usize) -> *mut Block {
-    // SAFETY: H1/H2: pages on our queues are ours; the empty heap's queues are empty.
+    // SAFETY: H1/H2: pages on our queues are ours; the empty heap's queues are empty, and its
+    // tick countdown stays 0.
     unsafe {
-        let page = (*heap).pages().queues[class].first;
-        if page.is_null() || !(*page).has_free() {
+        let pages = (*heap).pages();
+        let page = pages.queues[class].first;
+        if page.is_null() || pages.slow_paths_until_tick == 0 {
             return ptr::null_mut();
         }
-        (*page).pop_checked()
+        if !(*page).has_free() {
+            if (*page).local_free.is_null() {
+                return ptr::null_mut();
+            }
+            (*page).collect();
+        }
+        pages.slow_paths_until_tick -= 1;
+        (*heap).count_allocations(page, 1);
+        (*page).pop_secure()
     }
 }
 
@@ -440,15 +486,21 @@ unsafe fn malloc_in_class(
     // SAFETY: `heap` is this thread's live domain heap (H1).
     unsafe {
         (*(*heap).pages().heap).tick();
-        (*heap).pages().slow_paths_until_tick = TICK_EVERY - 1;
+        (*heap).pages().slow_paths_until_tick = if secure::slow_paths_only() {
+            SECURE_POPS_PER_TICK
+        } else {
+            TICK_EVERY - 1
+        };
         let page = (*heap).find_page(class);
         if page.is_null() {
             return crate::failed();
         }
         let free_is_zero = (*page).free_is_zero;
-        // Secure pages' links are encoded and checked (secure.rs).
-        let block = if (*page).key != 0 {
-            (*page).pop_checked()
+        // Secure pages' links are encoded and checked (secure.rs), and their pops counted;
+        // the hardened build's `pop` does the checks itself.
+        let block = if (*page).key != 0 && !secure::BUILT_IN {
+            (*heap).count_allocations(page, 1);
+            (*page).pop_secure()
         } else {
             (*page).pop()
         };
@@ -465,6 +517,9 @@ unsafe fn malloc_in_class(
 /// most.
 const TICK_EVERY: u32 = 8;
 
+/// Secure mode's allocations all pass the slow paths, so they tick once per this many.
+const SECURE_POPS_PER_TICK: u32 = 64;
+
 /// Frees a block of a small, medium or large page, or a huge block, through the `domain`
 /// family.
 ///
@@ -475,7 +530,12 @@ pub unsafe fn free(domain: usize, address: *mut u8) {
     // SAFETY: the caller's contract.
     unsafe {
         if !free_local(domain, address) {
-            free_slow(domain, address);
+            // Tested only off the fast path, so it costs normal frees nothing.
+            if secure::slow_paths_only() {
+                free_secure(domain, address);
+            } else {
+                free_slow(domain, address);
+            }
         }
     }
 }
@@ -528,6 +588,43 @@ unsafe fn free_if_of_slow(domain: usize, address: *mut u8) -> bool {
             return false;
         }
         free_slow(domain, address);
+    }
+    true
+}
+
+/// Every free in secure mode of a normal build, whose pages all miss `free_local`: the
+/// owner's frees are served here, with few registers to save; the rest go to `free_slow`.
+#[cold]
+#[inline(never)]
+unsafe fn free_secure(family: usize, address: *mut u8) {
+    // Debug mode, on too, checks every free itself in `free_slow`.
+    // SAFETY: the caller's contract.
+    unsafe {
+        if debug::active() || !free_secure_local(family, address) {
+            free_slow(family, address);
+        }
+    }
+}
+
+/// Secure mode's stand-in for `free_local`: frees `address` with its checks and returns true
+/// if its page is this thread's, of `domain`, and flagged only as a secure page is; returns
+/// false, touching nothing, otherwise.
+///
+/// # Safety
+/// `address` must be a live block of ours.
+#[inline(always)]
+unsafe fn free_secure_local(domain: usize, address: *mut u8) -> bool {
+    let heap = domain_heap(domain);
+    // SAFETY: as in `free_local`.
+    unsafe {
+        let page = (*segment_of(address)).page_of(address);
+        if (*page).owner.load(Ordering::Relaxed) != heap as usize | FLAG_SLOW_ONLY {
+            return false;
+        }
+        (*heap).counters.count_fast_free((*page).class as usize);
+        if (*page).push_local_checked(address.cast()) {
+            page_emptied_at(heap, address);
+        }
     }
     true
 }
@@ -611,6 +708,9 @@ pub unsafe fn free_in_own_domain(domain: usize, address: *mut u8) {
         if (*page).owner_heap() == mine {
             (*mine).free_local(page, block.cast());
             return;
+        }
+        if secure::active() {
+            (*page).check_remote_free(block.cast());
         }
         (*page).free_remote(block.cast());
     }
@@ -764,7 +864,9 @@ impl DomainHeap {
             // Keep the only page of a class for a while: a loop that allocates and frees one
             // block must not return and refetch a page every time.
             let pages = self.pages();
-            if pages.current[class] == page && (*page).next.is_null() {
+            // (The first page of the queue is the current one, or would be but for debug mode
+            // or secure mode of a normal build, H2.)
+            if pages.queues[class].first == page && (*page).next.is_null() {
                 pages.retained |= 1 << class;
                 return;
             }
@@ -832,7 +934,14 @@ impl DomainHeap {
             while !page.is_null() {
                 self.count_handed_out(page);
                 (*page).collect();
-                (*page).extend();
+                // A page carves its next batch even when frees came back: more blocks on
+                // `free` keep the fast path hitting (a loop of one malloc and free of 1 KiB
+                // took 90 instructions instead of 55 without it). Secure mode of a normal
+                // build, which has no fast path, comes here every SECURE_POPS_PER_TICK
+                // allocations, and carving each time would spread a page's blocks for nothing.
+                if !secure::slow_paths_only() || !(*page).has_free() {
+                    (*page).extend();
+                }
                 if (*page).has_free() {
                     if self.pages().queues[class].first != page {
                         self.queue_remove(class, page);
@@ -872,7 +981,7 @@ impl DomainHeap {
                 // Before the first block is carved (E2).
                 (*page).key = secure::next_key();
             }
-            if debug::active() || secure::active() {
+            if debug::active() || secure::slow_paths_only() {
                 (*page).set_flag(FLAG_SLOW_ONLY, true);
             }
             self.counters.note_class(class);
@@ -959,8 +1068,9 @@ impl DomainPages {
     /// Points `current[class]` and its direct-table slots at the queue's first page (H2).
     fn refresh_current(&mut self, class: usize) {
         let first = self.queues[class].first;
-        // In debug and secure mode no page is current: every allocation takes the slow path.
-        let page = if first.is_null() || debug::active() || secure::active() {
+        // In debug mode, and secure mode of a normal build, no page is current: every
+        // allocation takes the slow path.
+        let page = if first.is_null() || debug::active() || secure::slow_paths_only() {
             empty_page()
         } else {
             first

@@ -27,7 +27,9 @@
 //! - **P6 handed out**: `free_added` is the length of `free` when the owner last counted the
 //!   page's allocations, plus every block put on `free` since; so `free_added - len(free)`
 //!   blocks were handed out and not yet counted ([`Page::take_uncounted`]). Malloc's fast path
-//!   pops without counting; the slow paths count in batches.
+//!   pops without counting; the slow paths count in batches. Secure pages (key not 0) of a
+//!   normal build count every pop at once ([`Page::pop_secure`]), so on them `free_added ==
+//!   len(free)`.
 
 use crate::domain_heap::DomainHeap;
 use crate::secure;
@@ -211,34 +213,45 @@ impl Page {
     }
 
     /// Pops a block from `free`, or returns null when `free` is empty. `used` already counts
-    /// the block (P3).
+    /// the block (P3). The hardened build checks the link (secure.rs).
     #[inline(always)]
     pub fn pop(&mut self) -> *mut Block {
         let block = self.free;
         if !block.is_null() {
-            // A free block's first word is the link written when it was carved or freed.
-            // SAFETY: P2: blocks on `free` are free blocks of this page.
-            self.free = unsafe { (*block).next };
+            self.free = if secure::BUILT_IN {
+                self.take_checked_link(block)
+            } else {
+                // A free block's first word is the link written when it was carved or freed.
+                // SAFETY: P2: blocks on `free` are free blocks of this page.
+                unsafe { (*block).next }
+            };
         }
         block
     }
 
-    /// [`Self::pop`] for the slow paths: decodes the link (secure.rs) and checks it names a
-    /// block of this page, aborting when it was overwritten.
-    pub fn pop_checked(&mut self) -> *mut Block {
+    /// Secure mode's pop from the slow paths of a normal build (key not 0): the block is taken
+    /// off `free_added` because the caller counts it at once (P6). `free` must not be empty.
+    pub fn pop_secure(&mut self) -> *mut Block {
+        debug_assert!(self.key != 0 && !self.free.is_null());
         let block = self.free;
-        if !block.is_null() {
-            let next = secure::decode(self.key, block);
-            if !secure::is_link_of(self, next) {
-                secure::corrupt_link(block);
-            }
-            self.free = next;
-            // A live block must not keep a valid link, or freeing it would look like a double
-            // free to `push_local_checked` and send it walking the lists.
-            // SAFETY: the block is ours now; its first word is the link just read.
-            unsafe { (*block).next = ptr::null_mut() };
-        }
+        self.free = self.take_checked_link(block);
+        self.free_added -= 1;
         block
+    }
+
+    /// The block after `block`, the first on `free`, by its decoded link (E2), aborting when
+    /// that does not name a block of this page: the link was overwritten.
+    #[inline(always)]
+    fn take_checked_link(&mut self, block: *mut Block) -> *mut Block {
+        let next = secure::decode(self.key, block);
+        if !secure::is_link_of(self, next) {
+            secure::corrupt_link(block);
+        }
+        // A live block must not keep a valid link, or freeing it would look like a double
+        // free to `push_local_checked` and send it walking the lists.
+        // SAFETY: the block is ours now; its first word is the link just read.
+        unsafe { (*block).next = ptr::null_mut() };
+        next
     }
 
     /// Carves the next batch of never-used blocks onto `free` (P5). Returns whether any were.
@@ -272,34 +285,28 @@ impl Page {
         true
     }
 
-    /// Secure mode's carving: the batch goes on `free` in a random order, links encoded (E2).
+    /// Secure mode's carving: the batch goes on `free` in a random order (secure.rs), links
+    /// encoded (E2).
     fn extend_shuffled(&mut self, count: usize) {
-        const MOST: usize = EXTEND_BYTES / 8;
-        let mut order = [0u16; MOST];
-        let count = count.min(MOST);
-        for (index, slot) in order[..count].iter_mut().enumerate() {
-            *slot = index as u16;
-        }
-        let mut shuffle = secure::Shuffle::new(self.key, self.capacity);
-        for index in (1..count).rev() {
-            order.swap(index, shuffle.below(index + 1));
-        }
+        debug_assert!(count > 0);
+        let mut order =
+            secure::Interleaving::new(count, secure::Shuffle::new(self.key, self.capacity));
         let size = self.block_size;
         // Writing the links of blocks [capacity, capacity + count) is the carving.
-        // SAFETY: P5: those blocks lie inside the area and nobody holds them.
+        // SAFETY: P5: those blocks lie inside the area and nobody holds them; `order` hands
+        // out each index below `count` once.
         unsafe {
             let first = self.area.add(self.capacity as usize * size);
-            let block_at = |position: usize| first.add(order[position] as usize * size).cast();
-            for position in 0..count {
-                let block: *mut Block = block_at(position);
-                let next = if position + 1 < count {
-                    block_at(position + 1)
-                } else {
-                    self.free
-                };
-                (*block).next = secure::encode(self.key, block, next);
+            let block_at = |index: usize| first.add(index * size).cast::<Block>();
+            let head = block_at(order.next().unwrap_or(0));
+            let mut last = head;
+            for index in order {
+                let block = block_at(index);
+                (*last).next = secure::encode(self.key, last, block);
+                last = block;
             }
-            self.free = block_at(0);
+            (*last).next = secure::encode(self.key, last, self.free);
+            self.free = head;
         }
         self.free_is_zero = false;
         self.capacity += count as u32;
@@ -394,6 +401,9 @@ impl Page {
     pub fn take_uncounted(&mut self) -> u32 {
         let on_free = if self.free.is_null() {
             0
+        } else if self.key != 0 && !secure::BUILT_IN {
+            // P6: a secure page's pops are all counted (but the hardened build's fast path).
+            self.free_added
         } else {
             self.free_length()
         };
@@ -425,6 +435,9 @@ impl Page {
     /// also means `free` is empty).
     #[inline(always)]
     pub fn push_local(&mut self, block: *mut Block) -> bool {
+        if secure::BUILT_IN {
+            return self.push_local_checked(block);
+        }
         // The caller owns the page and hands back a block of it that was in use.
         // SAFETY: P1 and P2: the block's first word is ours to overwrite.
         unsafe { (*block).next = self.local_free };
@@ -436,13 +449,29 @@ impl Page {
     /// [`Self::push_local`] for the slow paths: encodes the link (E2), and in secure mode
     /// aborts on a double free (a block whose first word decodes to a link and that is found
     /// on the page's lists).
+    #[inline(always)]
     pub fn push_local_checked(&mut self, block: *mut Block) -> bool {
-        if self.key != 0 {
-            let word = secure::decode(self.key, block);
-            if secure::is_link_of(self, word) && self.holds_free(block) {
-                secure::double_free(block);
-            }
+        if (secure::BUILT_IN || self.key != 0)
+            && secure::is_link_of(self, secure::decode(self.key, block))
+        {
+            // Out of line, so that the common case needs no register saved across a call.
+            return self.push_local_suspect(block);
         }
+        self.push_local_encoded(block)
+    }
+
+    /// A block whose first word looks like a link: maybe a double free, surely a rare case.
+    #[cold]
+    #[inline(never)]
+    fn push_local_suspect(&mut self, block: *mut Block) -> bool {
+        if self.holds_free(block) {
+            secure::double_free(block);
+        }
+        self.push_local_encoded(block)
+    }
+
+    #[inline(always)]
+    fn push_local_encoded(&mut self, block: *mut Block) -> bool {
         // SAFETY: P1 and P2: the block is an allocated block of our page.
         unsafe { (*block).next = secure::encode(self.key, block, self.local_free) };
         self.local_free = block;
@@ -522,6 +551,15 @@ impl Page {
             // SAFETY: P4 as above; a page with the `Use` tag is always owned by a heap.
             unsafe { DomainHeap::push_delayed_free(heap, block) };
             self.finish_delayed_free();
+        }
+    }
+
+    /// Secure mode's check before [`Self::free_remote`]: a block at the head of
+    /// `thread_free` is free, so freeing it again is the double free that a non-owner can see
+    /// without walking lists the owner may be changing.
+    pub fn check_remote_free(&self, block: *mut Block) {
+        if self.thread_free.load(Ordering::Relaxed) & !TAG_MASK == block as usize {
+            secure::double_free(block);
         }
     }
 

@@ -3,8 +3,10 @@
  *           use-after-free exploit would; mallocs follow. Prints whether malloc ever returned
  *           the chosen address (normal mode) — secure mode must abort first.
  *   double: frees a block twice (secure mode must abort).
+ *   remote-double: a thread frees another thread's block twice (secure mode must abort).
  *   shuffle: prints how many of 63 consecutive 32-byte mallocs came one block after the last.
  *   guard:  writes to the last 4 KiB of the segment holding a block (secure mode: SIGSEGV). */
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -19,6 +21,12 @@ static void on_segv(int signal) {
   const char message[] = "guard page hit\n";
   write(1, message, sizeof message - 1);
   _exit(0);
+}
+
+static void *free_twice(void *block) {
+  free(block);
+  free(block);
+  return NULL;
 }
 
 int main(int argc, char **argv) {
@@ -42,6 +50,16 @@ int main(int argc, char **argv) {
     void *block = malloc(48);
     free(block);
     free(block);
+    printf("the second free went unnoticed\n");
+    free(keep);
+    return 0;
+  }
+  if (strcmp(argv[1], "remote-double") == 0) {
+    void *keep = malloc(48);
+    void *block = malloc(48);
+    pthread_t thread;
+    if (pthread_create(&thread, NULL, free_twice, block) != 0) return 3;
+    pthread_join(thread, NULL);
     printf("the second free went unnoticed\n");
     free(keep);
     return 0;

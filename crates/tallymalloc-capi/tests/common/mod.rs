@@ -28,6 +28,18 @@ pub fn library() -> PathBuf {
     library_directory().join("libtallymalloc.so")
 }
 
+/// The hardened build (secure mode built in), which `scripts/build-secure` puts beside it.
+#[allow(dead_code)] // Not every test binary runs it.
+pub fn hardened_library() -> PathBuf {
+    let path = library_directory().join("libtallymalloc-secure.so");
+    assert!(
+        path.exists(),
+        "{} is not built: run scripts/build-secure",
+        path.display()
+    );
+    path
+}
+
 /// A scratch directory for this test binary's build products.
 pub fn scratch() -> &'static Path {
     static SCRATCH: OnceLock<PathBuf> = OnceLock::new();
