@@ -123,15 +123,14 @@ pub fn decode(key: usize, block: *const Block) -> *mut Block {
     (stored as usize ^ mask(key, block)) as *mut Block
 }
 
-/// Whether `next` is null or a word-aligned address among the carved blocks of `page`. (A
-/// forged link decodes to a random word, which this rejects but for odds of 2^-40 or so;
-/// checking that it starts a block too would cost a division on every pop.)
+/// Whether `next` is null or a word-aligned address in the area of `page`. (A forged link
+/// decodes to a random word, which this rejects but for odds of 2^-40 or so; checking that
+/// it starts a carved block too would cost a multiplication and a division on every pop.)
 #[inline(always)]
 pub fn is_link_of(page: &Page, next: *mut Block) -> bool {
     let offset = (next as usize).wrapping_sub(page.area as usize);
     next.is_null()
-        || (offset < page.capacity as usize * page.block_size
-            && offset % core::mem::align_of::<Block>() == 0)
+        || (offset < page.area_size && offset % core::mem::align_of::<Block>() == 0)
 }
 
 /// A link that does not decode to a block of its page: the list was overwritten.
