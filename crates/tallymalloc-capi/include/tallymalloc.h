@@ -146,6 +146,22 @@ void tm_domain_free(int domain, void *block);
  * tallymalloc's at all, so the caller can hand it to the allocator that owns it. */
 int tm_domain_free_if_owned(int domain, void *block);
 
+/* CPython's allocator functions for its domain (0 raw, 1 mem, 2 obj), with the signatures of
+ * PyMemAllocatorEx's and ignoring its ctx: what the Python package installs with
+ * PyMem_SetAllocator. Zero sizes get one byte, as CPython requires. A block that is not
+ * tallymalloc's in that domain goes to the fallbacks registered (once, before installing)
+ * with tm_python_set_fallbacks. tm_python_functions returns 0, or -1 with errno EINVAL for
+ * another domain or a NULL functions. */
+struct tm_python_functions {
+  void *(*malloc)(void *ctx, size_t size);
+  void *(*calloc)(void *ctx, size_t count, size_t size);
+  void *(*realloc)(void *ctx, void *block, size_t size);
+  void (*free)(void *ctx, void *block);
+};
+int tm_python_functions(int domain, struct tm_python_functions *functions);
+void tm_python_set_fallbacks(void (*free)(int domain, void *block),
+                             void *(*realloc)(int domain, void *block, size_t size));
+
 /* Writes the stats as JSON into buffer (at most length bytes, NUL included; buffer may be NULL
  * when length is 0) and returns the length of the whole text without the NUL, as snprintf
  * does: call it with length 0 to learn the size, then again. Does not allocate. */

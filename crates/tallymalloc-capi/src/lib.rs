@@ -19,6 +19,7 @@ mod cxx;
 mod debug_api;
 mod exports;
 mod families;
+mod python;
 mod stats_api;
 
 /// Applies the `TALLYMALLOC_*` options as soon as the library is loaded, before the program's

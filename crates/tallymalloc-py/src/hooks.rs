@@ -2,9 +2,11 @@
 //!
 //! After the interpreter has started, CPython only supports allocators that wrap the one they
 //! replace: blocks handed out before `install` stay the previous allocator's. So each domain's
-//! hooks allocate from tallymalloc in the matching domain (raw, mem, obj) and, on free and
-//! realloc, keep only blocks that are tallymalloc's *in that domain*; anything else goes back
-//! to the saved previous allocator:
+//! functions allocate from tallymalloc in the matching domain (raw, mem, obj) and, on free and
+//! realloc, keep only blocks that are tallymalloc's *in that domain*. Those functions are the
+//! library's own (`tm_python_functions`), so a call reaches the allocator without a hop
+//! through this extension; for any other block they call back here (the fallbacks below),
+//! which hand it back to the saved previous allocator:
 //! - a pointer tallymalloc does not know (pymalloc's arenas, glibc's heap) is the previous
 //!   allocator's, whatever the domain;
 //! - a mem or obj free of one of our *raw* blocks goes to the previous allocator when that
@@ -20,17 +22,19 @@
 //! - **H1 previous**: a domain's saved previous allocator is written before its hooks are
 //!   installed (under [`INSTALL_LOCK`], with the GIL held) and never changes after; a domain is
 //!   installed at most once per process.
-//! - **H2 ctx**: the hooks ignore their `ctx` argument, and are installed with the previous
+//! - **H2 ctx**: the functions ignore their `ctx` argument, and are installed with the previous
 //!   allocator's `ctx`. A thread that reads CPython's allocator struct while it is being
 //!   replaced (3.11 copies it without a lock, and the raw domain runs without the GIL) may
 //!   pair our functions with the old ctx or the old functions with their own ctx: both work.
-//! - **H3 size zero**: CPython requires a distinct non-NULL block for zero bytes, and a
-//!   realloc to zero must not free; the hooks ask tallymalloc for one byte then.
+//! - **H3 fallbacks**: the library's functions call [`fallback_free`] and
+//!   [`fallback_realloc`], registered before the first domain is installed, for any block
+//!   that is not theirs. (Zero sizes are the library's to round up to one byte.)
 //! - Nothing here allocates except through the library or the previous allocator.
 
-use crate::library::{self, Library};
+use crate::library::{self, Library, PythonFunctions};
 use core::cell::UnsafeCell;
 use core::ffi::{c_int, c_void};
+use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicBool, Ordering};
 use pyo3::ffi;
 use std::sync::Mutex;
@@ -83,22 +87,33 @@ pub fn install(domain: usize) {
     if is_installed(domain) {
         return;
     }
+    // SAFETY: the caller has loaded the library.
+    let library = unsafe { library() };
     if !FIRST_INSTALL_DONE.swap(true, Ordering::Relaxed) {
         PREVIOUS_IS_PYMALLOC.store(current_allocator_is_pymalloc(), Ordering::Release);
+        // H3: before any of the library's functions is installed.
+        // SAFETY: two functions with the signatures tm_python_set_fallbacks takes.
+        unsafe { (library.python_set_fallbacks)(fallback_free, fallback_realloc) };
     }
     let id = domain as c_int;
-    let (malloc, calloc, realloc, free) = hooks_for(id);
-    // PyMem_GetAllocator fills the slot before the hooks that read it are installed.
+    let mut functions = MaybeUninit::<PythonFunctions>::uninit();
+    // SAFETY: a domain the library knows (0, 1 or 2), and room for its answer.
+    if unsafe { (library.python_functions)(id, functions.as_mut_ptr()) } != 0 {
+        unreachable!("the library serves CPython's three domains");
+    }
+    // SAFETY: filled by the call above, which returned 0.
+    let functions = unsafe { functions.assume_init() };
+    // PyMem_GetAllocator fills the slot before the functions that read it are installed.
     // SAFETY: H1: under the lock and once (the flag is checked above), so nobody reads the slot.
     unsafe {
         let previous = PREVIOUS.0[domain].get();
         ffi::PyMem_GetAllocator(cpython_domain(id), previous);
         let mut ours = ffi::PyMemAllocatorEx {
             ctx: (*previous).ctx,
-            malloc: Some(malloc),
-            calloc: Some(calloc),
-            realloc: Some(realloc),
-            free: Some(free),
+            malloc: Some(functions.malloc),
+            calloc: Some(functions.calloc),
+            realloc: Some(functions.realloc),
+            free: Some(functions.free),
         };
         ffi::PyMem_SetAllocator(cpython_domain(id), &mut ours);
     }
@@ -133,50 +148,6 @@ fn current_allocator_is_pymalloc() -> bool {
     name.to_bytes().starts_with(b"pymalloc")
 }
 
-type Malloc = extern "C" fn(*mut c_void, usize) -> *mut c_void;
-type Calloc = extern "C" fn(*mut c_void, usize, usize) -> *mut c_void;
-type Realloc = extern "C" fn(*mut c_void, *mut c_void, usize) -> *mut c_void;
-type Free = extern "C" fn(*mut c_void, *mut c_void);
-
-/// One set of hooks per domain, so no hook reads its `ctx` (H2).
-macro_rules! domain_hooks {
-    ($domain:literal, $malloc:ident, $calloc:ident, $realloc:ident, $free:ident) => {
-        extern "C" fn $malloc(_ctx: *mut c_void, size: usize) -> *mut c_void {
-            // SAFETY: the hook is only installed after the library is loaded (L1).
-            unsafe { (library().malloc)($domain, size.max(1)) }
-        }
-        extern "C" fn $calloc(_ctx: *mut c_void, count: usize, size: usize) -> *mut c_void {
-            let (count, size) = if count == 0 || size == 0 {
-                (1, 1)
-            } else {
-                (count, size)
-            };
-            // SAFETY: as above.
-            unsafe { (library().calloc)($domain, count, size) }
-        }
-        extern "C" fn $realloc(_ctx: *mut c_void, block: *mut c_void, size: usize) -> *mut c_void {
-            // SAFETY: CPython passes NULL or a live block of this domain (ours or previous).
-            unsafe { reallocate($domain, block, size.max(1)) }
-        }
-        extern "C" fn $free(_ctx: *mut c_void, block: *mut c_void) {
-            // SAFETY: as above.
-            unsafe { release($domain, block) }
-        }
-    };
-}
-
-domain_hooks!(0, raw_malloc, raw_calloc, raw_realloc, raw_free);
-domain_hooks!(1, mem_malloc, mem_calloc, mem_realloc, mem_free);
-domain_hooks!(2, obj_malloc, obj_calloc, obj_realloc, obj_free);
-
-fn hooks_for(domain: c_int) -> (Malloc, Calloc, Realloc, Free) {
-    match domain {
-        0 => (raw_malloc, raw_calloc, raw_realloc, raw_free),
-        1 => (mem_malloc, mem_calloc, mem_realloc, mem_free),
-        _ => (obj_malloc, obj_calloc, obj_realloc, obj_free),
-    }
-}
-
 /// The loaded library, from a hook.
 ///
 /// # Safety
@@ -207,22 +178,11 @@ fn owner_of_foreign(library: &Library, domain: c_int, owner: c_int) -> Owner {
     }
 }
 
-/// # Safety
-/// `block` is NULL or a live block of CPython's `domain`.
-#[inline(always)]
-unsafe fn release(domain: c_int, block: *mut c_void) {
-    // SAFETY: the hooks run after the library is loaded (L1).
+/// The library's fallback for a free of `block`, a live non-null block of CPython's `domain`
+/// that is not tallymalloc's in that domain (H3).
+unsafe extern "C" fn fallback_free(domain: c_int, block: *mut c_void) {
+    // SAFETY: the library is loaded before its functions are installed (L1).
     let library = unsafe { library() };
-    // SAFETY: the caller's contract.
-    if unsafe { (library.free_if_owned)(domain, block) } == 0 {
-        // SAFETY: the caller's contract; free_if_owned only declines non-null blocks.
-        unsafe { release_foreign(library, domain, block) }
-    }
-}
-
-#[cold]
-#[inline(never)]
-unsafe fn release_foreign(library: &Library, domain: c_int, block: *mut c_void) {
     // SAFETY: the caller's contract: ours and live, or not ours.
     let owner = unsafe { (library.domain_of)(block) };
     match owner_of_foreign(library, domain, owner) {
@@ -239,15 +199,15 @@ unsafe fn release_foreign(library: &Library, domain: c_int, block: *mut c_void) 
     }
 }
 
-/// # Safety
-/// `block` is NULL or a live block of CPython's `domain`; `size` is not zero.
-unsafe fn reallocate(domain: c_int, block: *mut c_void, size: usize) -> *mut c_void {
-    // SAFETY: the hooks run after the library is loaded (L1).
+/// The library's fallback for a realloc of `block`, a live non-null block of CPython's
+/// `domain` that is not tallymalloc's in that domain, to `size` (not zero) bytes (H3).
+unsafe extern "C" fn fallback_realloc(
+    domain: c_int,
+    block: *mut c_void,
+    size: usize,
+) -> *mut c_void {
+    // SAFETY: the library is loaded before its functions are installed (L1).
     let library = unsafe { library() };
-    if block.is_null() {
-        // SAFETY: a plain allocation.
-        return unsafe { (library.malloc)(domain, size) };
-    }
     // SAFETY: the caller's contract: ours and live, or not ours.
     let owner = unsafe { (library.domain_of)(block) };
     let foreign =

@@ -20,7 +20,6 @@ pub struct Library {
     pub calloc: unsafe extern "C" fn(c_int, usize, usize) -> *mut c_void,
     pub realloc: unsafe extern "C" fn(c_int, *mut c_void, usize) -> *mut c_void,
     pub free: unsafe extern "C" fn(c_int, *mut c_void),
-    pub free_if_owned: unsafe extern "C" fn(c_int, *mut c_void) -> c_int,
     pub domain_of: unsafe extern "C" fn(*const c_void) -> c_int,
     pub usable_size: unsafe extern "C" fn(*const c_void) -> usize,
     pub domain_register: unsafe extern "C" fn(*const c_char) -> c_int,
@@ -28,12 +27,29 @@ pub struct Library {
     pub stats_json: unsafe extern "C" fn(*mut c_char, usize) -> usize,
     pub stats_text: unsafe extern "C" fn(*mut c_char, usize) -> usize,
     pub domain_stats: unsafe extern "C" fn(c_int, *mut c_void) -> c_int,
+    /// CPython's allocator functions of a domain, served by the library itself.
+    pub python_functions: unsafe extern "C" fn(c_int, *mut PythonFunctions) -> c_int,
+    pub python_set_fallbacks: unsafe extern "C" fn(FallbackFree, FallbackRealloc),
     /// Whether the process's `malloc` is this library's (preloaded or linked), so blocks C
     /// code allocated before `install` are ours, in the raw domain.
     pub serves_malloc: bool,
     /// Where the library was found: "preloaded" or the path loaded.
     pub origin: String,
 }
+
+/// `struct tm_python_functions`: a domain's functions with `PyMemAllocatorEx`'s signatures
+/// (typed as PyO3 types that struct's fields, for CPython to call).
+#[repr(C)]
+pub struct PythonFunctions {
+    pub malloc: extern "C" fn(*mut c_void, usize) -> *mut c_void,
+    pub calloc: extern "C" fn(*mut c_void, usize, usize) -> *mut c_void,
+    pub realloc: extern "C" fn(*mut c_void, *mut c_void, usize) -> *mut c_void,
+    pub free: extern "C" fn(*mut c_void, *mut c_void),
+}
+
+/// What the library's Python functions call for a block not theirs (`tm_python_set_fallbacks`).
+pub type FallbackFree = unsafe extern "C" fn(c_int, *mut c_void);
+pub type FallbackRealloc = unsafe extern "C" fn(c_int, *mut c_void, usize) -> *mut c_void;
 
 static LIBRARY: OnceLock<Library> = OnceLock::new();
 
@@ -50,7 +66,7 @@ pub fn load(bundled: &str) -> Result<&'static Library, String> {
     }
     // The newest function the package needs: an older preloaded library lacks it.
     // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name only looks the name up.
-    let newest = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"tm_domain_stats".as_ptr()) };
+    let newest = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"tm_python_functions".as_ptr()) };
     let preloaded = !newest.is_null();
     let library = if preloaded {
         bind(libc::RTLD_DEFAULT, true, "preloaded".to_owned())?
@@ -96,7 +112,6 @@ fn bind(handle: *mut c_void, serves_malloc: bool, origin: String) -> Result<Libr
             calloc: function(symbol(c"tm_domain_calloc")?),
             realloc: function(symbol(c"tm_domain_realloc")?),
             free: function(symbol(c"tm_domain_free")?),
-            free_if_owned: function(symbol(c"tm_domain_free_if_owned")?),
             domain_of: function(symbol(c"tm_domain_of")?),
             usable_size: function(symbol(c"tm_usable_size")?),
             domain_register: function(symbol(c"tm_domain_register")?),
@@ -104,6 +119,8 @@ fn bind(handle: *mut c_void, serves_malloc: bool, origin: String) -> Result<Libr
             stats_json: function(symbol(c"tm_stats_json")?),
             stats_text: function(symbol(c"tm_stats_text")?),
             domain_stats: function(symbol(c"tm_domain_stats")?),
+            python_functions: function(symbol(c"tm_python_functions")?),
+            python_set_fallbacks: function(symbol(c"tm_python_set_fallbacks")?),
             serves_malloc,
             origin,
         })

@@ -541,6 +541,7 @@ impl Domain {
     }
 
     /// Allocates `count * size` zeroed bytes; `None` if the product overflows.
+    #[inline]
     pub fn calloc(self, count: usize, size: usize) -> Option<NonNull<u8>> {
         match count.checked_mul(size) {
             Some(total) => self.zalloc(total),
