@@ -129,8 +129,7 @@ pub fn decode(key: usize, block: *const Block) -> *mut Block {
 #[inline(always)]
 pub fn is_link_of(page: &Page, next: *mut Block) -> bool {
     let offset = (next as usize).wrapping_sub(page.area as usize);
-    next.is_null()
-        || (offset < page.area_size && offset % core::mem::align_of::<Block>() == 0)
+    next.is_null() || (offset < page.area_size && offset % core::mem::align_of::<Block>() == 0)
 }
 
 /// A link that does not decode to a block of its page: the list was overwritten.
