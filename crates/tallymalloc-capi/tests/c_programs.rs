@@ -329,13 +329,19 @@ fn secure_mode_shuffles_fresh_blocks_and_guards_segments() {
         let count = in_order(security);
         assert!(count <= 32, "{security:?}: {count} of 63 in order");
     }
-    let normal = run_secure("guard", Security::Off);
-    assert!(String::from_utf8_lossy(&normal.stdout).contains("no guard page"));
-    for security in SECURE_WAYS {
-        let secure = run_secure("guard", security);
+    // Segments, and huge blocks (in their own mappings) after a realloc that kept their bytes.
+    for mode in ["guard", "huge-guard"] {
+        let normal = run_secure(mode, Security::Off);
         assert!(
-            String::from_utf8_lossy(&secure.stdout).contains("guard page hit"),
-            "{security:?}: {secure:?}"
+            String::from_utf8_lossy(&normal.stdout).contains("no guard page"),
+            "{mode}: {normal:?}"
         );
+        for security in SECURE_WAYS {
+            let secure = run_secure(mode, security);
+            assert!(
+                String::from_utf8_lossy(&secure.stdout).contains("guard page hit"),
+                "{mode}, {security:?}: {secure:?}"
+            );
+        }
     }
 }

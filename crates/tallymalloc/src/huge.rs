@@ -9,7 +9,8 @@
 //!
 //! Invariants:
 //! - **U1**: the header's `mapping_size`, page 0's `area` and `block_size` describe the mapping
-//!   exactly: `area + block_size == start + mapping_size`.
+//!   exactly: `area + block_size + guard == start + mapping_size`, the guard being 0 but in
+//!   secure mode (U5).
 //! - **U3**: a freed huge mapping goes to `huge_cache` (out of the registry, C1) or back to the
 //!   OS; a cached one comes back through `alloc` only, described anew.
 //! - **U2**: a huge block has one user at a time (whoever holds the pointer), so freeing and
@@ -17,12 +18,17 @@
 //!   so every free reaches `free_slow`, which sends it here.
 //! - **U4**: a huge mapping counts in `os::committed_bytes` from its mapping until it goes back
 //!   to the OS (including while cached).
+//! - **U5**: in secure mode a huge block stops one OS page short of its mapping's end, and that
+//!   page is a guard (`PROT_NONE`) while the block is live, so an overflow off its end faults.
+//!   `mremap` cannot take a range whose pages differ in protection, so the guard is lifted
+//!   before the mapping is resized or cached and set again at the new end.
 
 use crate::huge_cache;
 use crate::os;
 use crate::page::HUGE_CLASS;
 use crate::registry;
-use crate::segment::{Segment, SegmentKind, HEADER_RESERVE, SEGMENT_SIZE};
+use crate::secure;
+use crate::segment::{segment_of, Segment, SegmentKind, HEADER_RESERVE, SEGMENT_SIZE};
 use core::ptr::{self, NonNull};
 
 /// The largest alignment any allocation may ask for.
@@ -34,8 +40,20 @@ fn block_offset(align: usize) -> usize {
 
 fn mapping_size_for(offset: usize, size: usize) -> Option<usize> {
     let page = os::page_size();
-    let end = offset.checked_add(size)?.checked_add(page - 1)?;
+    let end = offset
+        .checked_add(size)?
+        .checked_add(guard_size())?
+        .checked_add(page - 1)?;
     Some(end & !(page - 1))
+}
+
+/// The guard at the end of every huge mapping: an OS page in secure mode, else none (U5).
+fn guard_size() -> usize {
+    if secure::active() {
+        os::page_size()
+    } else {
+        0
+    }
 }
 
 /// Maps a huge block of `size` bytes aligned to `align` (a power of two up to [`MAX_ALIGN`]) for
@@ -61,7 +79,7 @@ pub fn alloc(size: usize, align: usize, zero_bytes: Option<usize>, domain: usize
                 if let Some(bytes) = zero_bytes {
                     ptr::write_bytes(block, 0, bytes.min(reused.saturating_sub(offset)));
                 }
-                return block;
+                return guarded(segment, block);
             }
         }
     }
@@ -75,7 +93,40 @@ pub fn alloc(size: usize, align: usize, zero_bytes: Option<usize>, domain: usize
     };
     os::note_committed(mapping_size as isize);
     // SAFETY: we own the new header (U2).
-    unsafe { describe(segment.as_ptr(), offset, domain) }
+    unsafe { guarded(segment.as_ptr(), describe(segment.as_ptr(), offset, domain)) }
+}
+
+/// Sets the guard of the new huge block `block` of `segment` (U5) and returns the block; on
+/// failure frees it, which nobody has seen, and returns null.
+///
+/// # Safety
+/// `segment` must be the huge segment of the new block, owned by the caller (U2).
+unsafe fn guarded(segment: *mut Segment, block: *mut u8) -> *mut u8 {
+    // SAFETY: U5: the mapping's last page, past the block `describe` laid out.
+    unsafe {
+        if secure::active() && !set_guard(segment, true) {
+            free(segment);
+            return crate::failed();
+        }
+    }
+    block
+}
+
+/// Sets or lifts the guard page at the end of a huge mapping (secure mode, U5).
+///
+/// # Safety
+/// `segment` must be a huge segment the caller owns, laid out for secure mode.
+unsafe fn set_guard(segment: *mut Segment, on: bool) -> bool {
+    let page = os::page_size();
+    // SAFETY: the caller's contract: the last page of the mapping, which no block covers.
+    unsafe {
+        let last = NonNull::new_unchecked(segment.cast::<u8>().add((*segment).mapping_size - page));
+        if on {
+            os::guard(last, page)
+        } else {
+            os::unguard(last, page)
+        }
+    }
 }
 
 /// Makes a mapping the cache handed over `wanted` bytes long and registers it: as it is when
@@ -161,7 +212,7 @@ unsafe fn describe(segment: *mut Segment, offset: usize, domain: usize) -> *mut 
     unsafe {
         let page = &mut (*segment).pages[0];
         let area = (segment as *mut u8).add(offset);
-        let size = (*segment).mapping_size - offset;
+        let size = (*segment).mapping_size - offset - guard_size();
         page.area = area;
         page.area_size = size;
         page.block_size = size;
@@ -205,7 +256,9 @@ pub unsafe fn free(segment: *mut Segment) {
         let size = (*segment).mapping_size;
         registry::unregister(segment as usize);
         let start = NonNull::new_unchecked(segment.cast::<u8>());
-        if !huge_cache::put(start, size) {
+        // A cached mapping is all writable (U5); one that cannot be made so is released.
+        let cacheable = !secure::active() || set_guard(segment, false);
+        if !cacheable || !huge_cache::put(start, size) {
             os::note_committed(-(size as isize));
             os::release(start, size);
         }
@@ -222,6 +275,52 @@ pub unsafe fn free(segment: *mut Segment) {
 pub unsafe fn resize(segment: *mut Segment, address: *mut u8, new_size: usize) -> *mut u8 {
     // SAFETY: U1/U2: the caller owns the block and its header.
     unsafe {
+        let offset = address as usize - segment as usize;
+        let Some(new_mapping) = mapping_size_for(offset, new_size) else {
+            return crate::failed();
+        };
+        if new_mapping == (*segment).mapping_size {
+            return address;
+        }
+        let domain = (*segment).pages[0].domain as usize;
+        if secure::active() {
+            // U5: the mapping is resized whole; the block gets its guard back, at its new end
+            // or where it was when resizing fails.
+            if !set_guard(segment, false) {
+                return crate::failed();
+            }
+            let resized = resize_unguarded(segment, address, new_size, domain);
+            let holder = if resized.is_null() {
+                segment
+            } else {
+                segment_of(resized)
+            };
+            if !set_guard(holder, true) {
+                // The block is intact and still served, but says so: it has lost its guard.
+                let mut line = crate::diagnostics::Line::new();
+                line.text(b"tallymalloc: secure mode: no guard page after the huge block at ")
+                    .hex(resized.max(address) as usize)
+                    .text(b" (mprotect failed)\n");
+                line.write_to_stderr();
+            }
+            return resized;
+        }
+        resize_unguarded(segment, address, new_size, domain)
+    }
+}
+
+/// [`resize`] for a mapping with no guard set.
+///
+/// # Safety
+/// As [`resize`].
+unsafe fn resize_unguarded(
+    segment: *mut Segment,
+    address: *mut u8,
+    new_size: usize,
+    domain: usize,
+) -> *mut u8 {
+    // SAFETY: U1/U2: the caller owns the block and its header.
+    unsafe {
         let start = NonNull::new_unchecked(segment.cast::<u8>());
         let offset = address as usize - segment as usize;
         let old_mapping = (*segment).mapping_size;
@@ -231,7 +330,6 @@ pub unsafe fn resize(segment: *mut Segment, address: *mut u8, new_size: usize) -
         if new_mapping == old_mapping {
             return address;
         }
-        let domain = (*segment).pages[0].domain as usize;
         let growth = new_mapping.saturating_sub(old_mapping);
         if growth > 0 && old_mapping - offset <= 2 * growth {
             if let Some(moved) = grow_into_cached(segment, address, new_mapping, domain) {

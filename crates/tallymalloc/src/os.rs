@@ -2,7 +2,7 @@
 //!
 //! Invariants:
 //! - This is the only module that makes memory system calls (`mmap`, `munmap`, `madvise`,
-//!   `mremap`). Everything else asks it and gets an `Option` or a `bool` back.
+//!   `mremap`, `mprotect`). Everything else asks it and gets an `Option` or a `bool` back.
 //! - Nothing here allocates: no `Vec`, no `String`, no formatting. It may run inside `malloc`.
 //! - A failed system call is reported as `None`/`false`, never as a panic or an abort: the
 //!   caller turns it into a null pointer.
@@ -152,6 +152,32 @@ pub fn reserve_metadata(size: usize) -> Option<NonNull<u8>> {
 
 /// Returns a mapping made by this module to the OS.
 ///
+/// Makes `[start, start+size)` inaccessible, so that a stray access faults: secure mode's
+/// guard pages. Returns whether the kernel agreed.
+///
+/// # Safety
+/// The range must be whole pages of a mapping of this module that nothing uses.
+pub unsafe fn guard(start: NonNull<u8>, size: usize) -> bool {
+    // SAFETY: the caller's contract: nobody reads or writes the range.
+    unsafe { libc::mprotect(start.as_ptr().cast(), size, libc::PROT_NONE) == 0 }
+}
+
+/// Makes a range [`guard`] made inaccessible readable and writable again. Returns whether the
+/// kernel agreed.
+///
+/// # Safety
+/// The range must be whole pages of a mapping of this module.
+pub unsafe fn unguard(start: NonNull<u8>, size: usize) -> bool {
+    // SAFETY: the caller's contract; the pages become what `reserve_aligned` gave.
+    unsafe {
+        libc::mprotect(
+            start.as_ptr().cast(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+        ) == 0
+    }
+}
+
 /// # Safety
 /// `[start, start+size)` must be exactly a range this module mapped (or the part of one that is
 /// still mapped), and nothing may use it afterwards.

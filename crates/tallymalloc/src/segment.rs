@@ -129,8 +129,8 @@ impl Segment {
             let guard = os::page_size();
             // SAFETY: the last page of our fresh mapping, which no page's area covers.
             unsafe {
-                let last = start.as_ptr().add(SEGMENT_SIZE - guard);
-                libc::mprotect(last.cast(), guard, libc::PROT_NONE);
+                let last = NonNull::new_unchecked(start.as_ptr().add(SEGMENT_SIZE - guard));
+                os::guard(last, guard);
             }
         }
         SEGMENTS.fetch_add(1, Ordering::Relaxed);

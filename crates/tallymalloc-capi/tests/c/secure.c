@@ -5,14 +5,20 @@
  *   double: frees a block twice (secure mode must abort).
  *   remote-double: a thread frees another thread's block twice (secure mode must abort).
  *   shuffle: prints how many of 63 consecutive 32-byte mallocs came one block after the last.
- *   guard:  writes to the last 4 KiB of the segment holding a block (secure mode: SIGSEGV). */
+ *   guard:  writes to the last 4 KiB of the segment holding a block (secure mode: SIGSEGV).
+ *   huge-guard: grows an 8 MiB block with realloc, checks its contents, then writes one byte
+ *           past its usable end, where a page of its own is mapped if the address is free
+ *           (secure mode: SIGSEGV on the guard page there). */
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
+
+size_t malloc_usable_size(void *block);
 
 static char target[4096] __attribute__((aligned(64)));
 
@@ -73,6 +79,31 @@ int main(int argc, char **argv) {
       last = block;
     }
     printf("%d of 63 in address order\n", in_order);
+    return 0;
+  }
+  if (strcmp(argv[1], "huge-guard") == 0) {
+    unsigned char *block = malloc(8 << 20);
+    if (!block) return 3;
+    for (size_t i = 0; i < (8 << 20); i += 4096) block[i] = (unsigned char)(i >> 12);
+    block = realloc(block, 12 << 20);
+    if (!block) return 3;
+    for (size_t i = 0; i < (8 << 20); i += 4096)
+      if (block[i] != (unsigned char)(i >> 12)) {
+        printf("realloc lost the contents at %zu\n", i);
+        return 1;
+      }
+    size_t usable = malloc_usable_size(block);
+    if (usable < (12 << 20)) return 4;
+    /* Map a page of our own right after the block if that address is free, so that without
+     * a guard the write below lands there instead of faulting on a hole. */
+    void *after = block + usable;
+    void *neighbour = mmap(after, 4096, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    if (neighbour != MAP_FAILED && neighbour != after) munmap(neighbour, 4096);
+    signal(SIGSEGV, on_segv);
+    volatile unsigned char *past = after;
+    *past = 1;
+    printf("no guard page\n");
     return 0;
   }
   if (strcmp(argv[1], "guard") == 0) {
