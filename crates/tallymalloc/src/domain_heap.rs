@@ -32,7 +32,7 @@ use crate::page::{
     Block, DelayedFree, Page, FLAG_HAS_ALIGNED, FLAG_IN_FULL, FLAG_SLOW_ONLY, HUGE_CLASS,
 };
 use crate::secure;
-use crate::segment::{segment_of, SegmentKind};
+use crate::segment::{segment_of, Segment, SegmentKind};
 use crate::size_class::{class_of, class_size, CLASS_COUNT, SMALL_LOOKUP_MAX};
 use crate::stats::{self, Counters};
 use crate::thread;
@@ -657,20 +657,30 @@ pub unsafe fn domain_of(address: *const u8) -> usize {
 #[cold]
 #[inline(never)]
 unsafe fn free_slow(family: usize, address: *mut u8) {
-    // Unmapping or purging must not change what `errno` says to a C caller of free.
-    let _errno = os::ErrnoGuard::save();
     // Debug blocks' pages are flagged, so their frees all come here (FLAG_SLOW_ONLY).
     if debug::active() {
+        // Debug mode's reports and quarantine must not change what `errno` says to C.
+        let _errno = os::ErrnoGuard::save();
         // SAFETY: debug mode checks the pointer itself.
         return unsafe { debug::free(family, address) };
     }
-    // SAFETY: as in `free`.
+    // The segment and page are read once for the family check and the free.
+    // SAFETY: as in `free`: the header and page of a live block are mapped (S2).
     unsafe {
-        let owner_domain = domain_of(address);
+        let segment = segment_of(address);
+        if (*segment).kind == SegmentKind::Huge {
+            let owner_domain = (*segment).pages[0].domain as usize;
+            if owner_domain != family {
+                crate::domain::mismatch(b"free", family, owner_domain, address as usize);
+            }
+            return free_huge(owner_domain, segment);
+        }
+        let page = (*segment).page_of(address);
+        let owner_domain = (*page).domain as usize;
         if owner_domain != family {
             crate::domain::mismatch(b"free", family, owner_domain, address as usize);
         }
-        free_in_own_domain(owner_domain, address);
+        free_in_page(owner_domain, page, address);
     }
 }
 
@@ -681,19 +691,46 @@ unsafe fn free_slow(family: usize, address: *mut u8) {
 pub unsafe fn free_in_own_domain(domain: usize, address: *mut u8) {
     // SAFETY: the caller's contract; the header and page are mapped (S2).
     unsafe {
-        let mine = counting_heap(domain);
         let segment = segment_of(address);
         if (*segment).kind == SegmentKind::Huge {
-            let usable = (*segment).pages[0].block_size;
-            if mine == thread::empty_domain_heap() {
-                stats::count_orphan_huge_free(domain, usable);
-            } else {
-                (*mine).counters.count_huge_free(usable);
-            }
-            huge::free(segment);
-            return;
+            free_huge(domain, segment);
+        } else {
+            free_in_page(domain, (*segment).page_of(address), address);
         }
-        let page = (*segment).page_of(address);
+    }
+}
+
+/// Frees the huge block of `domain` in `segment`, from any thread.
+///
+/// # Safety
+/// `segment` must be the huge segment of a live block of `domain`.
+#[cold]
+unsafe fn free_huge(domain: usize, segment: *mut Segment) {
+    // Unmapping must not change what `errno` says to a C caller of free.
+    let _errno = os::ErrnoGuard::save();
+    let mine = counting_heap(domain);
+    // SAFETY: the caller's contract; the header is mapped (S2).
+    unsafe {
+        let usable = (*segment).pages[0].block_size;
+        if mine == thread::empty_domain_heap() {
+            stats::count_orphan_huge_free(domain, usable);
+        } else {
+            (*mine).counters.count_huge_free(usable);
+        }
+        huge::free(segment);
+    }
+}
+
+/// Frees the block at `address` of `domain` in `page`, from any thread. Makes no system call
+/// but through `page_emptied`, which keeps `errno` itself, so remote frees pay for no guard.
+///
+/// # Safety
+/// `address` must be a live block of `domain` in `page`, a small, medium or large page.
+#[inline(always)]
+unsafe fn free_in_page(domain: usize, page: *mut Page, address: *mut u8) {
+    let mine = counting_heap(domain);
+    // SAFETY: the caller's contract.
+    unsafe {
         let block = if (*page).flags() & FLAG_HAS_ALIGNED != 0 {
             (*page).block_start(address)
         } else {
@@ -725,7 +762,15 @@ fn counting_heap(domain: usize) -> *mut DomainHeap {
     if mine != thread::empty_domain_heap() || !stats::ENABLED {
         return mine;
     }
-    thread::start_domain_heap(domain).unwrap_or(mine)
+    start_counting_heap(domain, mine)
+}
+
+#[cold]
+#[inline(never)]
+fn start_counting_heap(domain: usize, empty: *mut DomainHeap) -> *mut DomainHeap {
+    // A failed mapping must not change what `errno` says to a C caller of free.
+    let _errno = os::ErrnoGuard::save();
+    thread::start_domain_heap(domain).unwrap_or(empty)
 }
 
 /// Counts a huge block allocated for `domain` by the calling thread.
