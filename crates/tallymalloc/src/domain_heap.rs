@@ -443,8 +443,8 @@ unsafe fn malloc_secure(
 /// `heap` is this thread's domain heap or the empty one (H1).
 #[inline(always)]
 unsafe fn secure_pop(heap: *mut DomainHeap, class: usize) -> *mut Block {
-    // SAFETY: H1/H2: pages on our queues are ours; the empty heap's queues are empty, and its
-    // tick countdown stays 0.
+    // The empty heap's queues are empty, and its tick countdown stays 0.
+    // SAFETY: H1/H2: pages on our queues are ours.
     unsafe {
         let pages = (*heap).pages();
         let page = pages.queues[class].first;

@@ -301,8 +301,8 @@ impl Page {
             secure::Interleaving::new(count, secure::Shuffle::new(self.key, self.capacity));
         let size = self.block_size;
         // Writing the links of blocks [capacity, capacity + count) is the carving.
-        // SAFETY: P5: those blocks lie inside the area and nobody holds them; `order` hands
-        // out each index below `count` once.
+        // `order` hands out each index below `count` once.
+        // SAFETY: P5: those blocks lie inside the area and nobody holds them.
         unsafe {
             let first = self.area.add(self.capacity as usize * size);
             let block_at = |index: usize| first.add(index * size).cast::<Block>();
