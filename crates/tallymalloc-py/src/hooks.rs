@@ -19,7 +19,7 @@
 //!   reports and counts it, then frees it correctly.
 //!
 //! Invariants:
-//! - **H1 previous**: a domain's saved previous allocator is written before its hooks are
+//! - **H1 previous**: a domain's saved previous allocator is written before its functions are
 //!   installed (under [`INSTALL_LOCK`], with the GIL held) and never changes after; a domain is
 //!   installed at most once per process.
 //! - **H2 ctx**: the functions ignore their `ctx` argument, and are installed with the previous
@@ -44,7 +44,7 @@ pub const DOMAIN_NAMES: [&str; 3] = ["raw", "mem", "obj"];
 const RAW: c_int = 0;
 
 struct Previous([UnsafeCell<ffi::PyMemAllocatorEx>; 3]);
-// SAFETY: H1: each slot is written once under INSTALL_LOCK before its hooks can run, then only
+// SAFETY: H1: each slot is written once under INSTALL_LOCK before its functions run, then only
 // read.
 unsafe impl Sync for Previous {}
 
@@ -52,7 +52,7 @@ static PREVIOUS: Previous = Previous([const { UnsafeCell::new(EMPTY) }; 3]);
 static INSTALLED: [AtomicBool; 3] = [const { AtomicBool::new(false) }; 3];
 /// Whether CPython's mem and obj allocators were pymalloc's (debug hooks or not) before the
 /// first install, so they hand raw-domain blocks back to the raw domain. Set once, under
-/// INSTALL_LOCK, before any hook is installed.
+/// INSTALL_LOCK, before any domain is installed.
 static PREVIOUS_IS_PYMALLOC: AtomicBool = AtomicBool::new(false);
 static FIRST_INSTALL_DONE: AtomicBool = AtomicBool::new(false);
 static INSTALL_LOCK: Mutex<()> = Mutex::new(());
@@ -148,10 +148,11 @@ fn current_allocator_is_pymalloc() -> bool {
     name.to_bytes().starts_with(b"pymalloc")
 }
 
-/// The loaded library, from a hook.
+/// The loaded library, for `install` and the fallbacks.
 ///
 /// # Safety
-/// Only hooks call it, and they are installed after the library is loaded (L1).
+/// The library must be loaded (L1): `install`'s caller loads it, and the fallbacks are only
+/// registered by `install`.
 #[inline(always)]
 unsafe fn library() -> &'static Library {
     // SAFETY: the caller's contract.
