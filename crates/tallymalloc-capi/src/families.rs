@@ -17,7 +17,7 @@ fn domain(id: c_int) -> Option<Domain> {
     found
 }
 
-fn or_null(block: Option<ptr::NonNull<u8>>) -> *mut c_void {
+pub(crate) fn or_null(block: Option<ptr::NonNull<u8>>) -> *mut c_void {
     block.map_or(ptr::null_mut(), |block| block.as_ptr().cast())
 }
 

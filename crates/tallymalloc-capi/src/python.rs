@@ -16,6 +16,7 @@
 //! - CPython requires a distinct non-NULL block for zero bytes and a realloc to zero that does
 //!   not free, so zero sizes are served as one byte.
 
+use crate::families::or_null;
 use core::ffi::{c_int, c_void};
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, Ordering};
@@ -98,10 +99,6 @@ unsafe fn fallback_realloc(domain: Domain, block: *mut c_void, size: usize) -> *
         let realloc: FallbackRealloc = core::mem::transmute(realloc);
         realloc(domain.id() as c_int, block, size)
     }
-}
-
-fn or_null(block: Option<ptr::NonNull<u8>>) -> *mut c_void {
-    block.map_or(ptr::null_mut(), |block| block.as_ptr().cast())
 }
 
 /// The four functions of one domain, with the domain a constant in each (Y2).

@@ -458,8 +458,7 @@ unsafe fn secure_pop(heap: *mut DomainHeap, class: usize) -> *mut Block {
             (*page).collect();
         }
         pages.slow_paths_until_tick -= 1;
-        (*heap).count_allocations(page, 1);
-        (*page).pop_secure()
+        (*heap).pop_secure(page)
     }
 }
 
@@ -499,8 +498,7 @@ unsafe fn malloc_in_class(
         // Secure pages' links are encoded and checked (secure.rs), and their pops counted;
         // the hardened build's `pop` does the checks itself.
         let block = if (*page).key != 0 && !secure::BUILT_IN {
-            (*heap).count_allocations(page, 1);
-            (*page).pop_secure()
+            (*heap).pop_secure(page)
         } else {
             (*page).pop()
         };
@@ -547,19 +545,47 @@ pub unsafe fn free(domain: usize, address: *mut u8) {
 /// `address` must be a live block of ours.
 #[inline(always)]
 unsafe fn free_local(domain: usize, address: *mut u8) -> bool {
+    // SAFETY: the caller's contract.
+    unsafe { free_owned::<false>(domain, address) }
+}
+
+/// [`free_local`] when the owner's page is a secure page of a normal build: flagged
+/// `FLAG_SLOW_ONLY` and nothing else, its links encoded and checked.
+///
+/// # Safety
+/// `address` must be a live block of ours.
+#[inline(always)]
+unsafe fn free_secure_local(domain: usize, address: *mut u8) -> bool {
+    // SAFETY: the caller's contract.
+    unsafe { free_owned::<true>(domain, address) }
+}
+
+/// Frees `address` and returns true if its page is this thread's, of `domain`, with no flag
+/// set but `FLAG_SLOW_ONLY` when `SECURE`; returns false, touching nothing, otherwise.
+///
+/// # Safety
+/// `address` must be a live block of ours.
+#[inline(always)]
+unsafe fn free_owned<const SECURE: bool>(domain: usize, address: *mut u8) -> bool {
     let heap = domain_heap(domain);
+    let flags = if SECURE { FLAG_SLOW_ONLY } else { 0 };
     // The caller guarantees `address` is ours and live, so its segment header and page are
-    // mapped. An owner word equal to our domain heap means the page is ours, of this family,
-    // and has no flag set.
+    // mapped. An owner word equal to our domain heap (and the expected flags) means the page
+    // is ours, of this family.
     // SAFETY: S2 (the header is readable) and P1 (only the owner changes the page).
     unsafe {
         let segment = segment_of(address);
         let page = (*segment).page_of(address);
-        if (*page).owner.load(Ordering::Relaxed) != heap as usize {
+        if (*page).owner.load(Ordering::Relaxed) != heap as usize | flags {
             return false;
         }
         (*heap).counters.count_fast_free((*page).class as usize);
-        if (*page).push_local(address.cast()) {
+        let emptied = if SECURE {
+            (*page).push_local_checked(address.cast())
+        } else {
+            (*page).push_local(address.cast())
+        };
+        if emptied {
             // The page is found again from the address out of line, so the fast path keeps
             // it in addressing modes instead of a register.
             page_emptied_at(heap, address);
@@ -604,29 +630,6 @@ unsafe fn free_secure(family: usize, address: *mut u8) {
             free_slow(family, address);
         }
     }
-}
-
-/// Secure mode's stand-in for `free_local`: frees `address` with its checks and returns true
-/// if its page is this thread's, of `domain`, and flagged only as a secure page is; returns
-/// false, touching nothing, otherwise.
-///
-/// # Safety
-/// `address` must be a live block of ours.
-#[inline(always)]
-unsafe fn free_secure_local(domain: usize, address: *mut u8) -> bool {
-    let heap = domain_heap(domain);
-    // SAFETY: as in `free_local`.
-    unsafe {
-        let page = (*segment_of(address)).page_of(address);
-        if (*page).owner.load(Ordering::Relaxed) != heap as usize | FLAG_SLOW_ONLY {
-            return false;
-        }
-        (*heap).counters.count_fast_free((*page).class as usize);
-        if (*page).push_local_checked(address.cast()) {
-            page_emptied_at(heap, address);
-        }
-    }
-    true
 }
 
 #[cold]
@@ -821,6 +824,14 @@ impl DomainHeap {
         // The empty page is left unwritten by `take_uncounted` (it has nothing to count).
         // SAFETY: H1: the page is ours, or the empty page.
         self.count_allocations(page, unsafe { (*page).take_uncounted() });
+    }
+
+    /// Pops a block of `page`, a secure page of a normal build with a free block, and counts
+    /// it at once (P6).
+    fn pop_secure(&self, page: *mut Page) -> *mut Block {
+        self.count_allocations(page, 1);
+        // SAFETY: H1: the page is ours.
+        unsafe { (*page).pop_secure() }
     }
 
     #[inline]

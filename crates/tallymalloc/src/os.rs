@@ -150,8 +150,6 @@ pub fn reserve_metadata(size: usize) -> Option<NonNull<u8>> {
     Some(mapped)
 }
 
-/// Returns a mapping made by this module to the OS.
-///
 /// Makes `[start, start+size)` inaccessible, so that a stray access faults: secure mode's
 /// guard pages. Returns whether the kernel agreed.
 ///
@@ -178,6 +176,8 @@ pub unsafe fn unguard(start: NonNull<u8>, size: usize) -> bool {
     }
 }
 
+/// Returns a mapping made by this module to the OS.
+///
 /// # Safety
 /// `[start, start+size)` must be exactly a range this module mapped (or the part of one that is
 /// still mapped), and nothing may use it afterwards.

@@ -1,5 +1,5 @@
-//! Secure mode (`TALLYMALLOC_SECURE=1`): the allocator defends its own metadata against the
-//! usual heap exploits, at the cost of taking every call through the slow paths.
+//! Secure mode (`TALLYMALLOC_SECURE=1`, or the hardened build): the allocator defends its own
+//! metadata against the usual heap exploits.
 //!
 //! - **Encoded free lists.** Every page gets a random key; a free block's link word holds the
 //!   next block's address XORed with a mask made of the key and the block's own address. A
@@ -13,8 +13,9 @@
 //! - **Shuffled carving.** Each batch of fresh blocks goes on the free list in a random order
 //!   (four runs interleaved at random, see [`Interleaving`]), so the address of the next block
 //!   cannot be told from the last one.
-//! - **Guard pages.** The last 4 KiB of every segment is `PROT_NONE`, so a linear overflow
-//!   from one segment's last blocks faults instead of writing into the next segment.
+//! - **Guard pages.** The last 4 KiB of every segment is `PROT_NONE`, and so is the page after
+//!   every huge block (`huge.rs`, U5), so a linear overflow off the last blocks faults instead
+//!   of writing into the next mapping.
 //!
 //! Two ways to have it:
 //! - **The hardened build** (the `secure` feature, `libtallymalloc.so` in `target/secure`):
@@ -135,20 +136,26 @@ pub fn is_link_of(page: &Page, next: *mut Block) -> bool {
 /// A link that does not decode to a block of its page: the list was overwritten.
 #[cold]
 pub fn corrupt_link(block: *const Block) -> ! {
-    let mut line = crate::diagnostics::Line::new();
-    line.text(b"tallymalloc: secure mode: the free-list link in the free block at ")
-        .hex(block as usize)
-        .text(b" was overwritten (use after free or overflow); aborting\n");
-    line.write_to_stderr();
-    crate::diagnostics::abort_process()
+    abort_at(
+        b"the free-list link in the free block at ",
+        block,
+        b" was overwritten (use after free or overflow)",
+    )
 }
 
 /// A block freed while it is already free.
 #[cold]
 pub fn double_free(block: *const Block) -> ! {
+    abort_at(b"double free of ", block, b"")
+}
+
+/// Reports what happened at `block` on one stderr line and aborts.
+fn abort_at(before: &[u8], block: *const Block, after: &[u8]) -> ! {
     let mut line = crate::diagnostics::Line::new();
-    line.text(b"tallymalloc: secure mode: double free of ")
+    line.text(b"tallymalloc: secure mode: ")
+        .text(before)
         .hex(block as usize)
+        .text(after)
         .text(b"; aborting\n");
     line.write_to_stderr();
     crate::diagnostics::abort_process()
