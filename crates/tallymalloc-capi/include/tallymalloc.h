@@ -48,15 +48,13 @@
  *
  * Stats. Counters live in each thread's heap and are merged when read, so reading never
  * blocks an allocating thread and never shows a torn value; a snapshot is not taken at one
- * instant. malloc's fast path counts nothing: a thread counts a free list's blocks when it
- * comes back to refill it, so what a thread reads of its own allocations is exact, while a
- * read from another thread may miss, per thread and size class, the blocks handed out since
- * the last refill: at most one page of blocks (64 KiB for blocks up to 8 KiB, 512 KiB up to
- * 64 KiB). Peak bytes may be low by the same plus 256 KiB per thread allocating in the
- * domain, and high by what other threads freed since they last published their counts (every
- * 512 slow paths, every 256 KiB of emptied pages, and at exit). Outside debug mode a block
- * does not record its requested size, so "live_bytes" counts usable bytes there. The JSON
- * schema is docs/stats-schema.json.
+ * instant. Every malloc and free is counted at once, so a read from any thread sees every
+ * allocation and free made before it. Peak bytes are published in steps: they may be low, per
+ * thread allocating in the domain, by 256 KiB plus one page of blocks per size class (64 KiB
+ * for blocks up to 8 KiB, 512 KiB up to 64 KiB), and high by what other threads freed since
+ * they last published their counts (every 512 slow paths, every 256 KiB of emptied pages, and
+ * at exit). Outside debug mode a block does not record its requested size, so "live_bytes"
+ * counts usable bytes there. The JSON schema is docs/stats-schema.json.
  *
  * Options come from the environment, read once without allocating: TALLYMALLOC_PURGE_DELAY
  * (milliseconds before freed pages go back to the OS, default 10), TALLYMALLOC_ON_ERROR
@@ -167,7 +165,7 @@ void tm_python_set_fallbacks(void (*free)(int domain, void *block),
  * does: call it with length 0 to learn the size, then again. Does not allocate. */
 size_t tm_stats_json(char *buffer, size_t length);
 
-/* One domain's figures (see "Stats" above for what a read from another thread may miss). */
+/* One domain's figures (see "Stats" above for how far a peak may be off). */
 struct tm_domain_stats {
   uint64_t live_bytes;      /* bytes in live blocks */
   uint64_t peak_bytes;      /* the most live_bytes has been */

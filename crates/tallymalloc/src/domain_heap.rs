@@ -302,10 +302,10 @@ unsafe fn pop_or_slow(
         let free_is_zero = (*page).free_is_zero;
         let block = (*page).pop();
         if !block.is_null() {
+            (*heap).count_allocation(page);
             if let Some(bytes) = zero_bytes {
                 zero_block(block, bytes, free_is_zero);
             }
-            // Counted later, with the rest of the page's free list (P6).
             return block.cast();
         }
         malloc_slow(heap, size, zero_bytes, domain)
@@ -352,7 +352,7 @@ unsafe fn malloc_slow(
 }
 
 /// The slow path's common case, kept small so it needs few registers: the current page's
-/// `free` ran dry but its owner's frees wait on `local_free`. Everything else, including the
+/// `free` ran dry but other threads freed some of its blocks. Everything else, including the
 /// housekeeping tick, goes to `malloc_generic`.
 #[inline(never)]
 unsafe fn malloc_refill(
@@ -363,22 +363,23 @@ unsafe fn malloc_refill(
 ) -> *mut u8 {
     let class = class_of(size);
     // `heap` is this thread's own started domain heap (checked first), and `current[class]` a
-    // valid page of ours or the empty page, whose `local_free` is always null.
+    // valid page of ours or the empty page, whose `thread_free` is always empty.
     // SAFETY: H1 lets us change our own heap; H2 makes the page valid.
     unsafe {
         let pages = (*heap).pages.get();
         let page = *(*pages).current.get_unchecked(class);
         if heap != thread::empty_domain_heap() {
-            // Every refill passes here with the current page's free list empty, so this is
-            // where the blocks it handed out are counted, in constant time (P6).
-            (*heap).count_handed_out(page);
+            // Every refill passes here: the class's allocations and frees since the last time
+            // go into the drift toward a publication (stats.rs).
+            (*heap).settle_class(class);
             if (*pages).slow_paths_until_tick > 0
-                && !(*page).local_free.is_null()
+                && (*page).has_thread_free()
                 && (*heap).delayed_free.load(Ordering::Relaxed).is_null()
             {
                 (*pages).slow_paths_until_tick -= 1;
                 (*page).collect();
                 let block = (*page).pop();
+                (*heap).count_allocation(page);
                 if let Some(bytes) = zero_bytes {
                     zero_block(block, bytes, false);
                 }
@@ -452,7 +453,7 @@ unsafe fn secure_pop(heap: *mut DomainHeap, class: usize) -> *mut Block {
             return ptr::null_mut();
         }
         if !(*page).has_free() {
-            if (*page).local_free.is_null() {
+            if !(*page).has_thread_free() {
                 return ptr::null_mut();
             }
             (*page).collect();
@@ -500,7 +501,9 @@ unsafe fn malloc_in_class(
         let block = if (*page).key != 0 && !secure::BUILT_IN {
             (*heap).pop_secure(page)
         } else {
-            (*page).pop()
+            let block = (*page).pop();
+            (*heap).count_allocation(page);
+            block
         };
         debug_assert!(!block.is_null());
         if let Some(bytes) = zero_bytes {
@@ -817,49 +820,28 @@ pub unsafe fn mark_aligned(address: *mut u8) {
 }
 
 impl DomainHeap {
-    /// Counts the blocks `page` (ours, or the empty page) handed out since it was last
-    /// counted (P6).
+    /// Counts a block just popped from `page`, a page of ours.
+    #[inline(always)]
+    fn count_allocation(&self, page: *mut Page) {
+        // SAFETY: A1: our own counters; the page is ours (H1), so its class is valid.
+        unsafe { self.counters.count_allocation((*page).class as usize) };
+    }
+
+    /// Takes `class`'s allocations and frees since the last time into the counters' drift
+    /// (stats.rs).
     #[inline]
-    fn count_handed_out(&self, page: *mut Page) {
-        // The empty page is left unwritten by `take_uncounted` (it has nothing to count).
-        // SAFETY: H1: the page is ours, or the empty page.
-        self.count_allocations(page, unsafe { (*page).take_uncounted() });
+    fn settle_class(&self, class: usize) {
+        // SAFETY: A1: our own counters; `class` is below CLASS_COUNT.
+        unsafe { self.counters.settle_class(class) };
     }
 
     /// Pops a block of `page`, a secure page of a normal build with a free block, and counts
-    /// it at once (P6).
+    /// it.
     fn pop_secure(&self, page: *mut Page) -> *mut Block {
-        self.count_allocations(page, 1);
         // SAFETY: H1: the page is ours.
-        unsafe { (*page).pop_secure() }
-    }
-
-    #[inline]
-    fn count_allocations(&self, page: *mut Page, count: u32) {
-        if count != 0 {
-            // SAFETY: A1: our own counters; the page is ours (H1), so its class is valid.
-            unsafe {
-                self.counters
-                    .count_allocations((*page).class as usize, count, (*page).block_size)
-            };
-        }
-    }
-
-    /// Counts what every page of ours handed out, so the counters are exact for a read of the
-    /// stats by this thread.
-    pub fn count_all_handed_out(&self) {
-        // SAFETY: H1/H2: queue and full pages are ours.
-        unsafe {
-            let pages = self.pages();
-            let lists = pages.queues.iter().chain(core::iter::once(&pages.full));
-            for queue in lists {
-                let mut page = queue.first;
-                while !page.is_null() {
-                    self.count_handed_out(page);
-                    page = (*page).next;
-                }
-            }
-        }
+        let block = unsafe { (*page).pop_secure() };
+        self.count_allocation(page);
+        block
     }
 
     fn queue_push_front(&self, class: usize, page: *mut Page) {
@@ -988,7 +970,6 @@ impl DomainHeap {
         unsafe {
             let mut page = self.pages().queues[class].first;
             while !page.is_null() {
-                self.count_handed_out(page);
                 (*page).collect();
                 // A page carves its next batch even when frees came back: more blocks on
                 // `free` keep the fast path hitting (a loop of one malloc and free of 1 KiB
@@ -1051,7 +1032,6 @@ impl DomainHeap {
     fn free_page(&self, page: *mut Page) {
         // SAFETY: H1/H2: the page is ours; the thread heap takes it back.
         unsafe {
-            self.count_allocations(page, (*page).take_uncounted_when_empty());
             if (*page).flags() & FLAG_IN_FULL != 0 {
                 self.pages().full.remove(page);
             } else {
@@ -1064,8 +1044,7 @@ impl DomainHeap {
         }
     }
 
-    /// Collects every page's frees, counts what every page handed out (P6), and returns the
-    /// pages that are empty.
+    /// Collects every page's frees and returns the pages that are empty.
     pub fn collect_pages(&self) {
         // SAFETY: H1/H2: queue and full pages are ours.
         unsafe {
@@ -1075,9 +1054,7 @@ impl DomainHeap {
                 while !page.is_null() {
                     let next = (*page).next;
                     (*page).collect();
-                    let (handed_out, live) = (*page).take_uncounted_and_live();
-                    self.count_allocations(page, handed_out);
-                    if live == 0 {
+                    if (*page).live_blocks() == 0 {
                         self.free_page(page);
                     }
                     page = next;
@@ -1086,10 +1063,8 @@ impl DomainHeap {
             let mut page = self.pages().full.first;
             while !page.is_null() {
                 let next = (*page).next;
-                // Before `collect` refills `free`, so that counting takes constant time.
-                self.count_handed_out(page);
                 (*page).collect();
-                if (*page).has_free() || !(*page).local_free.is_null() {
+                if (*page).has_free() {
                     self.unfull(page);
                     if (*page).live_blocks() == 0 {
                         self.free_page(page);
@@ -1111,6 +1086,9 @@ impl DomainHeap {
             let pages = self.pages();
             for class in 0..CLASS_COUNT {
                 pages.queues[class] = PageQueue::EMPTY;
+                // The pages may be another thread's by now: `abandon` took their `SERVING`
+                // marks off before letting them go, and none is written here.
+                pages.current[class] = empty_page();
                 pages.refresh_current(class);
             }
             pages.full = PageQueue::EMPTY;
@@ -1121,7 +1099,9 @@ impl DomainHeap {
 }
 
 impl DomainPages {
-    /// Points `current[class]` and its direct-table slots at the queue's first page (H2).
+    /// Points `current[class]` and its direct-table slots at the queue's first page (H2), and
+    /// moves the `SERVING` mark with it (P3). A page that leaves empty stays on its queue, to be
+    /// used again or given back by `collect_pages`.
     fn refresh_current(&mut self, class: usize) {
         let first = self.queues[class].first;
         // In debug mode, and secure mode of a normal build, no page is current: every
@@ -1131,6 +1111,19 @@ impl DomainPages {
         } else {
             first
         };
+        let previous = self.current[class];
+        if previous != page {
+            // The shared empty page is never written; any other current page is ours (H1).
+            // SAFETY: H2: `previous` was current, so it is ours or the empty page.
+            unsafe {
+                if previous != empty_page() {
+                    (*previous).set_serving(false);
+                }
+                if page != empty_page() {
+                    (*page).set_serving(true);
+                }
+            }
+        }
         self.current[class] = page;
         let smallest = if class == 0 {
             0

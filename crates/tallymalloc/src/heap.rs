@@ -459,6 +459,8 @@ impl Heap {
                         page.next = ptr::null_mut();
                         page.prev = ptr::null_mut();
                         page.set_flag(FLAG_IN_FULL, false);
+                        // The adopter's queues decide which page serves (P3).
+                        page.set_serving(false);
                         page.set_owner_heap(ptr::null_mut());
                     }
                 }
@@ -761,16 +763,6 @@ pub fn collect_current() {
     }
     // SAFETY: H1: our own heap.
     unsafe { (*heap).collect() };
-}
-
-/// Counts every block the calling thread's pages handed out and have not counted yet (P6), so
-/// that what this thread reads of the stats includes its own latest allocations exactly.
-pub fn count_handed_out_current() {
-    let heap = thread::current_heap();
-    if heap != empty_heap() {
-        // SAFETY: H1: our own heap; nothing of it is borrowed by our caller.
-        unsafe { (*heap).for_each_domain_heap(DomainHeap::count_all_handed_out) };
-    }
 }
 
 fn link_live(heap: *mut Heap) {

@@ -33,7 +33,7 @@
 //! Invariants:
 //! - **E1**: the mode is fixed before the first page is served and never changes.
 //! - **E2**: a page's key is set before its first block is carved and is constant while the
-//!   page serves blocks; every link on its `free`, `local_free` and `thread_free` lists is
+//!   page serves blocks; every link on its `free` and `thread_free` lists is
 //!   encoded with it. (The heap-level delayed-free list links blocks of many pages and is
 //!   plain: its blocks are allocated, not free, and it is walked once by the owner.)
 

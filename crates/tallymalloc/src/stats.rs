@@ -10,26 +10,23 @@
 //! other. A thread that frees before it ever allocates gets a heap for its counts, so that no
 //! free updates an atomic that threads share.
 //!
-//! Malloc's fast path counts nothing, and `free`'s adds one to its size class's count. A page's
-//! free list is counted when its thread comes back for more (the slow path that refills it, in
-//! constant time since the list is then empty), when the page is given back, when the thread
-//! exits, and when the thread reads the stats itself (P6 in `page.rs`). So a thread's reads of
-//! its own figures are exact, frees show at once to every reader, and another thread's read may
-//! miss, per thread and size class, the blocks handed out since that class's free list was last
-//! refilled: at most one page of blocks (64 KiB for blocks up to 8 KiB, 512 KiB up to 64 KiB),
-//! and no more than 4 KiB while a thread carves fresh pages. Huge blocks are counted at once.
+//! Malloc's fast path adds one to its size class's count of allocations, and `free`'s to its
+//! count of frees: every reader sees every operation at once. (Counting a page's allocations
+//! in batches, when its free list ran dry, saved an add; but with the owner's frees going
+//! straight back on `free`, a busy page may never run dry, and the batch would wait forever.)
+//! Huge blocks are counted at once too.
 //!
 //! Peaks need a domain-wide total at the moment it peaks. Each heap publishes its net change
-//! into its domain's shared total, one atomic add: when what it counted grows by
-//! [`PUBLISH_STEP`] (counting a class's allocations also takes in that class's fast-path frees,
-//! so a loop that allocates and frees stays near zero), when its slow-path frees (remote ones)
-//! shrink it by as much, when it has given back that many bytes of emptied pages, every 512 of
-//! its slow paths, and at exit. Publishing sums the fast path's frees over the size classes the
-//! heap uses, which is why it is not done on every free. The peak is the highest published
-//! total, or the current total when a snapshot finds it higher. So a peak may be low, per
-//! thread allocating in the domain, by `PUBLISH_STEP` plus the uncounted blocks above (one page
-//! per size class in use); and it may be high by what other threads freed on the fast path
-//! since they last published, in pages they still use.
+//! into its domain's shared total, one atomic add: when the fast path's net change of a class,
+//! taken into the drift whenever that class's free list is refilled, has grown by
+//! [`PUBLISH_STEP`] (a loop that allocates and frees stays near zero); when its slow-path frees
+//! (remote ones) shrink it by as much; when it has given back that many bytes of emptied pages;
+//! every 512 of its slow paths; and at exit. Publishing sums the fast path's counts over the
+//! size classes the heap uses, which is why it is not done on every call. The peak is the
+//! highest published total, or the current total when a snapshot finds it higher. So a peak may
+//! be low, per thread allocating in the domain, by `PUBLISH_STEP` plus what the fast path did
+//! since the last refill of each class; and it may be high by what other threads freed on the
+//! fast path since they last published, in pages they still use.
 //!
 //! Invariants:
 //! - **A1 single writer**: a `Counters` is written by its heap's owner thread only, and by the
@@ -78,10 +75,12 @@ pub struct Counters {
 
 /// What a heap has not yet added to its domain's shared total (for peaks; module comment).
 struct Unpublished {
-    /// Usable bytes allocated less usable bytes freed since the last publication, but for the
-    /// frees `free`'s fast path made: those are counted in `class_frees` only.
+    /// Usable bytes allocated less usable bytes freed since the last publication, but for what
+    /// the fast paths did since the class was last settled: that is in the tallies only.
     drift: i64,
-    /// `class_frees` at the last publication: the difference is what the fast path freed since.
+    /// `class_allocations` and `class_frees` when the class was last settled or published: the
+    /// differences are what the fast paths did since.
+    published_allocations: [u64; CLASS_COUNT],
     published_frees: [u64; CLASS_COUNT],
     /// A bit per size class this heap has served pages of (never cleared): the classes whose
     /// fast-path frees a publication sums.
@@ -184,6 +183,7 @@ impl Counters {
         Counters {
             unpublished: UnsafeCell::new(Unpublished {
                 drift: 0,
+                published_allocations: [0; CLASS_COUNT],
                 published_frees: [0; CLASS_COUNT],
                 classes: 0,
                 emptied_bytes: 0,
@@ -196,40 +196,68 @@ impl Counters {
         }
     }
 
-    /// `count` blocks of `class` (`block_size` usable bytes each) were handed out. Malloc's
-    /// fast path counts nothing: the slow paths count a page's blocks in batches (P6 in
-    /// `page.rs`). The class's fast-path frees go into the drift at the same time (constant
-    /// time: one class), so a loop that allocates and frees leaves the drift near zero and
+    /// Malloc handed out a block of `class`: one add, which every reader sees at once. Its
+    /// bytes reach the domain's shared total when the class is settled or published.
+    ///
+    /// # Safety
+    /// Owner thread only (A1); `class < CLASS_COUNT`.
+    #[inline(always)]
+    pub unsafe fn count_allocation(&self, class: usize) {
+        if !ENABLED {
+            return;
+        }
+        // SAFETY: the caller's contract.
+        unsafe { bump(self.tallies.class_allocations.get_unchecked(class), 1) };
+    }
+
+    /// Takes what the fast paths did in `class` since it was last settled into the drift, and
+    /// publishes if that grew by a step. Constant time (one class), on the slow path that
+    /// refills the class, so a loop that allocates and frees leaves the drift near zero and
     /// never pays for a publication.
     ///
     /// # Safety
-    /// Owner thread only (A1); `class < CLASS_COUNT`, and `block_size` its size.
+    /// As [`Self::count_allocation`].
     #[inline]
-    pub unsafe fn count_allocations(&self, class: usize, count: u32, block_size: usize) {
+    pub unsafe fn settle_class(&self, class: usize) {
         if !ENABLED {
             return;
         }
         // We are the only writer of `unpublished` (A1).
         // SAFETY: the caller's contract: a valid class, and owner thread only.
         unsafe {
-            bump(
-                self.tallies.class_allocations.get_unchecked(class),
-                count as u64,
-            );
             let unpublished = &mut *self.unpublished.get();
-            let frees = self
-                .tallies
-                .class_frees
-                .get_unchecked(class)
-                .load(Ordering::Relaxed);
-            let published = unpublished.published_frees.get_unchecked_mut(class);
-            let net_blocks = count as i64 - frees.wrapping_sub(*published) as i64;
-            *published = frees;
-            unpublished.drift += net_blocks * block_size as i64;
+            let net_blocks = self.take_unsettled(unpublished, class);
+            unpublished.drift += net_blocks * class_size(class) as i64;
             // Only growth can raise the peak; shrinking publishes on the other occasions.
             if unpublished.drift > PUBLISH_STEP {
                 self.publish();
             }
+        }
+    }
+
+    /// The blocks of `class` the fast paths allocated less those they freed since the class
+    /// was last settled, which starts the count anew.
+    ///
+    /// # Safety
+    /// As [`Self::count_allocation`].
+    #[inline(always)]
+    unsafe fn take_unsettled(&self, unpublished: &mut Unpublished, class: usize) -> i64 {
+        // SAFETY: the caller's contract: a valid class.
+        unsafe {
+            let load = |counters: &[AtomicU64; CLASS_COUNT]| {
+                counters.get_unchecked(class).load(Ordering::Relaxed)
+            };
+            let (allocations, frees) = (
+                load(&self.tallies.class_allocations),
+                load(&self.tallies.class_frees),
+            );
+            let allocated = unpublished.published_allocations.get_unchecked_mut(class);
+            let net = allocations.wrapping_sub(*allocated) as i64;
+            *allocated = allocations;
+            let freed = unpublished.published_frees.get_unchecked_mut(class);
+            let net = net - frees.wrapping_sub(*freed) as i64;
+            *freed = frees;
+            net
         }
     }
 
@@ -244,10 +272,10 @@ impl Counters {
     }
 
     /// `free`'s fast path freed a block of `class`: one add, which every reader sees at once.
-    /// Its bytes reach the domain's shared total at the next publication.
+    /// Its bytes reach the domain's shared total when the class is settled or published.
     ///
     /// # Safety
-    /// As [`Self::count_allocations`].
+    /// As [`Self::count_allocation`].
     #[inline(always)]
     pub unsafe fn count_fast_free(&self, class: usize) {
         if !ENABLED {
@@ -262,7 +290,7 @@ impl Counters {
     /// only frees other threads' blocks still publishes.
     ///
     /// # Safety
-    /// As [`Self::count_allocations`].
+    /// As [`Self::count_allocation`].
     pub unsafe fn count_free(&self, class: usize, block_size: usize) {
         if !ENABLED {
             return;
@@ -360,8 +388,8 @@ impl Counters {
         }
     }
 
-    /// Adds this heap's drift, less the bytes `free`'s fast path freed since the last
-    /// publication, to its domain's total, and raises the domain's peak if passed.
+    /// Adds this heap's drift, and what the fast paths did since each class was last settled,
+    /// to its domain's total, and raises the domain's peak if passed.
     ///
     /// # Safety
     /// Owner thread only (A1).
@@ -376,10 +404,9 @@ impl Counters {
         while classes != 0 {
             let class = classes.trailing_zeros() as usize;
             classes &= classes - 1;
-            let frees = self.tallies.class_frees[class].load(Ordering::Relaxed);
-            let published = &mut unpublished.published_frees[class];
-            net -= (frees.wrapping_sub(*published) as usize * class_size(class)) as i64;
-            *published = frees;
+            // SAFETY: owner thread (the caller's contract); `class` is a valid class.
+            let net_blocks = unsafe { self.take_unsettled(unpublished, class) };
+            net += net_blocks * class_size(class) as i64;
         }
         let shared = &SHARED[self.domain.load(Ordering::Relaxed)];
         let total = shared.published_live.fetch_add(net, Ordering::Relaxed) + net;
@@ -681,9 +708,6 @@ const NO_SUMS: Sums = Sums {
 /// Reads every counter and merges them (A2). Blocks only threads that start or exit, for as
 /// long as it takes to add up the live heaps' counters.
 pub fn snapshot() -> Stats {
-    if ENABLED {
-        crate::heap::count_handed_out_current();
-    }
     let mut sums = [NO_SUMS; MAX_DOMAINS];
     {
         let list = ACTIVE.lock();

@@ -15,17 +15,18 @@ fn touch(block: std::ptr::NonNull<u8>, size: usize) {
 
 const MIB: usize = 1 << 20;
 
-/// Sleeps past the purge delay, then allocates enough to take slow paths, which purge.
+/// Sleeps past the purge delay, then allocates enough to take slow paths, which purge. (The
+/// blocks are held, then freed: a loop of one malloc and free reuses one block on the fast
+/// path and never gets there.)
 fn wait_out_the_purge_delay() {
     std::thread::sleep(Duration::from_millis(
         tallymalloc::purge_delay_millis() * 3 + 20,
     ));
-    for _ in 0..20_000 {
-        let block = tallymalloc::malloc(48).expect("malloc");
-        // SAFETY: just allocated.
-        unsafe { tallymalloc::free(block.as_ptr()) };
-        let block = tallymalloc::malloc(3000).expect("malloc");
-        // SAFETY: just allocated.
+    let held: Vec<_> = (0..20_000)
+        .map(|_| tallymalloc::malloc(48).expect("malloc"))
+        .collect();
+    for block in held {
+        // SAFETY: live blocks, each freed once.
         unsafe { tallymalloc::free(block.as_ptr()) };
     }
 }
