@@ -57,7 +57,8 @@
  * counts usable bytes there. The JSON schema is docs/stats-schema.json.
  *
  * Options come from the environment, read once without allocating: TALLYMALLOC_PURGE_DELAY
- * (milliseconds before freed pages go back to the OS, default 10), TALLYMALLOC_ON_ERROR
+ * (milliseconds before freed pages go back to the OS, default 10; the delay in force grows
+ * up to 64 times that while memory given back is soon wanted again), TALLYMALLOC_ON_ERROR
  * (report or abort, default report), TALLYMALLOC_ON_MISMATCH (warn, abort or ignore, default
  * warn), TALLYMALLOC_STATS (1: the stats table on stderr at exit; json:PATH: the JSON written
  * to PATH at exit, "%p" in PATH standing for the process id; a child forked without exec

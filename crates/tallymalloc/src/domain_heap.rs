@@ -971,9 +971,8 @@ impl DomainHeap {
             let mut page = self.pages().queues[class].first;
             while !page.is_null() {
                 (*page).collect();
-                // A page carves its next batch even when frees came back: more blocks on
-                // `free` keep the fast path hitting (a loop of one malloc and free of 1 KiB
-                // took 90 instructions instead of 55 without it). Secure mode of a normal
+                // A page carves its next batch even when other threads' frees came back:
+                // more blocks on `free` mean fewer trips here. Secure mode of a normal
                 // build, which has no fast path, comes here every SECURE_POPS_PER_TICK
                 // allocations, and carving each time would spread a page's blocks for nothing.
                 if !secure::slow_paths_only() || !(*page).has_free() {

@@ -35,6 +35,7 @@ use crate::huge_cache;
 use crate::options;
 use crate::os;
 use crate::page::{DelayedFree, Page, FLAG_IN_FULL};
+use crate::purge_pace;
 use crate::segment::{self, Segment, SegmentKind, HEADER_RESERVE, SEGMENT_SIZE};
 use crate::sync::{ForkLock, SpinGuard, SpinLock};
 use crate::thread;
@@ -335,6 +336,8 @@ impl Heap {
                 queue.0.remove(page);
                 (*page).purge_pending = false;
                 segment::decommit_page(&mut *page);
+                // From now on `purge_at` says when the memory went back (0: not known).
+                (*page).purge_at = if now == u64::MAX { 0 } else { now };
                 page = next;
             }
         }
@@ -610,13 +613,14 @@ impl HeapState {
             if (*page).memory_is_zero {
                 return;
             }
-            let delay = options::purge_delay_millis();
+            let now = os::monotonic_millis();
+            let delay = purge_pace::millis(now);
             if delay == 0 {
                 segment::decommit_page(&mut *page);
                 return;
             }
             let mut queue = self.purge_queue();
-            (*page).purge_at = os::monotonic_millis() + delay;
+            (*page).purge_at = now + delay;
             (*page).purge_pending = true;
             queue.0.push_back(page);
         }
@@ -634,6 +638,10 @@ impl HeapState {
         unsafe {
             let page = (*segment).first_free_page();
             if !page.is_null() {
+                if (*page).memory_is_zero && (*page).purge_at != 0 {
+                    // Purged, and wanted again (purge_pace.rs).
+                    purge_pace::note_wanted_again((*page).purge_at, os::monotonic_millis());
+                }
                 self.cancel_purge(page);
                 (*segment).take_page_at((*page).index as usize);
             }

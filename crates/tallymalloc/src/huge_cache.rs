@@ -1,8 +1,9 @@
 //! A small cache of freed huge mappings, so that a program that frees a multi-megabyte block
 //! and allocates another soon after gets memory that is already mapped and faulted in, instead
 //! of paying `munmap`, `mmap` and a page fault per 4 KiB again (as mimalloc's segment cache
-//! spares it too). Entries go back to the OS after the purge delay, on the next slow path of
-//! any thread, or at once with `TALLYMALLOC_PURGE_DELAY=0`.
+//! spares it too). Entries go back to the OS after the purge delay in force (purge_pace.rs), on
+//! the next slow path of any thread or by the purger, or at once with
+//! `TALLYMALLOC_PURGE_DELAY=0`. A miss soon after an entry expired lengthens that delay.
 //!
 //! Invariants:
 //! - **C1**: a cached mapping holds no live block, is not in the registry (so a double free of
@@ -13,11 +14,11 @@
 //! - **C3**: mappings leave the cache only under the lock, and are unmapped after it is
 //!   released (a system call is never made while holding it).
 
-use crate::options;
 use crate::os;
+use crate::purge_pace;
 use crate::sync::SpinLock;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 const MAX_ENTRIES: usize = 8;
 const LIMIT_BYTES: usize = 64 << 20;
@@ -47,6 +48,9 @@ struct Cache {
 unsafe impl Send for Cache {}
 
 static CACHE: SpinLock<Cache> = SpinLock::new(Cache::new());
+/// When entries last expired (`os::monotonic_millis`), until a miss reports it; 0 for none.
+static EXPIRED_AT: AtomicU64 = AtomicU64::new(0);
+
 static CACHED: AtomicUsize = AtomicUsize::new(0);
 
 impl Cache {
@@ -153,11 +157,11 @@ impl ToRelease {
 /// `[start, start + size)` must be a whole huge mapping that holds no live block, already
 /// out of the registry (C1).
 pub unsafe fn put(start: NonNull<u8>, size: usize) -> bool {
-    let delay = options::purge_delay_millis();
+    let now = os::monotonic_millis();
+    let delay = purge_pace::millis(now);
     if delay == 0 || size > LIMIT_BYTES {
         return false;
     }
-    let now = os::monotonic_millis();
     let entry = Entry {
         start: start.as_ptr() as usize,
         size,
@@ -182,15 +186,31 @@ pub fn take(size: usize) -> Option<(NonNull<u8>, usize)> {
 /// Removes the entry `choose` picks, under the lock; the caller owns the mapping after.
 fn take_with(choose: impl FnOnce(&mut Cache) -> Option<Entry>) -> Option<(NonNull<u8>, usize)> {
     if CACHED.load(Ordering::Relaxed) == 0 {
+        note_miss();
         return None;
     }
     let entry = {
         let mut cache = CACHE.lock();
         let entry = choose(&mut cache);
         CACHED.store(cache.count, Ordering::Relaxed);
-        entry?
+        entry
+    };
+    let Some(entry) = entry else {
+        note_miss();
+        return None;
     };
     Some((NonNull::new(entry.start as *mut u8)?, entry.size))
+}
+
+/// A huge allocation found nothing to reuse: if entries expired since the last miss, they
+/// may have been just what it needed (purge_pace.rs).
+fn note_miss() {
+    if EXPIRED_AT.load(Ordering::Relaxed) != 0 {
+        let expired_at = EXPIRED_AT.swap(0, Ordering::Relaxed);
+        if expired_at != 0 {
+            purge_pace::note_wanted_again(expired_at, os::monotonic_millis());
+        }
+    }
 }
 
 /// Takes the cached mapping nearest `size` bytes in size, for a caller that will resize it
@@ -214,6 +234,9 @@ pub fn release_expired(now: u64) {
         let mut cache = CACHE.lock();
         cache.expire(now, &mut expired);
         CACHED.store(cache.count, Ordering::Relaxed);
+    }
+    if expired.count > 0 && now != u64::MAX {
+        EXPIRED_AT.store(now, Ordering::Relaxed);
     }
     expired.release();
 }

@@ -48,6 +48,7 @@ mod huge_cache;
 mod options;
 mod os;
 mod page;
+mod purge_pace;
 mod purger;
 mod registry;
 mod secure;
@@ -74,6 +75,7 @@ pub use options::{
     on_error, purge_delay_millis, set_on_error, set_purge_delay_millis, OnError, StatsAtExit,
 };
 pub use os::{set_errno, ErrnoGuard};
+pub use purge_pace::purge_delay_in_force_millis;
 pub use size_class::LARGE_MAX;
 pub use stats::{
     DomainStats, HugeStats, ProcessStats, SizeClassStats, Stats, PUBLISH_STEP,

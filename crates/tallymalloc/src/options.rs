@@ -31,7 +31,8 @@ pub enum OnError {
     Abort = 1,
 }
 
-/// How long a free page keeps its memory before it is returned to the OS (0: at once).
+/// How long a free page keeps its memory before it is returned to the OS (0: at once), as
+/// configured; the delay in force adapts above it ([`crate::purge_delay_in_force_millis`]).
 pub fn purge_delay_millis() -> u64 {
     PURGE_DELAY_MILLIS.load(Ordering::Relaxed)
 }

@@ -15,12 +15,12 @@ fn touch(block: std::ptr::NonNull<u8>, size: usize) {
 
 const MIB: usize = 1 << 20;
 
-/// Sleeps past the purge delay, then allocates enough to take slow paths, which purge. (The
+/// Sleeps past the purge delay in force, then allocates enough to take slow paths, which purge. (The
 /// blocks are held, then freed: a loop of one malloc and free reuses one block on the fast
 /// path and never gets there.)
 fn wait_out_the_purge_delay() {
     std::thread::sleep(Duration::from_millis(
-        tallymalloc::purge_delay_millis() * 3 + 20,
+        tallymalloc::purge_delay_in_force_millis() * 3 + 20,
     ));
     let held: Vec<_> = (0..20_000)
         .map(|_| tallymalloc::malloc(48).expect("malloc"))
