@@ -5,8 +5,9 @@
 //! program that frees and goes quiet shrinks at once. But memory given back and wanted again
 //! soon after costs a page fault per 4 KiB for nothing: CPython's json round trip, whose
 //! documents come and go every 40 ms, faulted 28k times where pymalloc, which keeps its
-//! arenas, faulted 19k. So each such refault doubles the delay in force, up to
-//! `1 << MAX_DOUBLINGS` times the configured one, and each second without one halves it again.
+//! arenas, faulted 19k. So a refault doubles the delay in force (once per delay in force: the
+//! pages of one burst are one refault), up to `1 << MAX_DOUBLINGS` times the configured one,
+//! and each second without one halves it again.
 //!
 //! Invariants:
 //! - **D1**: the state is two process-wide atomics, read and written relaxed and without
@@ -97,7 +98,8 @@ impl Pace {
     fn wanted_again(self, configured: u64, released_at: u64, now: u64) -> Pace {
         let delay = self.delay(configured);
         let soon = now.saturating_sub(released_at) <= delay * REFAULT_WINDOW_DELAYS;
-        if soon && delay > 0 && self.doublings < MAX_DOUBLINGS {
+        let settled = now.saturating_sub(self.changed_at) >= delay;
+        if soon && settled && delay > 0 && self.doublings < MAX_DOUBLINGS {
             Pace {
                 doublings: self.doublings + 1,
                 changed_at: now,
@@ -123,23 +125,25 @@ mod tests {
         assert_eq!(pace.delay(base), base, "wanted again too late to count");
         pace = pace.wanted_again(base, 1_000, 1_005);
         assert_eq!(pace.delay(base), base * 2);
+        pace = pace.wanted_again(base, 1_000, 1_006);
+        assert_eq!(
+            pace.delay(base),
+            base * 2,
+            "one doubling per delay in force"
+        );
+        let mut now = 1_005;
         for _ in 0..2 * MAX_DOUBLINGS {
-            pace = pace.wanted_again(base, 1_005, 1_010);
+            now += pace.delay(base);
+            pace = pace.wanted_again(base, now - 1, now);
         }
         assert_eq!(pace.delay(base), base << MAX_DOUBLINGS, "capped");
-        assert_eq!(
-            pace.calmed(1_010 + CALM_MILLIS),
-            pace,
-            "not calm for long enough"
-        );
-        pace = pace.calmed(1_010 + CALM_MILLIS + 1);
+        let capped_at = pace.changed_at;
+        let calm = capped_at + CALM_MILLIS;
+        assert_eq!(pace.calmed(calm), pace, "not calm for long enough");
+        pace = pace.calmed(calm + 1);
         assert_eq!(pace.delay(base), base << (MAX_DOUBLINGS - 1));
-        assert_eq!(
-            pace.calmed(1_010 + CALM_MILLIS + 2),
-            pace,
-            "one halving per second"
-        );
-        let mut now = 1_010 + CALM_MILLIS + 1;
+        assert_eq!(pace.calmed(calm + 2), pace, "one halving per second");
+        now = calm + 1;
         for _ in 0..2 * MAX_DOUBLINGS {
             now += CALM_MILLIS + 1;
             pace = pace.calmed(now);
