@@ -139,29 +139,31 @@ pub struct DomainPages {
     /// of a class lookup and a load.
     direct: [*mut Page; DIRECT_SLOTS],
     current: [*mut Page; CLASS_COUNT],
+    /// The page marked `SERVING` for each class (P3): the first of its queue, which is also
+    /// the current page but in debug mode and secure mode of a normal build; null for none.
+    serving: [*mut Page; CLASS_COUNT],
     queues: [PageQueue; CLASS_COUNT],
     full: PageQueue,
-    /// Classes whose only page emptied and was kept for reuse; freed on the next retire check.
-    pub retained: u64,
     /// Slow paths that `malloc_slow` may still serve without the thread's `tick`.
     slow_paths_until_tick: u32,
+    /// Ticks until serving pages with no live block are given back (`DomainHeap::tick`).
+    ticks_until_idle_sweep: u32,
     domain: u8,
     /// This domain heap, and the thread heap it belongs to.
     this: *mut DomainHeap,
     heap: *mut Heap,
 }
 
-const _: () = assert!(CLASS_COUNT <= 64, "`retained` has a bit per class");
-
 impl DomainPages {
     const fn empty(empty_page: *mut Page) -> DomainPages {
         DomainPages {
             direct: [empty_page; DIRECT_SLOTS],
             current: [empty_page; CLASS_COUNT],
+            serving: [ptr::null_mut(); CLASS_COUNT],
             queues: [PageQueue::EMPTY; CLASS_COUNT],
             full: PageQueue::EMPTY,
-            retained: 0,
             slow_paths_until_tick: 0,
+            ticks_until_idle_sweep: IDLE_SWEEP_TICKS,
             domain: 0,
             this: ptr::null_mut(),
             heap: ptr::null_mut(),
@@ -512,6 +514,9 @@ unsafe fn malloc_in_class(
         block.cast()
     }
 }
+
+/// Ticks between two sweeps for idle serving pages: one per 512 slow paths.
+const IDLE_SWEEP_TICKS: u32 = 64;
 
 /// Slow paths between two runs of the thread's housekeeping `tick`: a busy thread takes a slow
 /// path every few hundred allocations, so purges and retirement run a few microseconds late at
@@ -894,23 +899,46 @@ impl DomainHeap {
         }
     }
 
-    /// The last live block of `page` was freed by its owner.
+    /// The last live block of `page`, not a serving page (P3), was freed by its owner.
     pub fn page_emptied(&self, page: *mut Page) {
-        // SAFETY: H1: the page is ours.
-        unsafe {
-            let class = (*page).class as usize;
-            // Keep the only page of a class for a while: a loop that allocates and frees one
-            // block must not return and refetch a page every time.
+        // Purging or unmapping must not change what `errno` says to a C caller of free.
+        let _errno = os::ErrnoGuard::save();
+        self.free_page(page);
+    }
+
+    /// One of the thread's housekeeping ticks: takes the blocks other threads handed over,
+    /// and now and then gives back the serving pages that have no live block. (A serving page
+    /// never reports itself empty on a free, P3, so that a loop of one malloc and free keeps
+    /// it; one that nothing uses any more would otherwise keep its memory until the thread
+    /// exits.)
+    pub fn tick(&self) {
+        self.process_delayed_free();
+        // SAFETY: A1: our own counters.
+        unsafe { self.counters.tick() };
+        // SAFETY: H1; the borrow ends before pages are freed.
+        let sweep = unsafe {
             let pages = self.pages();
-            // (The first page of the queue is the current one, or would be but for debug mode
-            // or secure mode of a normal build, H2.)
-            if pages.queues[class].first == page && (*page).next.is_null() {
-                pages.retained |= 1 << class;
-                return;
+            pages.ticks_until_idle_sweep -= 1;
+            if pages.ticks_until_idle_sweep == 0 {
+                pages.ticks_until_idle_sweep = IDLE_SWEEP_TICKS;
             }
-            // Purging or unmapping must not change what `errno` says to a C caller of free.
-            let _errno = os::ErrnoGuard::save();
-            self.free_page(page);
+            pages.ticks_until_idle_sweep == IDLE_SWEEP_TICKS
+        };
+        if sweep {
+            self.free_idle_serving_pages();
+        }
+    }
+
+    /// Gives back every serving page with no live block.
+    fn free_idle_serving_pages(&self) {
+        for class in 0..CLASS_COUNT {
+            // SAFETY: H1/H2: a serving page is the first of our queue for the class.
+            unsafe {
+                let page = self.pages().serving[class];
+                if !page.is_null() && (*page).live_blocks() == 0 {
+                    self.free_page(page);
+                }
+            }
         }
     }
 
@@ -943,23 +971,6 @@ impl DomainHeap {
                 let page = (*segment_of(block.cast())).page_of(block.cast());
                 self.free_local(page, block);
                 block = next;
-            }
-        }
-    }
-
-    /// Frees the pages kept by `page_emptied` that are still empty.
-    pub fn free_retained(&self) {
-        // SAFETY: H1.
-        let mut classes = core::mem::take(unsafe { &mut self.pages().retained });
-        while classes != 0 {
-            let class = classes.trailing_zeros() as usize;
-            classes &= classes - 1;
-            // SAFETY: H2: queue pages are ours.
-            unsafe {
-                let page = self.pages().queues[class].first;
-                if !page.is_null() && (*page).live_blocks() == 0 {
-                    self.free_page(page);
-                }
             }
         }
     }
@@ -1047,7 +1058,6 @@ impl DomainHeap {
     pub fn collect_pages(&self) {
         // SAFETY: H1/H2: queue and full pages are ours.
         unsafe {
-            self.pages().retained = 0;
             for class in 0..CLASS_COUNT {
                 let mut page = self.pages().queues[class].first;
                 while !page.is_null() {
@@ -1087,11 +1097,10 @@ impl DomainHeap {
                 pages.queues[class] = PageQueue::EMPTY;
                 // The pages may be another thread's by now: `abandon` took their `SERVING`
                 // marks off before letting them go, and none is written here.
-                pages.current[class] = empty_page();
+                pages.serving[class] = ptr::null_mut();
                 pages.refresh_current(class);
             }
             pages.full = PageQueue::EMPTY;
-            pages.retained = 0;
             stats::retire(&self.counters);
         }
     }
@@ -1099,10 +1108,24 @@ impl DomainHeap {
 
 impl DomainPages {
     /// Points `current[class]` and its direct-table slots at the queue's first page (H2), and
-    /// moves the `SERVING` mark with it (P3). A page that leaves empty stays on its queue, to be
-    /// used again or given back by `collect_pages`.
+    /// moves the `SERVING` mark to that page (P3). A page that leaves empty stays on its queue,
+    /// to be used again or given back by the idle sweep or `collect_pages`.
     fn refresh_current(&mut self, class: usize) {
         let first = self.queues[class].first;
+        let previous = self.serving[class];
+        if previous != first {
+            // SAFETY: H1/H2: a serving page is ours (and off it only through `retire`, which
+            // forgets it first); the queue's first page is ours.
+            unsafe {
+                if !previous.is_null() {
+                    (*previous).set_serving(false);
+                }
+                if !first.is_null() {
+                    (*first).set_serving(true);
+                }
+            }
+            self.serving[class] = first;
+        }
         // In debug mode, and secure mode of a normal build, no page is current: every
         // allocation takes the slow path.
         let page = if first.is_null() || debug::active() || secure::slow_paths_only() {
@@ -1110,19 +1133,6 @@ impl DomainPages {
         } else {
             first
         };
-        let previous = self.current[class];
-        if previous != page {
-            // The shared empty page is never written; any other current page is ours (H1).
-            // SAFETY: H2: `previous` was current, so it is ours or the empty page.
-            unsafe {
-                if previous != empty_page() {
-                    (*previous).set_serving(false);
-                }
-                if page != empty_page() {
-                    (*page).set_serving(true);
-                }
-            }
-        }
         self.current[class] = page;
         let smallest = if class == 0 {
             0

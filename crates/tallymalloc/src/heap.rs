@@ -97,7 +97,6 @@ pub struct HeapState {
     /// Empty segments kept for reuse, linked through `Segment::next`; at most `MAX_SPARES`.
     spare: *mut Segment,
     spare_count: u32,
-    next_retire_check: u64,
     /// When this heap next adopts an abandoned segment on its own (see `tick`).
     next_adoption: u64,
     /// The heap this state belongs to.
@@ -121,7 +120,6 @@ impl HeapState {
         with_free: [ptr::null_mut(); 2],
         spare: ptr::null_mut(),
         spare_count: 0,
-        next_retire_check: 0,
         next_adoption: 0,
         this: ptr::null_mut(),
     };
@@ -206,35 +204,22 @@ impl Heap {
         }
     }
 
-    /// Slow-path housekeeping: blocks handed over by other threads, pending purges, retired
-    /// pages. Purges and retirement need the clock, so they run on one slow path in eight
-    /// (`malloc_slow` takes the others without calling here).
+    /// Slow-path housekeeping: blocks handed over by other threads, idle pages, pending
+    /// purges. Purges need the clock, so they run on one slow path in eight (`malloc_slow`
+    /// takes the others without calling here).
     pub fn tick(&self) {
         crate::purger::ensure_running();
-        let mut retained = false;
-        self.for_each_domain_heap(|domain_heap| {
-            domain_heap.process_delayed_free();
-            // SAFETY: A1: our own domain heap's counters.
-            unsafe { domain_heap.counters.tick() };
-            // SAFETY: H1: our own domain heap, borrowed for one read.
-            retained |= unsafe { domain_heap.pages().retained != 0 };
-        });
+        self.for_each_domain_heap(DomainHeap::tick);
         let abandoned = segment::abandoned_count() != 0;
         let cached = !huge_cache::is_empty();
         // SAFETY: H1.
         let pending = !self.purge.lock().0.first.is_null();
-        if !pending && !retained && !abandoned && !cached {
+        if !pending && !abandoned && !cached {
             return;
         }
         let now = os::monotonic_millis();
         self.purge_due(now);
         huge_cache::release_expired(now);
-        // SAFETY: H1; the borrow ends before the domain heaps run.
-        if retained && now >= unsafe { self.state().next_retire_check } {
-            self.for_each_domain_heap(DomainHeap::free_retained);
-            // SAFETY: H1.
-            unsafe { self.state().next_retire_check = now + options::purge_delay_millis() };
-        }
         // Exited threads leave their pending purges with their segments; adopting one segment
         // per purge delay makes sure that memory goes back to the OS even when no new thread
         // comes to need it.
@@ -389,7 +374,7 @@ impl Heap {
         }
     }
 
-    /// Gives back every free page's memory now, frees retained and empty pages, drops the
+    /// Gives back every free page's memory now, frees empty pages, drops the
     /// spares, and adopts abandoned segments to do the same for them.
     pub fn collect(&self) {
         self.for_each_domain_heap(DomainHeap::process_delayed_free);
