@@ -15,19 +15,19 @@ fn touch(block: std::ptr::NonNull<u8>, size: usize) {
 
 const MIB: usize = 1 << 20;
 
-/// Sleeps past the purge delay in force, then allocates enough to take slow paths, which purge. (The
-/// blocks are held, then freed: a loop of one malloc and free reuses one block on the fast
-/// path and never gets there.)
+/// Sleeps past the purge delay in force, then runs a loop of malloc and free, whose
+/// housekeeping heartbeat purges (its blocks come and go on the fast path, which never runs
+/// dry).
 fn wait_out_the_purge_delay() {
     std::thread::sleep(Duration::from_millis(
         tallymalloc::purge_delay_in_force_millis() * 3 + 20,
     ));
-    let held: Vec<_> = (0..20_000)
-        .map(|_| tallymalloc::malloc(48).expect("malloc"))
-        .collect();
-    for block in held {
-        // SAFETY: live blocks, each freed once.
-        unsafe { tallymalloc::free(block.as_ptr()) };
+    for _ in 0..20_000 {
+        for size in [48, 3000] {
+            let block = tallymalloc::malloc(size).expect("malloc");
+            // SAFETY: just allocated.
+            unsafe { tallymalloc::free(block.as_ptr()) };
+        }
     }
 }
 
