@@ -52,8 +52,8 @@
  * allocation and free made before it. Peak bytes are published in steps: they may be low, per
  * thread allocating in the domain, by 256 KiB plus one page of blocks per size class (64 KiB
  * for blocks up to 8 KiB, 512 KiB up to 64 KiB), and high by what other threads freed since
- * they last published their counts (every 512 slow paths, every 256 KiB of emptied pages, and
- * at exit). Outside debug mode a block does not record its requested size, so "live_bytes"
+ * they last published their counts (every 512 slow paths or 262,144 frees, every 256 KiB of
+ * emptied pages, and at exit). Outside debug mode a block does not record its requested size, so "live_bytes"
  * counts usable bytes there. The JSON schema is docs/stats-schema.json.
  *
  * Options come from the environment, read once without allocating: TALLYMALLOC_PURGE_DELAY

@@ -521,7 +521,7 @@ unsafe fn malloc_in_class(
 /// Owner frees between two heartbeats.
 const HEARTBEAT_FREES: u32 = 4096;
 
-/// Ticks between two sweeps for idle serving pages: one per 512 slow paths.
+/// Ticks between two sweeps for idle serving pages.
 const IDLE_SWEEP_TICKS: u32 = 64;
 
 /// Slow paths between two runs of the thread's housekeeping `tick`: a busy thread takes a slow

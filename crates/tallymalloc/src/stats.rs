@@ -21,7 +21,7 @@
 //! taken into the drift whenever that class's free list is refilled, has grown by
 //! [`PUBLISH_STEP`] (a loop that allocates and frees stays near zero); when its slow-path frees
 //! (remote ones) shrink it by as much; when it has given back that many bytes of emptied pages;
-//! every 512 of its slow paths; and at exit. Publishing sums the fast path's counts over the
+//! every 64 housekeeping ticks (512 slow paths or 262,144 frees); and at exit. Publishing sums the fast path's counts over the
 //! size classes the heap uses, which is why it is not done on every call. The peak is the
 //! highest published total, or the current total when a snapshot finds it higher. So a peak may
 //! be low, per thread allocating in the domain, by `PUBLISH_STEP` plus what the fast path did
@@ -92,9 +92,9 @@ struct Unpublished {
     ticks_until_publish: u32,
 }
 
-/// A heap publishes at least once per this many of its thread's housekeeping ticks (one tick
-/// per eight slow paths), so the fast path's frees reach the shared total within 512 slow
-/// paths of a thread that keeps allocating. More often cost 2% of the instructions of a
+/// A heap publishes at least once per this many of its thread's housekeeping ticks (one per
+/// eight slow paths or 4096 of the owner's frees), so the fast paths' counts reach the shared
+/// total within 512 slow paths or 262,144 frees of a busy thread. More often cost 2% of the instructions of a
 /// workload that frees pages in batches (glibc-simple), for publications nobody needed.
 const TICKS_PER_PUBLISH: u32 = 64;
 
