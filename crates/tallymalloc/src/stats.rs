@@ -21,12 +21,13 @@
 //! taken into the drift whenever that class's free list is refilled, has grown by
 //! [`PUBLISH_STEP`] (a loop that allocates and frees stays near zero); when its slow-path frees
 //! (remote ones) shrink it by as much; when it has given back that many bytes of emptied pages;
-//! every 64 housekeeping ticks (512 slow paths or 262,144 frees); and at exit. Publishing sums the fast path's counts over the
-//! size classes the heap uses, which is why it is not done on every call. The peak is the
-//! highest published total, or the current total when a snapshot finds it higher. So a peak may
-//! be low, per thread allocating in the domain, by `PUBLISH_STEP` plus what the fast path did
-//! since the last refill of each class; and it may be high by what other threads freed on the
-//! fast path since they last published, in pages they still use.
+//! every 64 housekeeping ticks (512 slow paths or 262,144 frees); and at exit. Publishing sums
+//! the fast path's counts over the size classes the heap uses, which is why it is not done on
+//! every call. The peak is the highest published total, or the current total when a snapshot
+//! finds it higher. So a peak may be low, per thread allocating in the domain, by
+//! `PUBLISH_STEP` plus what the fast path did since the last refill of each class; and it may
+//! be high by what other threads freed on the fast path since they last published, in pages
+//! they still use.
 //!
 //! Invariants:
 //! - **A1 single writer**: a `Counters` is written by its heap's owner thread only, and by the
