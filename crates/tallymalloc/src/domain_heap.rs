@@ -439,8 +439,9 @@ unsafe fn malloc_secure(
 }
 
 /// Secure mode's stand-in for the fast path, which never sees a secure page: a checked pop
-/// from the first page of the class (its owner's frees collected when `free` ran dry). Null when that page has no free block or
-/// the thread's housekeeping is due: the caller then takes the general path, which ticks.
+/// from the first page of the class (other threads' frees collected when `free` ran dry).
+/// Null when that page has no free block or the thread's housekeeping is due: the caller then
+/// takes the general path, which ticks.
 ///
 /// # Safety
 /// `heap` is this thread's domain heap or the empty one (H1).
@@ -609,11 +610,11 @@ unsafe fn free_owned<const SECURE: bool>(domain: usize, address: *mut u8) -> boo
 }
 
 /// The thread's housekeeping, every [`HEARTBEAT_FREES`] of the owner's frees in a domain
-/// (those that empty a page, which go their own way, aside). The owner's frees go straight back on
-/// `free`, so a thread in a steady loop of malloc and free may never take a slow path, and
-/// its purges, delayed frees and idle pages would wait forever: a program that freed 32 MiB
-/// and then looped kept it all. (On free rather than malloc, whose block would have to be
-/// kept in a saved register across the call.)
+/// (but those that empty a page, which go their own way). The owner's frees go straight back
+/// on `free`, so a thread in a steady loop of malloc and free may never take a slow path, and
+/// its purges and delayed frees would wait forever: a program that freed 32 MiB and then
+/// looped kept it all. (On free rather than malloc, whose block would have to be kept in a
+/// saved register across the call.)
 ///
 /// # Safety
 /// `heap` is this thread's started domain heap (H1), with nothing of it borrowed.
@@ -1113,7 +1114,7 @@ impl DomainHeap {
 impl DomainPages {
     /// Points `current[class]` and its direct-table slots at the queue's first page (H2), and
     /// moves the `SERVING` mark to that page (P3). A page that leaves empty stays on its queue,
-    /// to be used again or given back by the idle sweep or `collect_pages`.
+    /// to be used again or given back by `collect_pages`.
     fn refresh_current(&mut self, class: usize) {
         let first = self.queues[class].first;
         let previous = self.serving[class];
