@@ -18,10 +18,12 @@
 //! - **P2 one list**: a block is on at most one of `free` and `thread_free`, and on neither
 //!   while it is allocated.
 //! - **P3 used**: `used` counts the carved blocks that are not on `free`: the allocated ones
-//!   and those waiting on `thread_free`; plus [`SERVING`] while the page is its heap's current
-//!   page for its class. So the page that serves the fast path never reports itself empty on a
-//!   free (a loop of one malloc and free would otherwise give the page back every time), and
-//!   every other page does on its last free. [`Page::live_blocks`] is `used` without the bit.
+//!   and those waiting on `thread_free`; plus [`SERVING`] while the page is its heap's serving
+//!   page for its class (the first of its queue, and the current page but in debug mode and
+//!   secure mode of a normal build). So the page that serves allocations never reports itself
+//!   empty on a free (a loop of one malloc and free would otherwise give the page back every
+//!   time), and every other page does on its last free. [`Page::live_blocks`] is `used`
+//!   without the bit.
 //! - **P5 carving**: blocks `[0, capacity)` of the area have been carved; `capacity <=
 //!   reserved = area_size / block_size`. Blocks past `capacity` have never been written.
 //! - **P4 delayed-free tag**: the low two bits of `thread_free` say how a remote free must
@@ -49,7 +51,7 @@ pub const FLAG_HAS_ALIGNED: usize = 2;
 pub const FLAG_SLOW_ONLY: usize = 4;
 const FLAG_MASK: usize = 7;
 
-/// Added to `used` while the page is its heap's current page for its class (P3).
+/// Added to `used` while the page is its heap's serving page for its class (P3).
 pub const SERVING: u32 = 1 << 31;
 
 /// The class number of a huge block's page.
@@ -95,7 +97,8 @@ impl DelayedFree {
 /// 128 bytes, so that a page's offset in the segment's table is a shift, not a multiply.
 #[repr(C, align(128))]
 pub struct Page {
-    // Hot, owner only (P1), in the first cache line: the fast paths touch nothing else.
+    // Hot, owner only (P1), in the first cache line: the normal build's fast paths touch
+    // nothing else.
     pub free: *mut Block,
     /// Atomic: any thread reads it, the owner writes it (P1). The free fast path compares it
     /// with the freeing thread's heap: equal means "ours, and no flag set".
@@ -375,7 +378,7 @@ impl Page {
         self.used & !SERVING
     }
 
-    /// Marks the page as its heap's current page for its class, or no longer (P3).
+    /// Marks the page as its heap's serving page for its class, or no longer (P3).
     pub fn set_serving(&mut self, on: bool) {
         if on {
             self.used |= SERVING;
@@ -385,7 +388,7 @@ impl Page {
     }
 
     /// Pushes a block freed by the owner on `free`. Returns whether the page is now empty
-    /// (never while it is current, P3).
+    /// (never while it is the serving page, P3).
     #[inline(always)]
     pub fn push_local(&mut self, block: *mut Block) -> bool {
         if secure::BUILT_IN {
