@@ -302,9 +302,8 @@ unsafe fn pop_or_slow(
     // SAFETY: the caller's contract (a valid heap and its current page, H2).
     unsafe {
         let free_is_zero = (*page).free_is_zero;
-        let block = (*page).pop();
+        let block = (*heap).pop(page);
         if !block.is_null() {
-            (*heap).count_allocation(page);
             if let Some(bytes) = zero_bytes {
                 zero_block(block, bytes, free_is_zero);
             }
@@ -380,8 +379,7 @@ unsafe fn malloc_refill(
             {
                 (*pages).slow_paths_until_tick -= 1;
                 (*page).collect();
-                let block = (*page).pop();
-                (*heap).count_allocation(page);
+                let block = (*heap).pop(page);
                 if let Some(bytes) = zero_bytes {
                     zero_block(block, bytes, false);
                 }
@@ -504,9 +502,7 @@ unsafe fn malloc_in_class(
         let block = if (*page).key != 0 && !secure::BUILT_IN {
             (*heap).pop_secure(page)
         } else {
-            let block = (*page).pop();
-            (*heap).count_allocation(page);
-            block
+            (*heap).pop(page)
         };
         debug_assert!(!block.is_null());
         if let Some(bytes) = zero_bytes {
@@ -852,6 +848,19 @@ pub unsafe fn mark_aligned(address: *mut u8) {
 }
 
 impl DomainHeap {
+    /// Pops a block of `page` (ours, or the empty page) and counts it; null when `free` is
+    /// empty.
+    #[inline(always)]
+    fn pop(&self, page: *mut Page) -> *mut Block {
+        // `Page::pop` writes only a page with a free block, which the empty page never has.
+        // SAFETY: H1: the page is ours, or the empty page.
+        let block = unsafe { (*page).pop() };
+        if !block.is_null() {
+            self.count_allocation(page);
+        }
+        block
+    }
+
     /// Counts a block just popped from `page`, a page of ours.
     #[inline(always)]
     fn count_allocation(&self, page: *mut Page) {
@@ -1119,8 +1128,8 @@ impl DomainPages {
         let first = self.queues[class].first;
         let previous = self.serving[class];
         if previous != first {
-            // SAFETY: H1/H2: a serving page is ours (and off it only through `retire`, which
-            // forgets it first); the queue's first page is ours.
+            // A serving page leaves `serving` only through `retire`, which forgets it first.
+            // SAFETY: H1/H2: the serving page and the queue's first page are ours.
             unsafe {
                 if !previous.is_null() {
                     (*previous).set_serving(false);
