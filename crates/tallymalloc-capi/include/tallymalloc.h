@@ -161,9 +161,18 @@ int tm_python_functions(int domain, struct tm_python_functions *functions);
 void tm_python_set_fallbacks(void (*free)(int domain, void *block),
                              void *(*realloc)(int domain, void *block, size_t size));
 
-/* Writes the stats as JSON into buffer (at most length bytes, NUL included; buffer may be NULL
- * when length is 0) and returns the length of the whole text without the NUL, as snprintf
- * does: call it with length 0 to learn the size, then again. Does not allocate. */
+/* Writes the stats as JSON into buffer (at most length bytes, NUL included) and returns its
+ * length without the NUL. Called with length 0 (buffer may then be NULL) it returns the size to
+ * allocate: an upper bound that still holds when the figures change before the next call (the
+ * caller's own malloc of the buffer, other threads' work), so this idiom always yields a
+ * complete document:
+ *     size_t n = tm_stats_json(NULL, 0);
+ *     char *json = malloc(n + 1);
+ *     tm_stats_json(json, n + 1);
+ * A buffer too small for the whole document gets it without its oldest timeline samples; one
+ * too small even for that gets it cut, as snprintf cuts, and the whole length is returned
+ * (length or more). The bound does not cover domains registered between the two calls.
+ * Does not allocate. */
 size_t tm_stats_json(char *buffer, size_t length);
 
 /* One domain's figures (see "Stats" above for how far a peak may be off). */
@@ -181,7 +190,8 @@ struct tm_domain_stats {
  * registered or a NULL out. */
 int tm_domain_stats(int domain, struct tm_domain_stats *out);
 
-/* Writes the human stats table into buffer, as tm_stats_json writes the JSON. */
+/* Writes the human stats table into buffer as snprintf would and returns its whole length;
+ * with length 0 it returns an upper bound, as tm_stats_json does, so the same idiom works. */
 size_t tm_stats_text(char *buffer, size_t length);
 
 /* Prints the human stats table on stream (stderr if NULL). */

@@ -220,3 +220,35 @@ fn bad_stats_options_are_named() {
         );
     }
 }
+
+#[test]
+fn the_sizing_idiom_gives_whole_documents_while_threads_allocate() {
+    // With and without a timeline that grows every millisecond between the two calls.
+    let binary = build("stats_sizing.c");
+    for interval in ["0", "1"] {
+        let mut command = command_with(Some(Linkage::Linked), &binary);
+        command
+            .arg("300")
+            .env("TALLYMALLOC_STATS_INTERVAL", interval);
+        let output = run_ok(command, "stats_sizing.c");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            stdout.contains("300 rounds, checks passed"),
+            "{}",
+            tail(&stdout)
+        );
+        let mut documents = 0;
+        for piece in stdout.split("JSON-BEGIN\n").skip(1) {
+            let text = &piece[..piece.find("\nJSON-END").expect("an end marker")];
+            let json: Value = serde_json::from_str(text)
+                .unwrap_or_else(|error| panic!("{error}: {}", &text[text.len() - 200..]));
+            validate(&json);
+            documents += 1;
+        }
+        assert_eq!(documents, 300, "interval {interval}");
+    }
+}
+
+fn tail(text: &str) -> &str {
+    &text[text.len().saturating_sub(2000)..]
+}

@@ -138,18 +138,16 @@ unsafe fn function<F: Copy>(address: *mut c_void) -> F {
 }
 
 impl Library {
-    /// A text the library writes snprintf-style (`tm_stats_json`, `tm_stats_text`).
+    /// A text the library writes into a buffer (`tm_stats_json`, `tm_stats_text`): asked with
+    /// length 0, it answers a bound that holds for the next call, so one buffer serves.
     pub fn read_text(&self, write: unsafe extern "C" fn(*mut c_char, usize) -> usize) -> String {
-        let mut buffer = vec![0u8; 16 * 1024];
-        loop {
-            // SAFETY: the buffer holds `len` writable bytes.
-            let needed = unsafe { write(buffer.as_mut_ptr().cast(), buffer.len()) };
-            if needed < buffer.len() {
-                buffer.truncate(needed);
-                return String::from_utf8_lossy(&buffer).into_owned();
-            }
-            buffer.resize(needed + 1, 0);
-        }
+        // SAFETY: length 0 asks for the bound and writes nothing.
+        let bound = unsafe { write(core::ptr::null_mut(), 0) };
+        let mut buffer = vec![0u8; bound + 1];
+        // SAFETY: the buffer holds `len` writable bytes.
+        let written = unsafe { write(buffer.as_mut_ptr().cast(), buffer.len()) };
+        buffer.truncate(written.min(bound));
+        String::from_utf8_lossy(&buffer).into_owned()
     }
 
     /// The id of the domain called `name`, registering it if needed.

@@ -68,7 +68,7 @@ fn write_json_file(pattern: &[u8]) {
     let snapshot = stats::snapshot();
     {
         let mut sink = FdSink::new(fd);
-        stats_report::write_json(&snapshot, true, &mut sink);
+        stats_report::write_json(&snapshot, Some(stats_report::WHOLE_TIMELINE), &mut sink);
     }
     // SAFETY: we opened `fd` above.
     unsafe { libc::close(fd) };

@@ -449,23 +449,22 @@ pub fn stats() -> Stats {
     stats::snapshot()
 }
 
-/// Writes [`stats()`] as JSON (`docs/stats-schema.json`) into `buffer`, NUL-terminated and cut
-/// to fit, and returns the length of the whole text (without the NUL), as `snprintf` does: a
-/// result of `buffer.len()` or more means the text was cut. Includes the timeline if
-/// `TALLYMALLOC_STATS_INTERVAL` started a sampler. Does not allocate.
+/// Writes [`stats()`] as JSON (`docs/stats-schema.json`) into `buffer`, NUL-terminated, and
+/// returns its length (without the NUL). An empty buffer asks for the size: the answer is an
+/// upper bound that still holds after the figures change (a buffer of that many bytes plus one
+/// always receives a complete document). A buffer too small for the whole document gets it
+/// without its oldest timeline samples, or, if even that does not fit, cut as `snprintf` cuts
+/// (a result of `buffer.len()` or more). Includes the timeline if `TALLYMALLOC_STATS_INTERVAL`
+/// started a sampler. Does not allocate.
 pub fn stats_json(buffer: &mut [u8]) -> usize {
-    let snapshot = stats::snapshot();
-    let mut sink = stats_report::BufferSink::new(buffer);
-    stats_report::write_json(&snapshot, true, &mut sink);
-    sink.finish()
+    stats_report::json_into(buffer)
 }
 
-/// Writes the human stats table into `buffer` as [`stats_json`] writes the JSON.
+/// Writes the human stats table into `buffer`, NUL-terminated, as `snprintf` does, and returns
+/// its whole length; an empty buffer asks for an upper bound on the size, as with
+/// [`stats_json`].
 pub fn stats_text(buffer: &mut [u8]) -> usize {
-    let snapshot = stats::snapshot();
-    let mut sink = stats_report::BufferSink::new(buffer);
-    stats_report::write_table(&snapshot, &mut sink);
-    sink.finish()
+    stats_report::table_into(buffer)
 }
 
 /// Writes the human stats table to the file descriptor `fd`. Does not allocate.

@@ -662,6 +662,50 @@ impl Stats {
     pub fn domains(&self) -> impl Iterator<Item = (Domain, &DomainStats)> {
         Domain::all().map(move |domain| (domain, &self.domains[domain.id()]))
     }
+
+    /// This snapshot with every figure at its widest (`u64::MAX`) and every size class and the
+    /// huge blocks holding some: written out, it is at least as long as any later snapshot of
+    /// the same domains, which is what a caller sizing a buffer needs (`stats_report.rs`).
+    pub(crate) fn saturated(&self) -> Stats {
+        let widest = DomainStats {
+            live_bytes: u64::MAX,
+            live_usable_bytes: u64::MAX,
+            peak_bytes: u64::MAX,
+            peak_time_ms: u64::MAX,
+            live_blocks: u64::MAX,
+            allocations: u64::MAX,
+            frees: u64::MAX,
+            allocated_bytes: u64::MAX,
+            mismatches: u64::MAX,
+        };
+        let mut stats = self.clone();
+        stats.domains = [widest; MAX_DOMAINS];
+        for class in &mut stats.size_classes {
+            class.live_blocks = u64::MAX;
+            class.live_bytes = u64::MAX;
+        }
+        stats.huge = HugeStats {
+            live_blocks: u64::MAX,
+            live_bytes: u64::MAX,
+        };
+        let process = &mut stats.process;
+        for figure in [
+            &mut process.reserved_bytes,
+            &mut process.committed_bytes,
+            &mut process.resident_bytes,
+            &mut process.segments,
+            &mut process.pages,
+            &mut process.abandoned_segments,
+            &mut process.threads_seen,
+            &mut process.uptime_ms,
+        ] {
+            *figure = u64::MAX;
+        }
+        // "false" is one letter longer than "true".
+        process.requested_sizes_exact = false;
+        process.accounting_enabled = false;
+        stats
+    }
 }
 
 impl serde::Serialize for Stats {

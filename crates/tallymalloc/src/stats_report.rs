@@ -6,8 +6,10 @@
 //! malloc this is); output goes through a [`Sink`], which never fails halfway through a value.
 
 use crate::diagnostics::decimal_digits;
-use crate::stats::Stats;
+use crate::domain::Domain;
+use crate::stats::{self, Stats};
 use crate::timeline;
+use core::ops::Range;
 
 /// Where text goes.
 pub trait Sink {
@@ -128,9 +130,106 @@ fn flag(sink: &mut impl Sink, name: &[u8], value: bool) {
     sink.put(if value { b"\": true" } else { b"\": false" });
 }
 
+/// Counts what is written, for measuring a text before writing it.
+#[derive(Default)]
+struct Length(usize);
+
+impl Sink for Length {
+    fn put(&mut self, bytes: &[u8]) {
+        self.0 += bytes.len();
+    }
+}
+
+fn length_of(write: impl FnOnce(&mut Length)) -> usize {
+    let mut length = Length::default();
+    write(&mut length);
+    length.0
+}
+
+/// Every timeline sample the sampler holds.
+pub const WHOLE_TIMELINE: Range<usize> = 0..usize::MAX;
+
+/// How many timeline samples the sizing call leaves room for beyond those held now.
+const TIMELINE_ROOM_SAMPLES: usize = 64;
+
+/// The stats JSON in a caller's buffer, for `tm_stats_json` and [`crate::stats_json`].
+///
+/// An empty buffer asks for the size: the answer is an upper bound that holds for a later call
+/// however the figures change meanwhile (the caller's own `malloc` of the buffer, other threads'
+/// work): the length with every figure at its widest, plus room for
+/// [`TIMELINE_ROOM_SAMPLES`] more timeline samples. It does not cover domains registered in
+/// between.
+///
+/// Otherwise the document goes into `buffer` whole, NUL-terminated, and its length (without
+/// the NUL) is returned. When it does not fit, the oldest timeline samples are left out, as
+/// few as make it fit, so what the buffer holds is still a complete document; only if it does
+/// not fit even without a timeline is it cut, as `snprintf` cuts, and the whole length is
+/// returned (`buffer.len()` or more).
+pub fn json_into(buffer: &mut [u8]) -> usize {
+    let stats = stats::snapshot();
+    let samples = timeline::sample_count();
+    if buffer.is_empty() {
+        let saturated = stats.saturated();
+        return length_of(|sink| write_json(&saturated, Some(0..samples), sink))
+            + TIMELINE_ROOM_SAMPLES * (widest_sample_length() + SAMPLE_SEPARATOR.len());
+    }
+    let fits = |first: usize| {
+        length_of(|sink| write_json(&stats, Some(first..samples), sink)) < buffer.len()
+    };
+    let mut first = 0;
+    if !fits(0) && fits(samples) {
+        // Estimate how many of the oldest samples to leave out, then settle it exactly.
+        let mut excess =
+            length_of(|sink| write_json(&stats, Some(0..samples), sink)) - (buffer.len() - 1);
+        timeline::for_each_sample(0..samples, |sample| {
+            if excess > 0 {
+                let length = length_of(|sink| {
+                    write_sample(
+                        sink,
+                        sample.time_ms,
+                        sample.resident_bytes,
+                        sample.live_bytes(),
+                    )
+                });
+                excess = excess.saturating_sub(length + SAMPLE_SEPARATOR.len());
+                first += 1;
+            }
+        });
+        while first < samples && !fits(first) {
+            first += 1;
+        }
+    }
+    let mut sink = BufferSink::new(buffer);
+    write_json(&stats, Some(first..samples), &mut sink);
+    sink.finish()
+}
+
+/// The longest a timeline sample of the registered domains can be.
+fn widest_sample_length() -> usize {
+    let live = Domain::all().map(|domain| (domain, u64::MAX));
+    length_of(|sink| write_sample(sink, u64::MAX, u64::MAX, live))
+}
+
+/// The human table in a caller's buffer, for `tm_stats_text` and [`crate::stats_text`]: an
+/// empty buffer asks for an upper bound on its length that holds for a later call however the
+/// figures change (every figure at its widest, every size class holding blocks); otherwise as
+/// `snprintf` writes, NUL-terminated, returning the whole length.
+pub fn table_into(buffer: &mut [u8]) -> usize {
+    let stats = stats::snapshot();
+    if buffer.is_empty() {
+        return length_of(|sink| write_table(&stats.saturated(), sink));
+    }
+    let mut sink = BufferSink::new(buffer);
+    write_table(&stats, &mut sink);
+    sink.finish()
+}
+
+const SAMPLE_SEPARATOR: &[u8] = b", ";
+
 /// Writes `stats` as JSON (schema version [`crate::stats::SCHEMA_VERSION`]), with the sampler's
-/// timeline when `with_timeline` is set (an empty list if no sampler ran).
-pub fn write_json(stats: &Stats, with_timeline: bool, sink: &mut impl Sink) {
+/// timeline samples in `timeline` (oldest first, from 0) when it is given: an empty list if no
+/// sampler ran.
+pub fn write_json(stats: &Stats, timeline: Option<Range<usize>>, sink: &mut impl Sink) {
     sink.put(b"{\"version\": ");
     decimal(sink, stats.version as u64);
     sink.put(b", \"domains\": {");
@@ -193,33 +292,48 @@ pub fn write_json(stats: &Stats, with_timeline: bool, sink: &mut impl Sink) {
     );
     flag(sink, b"accounting_enabled", process.accounting_enabled);
     sink.put(b"}");
-    if with_timeline {
+    if let Some(range) = timeline {
         sink.put(b", \"timeline\": [");
         let mut first_sample = true;
-        timeline::for_each_sample(|sample| {
+        timeline::for_each_sample(range, |sample| {
             if !first_sample {
-                sink.put(b", ");
+                sink.put(SAMPLE_SEPARATOR);
             }
             first_sample = false;
-            sink.put(b"{");
-            let first = &mut true;
-            field(sink, first, b"time_ms", sample.time_ms);
-            field(sink, first, b"resident_bytes", sample.resident_bytes);
-            sink.put(b", \"live_bytes\": {");
-            for (index, (domain, live)) in sample.live_bytes().enumerate() {
-                if index > 0 {
-                    sink.put(b", ");
-                }
-                sink.put(b"\"");
-                sink.put(domain.name_bytes());
-                sink.put(b"\": ");
-                decimal(sink, live);
-            }
-            sink.put(b"}}");
+            write_sample(
+                sink,
+                sample.time_ms,
+                sample.resident_bytes,
+                sample.live_bytes(),
+            );
         });
         sink.put(b"]");
     }
     sink.put(b"}\n");
+}
+
+/// One timeline sample as a JSON object.
+fn write_sample(
+    sink: &mut impl Sink,
+    time_ms: u64,
+    resident_bytes: u64,
+    live_bytes: impl Iterator<Item = (Domain, u64)>,
+) {
+    sink.put(b"{");
+    let first = &mut true;
+    field(sink, first, b"time_ms", time_ms);
+    field(sink, first, b"resident_bytes", resident_bytes);
+    sink.put(b", \"live_bytes\": {");
+    for (index, (domain, live)) in live_bytes.enumerate() {
+        if index > 0 {
+            sink.put(b", ");
+        }
+        sink.put(b"\"");
+        sink.put(domain.name_bytes());
+        sink.put(b"\": ");
+        decimal(sink, live);
+    }
+    sink.put(b"}}");
 }
 
 /// Writes the human table: one row per domain, the size classes that hold blocks, the process.
@@ -308,7 +422,7 @@ mod tests {
         let stats = crate::stats::snapshot();
         let mut buffer = vec![0u8; 1 << 16];
         let mut sink = BufferSink::new(&mut buffer);
-        write_json(&stats, false, &mut sink);
+        write_json(&stats, None, &mut sink);
         let length = sink.finish();
         let ours: serde_json::Value = serde_json::from_slice(&buffer[..length]).unwrap();
         let theirs = serde_json::to_value(&stats).unwrap();

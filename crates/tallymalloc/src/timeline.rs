@@ -144,21 +144,34 @@ fn thin(store: &mut Store) {
     store.stride *= 2;
 }
 
-/// Calls `visit` with every sample, oldest first (none if no sampler ran).
-pub fn for_each_sample(mut visit: impl FnMut(&Sample<'_>)) {
+/// Calls `visit` with the samples whose indices (oldest first, from 0) lie in `range`: none if
+/// no sampler ran. Samples only ever go on the end, so a range read once names the same samples
+/// later, until the store is thinned (L2).
+pub fn for_each_sample(range: core::ops::Range<usize>, mut visit: impl FnMut(&Sample<'_>)) {
     let store = STORE.lock();
     let mut read = 0usize;
-    while read < store.used {
+    let mut index = 0usize;
+    while read < store.used && index < range.end {
         // SAFETY: L1: we hold the lock; records lie in [0, used).
         unsafe {
             let words = store.words.add(read);
             let count = *words.add(2) as usize;
-            visit(&Sample {
-                time_ms: *words,
-                resident_bytes: *words.add(1),
-                live: core::slice::from_raw_parts(words.add(3), count),
-            });
+            if index >= range.start {
+                visit(&Sample {
+                    time_ms: *words,
+                    resident_bytes: *words.add(1),
+                    live: core::slice::from_raw_parts(words.add(3), count),
+                });
+            }
             read += 3 + count;
         }
+        index += 1;
     }
+}
+
+/// How many samples the timeline holds now.
+pub fn sample_count() -> usize {
+    let mut count = 0;
+    for_each_sample(0..usize::MAX, |_| count += 1);
+    count
 }

@@ -105,7 +105,9 @@ int main(void) {
   size_t needed = tm_stats_json(NULL, 0);
   CHECK(needed > 100);
   char small[16];
-  CHECK(tm_stats_json(small, sizeof small) >= needed - 64 && small[15] == '\0');
+  /* Too small even without a timeline: cut, and the whole length (within the bound) said. */
+  size_t whole = tm_stats_json(small, sizeof small);
+  CHECK(whole >= sizeof small && whole <= needed && small[15] == '\0');
   char *json = malloc(needed + 4096);
   size_t written = tm_stats_json(json, needed + 4096);
   CHECK(written < needed + 4096 && json[written] == '\0');
