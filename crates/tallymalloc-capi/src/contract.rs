@@ -20,11 +20,15 @@ fn pointer_or_null(block: Option<ptr::NonNull<u8>>) -> *mut c_void {
     block.map_or(ptr::null_mut(), |block| block.as_ptr().cast())
 }
 
-/// Whether `block` may be passed to the core; reports it (and maybe aborts) if not.
+/// Whether `block` may be passed to the core: ours, and the start of a block. Reports it (and
+/// maybe aborts) if not.
 #[inline(always)]
 pub fn accept(function: &[u8], block: *const c_void) -> bool {
-    if core_allocator::is_ours(block.cast()) {
+    if core_allocator::is_block_start(block.cast()) {
         true
+    } else if core_allocator::is_ours(block.cast()) {
+        core_allocator::report_not_a_block_start(function, block as usize);
+        false
     } else {
         core_allocator::report_invalid_pointer(function, block as usize);
         false

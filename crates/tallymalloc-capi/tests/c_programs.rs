@@ -4,6 +4,7 @@
 mod common;
 
 use common::{command_with, compile, run_ok, run_with_timeout, scratch, source, Linkage};
+use std::process::Output;
 
 const BOTH: [Linkage; 2] = [Linkage::Linked, Linkage::Preloaded];
 
@@ -344,4 +345,85 @@ fn secure_mode_shuffles_fresh_blocks_and_guards_segments() {
             );
         }
     }
+}
+
+/// Runs `interior.c` with `arguments` under `library` (preloaded) with `environment`.
+fn run_interior(
+    library: &std::path::Path,
+    arguments: &[&str],
+    environment: &[(&str, &str)],
+) -> Output {
+    let binary = scratch().join("interior");
+    compile(&[source("interior.c")], &binary, None, &[]);
+    let mut command = std::process::Command::new(&binary);
+    command.args(arguments).env("LD_PRELOAD", library);
+    for (name, value) in environment {
+        command.env(name, value);
+    }
+    run_with_timeout(command, 120).0
+}
+
+#[test]
+fn interior_frees_are_reported_and_never_overlap_blocks() {
+    for linkage in BOTH {
+        let (stdout, stderr) = build_and_run("interior.c", linkage, &["all"]);
+        assert!(stdout.contains("checks passed"), "{stdout}");
+        // Every interior pointer printed was reported by free, realloc and usable_size.
+        for line in stdout.lines().filter(|line| line.starts_with("interior ")) {
+            let address = line.rsplit(' ').next().unwrap();
+            for function in ["free", "realloc", "malloc_usable_size"] {
+                let report = format!(
+                    "tallymalloc: {function}(): invalid pointer {address} (inside tallymalloc's \
+                     memory, not the start of a block; ignored)"
+                );
+                assert!(stderr.contains(&report), "no report {report}:\n{stderr}");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_issue_snippet_keeps_its_neighbour_in_every_mode() {
+    let normal = run_interior(&common::library(), &["one"], &[]);
+    let stdout = String::from_utf8_lossy(&normal.stdout);
+    assert!(stdout.contains("b intact, survived"), "{stdout}");
+    // Secure mode (on the normal library and built in) and TALLYMALLOC_ON_ERROR=abort stop
+    // the program at the free, naming the pointer.
+    let library = common::library();
+    let hardened = common::hardened_library();
+    let secure_option = [("TALLYMALLOC_SECURE", "1")];
+    let abort_option = [("TALLYMALLOC_ON_ERROR", "abort")];
+    let aborting = [
+        (&library, &secure_option[..], "aborting: secure mode"),
+        (&hardened, &[][..], "aborting: secure mode"),
+        (&library, &abort_option[..], "TALLYMALLOC_ON_ERROR=abort"),
+    ];
+    for (library, environment, why) in aborting {
+        let output = run_interior(library, &["one"], environment);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success() && !stdout.contains("survived"),
+            "{environment:?}: {stdout}"
+        );
+        let address = stdout.lines().next().unwrap().rsplit(' ').next().unwrap();
+        assert!(
+            stderr.contains(&format!("free(): invalid pointer {address} (inside")),
+            "{stderr}"
+        );
+        assert!(stderr.contains(why), "{environment:?}: {stderr}");
+    }
+    // Debug mode names it an interior pointer, with the block it is inside.
+    let debug = run_interior(
+        &common::library(),
+        &["one"],
+        &[
+            ("TALLYMALLOC_DEBUG", "1"),
+            ("TALLYMALLOC_ON_ERROR", "report"),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&debug.stdout);
+    let stderr = String::from_utf8_lossy(&debug.stderr);
+    assert!(stdout.contains("b intact, survived"), "{stdout}\n{stderr}");
+    assert!(stderr.to_lowercase().contains("interior"), "{stderr}");
 }

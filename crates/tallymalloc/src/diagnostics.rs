@@ -129,6 +129,34 @@ pub fn report_invalid_pointer(function: &[u8], address: usize) {
     }
 }
 
+/// Reports that `function` was given `address`, which lies in tallymalloc's memory but starts
+/// no block (inside one, in a page's slack, in a segment's header): one line, then it is
+/// ignored, as an invalid pointer is. Secure mode and the hardened build abort, as for a double
+/// free; so does `TALLYMALLOC_ON_ERROR=abort`. (Debug mode reports these itself, with stacks.)
+#[cold]
+pub fn report_not_a_block_start(function: &[u8], address: usize) {
+    INVALID_POINTERS.fetch_add(1, Ordering::Relaxed);
+    let abort =
+        crate::secure::active() || crate::options::on_error() == crate::options::OnError::Abort;
+    let mut line = Line::new();
+    line.text(b"tallymalloc: ")
+        .text(function)
+        .text(b"(): invalid pointer ")
+        .hex(address)
+        .text(if abort {
+            b" (inside tallymalloc's memory, not the start of a block)\n".as_slice()
+        } else {
+            b" (inside tallymalloc's memory, not the start of a block; ignored)\n".as_slice()
+        });
+    line.write_to_stderr();
+    if crate::secure::active() {
+        fatal(b"aborting: secure mode");
+    }
+    if abort {
+        fatal(b"aborting: TALLYMALLOC_ON_ERROR=abort");
+    }
+}
+
 /// Reports that `function` was given `id`, which names no registered domain; the caller then
 /// does what its contract says (a free still frees the block through its own family).
 #[cold]

@@ -581,7 +581,10 @@ unsafe fn free_owned<const SECURE: bool>(domain: usize, address: *mut u8) -> boo
     unsafe {
         let segment = segment_of(address);
         let page = (*segment).page_of(address);
-        if (*page).owner.load(Ordering::Relaxed) != heap as usize | flags {
+        // Not the start of a block (P6): the slow path reports it.
+        if (*page).owner.load(Ordering::Relaxed) != heap as usize | flags
+            || !(*page).is_own_block_start(address)
+        {
             return false;
         }
         (*heap).counters.count_fast_free((*page).class as usize);
@@ -703,6 +706,9 @@ unsafe fn free_slow(family: usize, address: *mut u8) {
     unsafe {
         let segment = segment_of(address);
         if (*segment).kind == SegmentKind::Huge {
+            if address != (*segment).pages[0].area {
+                return crate::diagnostics::report_not_a_block_start(b"free", address as usize);
+            }
             let owner_domain = (*segment).pages[0].domain as usize;
             if owner_domain != family {
                 crate::domain::mismatch(b"free", family, owner_domain, address as usize);
@@ -727,6 +733,9 @@ pub unsafe fn free_in_own_domain(domain: usize, address: *mut u8) {
     unsafe {
         let segment = segment_of(address);
         if (*segment).kind == SegmentKind::Huge {
+            if address != (*segment).pages[0].area {
+                return crate::diagnostics::report_not_a_block_start(b"free", address as usize);
+            }
             free_huge(domain, segment);
         } else {
             free_in_page(domain, (*segment).page_of(address), address);
@@ -762,14 +771,13 @@ unsafe fn free_huge(domain: usize, segment: *mut Segment) {
 /// `address` must be a live block of `domain` in `page`, a small, medium or large page.
 #[inline(always)]
 unsafe fn free_in_page(domain: usize, page: *mut Page, address: *mut u8) {
+    // SAFETY: the caller's contract: the page is mapped (S2).
+    let Some(block) = (unsafe { block_at(page, address) }) else {
+        return crate::diagnostics::report_not_a_block_start(b"free", address as usize);
+    };
     let mine = counting_heap(domain);
     // SAFETY: the caller's contract.
     unsafe {
-        let block = if (*page).flags() & FLAG_HAS_ALIGNED != 0 {
-            (*page).block_start(address)
-        } else {
-            address
-        };
         let (class, block_size) = ((*page).class as usize, (*page).block_size);
         if mine == thread::empty_domain_heap() {
             stats::count_orphan_free(domain, class, block_size);
@@ -784,6 +792,43 @@ unsafe fn free_in_page(domain: usize, page: *mut Page, address: *mut u8) {
             (*page).check_remote_free(block.cast());
         }
         (*page).free_remote(block.cast());
+    }
+}
+
+/// The block of `page` that a free of `address` frees: `address` itself if it starts a carved
+/// block (P6), or on a page that hands out aligned offsets the block that holds it; `None` for
+/// any other address, which must not reach a free list.
+///
+/// # Safety
+/// `page` must be a mapped page of a segment of ours.
+#[inline(always)]
+unsafe fn block_at(page: *mut Page, address: *mut u8) -> Option<*mut u8> {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let block = if (*page).flags() & FLAG_HAS_ALIGNED != 0 && address >= (*page).area {
+            (*page).block_start(address)
+        } else {
+            address
+        };
+        ((*page).in_use && (*page).is_block_start(block)).then_some(block)
+    }
+}
+
+/// Whether `address`, in a registered segment, is where a block of ours starts, or lies in
+/// one handed out at an offset for alignment: what `free`, `realloc` and `malloc_usable_size`
+/// accept. (A freed block still starts where it did; blocks carry no mark of being live.)
+///
+/// # Safety
+/// `address` must lie in the first `SEGMENT_SIZE` of a registered segment (`registry.rs`).
+pub unsafe fn is_block(address: usize) -> bool {
+    let address = address as *mut u8;
+    // SAFETY: the caller's contract: the segment's header and pages are mapped (S2).
+    unsafe {
+        let segment = segment_of(address);
+        if (*segment).kind == SegmentKind::Huge {
+            return address == (*segment).pages[0].area;
+        }
+        block_at((*segment).page_of(address), address).is_some()
     }
 }
 
@@ -1062,7 +1107,7 @@ impl DomainHeap {
                 self.queue_remove((*page).class as usize, page);
             }
             self.counters
-                .count_emptied_page((*page).capacity as usize * (*page).block_size);
+                .count_emptied_page((*page).capacity() * (*page).block_size);
             let heap = self.pages().heap;
             (*heap).return_page(page);
         }

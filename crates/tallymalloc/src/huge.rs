@@ -220,7 +220,7 @@ unsafe fn describe(segment: *mut Segment, offset: usize, domain: usize) -> *mut 
         page.in_use = true;
         page.domain = domain as u8;
         page.used = 1;
-        page.capacity = 1;
+        page.set_capacity(1);
         page.reserved = 1;
         area
     }

@@ -63,7 +63,9 @@ mod timeline;
 
 pub use buffer::{Buffer, OutOfMemory, RawBuffer};
 pub use debug::ErrorKind as DebugErrorKind;
-pub use diagnostics::{invalid_pointer_count, report_invalid_pointer, report_unknown_domain};
+pub use diagnostics::{
+    invalid_pointer_count, report_invalid_pointer, report_not_a_block_start, report_unknown_domain,
+};
 pub use domain::{
     is_valid_name as is_valid_domain_name, on_mismatch, set_on_mismatch, Domain, DomainError,
     OnMismatch, MAX_DOMAINS, MAX_NAME_LEN as MAX_DOMAIN_NAME_LEN,
@@ -430,6 +432,19 @@ pub unsafe fn usable_size(address: *const u8) -> usize {
 /// out, false for null, the stack, other allocators' blocks, and unmapped memory. O(1), no lock.
 pub fn is_ours(address: *const u8) -> bool {
     registry::contains(address as usize)
+}
+
+/// Whether `address` is where one of our blocks starts (or lies in a block handed out at an
+/// offset for alignment): what `free`, `realloc` and `usable_size` may be given. False for
+/// addresses that are not ours and for those inside our memory that start no block (inside a
+/// block, in a page's slack, in a segment's header), which the C library reports and ignores.
+/// Blocks carry no mark of being live, so a freed block's start still counts. In debug mode
+/// blocks are checked by debug mode itself, and this is true for every address of ours.
+pub fn is_block_start(address: *const u8) -> bool {
+    let address = address as usize;
+    // SAFETY: the registry says the address lies in a live segment of ours; only that
+    // segment's header is read, never the memory at `address`.
+    registry::contains(address) && (debug::active() || unsafe { domain_heap::is_block(address) })
 }
 
 /// Reads the options from the environment and sets up process-wide state, if not done yet.

@@ -26,6 +26,10 @@
 //!   without the bit.
 //! - **P5 carving**: blocks `[0, capacity)` of the area have been carved; `capacity <=
 //!   reserved = area_size / block_size`. Blocks past `capacity` have never been written.
+//! - **P6 block starts**: [`Page::is_block_start`] is true exactly for the starts of the
+//!   carved blocks `[0, capacity)`, for any address whatever (see [`block_magic`] for why), so
+//!   a free of an address inside a block, in the page's slack or in its segment's header is
+//!   told apart from a block's free without a division, and never reaches a free list.
 //! - **P4 delayed-free tag**: the low two bits of `thread_free` say how a remote free must
 //!   tell the owner about it (see [`DelayedFree`]). While the tag is `DelayedFreeing` the owner
 //!   neither abandons the page nor frees its heap.
@@ -39,6 +43,39 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 #[repr(C)]
 pub struct Block {
     pub next: *mut Block,
+}
+
+/// The largest power of two that divides a class's block size is at most this power
+/// (`LARGE_MAX` is 2^19), the rotation of the block-start check.
+const MAGIC_ROTATION: u32 = 19;
+const _: () = assert!(crate::size_class::LARGE_MAX <= 1 << MAGIC_ROTATION);
+
+/// The multiplier of the block-start check (P6) for blocks of `block_size` bytes.
+///
+/// Write the size as `o << s` with `o` odd. The multiplier is `o`'s inverse modulo 2^64 shifted
+/// left by `19 - s`. For an offset `n = k * size` from the area's start, `n * magic` is then
+/// exactly `k << 19`, and rotating it right by 19 gives `k`, which is below `capacity` when the
+/// block is carved. Multiplying by an odd number is a bijection of 64-bit words and so is a
+/// rotation; the shift loses only the top `19 - s` bits (s is at least 3), so any other offset
+/// of less than 2^47 either way from the area's start either leaves nonzero bits below bit 19,
+/// which the rotation puts at the top, or gives no `k` a page can hold. (snmalloc
+/// checks that a freed pointer starts an object with a multiplication for the same reason: a
+/// division would cost tens of cycles on every free.) Zero for a size of zero, which no
+/// address passes.
+pub fn block_magic(block_size: usize) -> usize {
+    if block_size == 0 {
+        return 0;
+    }
+    let shift = block_size.trailing_zeros();
+    debug_assert!(shift <= MAGIC_ROTATION);
+    let odd = block_size >> shift;
+    // Newton's iteration doubles the correct low bits of the inverse each round: an odd number
+    // is its own inverse modulo 8, so five rounds reach 64 bits.
+    let mut inverse = odd;
+    for _ in 0..5 {
+        inverse = inverse.wrapping_mul(2usize.wrapping_sub(odd.wrapping_mul(inverse)));
+    }
+    inverse << (MAGIC_ROTATION - shift)
 }
 
 /// The page is on its heap's full list: a free into it must move it back (slow path).
@@ -111,11 +148,16 @@ pub struct Page {
     pub in_use: bool,
     /// The domain every block of the page belongs to; constant while the page is in use (P1).
     pub domain: u8,
-    pub capacity: u32,
+    /// Blocks carved so far (P5). Written by the owner only (P1), but atomic, since a thread
+    /// freeing a block of the page reads it for the block-start check (P6); a word, so that
+    /// the free fast path compares with it in one instruction.
+    pub capacity: AtomicUsize,
     pub block_size: usize,
     pub area: *mut u8,
     /// Secure mode's list key (secure.rs, E2); 0 on normal pages, whose links are plain.
     pub key: usize,
+    /// The block-start check's multiplier for `block_size` (P6, [`block_magic`]).
+    pub block_magic: usize,
     /// Links in the heap's queue for this class, its full list or its purge list (owner only).
     pub next: *mut Page,
     pub prev: *mut Page,
@@ -148,10 +190,11 @@ impl Page {
             free_is_zero: false,
             in_use: false,
             domain: 0,
-            capacity: 0,
+            capacity: AtomicUsize::new(0),
             block_size: 0,
             area: ptr::null_mut(),
             key: 0,
+            block_magic: 0,
             next: ptr::null_mut(),
             prev: ptr::null_mut(),
             area_size: 0,
@@ -181,13 +224,26 @@ impl Page {
         self.in_use = true;
         self.domain = domain;
         self.block_size = block_size;
-        self.capacity = 0;
+        self.block_magic = block_magic(block_size);
+        self.set_capacity(0);
         self.reserved = (self.area_size / block_size) as u32;
         self.next = ptr::null_mut();
         self.prev = ptr::null_mut();
         self.thread_free
             .store(DelayedFree::None as usize, Ordering::Relaxed);
         self.owner.store(heap as usize, Ordering::Release);
+    }
+
+    /// Blocks carved so far (P5), read from any thread.
+    #[inline(always)]
+    pub fn capacity(&self) -> usize {
+        self.capacity.load(Ordering::Relaxed)
+    }
+
+    /// Sets the count of carved blocks (owner only, P1). Relaxed: a thread freeing a block got
+    /// it through whatever ordered its carving before.
+    pub fn set_capacity(&self, blocks: usize) {
+        self.capacity.store(blocks, Ordering::Relaxed);
     }
 
     /// The `FLAG_*` bits.
@@ -260,7 +316,7 @@ impl Page {
 
     /// Carves the next batch of never-used blocks onto `free` (P5). Returns whether any were.
     pub fn extend(&mut self) -> bool {
-        let remaining = (self.reserved - self.capacity) as usize;
+        let remaining = self.reserved as usize - self.capacity();
         if remaining == 0 {
             return false;
         }
@@ -275,7 +331,7 @@ impl Page {
         // Writing the link words of blocks [capacity, capacity + count) is the carving.
         // SAFETY: P5: those blocks lie inside the area and nobody holds them.
         unsafe {
-            let first = self.area.add(self.capacity as usize * size);
+            let first = self.area.add(self.capacity() * size);
             for index in 0..count - 1 {
                 let block = first.add(index * size).cast::<Block>();
                 (*block).next = first.add((index + 1) * size).cast();
@@ -285,7 +341,7 @@ impl Page {
             self.free_is_zero = self.memory_is_zero && (self.free.is_null() || self.free_is_zero);
             self.free = first.cast();
         }
-        self.capacity += count as u32;
+        self.set_capacity(self.capacity() + count);
         true
     }
 
@@ -293,14 +349,16 @@ impl Page {
     /// encoded (E2).
     fn extend_shuffled(&mut self, count: usize) {
         debug_assert!(count > 0);
-        let mut order =
-            secure::Interleaving::new(count, secure::Shuffle::new(self.key, self.capacity));
+        let mut order = secure::Interleaving::new(
+            count,
+            secure::Shuffle::new(self.key, self.capacity() as u32),
+        );
         let size = self.block_size;
         // Writing the links of blocks [capacity, capacity + count) is the carving.
         // `order` hands out each index below `count` once.
         // SAFETY: P5: those blocks lie inside the area and nobody holds them.
         unsafe {
-            let first = self.area.add(self.capacity as usize * size);
+            let first = self.area.add(self.capacity() * size);
             let block_at = |index: usize| first.add(index * size).cast::<Block>();
             let head = block_at(order.next().unwrap_or(0));
             let mut last = head;
@@ -313,7 +371,7 @@ impl Page {
             self.free = head;
         }
         self.free_is_zero = false;
-        self.capacity += count as u32;
+        self.set_capacity(self.capacity() + count);
     }
 
     /// Whether other threads freed blocks that [`Self::collect`] would take.
@@ -445,7 +503,7 @@ impl Page {
         self.collect();
         let mut candidate = self.free;
         let mut steps = 0;
-        while !candidate.is_null() && steps <= self.capacity {
+        while !candidate.is_null() && steps <= self.capacity() {
             if candidate == block {
                 return true;
             }
@@ -453,6 +511,32 @@ impl Page {
             steps += 1;
         }
         false
+    }
+
+    /// Whether `address` is the start of one of the carved blocks (P6): one subtraction, one
+    /// multiplication, one rotation and one comparison.
+    #[inline(always)]
+    pub fn is_block_start(&self, address: *const u8) -> bool {
+        self.block_index(address) < self.capacity()
+    }
+
+    /// [`Self::is_block_start`] for the page's owner, on the free fast path: it reads
+    /// `capacity` as a plain word, which the compare can take from memory (an atomic load
+    /// costs an instruction more).
+    #[inline(always)]
+    pub fn is_own_block_start(&self, address: *const u8) -> bool {
+        // SAFETY: P1: only the owner writes `capacity`, and the caller is the owner, so no
+        // write can race this read.
+        self.block_index(address) < unsafe { *self.capacity.as_ptr() }
+    }
+
+    /// The index of the block `address` starts, or a number no page reaches (P6).
+    #[inline(always)]
+    fn block_index(&self, address: *const u8) -> usize {
+        let offset = (address as usize).wrapping_sub(self.area as usize);
+        offset
+            .wrapping_mul(self.block_magic)
+            .rotate_right(MAGIC_ROTATION)
     }
 
     /// The start of the block that holds `address` (for pages that hand out aligned offsets).
@@ -471,7 +555,7 @@ impl Page {
     /// Whether every block is carved and allocated (but maybe freed by other threads and not
     /// yet collected).
     pub fn is_exhausted(&self) -> bool {
-        self.free.is_null() && self.capacity == self.reserved
+        self.free.is_null() && self.capacity() == self.reserved as usize
     }
 
     /// Frees `block` from a thread that does not own the page (any thread, lock-free).
@@ -600,6 +684,51 @@ impl Page {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// P6 against division, for every class: every offset near the area (in 8-byte steps, and
+    /// every byte of the first blocks), before it, and far away either way.
+    #[test]
+    fn block_start_check_agrees_with_division() {
+        use crate::size_class::{class_size, CLASS_COUNT};
+        let mut page = Page::empty();
+        page.area = 0x2000_0040_0000 as *mut u8;
+        for class in 0..CLASS_COUNT {
+            let size = class_size(class);
+            page.block_magic = block_magic(size);
+            let area_size: usize = if size <= 8 << 10 {
+                64 << 10
+            } else {
+                (4 << 20) - (64 << 10)
+            };
+            let reserved = area_size / size;
+            for capacity in [0, 1, reserved / 2 + 1, reserved] {
+                page.set_capacity(capacity);
+                let expected = |offset: isize| {
+                    offset >= 0
+                        && offset as usize % size == 0
+                        && (offset as usize / size) < capacity
+                };
+                let near = (-(64 << 10) - 2 * size as isize..(area_size + 2 * size) as isize)
+                    .step_by(8)
+                    .chain(-64..(3 * size as isize).min(4096));
+                let far = [
+                    1isize << 46,
+                    -(1 << 46),
+                    (1 << 47) - 8,
+                    -(1 << 47) + 8,
+                    1 << 40,
+                ];
+                for offset in near.chain(far) {
+                    let address = (page.area as usize).wrapping_add_signed(offset) as *const u8;
+                    assert_eq!(
+                        page.is_block_start(address),
+                        expected(offset),
+                        "class size {size}, capacity {capacity}, offset {offset}"
+                    );
+                }
+            }
+        }
+    }
 
     /// A page over a plain buffer, for testing the list logic without segments.
     fn page_over(buffer: &mut [u64], block_size: usize) -> Page {

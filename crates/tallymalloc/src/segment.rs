@@ -247,7 +247,7 @@ impl Segment {
         debug_assert!(page.in_use && page.live_blocks() == 0);
         page.in_use = false;
         page.owner.store(0, Ordering::Relaxed);
-        if page.capacity > 0 {
+        if page.capacity() > 0 {
             page.memory_is_zero = false;
         } else if page.memory_is_zero {
             // Never written: it stops counting as committed (S5).
