@@ -17,7 +17,8 @@
  *   valid. realloc(NULL, n) is malloc(n). realloc(p, 0) frees p and returns NULL, as glibc's
  *   does (errno is left alone).
  * - Every block of more than 8 bytes is 16-byte aligned. Aligned allocation takes any power of
- *   two up to TM_MAX_ALIGNMENT. An alignment that is not a power of two makes aligned_alloc
+ *   two up to TM_MAX_ALIGNMENT (2^45; from 4 MiB on, each block gets a mapping placed for
+ *   it, so whether one can be had is the kernel's answer). An alignment that is not a power of two makes aligned_alloc
  *   return NULL with errno EINVAL, and posix_memalign return EINVAL (also for one that is not
  *   a multiple of sizeof(void *)) without touching *memptr. A larger power of two fails as
  *   out of memory. memalign rounds an alignment that is not a power of two up to one, as
@@ -82,7 +83,7 @@ extern "C" {
 #endif
 
 /* The largest alignment tm_aligned_alloc and friends accept: 2 MiB. */
-#define TM_MAX_ALIGNMENT ((size_t)2 << 20)
+#define TM_MAX_ALIGNMENT ((size_t)1 << 45)
 
 /* Allocates size bytes; NULL and errno ENOMEM on failure. */
 void *tm_malloc(size_t size);

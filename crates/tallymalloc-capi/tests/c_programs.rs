@@ -427,3 +427,36 @@ fn the_issue_snippet_keeps_its_neighbour_in_every_mode() {
     assert!(stdout.contains("b intact, survived"), "{stdout}\n{stderr}");
     assert!(stderr.to_lowercase().contains("interior"), "{stderr}");
 }
+
+#[test]
+fn alignments_up_to_a_gibibyte_in_every_mode() {
+    for linkage in BOTH {
+        let (stdout, stderr) = build_and_run("big_alignments.c", linkage, &[]);
+        assert!(stdout.contains("checks passed"), "{stdout}");
+        assert!(stderr.is_empty(), "{stderr}");
+    }
+    let hardened = common::hardened_library();
+    let library = common::library();
+    let secure = [("TALLYMALLOC_SECURE", "1")];
+    // Debug mode's quarantine keeps freed blocks resident, poisoned: none, for the RSS check.
+    let debug = [("TALLYMALLOC_DEBUG", "1"), ("TALLYMALLOC_QUARANTINE", "0")];
+    for (library, environment) in [
+        (&library, &secure[..]),
+        (&hardened, &[][..]),
+        (&library, &debug[..]),
+    ] {
+        let binary = scratch().join("big_alignments-Preloaded");
+        let mut command = std::process::Command::new(&binary);
+        command.env("LD_PRELOAD", library);
+        for (name, value) in environment {
+            command.env(name, value);
+        }
+        let (output, _) = run_with_timeout(command, 300);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success() && stdout.contains("checks passed"),
+            "{environment:?}: {stdout}\n{stderr}"
+        );
+    }
+}

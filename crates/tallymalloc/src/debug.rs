@@ -356,8 +356,19 @@ pub fn allocate(domain: usize, size: usize, align: usize, zero: bool) -> *mut u8
     } else {
         crate::sites::intern(&crate::backtrace::capture(1))
     };
+    // From a segment's alignment on, the header goes just before the boundary the user's
+    // bytes start on (U6 in huge.rs): the core block then lies in its segment's first slot.
+    let (lead, total) = if align >= crate::segment::SEGMENT_SIZE {
+        (HEADER, total - lead + HEADER)
+    } else {
+        (lead, total)
+    };
     IN_LAYER.with(|flag| flag.set(true));
-    let raw = crate::allocate_core(domain, total, align);
+    let raw = if lead < align {
+        crate::allocate_core_led(domain, total, align, lead)
+    } else {
+        crate::allocate_core(domain, total, align)
+    };
     IN_LAYER.with(|flag| flag.set(false));
     if raw.is_null() {
         return raw;
@@ -395,7 +406,13 @@ pub fn allocate(domain: usize, size: usize, align: usize, zero: bool) -> *mut u8
 /// `user` is any pointer (checked here).
 unsafe fn claim(call: &[u8], family: usize, user: *mut u8, release: bool) -> Option<*mut Header> {
     let address = user as usize;
-    if !crate::registry::contains(address) {
+    // A block on a segment boundary has its header, and its core block, in the slot before.
+    let holder = if address & crate::segment::SEGMENT_MASK == 0 {
+        address.wrapping_sub(HEADER)
+    } else {
+        address
+    };
+    if !crate::registry::contains(holder) {
         report(ErrorKind::InvalidPointer, call, address, None);
         return None;
     }
@@ -451,8 +468,24 @@ unsafe fn claim(call: &[u8], family: usize, user: *mut u8, release: bool) -> Opt
     }
 }
 
+/// The size of a debug block's header, which precedes the user's bytes.
+pub const HEADER_SIZE: usize = HEADER;
+
+/// The domain of the live debug block `user`.
+///
+/// # Safety
+/// `user` must be a live debug block (D1).
+pub unsafe fn domain_of(user: *mut u8) -> usize {
+    // SAFETY: the caller's contract: the header precedes the block.
+    unsafe { (*header_of(user)).domain as usize }
+}
+
 /// `user` is ours but no live block starts there: inside one, or nowhere.
 fn report_not_a_block(call: &[u8], user: *mut u8) {
+    if user as usize & crate::segment::SEGMENT_MASK == 0 {
+        // A boundary whose header slot is ours but holds no live block before it.
+        return report(ErrorKind::InvalidPointer, call, user as usize, None);
+    }
     // SAFETY: the registry said the segment is ours, so its header and pages are mapped.
     let start = unsafe {
         let segment = segment_of(user);

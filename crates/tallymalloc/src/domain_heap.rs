@@ -709,11 +709,7 @@ unsafe fn free_slow(family: usize, address: *mut u8) {
             if address != (*segment).pages[0].area {
                 return crate::diagnostics::report_not_a_block_start(b"free", address as usize);
             }
-            let owner_domain = (*segment).pages[0].domain as usize;
-            if owner_domain != family {
-                crate::domain::mismatch(b"free", family, owner_domain, address as usize);
-            }
-            return free_huge(owner_domain, segment);
+            return free_huge_block(family, segment, address);
         }
         let page = (*segment).page_of(address);
         let owner_domain = (*page).domain as usize;
@@ -741,6 +737,22 @@ pub unsafe fn free_in_own_domain(domain: usize, address: *mut u8) {
             free_in_page(domain, (*segment).page_of(address), address);
         }
     }
+}
+
+/// Frees the huge block `address` of `segment` through the `family` family, from any thread,
+/// reporting a mismatch: for the slow path, and for blocks aligned beyond a segment, which
+/// the entry points find by their segment (U6 in huge.rs).
+///
+/// # Safety
+/// `segment` must be the huge segment of the live block `address`.
+pub unsafe fn free_huge_block(family: usize, segment: *mut Segment, address: *mut u8) {
+    // SAFETY: the caller's contract; the header is mapped (S2).
+    let owner_domain = unsafe { (*segment).pages[0].domain as usize };
+    if owner_domain != family {
+        crate::domain::mismatch(b"free", family, owner_domain, address as usize);
+    }
+    // SAFETY: the caller's contract.
+    unsafe { free_huge(owner_domain, segment) }
 }
 
 /// Frees the huge block of `domain` in `segment`, from any thread.

@@ -18,6 +18,13 @@
 //!   so every free reaches `free_slow`, which sends it here.
 //! - **U4**: a huge mapping counts in `os::committed_bytes` from its mapping until it goes back
 //!   to the OS (including while cached).
+//! - **U6**: a block aligned to `SEGMENT_SIZE` or more starts exactly one segment into its
+//!   mapping, on a segment boundary; no other block of ours starts on one (every other block
+//!   lies past its segment's header). `segment_of` of such a block is the block itself, so
+//!   the entry points test for a boundary before masking, and find the header one segment
+//!   before it ([`over_aligned_segment`]); the registry marks only the header's slot, so the
+//!   C library's registry test sends these frees to its slow path. `free` of the Rust API
+//!   tests the boundary instead of null (the same one instruction: null is a boundary).
 //! - **U5**: in secure mode a huge block stops one OS page short of its mapping's end, and that
 //!   page is a guard (`PROT_NONE`) while the block is live, so an overflow off its end faults.
 //!   `mremap` cannot take a range whose pages differ in protection, so the guard is lifted
@@ -31,11 +38,34 @@ use crate::secure;
 use crate::segment::{segment_of, Segment, SegmentKind, HEADER_RESERVE, SEGMENT_SIZE};
 use core::ptr::{self, NonNull};
 
-/// The largest alignment any allocation may ask for.
-pub const MAX_ALIGN: usize = SEGMENT_SIZE / 2;
+/// The largest alignment any allocation may ask for: a quarter of the 47-bit user address space
+/// (whether one can be had is the kernel's answer).
+pub const MAX_ALIGN: usize = 1 << 45;
 
+/// Where a block of alignment `align` starts in its mapping: past the header, on the
+/// alignment. From a segment's alignment on, that is one segment in, on a segment boundary
+/// (U6), and the mapping is placed so that this address has the alignment.
 fn block_offset(align: usize) -> usize {
-    HEADER_RESERVE.max(align)
+    HEADER_RESERVE.max(align).min(SEGMENT_SIZE)
+}
+
+/// The huge segment of the block at `address` if `address` is a segment boundary, where only
+/// blocks of alignment `SEGMENT_SIZE` or more start (U6): the registered segment before it,
+/// if that is a huge one whose block starts there. `None` for any other address.
+pub fn over_aligned_segment(address: usize) -> Option<*mut Segment> {
+    if address & (SEGMENT_SIZE - 1) != 0 || address < SEGMENT_SIZE {
+        return None;
+    }
+    let start = address - SEGMENT_SIZE;
+    if !registry::contains(start) {
+        return None;
+    }
+    let segment = start as *mut Segment;
+    // SAFETY: a registered segment's header is mapped (registry.rs).
+    let is_its_block = unsafe {
+        (*segment).kind == SegmentKind::Huge && (*segment).pages[0].area as usize == address
+    };
+    is_its_block.then_some(segment)
 }
 
 fn mapping_size_for(offset: usize, size: usize) -> Option<usize> {
@@ -61,12 +91,34 @@ fn guard_size() -> usize {
 /// for that many leading bytes to be zero (fresh mappings are zero already; cached ones are
 /// cleared).
 pub fn alloc(size: usize, align: usize, zero_bytes: Option<usize>, domain: usize) -> *mut u8 {
-    debug_assert!(align.is_power_of_two() && align <= MAX_ALIGN);
-    let offset = block_offset(align);
-    let Some(mapping_size) = mapping_size_for(offset, size) else {
+    alloc_led(size, align, 0, zero_bytes, domain)
+}
+
+/// As [`alloc`], but it is the address `lead` bytes into the block (a multiple of 16, less
+/// than the header's room) that has the alignment: for debug mode's blocks, whose header
+/// precedes the user's bytes. Beyond a segment's alignment the block starts `lead` bytes
+/// before the segment boundary, so it lies in its segment's first slot like any block.
+pub fn alloc_led(
+    size: usize,
+    align: usize,
+    lead: usize,
+    zero_bytes: Option<usize>,
+    domain: usize,
+) -> *mut u8 {
+    debug_assert!(align.is_power_of_two() && align <= MAX_ALIGN && lead < HEADER_RESERVE);
+    debug_assert!(lead == 0 || align >= SEGMENT_SIZE);
+    let offset = block_offset(align) - lead;
+    // At least a byte, so that even an empty block has its page mapped.
+    let Some(mapping_size) = mapping_size_for(offset, size.max(1)) else {
         return crate::failed();
     };
-    if let Some((start, cached_size)) = huge_cache::take_nearest(mapping_size) {
+    // Cached mappings start on a segment boundary, which serves alignments up to a segment.
+    let cached = if align <= SEGMENT_SIZE {
+        huge_cache::take_nearest(mapping_size)
+    } else {
+        None
+    };
+    if let Some((start, cached_size)) = cached {
         // SAFETY: C1: the cache handed the whole mapping, header intact, to us alone.
         let fitted = unsafe { fit_cached(start, cached_size, mapping_size) };
         if let Some((start, length, reused)) = fitted {
@@ -83,7 +135,13 @@ pub fn alloc(size: usize, align: usize, zero_bytes: Option<usize>, domain: usize
             }
         }
     }
-    let Some(start) = os::reserve_aligned(mapping_size, SEGMENT_SIZE) else {
+    let start = if align <= SEGMENT_SIZE {
+        os::reserve_aligned(mapping_size, SEGMENT_SIZE)
+    } else {
+        // The block, a segment in, gets the alignment; the start is then a segment boundary.
+        os::reserve_aligned_at(mapping_size, align, SEGMENT_SIZE)
+    };
+    let Some(start) = start else {
         return crate::failed();
     };
     // SAFETY: the mapping is fresh and ours.
@@ -267,8 +325,9 @@ pub unsafe fn free(segment: *mut Segment) {
 
 /// Resizes the huge block at `address` to hold `new_size` bytes: into a cached mapping when
 /// it grows enough for that to pay, else in place if the kernel can, else by moving its pages
-/// to a new aligned mapping. Returns the (possibly moved) block,
-/// or null with the block untouched if the OS refuses.
+/// to a new aligned mapping. Returns the (possibly moved) block, or null with the block
+/// untouched if the OS refuses. A block aligned beyond a segment (U6) is resized only in
+/// place; null without `errno` set says the caller must move it.
 ///
 /// # Safety
 /// `segment` must be the huge segment of the live block `address`, owned by the caller (U2).
@@ -329,6 +388,16 @@ unsafe fn resize_unguarded(
         };
         if new_mapping == old_mapping {
             return address;
+        }
+        if offset >= SEGMENT_SIZE {
+            // U6: a block aligned beyond a segment keeps its place or moves by copy (the
+            // caller's), since other mappings are not placed for its alignment.
+            if os::remap_in_place(start, old_mapping, new_mapping) {
+                os::note_committed(new_mapping as isize - old_mapping as isize);
+                (*segment).mapping_size = new_mapping;
+                return describe(segment, offset, domain);
+            }
+            return ptr::null_mut();
         }
         let growth = new_mapping.saturating_sub(old_mapping);
         if growth > 0 && old_mapping - offset <= 2 * growth {

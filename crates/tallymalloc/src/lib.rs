@@ -182,11 +182,12 @@ fn allocate_huge(domain: usize, size: usize, align: usize, zero_bytes: Option<us
 /// `address` must be a live huge block.
 unsafe fn huge_block_size(address: *const u8) -> usize {
     // SAFETY: the caller's contract: the huge header is mapped (U1).
-    unsafe { (*segment_of(address)).pages[0].block_size }
+    unsafe { (*segment_holding(address)).pages[0].block_size }
 }
 
 /// Allocates `size` bytes aligned to `align`, which must be a power of two no larger than
-/// [`MAX_ALIGN`]; `None` otherwise or when memory is exhausted.
+/// [`MAX_ALIGN`] (2^45); `None` otherwise or when memory is exhausted. Alignments from a
+/// segment's (4 MiB) on get a mapping of their own placed for them.
 pub fn aligned_alloc(size: usize, align: usize) -> Option<NonNull<u8>> {
     NonNull::new(allocate_aligned(RAW, size, align, None))
 }
@@ -222,6 +223,18 @@ fn allocate_aligned(
 /// the debug layer, so the slow paths do not hand the request back to it.
 pub(crate) fn allocate_core(domain: usize, size: usize, align: usize) -> *mut u8 {
     allocate_aligned_plain(domain, size, align, None)
+}
+
+/// A core block for debug mode whose address `lead` bytes in is aligned to `align`, a
+/// segment's alignment or more: a huge block a lead short of the boundary (U6 in huge.rs).
+pub(crate) fn allocate_core_led(domain: usize, size: usize, align: usize, lead: usize) -> *mut u8 {
+    let block = huge::alloc_led(size, align, lead, None, domain);
+    if !block.is_null() {
+        // SAFETY: the block was just allocated.
+        let usable = unsafe { huge_block_size(block) };
+        domain_heap::count_huge_allocation(domain, usable);
+    }
+    block
 }
 
 fn allocate_aligned_plain(
@@ -265,11 +278,63 @@ fn allocate_aligned_plain(
 /// `address` must be null or a live block from this allocator, not freed since.
 #[inline]
 pub unsafe fn free(address: *mut u8) {
-    if address.is_null() {
+    // SAFETY: the caller's contract.
+    unsafe { free_in(RAW, address) }
+}
+
+/// Frees a block (or null) through the `domain` family.
+///
+/// # Safety
+/// As [`free`].
+#[inline(always)]
+unsafe fn free_in(domain: usize, address: *mut u8) {
+    // A segment boundary is null or a block aligned beyond a segment (U6 in huge.rs): one test,
+    // as cheap as the null test it replaces.
+    if address as usize & segment::SEGMENT_MASK == 0 {
+        if !free_on_boundary(domain, address) {
+            report_invalid_pointer(b"free", address as usize);
+        }
         return;
     }
     // SAFETY: the caller's contract.
-    unsafe { domain_heap::free(RAW, address) }
+    unsafe { domain_heap::free(domain, address) }
+}
+
+/// Frees what [`free_in`] found on a segment boundary: nothing for null, else a block aligned
+/// beyond a segment (or, in debug mode, whatever debug mode makes of it). Returns false, doing
+/// nothing, for any other address.
+#[cold]
+#[inline(never)]
+fn free_on_boundary(domain: usize, address: *mut u8) -> bool {
+    if address.is_null() {
+        return true;
+    }
+    if debug::active() {
+        let _errno = os::ErrnoGuard::save();
+        // SAFETY: debug mode checks the pointer itself.
+        unsafe { debug::free(domain, address) };
+        return true;
+    }
+    match huge::over_aligned_segment(address as usize) {
+        // SAFETY: the block's own huge segment; the caller frees a live block.
+        Some(segment) => unsafe { domain_heap::free_huge_block(domain, segment, address) },
+        None => return false,
+    }
+    true
+}
+
+/// The header of the segment of the live block `address`: masked, or for a block aligned
+/// beyond a segment, found one segment before it (U6).
+///
+/// # Safety
+/// `address` must be a live block of ours.
+unsafe fn segment_holding(address: *const u8) -> *mut segment::Segment {
+    if address as usize & segment::SEGMENT_MASK == 0 {
+        if let Some(segment) = huge::over_aligned_segment(address as usize) {
+            return segment;
+        }
+    }
+    segment_of(address)
 }
 
 /// Frees `address` if it is one of our blocks and returns true; returns true for null too
@@ -291,7 +356,9 @@ unsafe fn free_checked_in(domain: usize, address: *mut u8) -> bool {
         unsafe { domain_heap::free(domain, address) };
         true
     } else {
-        address.is_null()
+        // Null, a block aligned beyond a segment (whose own slot is not registered, U6), or not
+        // ours.
+        free_on_boundary(domain, address)
     }
 }
 
@@ -341,23 +408,28 @@ unsafe fn reallocate(domain: usize, address: *mut u8, new_size: usize, align: us
         return failed();
     }
     // SAFETY: the caller guarantees a live block of ours.
-    let (usable, owner) = unsafe { (usable_size(address), domain_heap::domain_of(address)) };
+    let (usable, owner) = unsafe { (usable_size(address), block_domain(address)) };
     if owner != domain {
         domain::mismatch(b"realloc", domain, owner, address as usize);
         return move_block(domain, owner, address, usable, new_size, align);
     }
-    let segment = segment_of(address);
     // SAFETY: the block is live, so its segment header is mapped.
+    let segment = unsafe { segment_holding(address) };
+    // SAFETY: as above.
     let is_huge = unsafe { (*segment).kind == SegmentKind::Huge };
     if is_huge && new_size > LARGE_MAX / 2 {
         // SAFETY: the caller owns the live huge block.
         unsafe {
-            let old_size = huge_block_size(address);
+            let old_size = (*segment).pages[0].block_size;
             let resized = huge::resize(segment, address, new_size);
             if !resized.is_null() {
                 domain_heap::count_huge_resize(domain, old_size, huge_block_size(resized));
+                return resized;
             }
-            return resized;
+            // A block aligned beyond a segment that cannot stay in place moves by copy (U6).
+            if address as usize & segment::SEGMENT_MASK != 0 {
+                return resized;
+            }
         }
     }
     if new_size <= usable && (new_size >= usable / 2 || usable <= MIN_ALIGN) {
@@ -398,9 +470,37 @@ fn move_block(
     // SAFETY: both blocks are live and distinct; we copy what both can hold.
     unsafe {
         ptr::copy_nonoverlapping(address, moved, usable.min(new_size));
-        domain_heap::free_in_own_domain(owner, address);
+        free_owned_block(owner, address);
     }
     moved
+}
+
+/// The domain of the live block at `address` (of any kind, U6 included).
+///
+/// # Safety
+/// `address` must be a live block of ours.
+unsafe fn block_domain(address: *const u8) -> usize {
+    // SAFETY: the caller's contract.
+    unsafe {
+        match huge::over_aligned_segment(address as usize) {
+            Some(segment) => (*segment).pages[0].domain as usize,
+            None => domain_heap::domain_of(address),
+        }
+    }
+}
+
+/// Frees the live block at `address` of `domain` (its own), of any kind, from any thread.
+///
+/// # Safety
+/// `address` must be a live block of `domain`.
+unsafe fn free_owned_block(domain: usize, address: *mut u8) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        match huge::over_aligned_segment(address as usize) {
+            Some(segment) => domain_heap::free_huge_block(domain, segment, address),
+            None => domain_heap::free_in_own_domain(domain, address),
+        }
+    }
 }
 
 /// How many bytes the block at `address` can hold: at least what was asked for.
@@ -414,7 +514,7 @@ pub unsafe fn usable_size(address: *const u8) -> usize {
     }
     // SAFETY: the block is live, so its segment header and page are mapped and constant.
     unsafe {
-        let segment = segment_of(address);
+        let segment = segment_holding(address);
         if (*segment).kind == SegmentKind::Huge {
             return huge::usable_size(segment, address);
         }
@@ -431,7 +531,20 @@ pub unsafe fn usable_size(address: *const u8) -> usize {
 /// Whether `address` lies in memory tallymalloc manages: true for every live block it handed
 /// out, false for null, the stack, other allocators' blocks, and unmapped memory. O(1), no lock.
 pub fn is_ours(address: *const u8) -> bool {
-    registry::contains(address as usize)
+    registry::contains(address as usize) || is_over_aligned_block(address as usize)
+}
+
+/// Whether `address` is a block aligned beyond a segment (U6 in huge.rs), or in debug mode a
+/// debug block whose header lies in our memory just before such a boundary. Cold: only
+/// addresses the registry does not know get here.
+#[cold]
+#[inline(never)]
+fn is_over_aligned_block(address: usize) -> bool {
+    if debug::active() {
+        return address & segment::SEGMENT_MASK == 0
+            && registry::contains(address.wrapping_sub(debug::HEADER_SIZE));
+    }
+    huge::over_aligned_segment(address).is_some()
 }
 
 /// Whether `address` is where one of our blocks starts (or lies in a block handed out at an
@@ -444,7 +557,10 @@ pub fn is_block_start(address: *const u8) -> bool {
     let address = address as usize;
     // SAFETY: the registry says the address lies in a live segment of ours; only that
     // segment's header is read, never the memory at `address`.
-    registry::contains(address) && (debug::active() || unsafe { domain_heap::is_block(address) })
+    if !registry::contains(address) {
+        return is_over_aligned_block(address);
+    }
+    debug::active() || unsafe { domain_heap::is_block(address) }
 }
 
 /// Reads the options from the environment and sets up process-wide state, if not done yet.
@@ -522,7 +638,7 @@ pub fn take_timeline_sample() {
 /// `address` must be a live block from this allocator.
 pub unsafe fn domain_of(address: *const u8) -> Domain {
     // SAFETY: the caller's contract; every page's domain is registered.
-    Domain::from_id(unsafe { domain_heap::domain_of(address) }).unwrap_or(Domain::RAW)
+    Domain::from_id(unsafe { block_domain(address) }).unwrap_or(Domain::RAW)
 }
 
 /// Frees the live block at `address` through the family it belongs to, whatever that is
@@ -533,11 +649,10 @@ pub unsafe fn domain_of(address: *const u8) -> Domain {
 pub unsafe fn free_in_own_domain(address: *mut u8) {
     // SAFETY: the caller's contract.
     unsafe {
-        let own = domain_heap::domain_of(address);
         if debug::active() {
-            return debug::free(own, address);
+            return debug::free(debug::domain_of(address), address);
         }
-        domain_heap::free_in_own_domain(own, address)
+        free_owned_block(block_domain(address), address)
     }
 }
 
@@ -587,10 +702,8 @@ impl Domain {
     /// `address` must be null or a live block from this allocator.
     #[inline]
     pub unsafe fn free(self, address: *mut u8) {
-        if !address.is_null() {
-            // SAFETY: the caller's contract.
-            unsafe { domain_heap::free(self.id(), address) }
-        }
+        // SAFETY: the caller's contract.
+        unsafe { free_in(self.id(), address) }
     }
 
     /// Frees `address` and returns true when it is a live block of this domain (or null);
@@ -602,7 +715,11 @@ impl Domain {
     #[inline]
     pub unsafe fn free_if_owned(self, address: *mut u8) -> bool {
         if !registry::contains(address as usize) {
-            return address.is_null();
+            return address.is_null()
+                || (is_over_aligned_block(address as usize)
+                    // SAFETY: ours, and live by the caller's contract.
+                    && unsafe { block_domain(address) } == self.id()
+                    && free_on_boundary(self.id(), address));
         }
         // SAFETY: ours, and live by the caller's contract.
         unsafe { domain_heap::free_if_of(self.id(), address) }
@@ -774,9 +891,40 @@ mod tests {
     }
 
     #[test]
+    fn alignments_beyond_a_segment_work_through_global_alloc() {
+        use core::alloc::{GlobalAlloc, Layout};
+        let mut align = 1usize << 20;
+        while align <= 1 << 30 {
+            for size in [1, 100, 5 << 20] {
+                let layout = Layout::from_size_align(size, align).unwrap();
+                // SAFETY: GlobalAlloc's contract: the layout's size is not zero; each block is
+                // used within its size and freed once with its layout.
+                unsafe {
+                    let block = TallyMalloc.alloc(layout);
+                    assert!(
+                        !block.is_null() && block as usize % align == 0,
+                        "{align} {size}"
+                    );
+                    assert!(is_ours(block) && is_block_start(block));
+                    assert!(usable_size(block) >= size);
+                    block.write_bytes(7, size);
+                    let grown = TallyMalloc.realloc(block, layout, size * 3);
+                    assert_eq!(grown as usize % align, 0);
+                    assert_eq!(*grown.add(size - 1), 7);
+                    assert_eq!(domain_of(grown), Domain::RAW);
+                    grown.add(size * 3 - 1).write(1);
+                    let layout = Layout::from_size_align(size * 3, align).unwrap();
+                    TallyMalloc.dealloc(grown, layout);
+                }
+            }
+            align *= 2;
+        }
+    }
+
+    #[test]
     fn every_alignment_up_to_the_maximum_is_honoured() {
         let mut align = 1;
-        while align <= MAX_ALIGN {
+        while align <= 8 << 20 {
             for size in [0, 1, 7, 24, 100, 1000, 70_000, 600_000] {
                 let block = aligned_alloc(size, align).expect("aligned_alloc");
                 assert_eq!(

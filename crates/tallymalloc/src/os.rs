@@ -77,9 +77,18 @@ pub fn reserve_aligned(size: usize, align: usize) -> Option<NonNull<u8>> {
         RESERVED_BYTES.fetch_add(size, Ordering::Relaxed);
         return Some(hinted);
     }
+    reserve_aligned_at(size, align, 0)
+}
+
+/// Maps `size` bytes (a multiple of the page size) of fresh zeroed memory such that the address
+/// `offset` bytes in is a multiple of `align` (a power of two larger than `offset`, which is a
+/// multiple of the page size): over-reserves `size + align` and trims both ends. For the
+/// alignments beyond a segment, whose blocks sit a segment into their mapping (`huge.rs`).
+pub fn reserve_aligned_at(size: usize, align: usize, offset: usize) -> Option<NonNull<u8>> {
+    debug_assert!(align.is_power_of_two() && offset < align && offset % page_size() == 0);
     let over = size.checked_add(align)?;
     let base = map_anonymous(over)?.as_ptr() as usize;
-    let aligned = (base + align - 1) & !(align - 1);
+    let aligned = ((base + offset + align - 1) & !(align - 1)) - offset;
     let head = aligned - base;
     let tail = over - head - size;
     // [base, base+head) and [aligned+size, base+over) lie inside the mapping just made.
