@@ -27,7 +27,9 @@
  *   stack address, of another allocator's block, of garbage) is not touched. One line goes to
  *   stderr: "tallymalloc: free(): invalid pointer 0x...". The call then does nothing (realloc
  *   returns NULL with errno EINVAL, malloc_usable_size returns 0), or the process aborts when
- *   TALLYMALLOC_ON_ERROR=abort.
+ *   TALLYMALLOC_ON_ERROR=abort. The same holds for a pointer inside one of tallymalloc's blocks
+ *   that is not its start ("... (inside tallymalloc's memory, not the start of a block)"),
+ *   except that secure mode and the hardened build always abort on one.
  * - operator new calls the new_handler and throws std::bad_alloc when it cannot allocate; the
  *   nothrow forms return nullptr (without calling the new_handler). The library does not link
  *   the C++ runtime: it finds std::get_new_handler and std::__throw_bad_alloc in the program.
