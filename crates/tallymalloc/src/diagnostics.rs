@@ -108,25 +108,11 @@ pub fn invalid_pointer_count() -> usize {
 /// line, then the process aborts if `TALLYMALLOC_ON_ERROR=abort`.
 #[cold]
 pub fn report_invalid_pointer(function: &[u8], address: usize) {
-    INVALID_POINTERS.fetch_add(1, Ordering::Relaxed);
     if crate::debug::active() {
+        INVALID_POINTERS.fetch_add(1, Ordering::Relaxed);
         return crate::debug::report_invalid(function, address);
     }
-    let abort = crate::options::on_error() == crate::options::OnError::Abort;
-    let mut line = Line::new();
-    line.text(b"tallymalloc: ")
-        .text(function)
-        .text(b"(): invalid pointer ")
-        .hex(address)
-        .text(if abort {
-            b" (not allocated by tallymalloc)\n".as_slice()
-        } else {
-            b" (not allocated by tallymalloc; ignored)\n".as_slice()
-        });
-    line.write_to_stderr();
-    if abort {
-        fatal(b"aborting: TALLYMALLOC_ON_ERROR=abort");
-    }
+    report_pointer(function, address, b"not allocated by tallymalloc", None);
 }
 
 /// Reports that `function` was given `address`, which lies in tallymalloc's memory but starts
@@ -135,24 +121,33 @@ pub fn report_invalid_pointer(function: &[u8], address: usize) {
 /// free; so does `TALLYMALLOC_ON_ERROR=abort`. (Debug mode reports these itself, with stacks.)
 #[cold]
 pub fn report_not_a_block_start(function: &[u8], address: usize) {
+    let secure = crate::secure::active().then_some(b"aborting: secure mode".as_slice());
+    let what = b"inside tallymalloc's memory, not the start of a block";
+    report_pointer(function, address, what, secure);
+}
+
+/// One line naming `function`, `address` and `what` is wrong with it; then an abort for
+/// `forced_abort`'s reason, or for `TALLYMALLOC_ON_ERROR=abort`, or the pointer is ignored.
+fn report_pointer(function: &[u8], address: usize, what: &[u8], forced_abort: Option<&[u8]>) {
     INVALID_POINTERS.fetch_add(1, Ordering::Relaxed);
-    let abort =
-        crate::secure::active() || crate::options::on_error() == crate::options::OnError::Abort;
+    let on_error_abort = crate::options::on_error() == crate::options::OnError::Abort;
     let mut line = Line::new();
     line.text(b"tallymalloc: ")
         .text(function)
         .text(b"(): invalid pointer ")
         .hex(address)
-        .text(if abort {
-            b" (inside tallymalloc's memory, not the start of a block)\n".as_slice()
+        .text(b" (")
+        .text(what)
+        .text(if forced_abort.is_some() || on_error_abort {
+            b")\n".as_slice()
         } else {
-            b" (inside tallymalloc's memory, not the start of a block; ignored)\n".as_slice()
+            b"; ignored)\n".as_slice()
         });
     line.write_to_stderr();
-    if crate::secure::active() {
-        fatal(b"aborting: secure mode");
+    if let Some(reason) = forced_abort {
+        fatal(reason);
     }
-    if abort {
+    if on_error_abort {
         fatal(b"aborting: TALLYMALLOC_ON_ERROR=abort");
     }
 }

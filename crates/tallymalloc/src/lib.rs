@@ -555,11 +555,11 @@ fn is_over_aligned_block(address: usize) -> bool {
 /// blocks are checked by debug mode itself, and this is true for every address of ours.
 pub fn is_block_start(address: *const u8) -> bool {
     let address = address as usize;
-    // SAFETY: the registry says the address lies in a live segment of ours; only that
-    // segment's header is read, never the memory at `address`.
     if !registry::contains(address) {
         return is_over_aligned_block(address);
     }
+    // SAFETY: the registry says the address lies in a live segment of ours; only that
+    // segment's header is read, never the memory at `address`.
     debug::active() || unsafe { domain_heap::is_block(address) }
 }
 
