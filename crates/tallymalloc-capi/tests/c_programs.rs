@@ -4,7 +4,7 @@
 mod common;
 
 use common::{command_with, compile, run_ok, run_with_timeout, scratch, source, Linkage};
-use std::process::Output;
+use std::process::{Command, Output};
 
 const BOTH: [Linkage; 2] = [Linkage::Linked, Linkage::Preloaded];
 
@@ -58,30 +58,72 @@ fn invalid_pointer_aborts_when_asked() {
     );
 }
 
+/// Three threads allocate and free, a fourth takes the stats, domain, collection and debug
+/// locks, and the purger runs, while the main thread forks 300 times; each child allocates,
+/// frees and takes those locks too (fork.c). A lock held across `fork` by a thread that does
+/// not exist in the child shows as a timeout. Every mode takes its own locks: debug mode its
+/// live-block list, quarantine and site table, the stats timeline its store. The runs go side
+/// by side; each has its own timeout.
 #[test]
-fn fork_from_threads_never_deadlocks() {
-    for linkage in BOTH {
-        let (stdout, _) = build_and_run("fork.c", linkage, &[]);
-        assert!(
-            stdout.contains("100 of 100 children exited cleanly"),
-            "{stdout}"
-        );
+fn fork_while_threads_allocate_in_every_mode() {
+    // With debug assertions (scripts/test's last stage), the library checks the lock order on
+    // every acquisition and runs unoptimised: fewer forks, and no hardened build to run.
+    let forks = if cfg!(debug_assertions) { "40" } else { "300" };
+    let plain = scratch().join("fork-plain");
+    compile(&[source("fork.c")], &plain, None, &[]);
+    let linked = scratch().join("fork-linked");
+    compile(&[source("fork.c")], &linked, Some(Linkage::Linked), &[]);
+    let mut runs: Vec<(&str, Command)> = Vec::new();
+    runs.push(("linked", command_with(Some(Linkage::Linked), &linked)));
+    for (mode, variable, value) in [
+        ("preloaded", "", ""),
+        ("TALLYMALLOC_DEBUG=1", "TALLYMALLOC_DEBUG", "1"),
+        ("TALLYMALLOC_SECURE=1", "TALLYMALLOC_SECURE", "1"),
+        (
+            "TALLYMALLOC_STATS_INTERVAL=1",
+            "TALLYMALLOC_STATS_INTERVAL",
+            "1",
+        ),
+    ] {
+        let mut command = command_with(Some(Linkage::Preloaded), &plain);
+        if !variable.is_empty() {
+            command.env(variable, value);
+        }
+        runs.push((mode, command));
     }
-}
-
-#[test]
-fn fork_while_the_stats_sampler_runs() {
-    // The sampler takes the stats lock every millisecond; children read the stats.
-    let binary = scratch().join("fork-sampled");
-    compile(&[source("fork.c")], &binary, None, &[]);
-    let mut command = command_with(Some(Linkage::Preloaded), &binary);
-    command.env("TALLYMALLOC_STATS_INTERVAL", "1");
-    let output = run_ok(command, "fork.c with the sampler");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        stdout.contains("100 of 100 children exited cleanly"),
-        "{stdout}"
-    );
+    if !cfg!(debug_assertions) {
+        let mut command = Command::new(&plain);
+        command.env("LD_PRELOAD", common::hardened_library());
+        runs.push(("the hardened library", command));
+    }
+    std::thread::scope(|scope| {
+        let runs: Vec<_> = runs
+            .into_iter()
+            .map(|(mode, mut command)| {
+                command.arg(forks);
+                scope.spawn(move || (mode, run_with_timeout(command, 240)))
+            })
+            .collect();
+        for run in runs {
+            let (mode, (output, timed_out)) = run.join().unwrap();
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            assert!(
+                !timed_out && output.status.success(),
+                "fork.c, {mode}: {}{}\n{stdout}\n{}",
+                output.status,
+                if timed_out {
+                    ", timed out (a deadlock)"
+                } else {
+                    ""
+                },
+                String::from_utf8_lossy(&output.stderr)
+            );
+            assert!(
+                stdout.contains(&format!("{forks} of {forks} children exited cleanly")),
+                "fork.c, {mode}: {stdout}"
+            );
+        }
+    });
 }
 
 #[test]

@@ -6,10 +6,11 @@
 //! Invariants:
 //! - **B1**: capturing allocates nothing (the unwinder finds frames through
 //!   `dl_iterate_phdr`, which does not call malloc).
-//! - **B2**: printing allocates nothing in this process: the child is started with `fork` and
-//!   `execvpe` (no posix_spawn file actions, which would call malloc) in an empty environment
-//!   (so it does not load the allocator itself), and its output is read into a buffer on the
-//!   stack.
+//! - **B2**: printing allocates nothing in this process and takes no lock: the child is
+//!   started as `fork` would, but without the fork handlers (which take the allocator's locks,
+//!   one of which the report may hold), then `execvpe` (no posix_spawn file actions, which
+//!   would call malloc) in an empty environment (so it does not load the allocator itself), and
+//!   its output is read into a buffer on the stack.
 
 use crate::diagnostics::Line;
 use core::ffi::{c_int, c_void};
@@ -191,8 +192,8 @@ fn source_line<'a>(
         core::ptr::null(),
         core::ptr::null(),
     ];
-    // SAFETY: the child only calls async-signal-safe functions before exec (B2).
-    let child = unsafe { libc::fork() };
+    // B2: not `fork`.
+    let child = crate::os::fork_without_handlers();
     if child == 0 {
         // SAFETY: in the child: route stdout into the pipe, silence stderr, become addr2line.
         unsafe {

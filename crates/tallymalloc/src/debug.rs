@@ -25,6 +25,7 @@
 
 use crate::diagnostics::{fatal, Line};
 use crate::domain::Domain;
+use crate::lock_registry::Rank;
 use crate::options::{on_error_in_debug, OnError};
 use crate::segment::{segment_of, SegmentKind};
 use crate::sync::SpinLock;
@@ -322,8 +323,8 @@ impl List {
     }
 }
 
-static LIVE_BLOCKS: SpinLock<List> = SpinLock::new(List::new());
-static QUARANTINE: SpinLock<List> = SpinLock::new(List::new());
+static LIVE_BLOCKS: SpinLock<List> = SpinLock::new(Rank::DebugLiveBlocks, List::new());
+static QUARANTINE: SpinLock<List> = SpinLock::new(Rank::DebugQuarantine, List::new());
 static QUARANTINE_BYTES: AtomicUsize = AtomicUsize::new(DEFAULT_QUARANTINE_BYTES);
 const DEFAULT_QUARANTINE_BYTES: usize = 16 << 20;
 

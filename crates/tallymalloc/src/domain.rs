@@ -17,6 +17,7 @@
 //! - Nothing here allocates.
 
 use crate::diagnostics::Line;
+use crate::lock_registry::Rank;
 use crate::sync::SpinLock;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
@@ -61,7 +62,7 @@ unsafe impl Sync for Names {}
 static NAMES: Names = Names([const { UnsafeCell::new([0; MAX_NAME_LEN + 1]) }; MAX_DOMAINS]);
 static NAME_LENGTHS: [AtomicU8; MAX_DOMAINS] = [const { AtomicU8::new(0) }; MAX_DOMAINS];
 static REGISTERED: [AtomicBool; MAX_DOMAINS] = [const { AtomicBool::new(false) }; MAX_DOMAINS];
-static REGISTRY_LOCK: SpinLock<()> = SpinLock::new(());
+static REGISTRY_LOCK: SpinLock<()> = SpinLock::new(Rank::DomainRegistry, ());
 
 const BUILT_IN: [&[u8]; 3] = [b"raw", b"mem", b"obj"];
 const BUILT_IN_C: [&core::ffi::CStr; 3] = [c"raw", c"mem", c"obj"];
@@ -150,11 +151,6 @@ pub fn is_valid_name(name: &[u8]) -> bool {
         && name
             .iter()
             .all(|&byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'-' | b'.'))
-}
-
-/// The registry's lock, for the fork handlers (see `thread.rs`).
-pub fn fork_lock() -> &'static dyn crate::sync::ForkLock {
-    &REGISTRY_LOCK
 }
 
 pub(crate) fn register_bytes(name: &[u8]) -> Result<Domain, DomainError> {

@@ -32,12 +32,13 @@
 use crate::domain::{Domain, MAX_DOMAINS};
 use crate::domain_heap::{DomainHeap, PageQueue};
 use crate::huge_cache;
+use crate::lock_registry::Rank;
 use crate::options;
 use crate::os;
 use crate::page::{DelayedFree, Page, FLAG_IN_FULL};
 use crate::purge_pace;
 use crate::segment::{self, Segment, SegmentKind, HEADER_RESERVE, SEGMENT_SIZE};
-use crate::sync::{ForkLock, SpinGuard, SpinLock};
+use crate::sync::{SpinGuard, SpinLock};
 use crate::thread;
 use core::cell::UnsafeCell;
 use core::ptr;
@@ -50,7 +51,7 @@ pub static EMPTY_HEAP: Heap = Heap {
         domains: [&raw const EMPTY_HEAP.raw as *mut DomainHeap; MAX_DOMAINS],
         ..HeapState::EMPTY
     }),
-    purge: SpinLock::new(PurgeQueue(PageQueue::EMPTY)),
+    purge: SpinLock::new(Rank::HeapPurge, PurgeQueue(PageQueue::EMPTY)),
     live_next: UnsafeCell::new(ptr::null_mut()),
     live_prev: UnsafeCell::new(ptr::null_mut()),
 };
@@ -84,9 +85,12 @@ struct LiveHeaps {
 // SAFETY: H7: the list is touched under its lock only.
 unsafe impl Send for LiveHeaps {}
 
-static LIVE_HEAPS: SpinLock<LiveHeaps> = SpinLock::new(LiveHeaps {
-    first: ptr::null_mut(),
-});
+static LIVE_HEAPS: SpinLock<LiveHeaps> = SpinLock::new(
+    Rank::LiveHeaps,
+    LiveHeaps {
+        first: ptr::null_mut(),
+    },
+);
 
 pub struct HeapState {
     /// This thread's domain heaps (H6).
@@ -131,10 +135,27 @@ pub fn empty_heap() -> *mut Heap {
 }
 
 impl Heap {
+    /// Writes the parts of a heap that last as long as its memory: the purge lock, which the
+    /// lock registry keeps once it has been taken (S1). The pool calls this once per heap's
+    /// memory; [`Heap::initialize`] writes the rest at each start.
+    ///
+    /// # Safety
+    /// `memory` is fresh pool memory for a heap, valid for writes.
+    pub unsafe fn prepare_memory(memory: *mut u8) {
+        let heap = memory.cast::<Heap>();
+        // SAFETY: the caller gives us the memory.
+        unsafe {
+            ptr::write(
+                &raw mut (*heap).purge,
+                SpinLock::new(Rank::HeapPurge, PurgeQueue(PageQueue::EMPTY)),
+            )
+        };
+    }
+
     /// Writes a fresh heap at `heap` (memory from the pool), with its raw domain heap started.
     ///
     /// # Safety
-    /// `heap` must be valid for writes and not in use.
+    /// `heap` must be valid for writes, prepared by [`Heap::prepare_memory`], and not in use.
     pub unsafe fn initialize(heap: *mut Heap) {
         let empty_domain = thread::empty_domain_heap();
         let mut state = HeapState {
@@ -148,10 +169,8 @@ impl Heap {
             state.domains[Domain::RAW.id()] = raw;
             state.started = 1 << Domain::RAW.id();
             ptr::write(&raw mut (*heap).state, UnsafeCell::new(state));
-            ptr::write(
-                &raw mut (*heap).purge,
-                SpinLock::new(PurgeQueue(PageQueue::EMPTY)),
-            );
+            // The purge lock stays as `prepare_memory` wrote it (S1); only its queue is new.
+            (*heap).purge.lock().0 = PageQueue::EMPTY;
             ptr::write(&raw mut (*heap).live_next, UnsafeCell::new(ptr::null_mut()));
             ptr::write(&raw mut (*heap).live_prev, UnsafeCell::new(ptr::null_mut()));
             DomainHeap::initialize(raw, heap, Domain::RAW);
@@ -817,8 +836,4 @@ pub fn keep_only_live_after_fork(current: *mut Heap) {
         }
         live.first = current;
     }
-}
-
-pub fn fork_lock() -> &'static dyn ForkLock {
-    &LIVE_HEAPS
 }

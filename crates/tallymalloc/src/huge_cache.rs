@@ -14,6 +14,7 @@
 //! - **C3**: mappings leave the cache only under the lock, and are unmapped after it is
 //!   released (a system call is never made while holding it).
 
+use crate::lock_registry::Rank;
 use crate::os;
 use crate::purge_pace;
 use crate::sync::SpinLock;
@@ -47,7 +48,7 @@ struct Cache {
 // SAFETY: the cache holds addresses only, touched under its lock.
 unsafe impl Send for Cache {}
 
-static CACHE: SpinLock<Cache> = SpinLock::new(Cache::new());
+static CACHE: SpinLock<Cache> = SpinLock::new(Rank::HugeCache, Cache::new());
 /// When entries last expired (`os::monotonic_millis`), until a miss reports it; 0 for none.
 static EXPIRED_AT: AtomicU64 = AtomicU64::new(0);
 
@@ -239,11 +240,6 @@ pub fn release_expired(now: u64) {
         EXPIRED_AT.store(now, Ordering::Relaxed);
     }
     expired.release();
-}
-
-/// The cache's lock, for the fork handlers (see `thread.rs`).
-pub fn fork_lock() -> &'static dyn crate::sync::ForkLock {
-    &CACHE
 }
 
 #[cfg(test)]

@@ -322,6 +322,25 @@ pub fn sleep_millis(millis: u64) {
     unsafe { libc::nanosleep(&pause, core::ptr::null_mut()) };
 }
 
+/// Starts a child process as `fork` does (a copy of this one, returning 0 in the child and
+/// its pid here, -1 on failure) but without running the `pthread_atfork` handlers: ours hold
+/// every allocator lock (lock_registry.rs), and the caller, printing a report, may hold one.
+/// The child may call only async-signal-safe functions before it execs or exits.
+pub fn fork_without_handlers() -> libc::pid_t {
+    // A bare clone with SIGCHLD as its exit signal is fork(2) at the system-call level.
+    // SAFETY: no CLONE_VM: the child runs on its own copy of this stack, as after fork.
+    unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            libc::SIGCHLD as libc::c_long,
+            0 as libc::c_long,
+            0 as libc::c_long,
+            0 as libc::c_long,
+            0 as libc::c_long,
+        ) as libc::pid_t
+    }
+}
+
 pub fn yield_thread() {
     // SAFETY: sched_yield has no preconditions.
     unsafe { libc::sched_yield() };

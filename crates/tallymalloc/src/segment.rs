@@ -24,6 +24,7 @@
 //! - **S5 committed**: a page counts in `os::committed_bytes` exactly while it is in use or
 //!   free with `memory_is_zero` false; every change of those two goes through this module.
 
+use crate::lock_registry::Rank;
 use crate::os;
 use crate::page::Page;
 use crate::registry;
@@ -310,9 +311,12 @@ struct AbandonedList {
 // SAFETY: the list is only touched under its lock; the segments it links are unowned (S1).
 unsafe impl Send for AbandonedList {}
 
-static ABANDONED: SpinLock<AbandonedList> = SpinLock::new(AbandonedList {
-    head: ptr::null_mut(),
-});
+static ABANDONED: SpinLock<AbandonedList> = SpinLock::new(
+    Rank::AbandonedSegments,
+    AbandonedList {
+        head: ptr::null_mut(),
+    },
+);
 
 /// How many segments are on the abandoned list; changed under its lock, read without it.
 static ABANDONED_COUNT: AtomicUsize = AtomicUsize::new(0);
@@ -341,11 +345,6 @@ pub fn pop_abandoned() -> Option<NonNull<Segment>> {
     list.head = unsafe { (*segment.as_ptr()).next };
     ABANDONED_COUNT.fetch_sub(1, Ordering::Relaxed);
     Some(segment)
-}
-
-/// The abandoned list's lock, for the fork handlers (see `thread.rs`).
-pub fn fork_lock() -> &'static dyn crate::sync::ForkLock {
-    &ABANDONED
 }
 
 /// How many segments wait to be adopted (a relaxed read: no lock, possibly a moment old).

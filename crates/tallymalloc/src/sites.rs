@@ -8,6 +8,7 @@
 //! - **T2**: nothing here allocates through the allocator.
 
 use crate::backtrace::Stack;
+use crate::lock_registry::Rank;
 use crate::sync::SpinLock;
 use core::ptr;
 
@@ -23,10 +24,13 @@ struct Table {
 // SAFETY: the table is reached only under its lock, or read-only after publication (T1).
 unsafe impl Send for Table {}
 
-static TABLE: SpinLock<Table> = SpinLock::new(Table {
-    entries: ptr::null_mut(),
-    used: 0,
-});
+static TABLE: SpinLock<Table> = SpinLock::new(
+    Rank::Sites,
+    Table {
+        entries: ptr::null_mut(),
+        used: 0,
+    },
+);
 
 fn hash(stack: &Stack) -> usize {
     let mut h = 0xcbf2_9ce4_8422_2325u64;

@@ -38,6 +38,7 @@
 //! - **A3 no allocation**: nothing here allocates; a snapshot lives on the caller's stack.
 
 use crate::domain::{Domain, MAX_DOMAINS};
+use crate::lock_registry::Rank;
 use crate::os;
 use crate::size_class::{class_size, CLASS_COUNT};
 use crate::sync::SpinLock;
@@ -502,12 +503,8 @@ struct ActiveList {
 // SAFETY: the list is touched only under its lock (A2).
 unsafe impl Send for ActiveList {}
 
-static ACTIVE: SpinLock<ActiveList> = SpinLock::new(ActiveList { first: ptr::null() });
-
-/// The active list's lock, for the fork handlers (see `thread.rs`).
-pub fn fork_lock() -> &'static dyn crate::sync::ForkLock {
-    &ACTIVE
-}
+static ACTIVE: SpinLock<ActiveList> =
+    SpinLock::new(Rank::StatsCounters, ActiveList { first: ptr::null() });
 
 /// Puts fresh counters for `domain` on the active list.
 ///

@@ -2,39 +2,86 @@
 //! set-up). `std::sync::Mutex` would do, but it must never allocate or call back into malloc,
 //! and a spin lock makes that obvious.
 //!
-//! Invariants: the lock is held only for a handful of pointer updates, never across a system
-//! call that can block for long (the pool's `mmap` aside, and a heap's purge lock across the
-//! `madvise` of the pages it returns) nor across a call into user code.
+//! Every lock has a rank and joins the lock registry when first taken (`lock_registry.rs`),
+//! which orders nesting and holds every lock across `fork`.
+//!
+//! Invariants:
+//! - **S1**: a lock that is ever taken lives for the rest of the process (a static, or metadata
+//!   memory, which is never unmapped): the registry keeps its address.
+//! - **S2**: the lock is held only for a handful of pointer updates, never across a system call
+//!   that can block for long (the pool's `mmap` aside, and a heap's purge lock across the
+//!   `madvise` of the pages it returns) nor across a call into user code.
 
+use crate::lock_registry::{self, Rank};
 use crate::os;
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
+use core::ptr;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-pub struct SpinLock<T> {
+/// The lock itself, without its value: what the lock registry keeps and the fork handlers take.
+pub struct RawLock {
     locked: AtomicBool,
-    value: UnsafeCell<T>,
+    /// Set once the lock is on the registry's list for its rank (lock_registry.rs, R2).
+    registered: AtomicBool,
+    rank: Rank,
+    /// The next lock of the same rank in the registry; written once, when registered (R1).
+    next: UnsafeCell<*mut RawLock>,
 }
 
-// SAFETY: the value is reached only through a guard, and at most one guard exists at a time.
-unsafe impl<T: Send> Sync for SpinLock<T> {}
-// SAFETY: moving the lock moves the value; T is Send.
-unsafe impl<T: Send> Send for SpinLock<T> {}
+// SAFETY: `next` is written once, under the registry's lock, before the lock is published on
+// a list (R1); everything else is atomic or constant.
+unsafe impl Sync for RawLock {}
 
-impl<T> SpinLock<T> {
-    pub const fn new(value: T) -> Self {
-        Self {
+impl RawLock {
+    pub const fn new(rank: Rank) -> RawLock {
+        RawLock {
             locked: AtomicBool::new(false),
-            value: UnsafeCell::new(value),
+            registered: AtomicBool::new(false),
+            rank,
+            next: UnsafeCell::new(ptr::null_mut()),
         }
     }
 
-    pub fn lock(&self) -> SpinGuard<'_, T> {
-        self.acquire();
-        SpinGuard { lock: self }
+    pub fn rank(&self) -> Rank {
+        self.rank
     }
 
+    pub fn is_registered(&self) -> bool {
+        self.registered.load(Ordering::Acquire)
+    }
+
+    pub fn mark_registered(&self) {
+        self.registered.store(true, Ordering::Release);
+    }
+
+    /// # Safety
+    /// Only the registry calls this, once, under its lock, before publishing the lock (R1).
+    pub unsafe fn link(&self, next: *mut RawLock) {
+        // SAFETY: the caller's contract: nobody reads `next` yet.
+        unsafe { *self.next.get() = next };
+    }
+
+    /// The next lock of this rank in the registry.
+    pub fn next(&self) -> *mut RawLock {
+        // SAFETY: R1: `next` no longer changes once the lock is registered, and only the
+        // registry's walks, which see registered locks only, call this.
+        unsafe { *self.next.get() }
+    }
+
+    /// Takes the lock: registers it first if it is new (R2), checks the rank order in debug
+    /// builds. The lock must live for the rest of the process (R1).
     fn acquire(&self) {
+        if !self.is_registered() {
+            // SAFETY: SpinLock's invariant S1: every lock that is taken lives for good.
+            unsafe { lock_registry::register(self) };
+        }
+        lock_registry::note_taken(self.rank);
+        self.acquire_unchecked();
+    }
+
+    /// Takes the lock without registering it or checking the order: the fork handler's walk.
+    pub fn acquire_unchecked(&self) {
         let mut spins = 0u32;
         while self
             .locked
@@ -50,39 +97,41 @@ impl<T> SpinLock<T> {
         }
     }
 
-    /// Takes the lock without a guard, for `fork`: held from the prepare handler to the
-    /// parent's and child's handlers, which call [`SpinLock::release_after_fork`].
-    pub fn hold_for_fork(&self) {
-        self.acquire();
-    }
-
-    /// Releases a lock taken by [`SpinLock::hold_for_fork`].
-    ///
     /// # Safety
-    /// The calling thread must hold the lock through `hold_for_fork` (in the child of `fork`,
-    /// the thread that forked holds it, and it is the only thread).
-    pub unsafe fn release_after_fork(&self) {
+    /// The caller holds the lock (through `acquire_unchecked` in the fork handlers).
+    pub unsafe fn release(&self) {
         self.locked.store(false, Ordering::Release);
     }
 }
 
-/// A global lock that `thread.rs`'s fork handlers hold across `fork`, so the child never
-/// inherits one held by a thread that does not exist there.
-pub trait ForkLock: Sync {
-    fn hold_for_fork(&self);
-    /// # Safety
-    /// As [`SpinLock::release_after_fork`].
-    unsafe fn release_after_fork(&self);
+/// A lock and the value it guards (S1).
+pub struct SpinLock<T> {
+    raw: RawLock,
+    value: UnsafeCell<T>,
 }
 
-impl<T: Send> ForkLock for SpinLock<T> {
-    fn hold_for_fork(&self) {
-        SpinLock::hold_for_fork(self);
+// SAFETY: the value is reached only through a guard, and at most one guard exists at a time.
+unsafe impl<T: Send> Sync for SpinLock<T> {}
+// SAFETY: moving the lock moves the value; T is Send.
+unsafe impl<T: Send> Send for SpinLock<T> {}
+
+impl<T> SpinLock<T> {
+    /// A lock of `rank` in the allocator's lock order (lock_registry.rs).
+    pub const fn new(rank: Rank, value: T) -> Self {
+        Self {
+            raw: RawLock::new(rank),
+            value: UnsafeCell::new(value),
+        }
     }
 
-    unsafe fn release_after_fork(&self) {
-        // SAFETY: the caller's contract.
-        unsafe { SpinLock::release_after_fork(self) }
+    #[cfg(test)]
+    pub fn raw(&self) -> &RawLock {
+        &self.raw
+    }
+
+    pub fn lock(&self) -> SpinGuard<'_, T> {
+        self.raw.acquire();
+        SpinGuard { lock: self }
     }
 }
 
@@ -107,7 +156,9 @@ impl<T> DerefMut for SpinGuard<'_, T> {
 
 impl<T> Drop for SpinGuard<'_, T> {
     fn drop(&mut self) {
-        self.lock.locked.store(false, Ordering::Release);
+        lock_registry::note_released(self.lock.raw.rank);
+        // SAFETY: the guard stands for the lock, taken in `lock`.
+        unsafe { self.lock.raw.release() };
     }
 }
 
@@ -117,7 +168,7 @@ mod tests {
 
     #[test]
     fn lock_excludes_other_threads() {
-        static COUNTER: SpinLock<u64> = SpinLock::new(0);
+        static COUNTER: SpinLock<u64> = SpinLock::new(Rank::StatsCounters, 0);
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 std::thread::spawn(|| {

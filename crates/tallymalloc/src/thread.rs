@@ -19,10 +19,11 @@
 use crate::domain::Domain;
 use crate::domain_heap::DomainHeap;
 use crate::heap::{empty_heap, Heap, EMPTY_HEAP};
+use crate::lock_registry::Rank;
 use crate::options;
 use crate::os;
 use crate::stats;
-use crate::sync::{ForkLock, SpinLock};
+use crate::sync::SpinLock;
 use core::cell::Cell;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -46,7 +47,7 @@ pub fn empty_domain_heap() -> *mut DomainHeap {
 }
 
 static PROCESS_READY: AtomicBool = AtomicBool::new(false);
-static PROCESS_INIT_LOCK: SpinLock<()> = SpinLock::new(());
+static PROCESS_INIT_LOCK: SpinLock<()> = SpinLock::new(Rank::ProcessInit, ());
 static EXIT_KEY: AtomicU32 = AtomicU32::new(0);
 static HAS_EXIT_KEY: AtomicBool = AtomicBool::new(false);
 
@@ -130,35 +131,15 @@ pub fn start_domain_heap(domain: usize) -> Result<*mut DomainHeap, libc::c_int> 
 
 static FORK_HANDLERS_REGISTERED: AtomicBool = AtomicBool::new(false);
 
-/// Every global lock, in the order the fork handlers take them. No path holds two of them at
-/// once, so any order would do; a fixed one keeps the handlers simple. The live-heap list's
-/// comes first: held, it keeps the purger out of every heap's purge lock (heap.rs, H7).
-fn fork_locks() -> [&'static dyn ForkLock; 8] {
-    [
-        crate::heap::fork_lock(),
-        &HEAPS.free,
-        &DOMAIN_HEAPS.free,
-        crate::segment::fork_lock(),
-        crate::huge_cache::fork_lock(),
-        crate::stats::fork_lock(),
-        crate::domain::fork_lock(),
-        crate::timeline::fork_lock(),
-    ]
-}
-
-/// Holds every global lock across `fork`, so the child never inherits one held by a thread
-/// that does not exist there.
+/// Holds every lock of the allocator across `fork` (lock_registry.rs), so the child never
+/// inherits one held by a thread that does not exist there.
 extern "C" fn before_fork() {
-    for lock in fork_locks() {
-        lock.hold_for_fork();
-    }
+    crate::lock_registry::hold_all();
 }
 
 extern "C" fn after_fork_in_parent() {
-    for lock in fork_locks().into_iter().rev() {
-        // SAFETY: `before_fork` took the locks on this thread.
-        unsafe { lock.release_after_fork() };
-    }
+    // SAFETY: `before_fork` took the locks on this thread.
+    unsafe { crate::lock_registry::release_all() };
 }
 
 /// Heaps of threads that do not exist in the child stay as they are: their blocks can still be
@@ -166,10 +147,8 @@ extern "C" fn after_fork_in_parent() {
 /// thread-local heaps. (Their counters stay on the active list, so the child's stats still
 /// count what the parent's threads allocated.) The stats sampler does not run in the child.
 extern "C" fn after_fork_in_child() {
-    for lock in fork_locks().into_iter().rev() {
-        // SAFETY: the forking thread took the locks in `before_fork` and is the only thread.
-        unsafe { lock.release_after_fork() };
-    }
+    // SAFETY: the forking thread took the locks in `before_fork` and is the only thread.
+    unsafe { crate::lock_registry::release_all() };
     crate::heap::keep_only_live_after_fork(current_heap());
     crate::purger::forget_after_fork();
 }
@@ -194,6 +173,9 @@ extern "C" fn on_thread_exit(value: *mut libc::c_void) {
 struct Pool {
     free: SpinLock<FreeList>,
     object_size: usize,
+    /// Writes what an object keeps for good (a heap's purge lock, S1), once per object, when
+    /// its memory is first carved.
+    prepare: unsafe fn(*mut u8),
 }
 
 struct FreeList {
@@ -202,19 +184,34 @@ struct FreeList {
 // SAFETY: the list is only touched under its lock, and the objects on it are unused.
 unsafe impl Send for FreeList {}
 
-static HEAPS: Pool = Pool::new(core::mem::size_of::<Heap>());
-static DOMAIN_HEAPS: Pool = Pool::new(core::mem::size_of::<DomainHeap>());
+static HEAPS: Pool = Pool::new(
+    Rank::HeapPool,
+    core::mem::size_of::<Heap>(),
+    Heap::prepare_memory,
+);
+static DOMAIN_HEAPS: Pool = Pool::new(
+    Rank::DomainHeapPool,
+    core::mem::size_of::<DomainHeap>(),
+    nothing_to_prepare,
+);
+
+/// A pool object with nothing it keeps for good.
+unsafe fn nothing_to_prepare(_: *mut u8) {}
 
 const POOL_CHUNK: usize = 256 * 1024;
 
 impl Pool {
-    const fn new(object_size: usize) -> Pool {
+    const fn new(rank: Rank, object_size: usize, prepare: unsafe fn(*mut u8)) -> Pool {
         // Objects are at least pointer-aligned: each starts a multiple of 128 bytes in.
         Pool {
-            free: SpinLock::new(FreeList {
-                first: ptr::null_mut(),
-            }),
+            free: SpinLock::new(
+                rank,
+                FreeList {
+                    first: ptr::null_mut(),
+                },
+            ),
             object_size: (object_size + 127) & !127,
+            prepare,
         }
     }
 
@@ -223,9 +220,11 @@ impl Pool {
         if list.first.is_null() {
             let chunk = os::reserve_metadata(POOL_CHUNK)?;
             for index in 0..POOL_CHUNK / self.object_size {
-                // SAFETY: T2: the chunk is fresh and holds that many objects.
+                // SAFETY: T2: the chunk is fresh and holds that many objects; `prepare` is
+                // this pool's object type's.
                 unsafe {
                     let object = chunk.as_ptr().add(index * self.object_size);
+                    (self.prepare)(object);
                     *object.cast::<*mut u8>() = list.first;
                     list.first = object;
                 }

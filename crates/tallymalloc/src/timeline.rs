@@ -15,6 +15,7 @@
 //!   memory.
 
 use crate::domain::Domain;
+use crate::lock_registry::Rank;
 use crate::os;
 use crate::stats;
 use crate::sync::SpinLock;
@@ -34,19 +35,17 @@ struct Store {
 // SAFETY: the store is only touched under its lock (L1).
 unsafe impl Send for Store {}
 
-static STORE: SpinLock<Store> = SpinLock::new(Store {
-    words: core::ptr::null_mut(),
-    used: 0,
-    stride: 1,
-    ticks: 0,
-});
+static STORE: SpinLock<Store> = SpinLock::new(
+    Rank::Timeline,
+    Store {
+        words: core::ptr::null_mut(),
+        used: 0,
+        stride: 1,
+        ticks: 0,
+    },
+);
 
 static STARTED: AtomicBool = AtomicBool::new(false);
-
-/// The store's lock, for the fork handlers (see `thread.rs`).
-pub fn fork_lock() -> &'static dyn crate::sync::ForkLock {
-    &STORE
-}
 
 /// One recorded sample.
 pub struct Sample<'a> {

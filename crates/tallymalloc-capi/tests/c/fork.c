@@ -1,8 +1,9 @@
-/* Threads allocate and free without pause, and the background purger runs, while the main
- * thread forks 100 times. Each child
- * allocates, frees a block its parent allocated before the fork, reads the stats, and exits 0.
- * A deadlock (a lock held across fork by a thread that does not exist in the child, such as
- * the stats sampler's) shows as a timeout. */
+/* Three threads allocate and free without pause, a fourth reads the stats, and the background
+ * purger runs, while the main thread forks (300 times, or as many as the first argument says).
+ * Each child allocates and frees, frees blocks its parent allocated before the fork, takes the
+ * locks of every part of the allocator it can reach (stats, domains, collection, debug mode's
+ * check), and exits 0. A deadlock (a lock held across fork by a thread that does not exist in
+ * the child, such as the stats sampler's or debug mode's) shows as a timeout. */
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -12,10 +13,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define WORKERS 4
-#define FORKS 100
+#define WORKERS 3
 
 static atomic_int stop;
+
+/* A function of the library, found whether it is linked or preloaded. */
+static void *library_function(const char *name) { return dlsym(RTLD_DEFAULT, name); }
 
 static void *churn(void *seed_pointer) {
   unsigned seed = (unsigned)(size_t)seed_pointer;
@@ -31,12 +34,21 @@ static void *churn(void *seed_pointer) {
   return NULL;
 }
 
-/* Reads the stats without pause, so the stats lock is often held when the main thread forks. */
-static void *read_stats(void *unused) {
+/* Takes the locks that malloc and free do not, without pause (the stats, the domain registry,
+ * collection, debug mode's whole-heap check), so that they are often held when the main thread
+ * forks. */
+static void *take_other_locks(void *unused) {
   (void)unused;
-  size_t (*stats_json)(char *, size_t) =
-      (size_t(*)(char *, size_t))dlsym(RTLD_DEFAULT, "tm_stats_json");
-  while (stats_json && !atomic_load(&stop)) stats_json(NULL, 0);
+  size_t (*stats_json)(char *, size_t) = (size_t(*)(char *, size_t))library_function("tm_stats_json");
+  int (*domain_register)(const char *) = (int (*)(const char *))library_function("tm_domain_register");
+  void (*collect)(void) = (void (*)(void))library_function("tm_collect");
+  size_t (*debug_check)(void) = (size_t(*)(void))library_function("tm_debug_check");
+  for (unsigned round = 0; !atomic_load(&stop); round++) {
+    if (stats_json) stats_json(NULL, 0);
+    if (domain_register) domain_register("parent");
+    if (round % 16 == 0 && collect) collect();
+    if (round % 16 == 8 && debug_check) debug_check();
+  }
   return NULL;
 }
 
@@ -52,34 +64,44 @@ static void start_the_purger(void) {
   for (int i = 0; i < COUNT; i++) free(blocks[i]);
 }
 
-int main(void) {
+/* What a child does: everything that takes one of the allocator's locks. */
+static int child_work(char *from_parent, char *huge_from_parent) {
+  void *blocks[200];
+  for (int i = 0; i < 200; i++) blocks[i] = malloc((size_t)i * 37);
+  for (int i = 0; i < 200; i++) free(blocks[i]);
+  int ok = strcmp(from_parent, "parent block") == 0 && huge_from_parent[0] == 'h';
+  free(from_parent);
+  free(huge_from_parent);
+  char *late = malloc(5000);
+  ok = ok && late != NULL;
+  late = realloc(late, 9u << 20);
+  ok = ok && late != NULL;
+  free(late);
+  size_t (*stats_json)(char *, size_t) = (size_t(*)(char *, size_t))library_function("tm_stats_json");
+  ok = ok && stats_json != NULL && stats_json(NULL, 0) > 100;
+  int (*domain_register)(const char *) = (int (*)(const char *))library_function("tm_domain_register");
+  ok = ok && domain_register != NULL && domain_register("forked") >= 0;
+  void (*collect)(void) = (void (*)(void))library_function("tm_collect");
+  if (collect) collect();
+  size_t (*debug_check)(void) = (size_t(*)(void))library_function("tm_debug_check");
+  ok = ok && debug_check != NULL && debug_check() == 0;
+  return ok;
+}
+
+int main(int argc, char **argv) {
+  int forks = argc > 1 ? atoi(argv[1]) : 300;
   start_the_purger();
   pthread_t workers[WORKERS], reader;
   for (size_t i = 0; i < WORKERS; i++) pthread_create(&workers[i], NULL, churn, (void *)(i + 1));
-  pthread_create(&reader, NULL, read_stats, NULL);
+  pthread_create(&reader, NULL, take_other_locks, NULL);
   int failed = 0;
-  for (int round = 0; round < FORKS; round++) {
+  for (int round = 0; round < forks; round++) {
     char *from_parent = malloc(100 + round);
     strcpy(from_parent, "parent block");
     char *huge_from_parent = malloc(3u << 20);
     huge_from_parent[0] = 'h';
     pid_t child = fork();
-    if (child == 0) {
-      void *blocks[200];
-      for (int i = 0; i < 200; i++) blocks[i] = malloc((size_t)i * 37);
-      for (int i = 0; i < 200; i++) free(blocks[i]);
-      int ok = strcmp(from_parent, "parent block") == 0 && huge_from_parent[0] == 'h';
-      free(from_parent);
-      free(huge_from_parent);
-      char *late = malloc(5000);
-      ok = ok && late != NULL;
-      free(late);
-      /* Found whether the library is linked or preloaded. */
-      size_t (*stats_json)(char *, size_t) =
-          (size_t(*)(char *, size_t))dlsym(RTLD_DEFAULT, "tm_stats_json");
-      ok = ok && stats_json != NULL && stats_json(NULL, 0) > 100;
-      _exit(ok ? 0 : 3);
-    }
+    if (child == 0) _exit(child_work(from_parent, huge_from_parent) ? 0 : 3);
     int status = 0;
     if (child < 0 || waitpid(child, &status, 0) != child || !WIFEXITED(status) ||
         WEXITSTATUS(status) != 0) {
@@ -92,6 +114,6 @@ int main(void) {
   atomic_store(&stop, 1);
   for (int i = 0; i < WORKERS; i++) pthread_join(workers[i], NULL);
   pthread_join(reader, NULL);
-  printf("fork: %d of %d children exited cleanly\n", FORKS - failed, FORKS);
+  printf("fork: %d of %d children exited cleanly\n", forks - failed, forks);
   return failed ? 1 : 0;
 }
