@@ -18,6 +18,12 @@
 //! - any other block of ours in the wrong domain is a real family mismatch: tallymalloc
 //!   reports and counts it, then frees it correctly.
 //!
+//! The previous allocator must outlive our blocks in CPython's table. A hook that puts back
+//! what it wrapped would break that: `tracemalloc.stop()` restores the allocators it found at
+//! its start. So the package's `install()` stops a tracing tracemalloc first and starts it
+//! again after (`python/tallymalloc/__init__.py`): the previous allocator saved here is then
+//! never tracemalloc's, and tracemalloc wraps us.
+//!
 //! Invariants:
 //! - **H1 previous**: a domain's saved previous allocator is written before its functions are
 //!   installed (under [`INSTALL_LOCK`], with the GIL held) and never changes after; a domain is
@@ -120,11 +126,19 @@ pub fn install(domain: usize) {
     INSTALLED[domain].store(true, Ordering::Release);
 }
 
-/// Whether CPython's allocators are pymalloc's now ("pymalloc" or "pymalloc_debug"). The
-/// function that says so is private (3.8 and later), so it is looked up, not linked: when it
-/// is missing the answer is no, and our raw blocks freed through mem or obj are reported as
+/// Whether CPython's allocators are pymalloc's now ("pymalloc" or "pymalloc_debug"). When
+/// the answer is unknown it is no, and our raw blocks freed through mem or obj are reported as
 /// mismatches rather than handed to an allocator that might not take them.
 fn current_allocator_is_pymalloc() -> bool {
+    current_allocator_name().is_some_and(|name| name.to_bytes().starts_with(b"pymalloc"))
+}
+
+/// The name CPython gives the allocators it has now ("pymalloc", "malloc", "pymalloc_debug",
+/// "malloc_debug"), or None when they are not CPython's own: a hook installed with
+/// `PyMem_SetAllocator` (tracemalloc's, a test's, ours), or a CPython without the function
+/// that says. The function is private (3.8 and later), so it is looked up, not linked. The
+/// GIL is held.
+pub fn current_allocator_name() -> Option<&'static core::ffi::CStr> {
     // SAFETY: dlsym only looks the name up.
     let address = unsafe {
         libc::dlsym(
@@ -133,19 +147,15 @@ fn current_allocator_is_pymalloc() -> bool {
         )
     };
     if address.is_null() {
-        return false;
+        return None;
     }
     // SAFETY: CPython's `const char *_PyMem_GetCurrentAllocatorName(void)`; the GIL is held.
     let name = unsafe {
         let function: extern "C" fn() -> *const core::ffi::c_char = core::mem::transmute(address);
         function()
     };
-    if name.is_null() {
-        return false;
-    }
-    // SAFETY: CPython returns a static NUL-terminated name.
-    let name = unsafe { core::ffi::CStr::from_ptr(name) };
-    name.to_bytes().starts_with(b"pymalloc")
+    // SAFETY: CPython returns null or a static NUL-terminated name.
+    (!name.is_null()).then(|| unsafe { core::ffi::CStr::from_ptr(name) })
 }
 
 /// The loaded library, for `install` and the fallbacks.

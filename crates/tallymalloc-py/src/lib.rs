@@ -60,6 +60,12 @@ fn _installed_domains() -> Vec<&'static str> {
         .collect()
 }
 
+/// The name CPython gives its allocators now, or None for a hook it does not know.
+#[pyfunction]
+fn _current_allocator_name() -> Option<String> {
+    hooks::current_allocator_name().map(|name| name.to_string_lossy().into_owned())
+}
+
 /// The stats as JSON text (the stats schema).
 #[pyfunction]
 fn _stats_json() -> PyResult<String> {
@@ -88,6 +94,7 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<buffer::Buffer>()?;
     module.add_function(wrap_pyfunction!(_install_domain, module)?)?;
     module.add_function(wrap_pyfunction!(_installed_domains, module)?)?;
+    module.add_function(wrap_pyfunction!(_current_allocator_name, module)?)?;
     module.add_function(wrap_pyfunction!(_stats_json, module)?)?;
     module.add_function(wrap_pyfunction!(_stats_text, module)?)?;
     module.add_function(wrap_pyfunction!(library_origin, module)?)?;

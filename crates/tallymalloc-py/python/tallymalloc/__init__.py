@@ -67,6 +67,13 @@ def install(domains: Optional[Iterable[str]] = None) -> Tuple[str, ...]:
 
     Blocks the previous allocator handed out stay its own: freeing or resizing one after
     ``install`` goes back to it. Calling ``install`` again, from any thread, is harmless.
+
+    If tracemalloc is tracing, it is stopped and started again with the same traceback limit
+    around the install, with a RuntimeWarning: tracemalloc then wraps tallymalloc, so that
+    ``tracemalloc.stop()`` puts tallymalloc back rather than the allocator tracemalloc found
+    at its start (which would then receive tallymalloc's blocks). What tracemalloc traced
+    before ``install`` is no longer traced. tracemalloc started after ``install`` needs
+    nothing of the kind.
     Returns the domains served now. Raises TypeError or ValueError for a bad domain name,
     and RuntimeError for "obj" on a free-threaded build; nothing is installed then.
     """
@@ -77,9 +84,60 @@ def install(domains: Optional[Iterable[str]] = None) -> Tuple[str, ...]:
             "domain: install only 'raw' and 'mem'"
         )
     with _install_lock:
-        for name in wanted:
-            _native._install_domain(DOMAINS.index(name))
+        missing = [name for name in wanted if name not in installed()]
+        tracer = _tracemalloc_if_tracing() if missing else None
+        if tracer is None:
+            if missing and not installed() and _native._current_allocator_name() is None:
+                import warnings
+
+                warnings.warn(
+                    "tallymalloc.install(): CPython's allocators are wrapped by a hook "
+                    "(installed with PyMem_SetAllocator) that tallymalloc does not know; "
+                    "tallymalloc serves above it, and if the hook later puts back the "
+                    "allocators it wrapped, they will receive tallymalloc's blocks",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            _install_domains(missing)
+        else:
+            # tracemalloc.stop() puts back the allocators tracemalloc found when it started:
+            # were we installed above it, stop() would discard us while our blocks live. So
+            # we go beneath it: stopped, it restores those allocators, we wrap them, and
+            # started again it wraps us, and its stop() later puts us back.
+            limit = tracer.get_traceback_limit()
+            tracer.stop()
+            try:
+                _install_domains(missing)
+            finally:
+                tracer.start(limit)
+            import warnings
+
+            warnings.warn(
+                "tallymalloc.install(): tracemalloc was tracing, so it was stopped and "
+                f"started again (traceback limit {limit}) to trace tallymalloc's "
+                "allocations; what it traced before install() is no longer traced",
+                RuntimeWarning,
+                stacklevel=2,
+            )
     return installed()
+
+
+def _install_domains(names) -> None:
+    for name in names:
+        _native._install_domain(DOMAINS.index(name))
+
+
+def _tracemalloc_if_tracing():
+    """The ``_tracemalloc`` module if tracemalloc is tracing, else None. It is imported only
+    to ask, and left unimported if the answer is no (start-up imports nothing new)."""
+    imported = "_tracemalloc" in sys.modules
+    import _tracemalloc
+
+    if _tracemalloc.is_tracing():
+        return _tracemalloc
+    if not imported:
+        del sys.modules["_tracemalloc"]
+    return None
 
 
 def _checked_domains(domains: Iterable[str]) -> Tuple[str, ...]:
