@@ -25,6 +25,7 @@
 
 use crate::diagnostics::{fatal, Line};
 use crate::domain::Domain;
+use crate::list::{Linked, Links, List};
 use crate::lock_registry::Rank;
 use crate::options::{on_error_in_debug, OnError};
 use crate::segment::{segment_of, SegmentKind};
@@ -124,8 +125,7 @@ struct Header {
     /// core, the core's free-list link may land here.
     freed_at: usize,
     /// Links in `LIVE_BLOCKS` or `QUARANTINE` (D3).
-    next: *mut Header,
-    prev: *mut Header,
+    links: Links<Header>,
     size: usize,
     /// Bytes from the core block's start to the user block.
     lead: u32,
@@ -267,20 +267,27 @@ pub fn report_absurd_size(call: &[u8], size: usize) {
     report(ErrorKind::AbsurdSize, call, size, None);
 }
 
-struct List {
-    first: *mut Header,
-    last: *mut Header,
+/// Debug blocks on one of the two lists, and their bytes (D3).
+struct Blocks {
+    headers: List<Header>,
     bytes: usize,
 }
 
 // SAFETY: the list is touched only under its lock (D3).
-unsafe impl Send for List {}
+unsafe impl Send for Blocks {}
 
-impl List {
-    const fn new() -> List {
-        List {
-            first: ptr::null_mut(),
-            last: ptr::null_mut(),
+// SAFETY: `links` is the header's field for its one list.
+unsafe impl Linked for Header {
+    unsafe fn links(this: *mut Self) -> *mut Links<Self> {
+        // SAFETY: the caller's contract: `this` is a valid header.
+        unsafe { &raw mut (*this).links }
+    }
+}
+
+impl Blocks {
+    const fn new() -> Blocks {
+        Blocks {
+            headers: List::EMPTY,
             bytes: 0,
         }
     }
@@ -288,16 +295,9 @@ impl List {
     /// # Safety
     /// `header` is a debug header on no list (D3).
     unsafe fn push_back(&mut self, header: *mut Header) {
-        // SAFETY: the caller's contract; list members are valid headers.
+        // SAFETY: the caller's contract; we hold the list's lock (L3).
         unsafe {
-            (*header).next = ptr::null_mut();
-            (*header).prev = self.last;
-            if self.last.is_null() {
-                self.first = header;
-            } else {
-                (*self.last).next = header;
-            }
-            self.last = header;
+            self.headers.push_back(header);
             self.bytes += (*header).size;
         }
     }
@@ -305,26 +305,16 @@ impl List {
     /// # Safety
     /// `header` is on this list.
     unsafe fn remove(&mut self, header: *mut Header) {
-        // SAFETY: the caller's contract.
+        // SAFETY: the caller's contract; we hold the list's lock (L3).
         unsafe {
-            let (prev, next) = ((*header).prev, (*header).next);
-            if prev.is_null() {
-                self.first = next;
-            } else {
-                (*prev).next = next;
-            }
-            if next.is_null() {
-                self.last = prev;
-            } else {
-                (*next).prev = prev;
-            }
+            self.headers.remove(header);
             self.bytes -= (*header).size;
         }
     }
 }
 
-static LIVE_BLOCKS: SpinLock<List> = SpinLock::new(Rank::DebugLiveBlocks, List::new());
-static QUARANTINE: SpinLock<List> = SpinLock::new(Rank::DebugQuarantine, List::new());
+static LIVE_BLOCKS: SpinLock<Blocks> = SpinLock::new(Rank::DebugLiveBlocks, Blocks::new());
+static QUARANTINE: SpinLock<Blocks> = SpinLock::new(Rank::DebugQuarantine, Blocks::new());
 static QUARANTINE_BYTES: AtomicUsize = AtomicUsize::new(DEFAULT_QUARANTINE_BYTES);
 const DEFAULT_QUARANTINE_BYTES: usize = 16 << 20;
 
@@ -382,8 +372,7 @@ pub fn allocate(domain: usize, size: usize, align: usize, zero: bool) -> *mut u8
             header,
             Header {
                 freed_at: 0,
-                next: ptr::null_mut(),
-                prev: ptr::null_mut(),
+                links: Links::UNLINKED,
                 size,
                 lead: lead as u32,
                 domain: domain as u8,
@@ -596,8 +585,8 @@ unsafe fn quarantine(header: *mut Header) {
         {
             let mut held = QUARANTINE.lock();
             held.push_back(header);
-            while held.bytes > budget && !held.first.is_null() && count < released.len() {
-                let oldest = held.first;
+            while held.bytes > budget && !held.headers.is_empty() && count < released.len() {
+                let oldest = held.headers.first();
                 held.remove(oldest);
                 released[count] = oldest;
                 count += 1;
@@ -652,7 +641,7 @@ pub fn check_all() -> usize {
     let mut problems = 0;
     {
         let live = LIVE_BLOCKS.lock();
-        let mut header = live.first;
+        let mut header = live.headers.first();
         while !header.is_null() {
             // SAFETY: D3: headers on the list are live debug blocks.
             unsafe {
@@ -677,19 +666,19 @@ pub fn check_all() -> usize {
                         Some(described()),
                     );
                 }
-                header = (*header).next;
+                header = List::next(header);
             }
         }
     }
     let held = QUARANTINE.lock();
-    let mut header = held.first;
+    let mut header = held.headers.first();
     while !header.is_null() {
         // SAFETY: D3: headers in the quarantine are freed debug blocks.
         unsafe {
             if !check_poison(header, b"check") {
                 problems += 1;
             }
-            header = (*header).next;
+            header = List::next(header);
         }
     }
     problems
@@ -701,14 +690,14 @@ pub fn live_by_domain(mut visit: impl FnMut(usize, u64, u64)) {
     let mut bytes = [0u64; crate::domain::MAX_DOMAINS];
     {
         let live = LIVE_BLOCKS.lock();
-        let mut header = live.first;
+        let mut header = live.headers.first();
         while !header.is_null() {
             // SAFETY: D3.
             unsafe {
                 let domain = (*header).domain as usize;
                 blocks[domain] += 1;
                 bytes[domain] += (*header).size as u64;
-                header = (*header).next;
+                header = List::next(header);
             }
         }
     }
@@ -774,7 +763,7 @@ fn report_leak_sites(at_exit: bool) {
     let counts = memory.as_ptr().cast::<[u64; 2]>();
     {
         let live = LIVE_BLOCKS.lock();
-        let mut header = live.first;
+        let mut header = live.headers.first();
         while !header.is_null() {
             // SAFETY: D3; `site <= CAPACITY` indexes the fresh, zeroed mapping.
             unsafe {
@@ -783,7 +772,7 @@ fn report_leak_sites(at_exit: bool) {
                     (*counts.add(site))[0] += 1;
                     (*counts.add(site))[1] += (*header).size as u64;
                 }
-                header = (*header).next;
+                header = List::next(header);
             }
         }
     }

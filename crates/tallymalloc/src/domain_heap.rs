@@ -27,6 +27,7 @@ use crate::debug;
 use crate::domain::Domain;
 use crate::heap::Heap;
 use crate::huge;
+use crate::list::List;
 use crate::os;
 use crate::page::{
     Block, DelayedFree, Page, FLAG_HAS_ALIGNED, FLAG_IN_FULL, FLAG_SLOW_ONLY, HUGE_CLASS,
@@ -54,68 +55,9 @@ pub(crate) fn empty_page() -> *mut Page {
     EMPTY_PAGE.0.get()
 }
 
-#[derive(Clone, Copy)]
-pub(crate) struct PageQueue {
-    pub first: *mut Page,
-    pub last: *mut Page,
-}
-
-impl PageQueue {
-    pub const EMPTY: PageQueue = PageQueue {
-        first: ptr::null_mut(),
-        last: ptr::null_mut(),
-    };
-
-    /// # Safety (for all three)
-    /// The page must be valid, owned by this thread (H1), and on this queue (`remove`) or on no
-    /// queue (`push_*`).
-    pub unsafe fn push_front(&mut self, page: *mut Page) {
-        // SAFETY: see above; the queue's pages are valid too.
-        unsafe {
-            (*page).prev = ptr::null_mut();
-            (*page).next = self.first;
-            if self.first.is_null() {
-                self.last = page;
-            } else {
-                (*self.first).prev = page;
-            }
-        }
-        self.first = page;
-    }
-
-    pub unsafe fn push_back(&mut self, page: *mut Page) {
-        // SAFETY: see `push_front`.
-        unsafe {
-            (*page).next = ptr::null_mut();
-            (*page).prev = self.last;
-            if self.last.is_null() {
-                self.first = page;
-            } else {
-                (*self.last).next = page;
-            }
-        }
-        self.last = page;
-    }
-
-    pub unsafe fn remove(&mut self, page: *mut Page) {
-        // SAFETY: see `push_front`.
-        unsafe {
-            let (prev, next) = ((*page).prev, (*page).next);
-            if prev.is_null() {
-                self.first = next;
-            } else {
-                (*prev).next = next;
-            }
-            if next.is_null() {
-                self.last = prev;
-            } else {
-                (*next).prev = prev;
-            }
-            (*page).next = ptr::null_mut();
-            (*page).prev = ptr::null_mut();
-        }
-    }
-}
+/// A queue of pages (owner only, H1): a class's pages, the full pages, the pages waiting to
+/// be purged.
+pub(crate) type PageQueue = List<Page>;
 
 /// Entries of the direct table: one per 8 bytes of request up to `SMALL_LOOKUP_MAX`.
 const DIRECT_SLOTS: usize = SMALL_LOOKUP_MAX / 8 + 1;
@@ -449,7 +391,7 @@ unsafe fn secure_pop(heap: *mut DomainHeap, class: usize) -> *mut Block {
     // SAFETY: H1/H2: pages on our queues are ours.
     unsafe {
         let pages = (*heap).pages();
-        let page = pages.queues[class].first;
+        let page = pages.queues[class].first();
         if page.is_null() || pages.slow_paths_until_tick == 0 {
             return ptr::null_mut();
         }
@@ -1050,7 +992,7 @@ impl DomainHeap {
     fn find_page(&self, class: usize) -> *mut Page {
         // SAFETY: H1/H2: every page on our queues is ours.
         unsafe {
-            let mut page = self.pages().queues[class].first;
+            let mut page = self.pages().queues[class].first();
             while !page.is_null() {
                 (*page).collect();
                 // A page carves its next batch even when other threads' frees came back:
@@ -1061,7 +1003,7 @@ impl DomainHeap {
                     (*page).extend();
                 }
                 if (*page).has_free() {
-                    if self.pages().queues[class].first != page {
+                    if self.pages().queues[class].first() != page {
                         self.queue_remove(class, page);
                         self.queue_push_front(class, page);
                     }
@@ -1071,7 +1013,7 @@ impl DomainHeap {
                 if !(*page).try_request_delayed_free() {
                     continue;
                 }
-                let next = (*page).next;
+                let next = PageQueue::next(page);
                 self.queue_remove(class, page);
                 self.push_full(page);
                 page = next;
@@ -1130,9 +1072,9 @@ impl DomainHeap {
         // SAFETY: H1/H2: queue and full pages are ours.
         unsafe {
             for class in 0..CLASS_COUNT {
-                let mut page = self.pages().queues[class].first;
+                let mut page = self.pages().queues[class].first();
                 while !page.is_null() {
-                    let next = (*page).next;
+                    let next = PageQueue::next(page);
                     (*page).collect();
                     if (*page).live_blocks() == 0 {
                         self.free_page(page);
@@ -1140,9 +1082,9 @@ impl DomainHeap {
                     page = next;
                 }
             }
-            let mut page = self.pages().full.first;
+            let mut page = self.pages().full.first();
             while !page.is_null() {
-                let next = (*page).next;
+                let next = PageQueue::next(page);
                 (*page).collect();
                 if (*page).has_free() {
                     self.unfull(page);
@@ -1182,7 +1124,7 @@ impl DomainPages {
     /// moves the `SERVING` mark to that page (P3). A page that leaves empty stays on its queue,
     /// to be used again or given back by `collect_pages`.
     fn refresh_current(&mut self, class: usize) {
-        let first = self.queues[class].first;
+        let first = self.queues[class].first();
         let previous = self.serving[class];
         if previous != first {
             // A serving page leaves `serving` only through `retire`, which forgets it first.

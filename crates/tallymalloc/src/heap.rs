@@ -32,12 +32,13 @@
 use crate::domain::{Domain, MAX_DOMAINS};
 use crate::domain_heap::{DomainHeap, PageQueue};
 use crate::huge_cache;
+use crate::list::{Linked, Links, List};
 use crate::lock_registry::Rank;
 use crate::options;
 use crate::os;
 use crate::page::{DelayedFree, Page, FLAG_IN_FULL};
 use crate::purge_pace;
-use crate::segment::{self, Segment, SegmentKind, HEADER_RESERVE, SEGMENT_SIZE};
+use crate::segment::{self, Segment, SegmentKind, WithFree, HEADER_RESERVE, SEGMENT_SIZE};
 use crate::sync::{SpinGuard, SpinLock};
 use crate::thread;
 use core::cell::UnsafeCell;
@@ -52,8 +53,7 @@ pub static EMPTY_HEAP: Heap = Heap {
         ..HeapState::EMPTY
     }),
     purge: SpinLock::new(Rank::HeapPurge, PurgeQueue(PageQueue::EMPTY)),
-    live_next: UnsafeCell::new(ptr::null_mut()),
-    live_prev: UnsafeCell::new(ptr::null_mut()),
+    live: UnsafeCell::new(Links::UNLINKED),
 };
 
 #[repr(C)]
@@ -65,8 +65,7 @@ pub struct Heap {
     /// Free pages waiting for the purge delay (H4).
     purge: SpinLock<PurgeQueue>,
     /// Links in `LIVE_HEAPS` (H7).
-    live_next: UnsafeCell<*mut Heap>,
-    live_prev: UnsafeCell<*mut Heap>,
+    live: UnsafeCell<Links<Heap>>,
 }
 
 // SAFETY: `state` is reached only by the owning thread (H1), the purge queue under its lock
@@ -80,26 +79,31 @@ unsafe impl Send for PurgeQueue {}
 
 /// Every started heap (H7), for the background purger.
 struct LiveHeaps {
-    first: *mut Heap,
+    heaps: List<Heap>,
 }
 // SAFETY: H7: the list is touched under its lock only.
 unsafe impl Send for LiveHeaps {}
 
-static LIVE_HEAPS: SpinLock<LiveHeaps> = SpinLock::new(
-    Rank::LiveHeaps,
-    LiveHeaps {
-        first: ptr::null_mut(),
-    },
-);
+// SAFETY: `live` is the heap's field for the live-heap list, its only list.
+unsafe impl Linked for Heap {
+    unsafe fn links(this: *mut Self) -> *mut Links<Self> {
+        // SAFETY: the caller's contract: `this` is a valid heap. H7: the links are reached
+        // under LIVE_HEAPS's lock only.
+        unsafe { UnsafeCell::raw_get(&raw const (*this).live) }
+    }
+}
+
+static LIVE_HEAPS: SpinLock<LiveHeaps> =
+    SpinLock::new(Rank::LiveHeaps, LiveHeaps { heaps: List::EMPTY });
 
 pub struct HeapState {
     /// This thread's domain heaps (H6).
     domains: [*mut DomainHeap; MAX_DOMAINS],
     started: u128,
-    segments: *mut Segment,
-    with_free: [*mut Segment; 2],
-    /// Empty segments kept for reuse, linked through `Segment::next`; at most `MAX_SPARES`.
-    spare: *mut Segment,
+    segments: List<Segment>,
+    with_free: [List<Segment, WithFree>; 2],
+    /// Empty segments kept for reuse; at most `MAX_SPARES`.
+    spares: List<Segment>,
     spare_count: u32,
     /// When this heap next adopts an abandoned segment on its own (see `tick`).
     next_adoption: u64,
@@ -120,9 +124,9 @@ impl HeapState {
     const EMPTY: HeapState = HeapState {
         domains: [ptr::null_mut(); MAX_DOMAINS],
         started: 0,
-        segments: ptr::null_mut(),
-        with_free: [ptr::null_mut(); 2],
-        spare: ptr::null_mut(),
+        segments: List::EMPTY,
+        with_free: [List::EMPTY; 2],
+        spares: List::EMPTY,
         spare_count: 0,
         next_adoption: 0,
         this: ptr::null_mut(),
@@ -171,8 +175,7 @@ impl Heap {
             ptr::write(&raw mut (*heap).state, UnsafeCell::new(state));
             // The purge lock stays as `prepare_memory` wrote it (S1); only its queue is new.
             (*heap).purge.lock().0 = PageQueue::EMPTY;
-            ptr::write(&raw mut (*heap).live_next, UnsafeCell::new(ptr::null_mut()));
-            ptr::write(&raw mut (*heap).live_prev, UnsafeCell::new(ptr::null_mut()));
+            ptr::write(&raw mut (*heap).live, UnsafeCell::new(Links::UNLINKED));
             DomainHeap::initialize(raw, heap, Domain::RAW);
             link_live(heap);
         }
@@ -232,7 +235,7 @@ impl Heap {
         let abandoned = segment::abandoned_count() != 0;
         let cached = !huge_cache::is_empty();
         // SAFETY: H1.
-        let pending = !self.purge.lock().0.first.is_null();
+        let pending = !self.purge.lock().0.is_empty();
         if !pending && !abandoned && !cached {
             return;
         }
@@ -264,7 +267,7 @@ impl Heap {
         let mut adoptions_left = 4;
         loop {
             // SAFETY: H1; the borrow ends before `adopt`.
-            let with_free = unsafe { self.state().with_free.get(list).copied() };
+            let with_free = unsafe { self.state().with_free.get(list).map(List::first) };
             if let Some(segment) = with_free.filter(|segment| !segment.is_null()) {
                 // SAFETY: H3: segments on our lists are ours.
                 unsafe {
@@ -334,9 +337,9 @@ impl Heap {
         // The lock keeps the owner from taking a page (or releasing its segment) meanwhile.
         // SAFETY: H4: pages on the queue are free pages of the heap's segments.
         unsafe {
-            let mut page = queue.0.first;
+            let mut page = queue.0.first();
             while !page.is_null() && (*page).purge_at <= now {
-                let next = (*page).next;
+                let next = PageQueue::next(page);
                 queue.0.remove(page);
                 (*page).purge_pending = false;
                 segment::decommit_page(&mut *page);
@@ -345,7 +348,7 @@ impl Heap {
                 page = next;
             }
         }
-        !queue.0.first.is_null()
+        !queue.0.is_empty()
     }
 
     /// Takes over a segment whose thread exited (S1): requeues its pages with our domain heaps
@@ -433,17 +436,7 @@ impl Heap {
         unsafe {
             // Pending purges stay with their pages (`purge_pending`, `purge_at`): the adopter
             // queues them again. Only the list links, which are this heap's, are dropped.
-            {
-                let mut queue = self.purge.lock();
-                let mut page = queue.0.first;
-                while !page.is_null() {
-                    let next = (*page).next;
-                    (*page).next = ptr::null_mut();
-                    (*page).prev = ptr::null_mut();
-                    page = next;
-                }
-                queue.0 = PageQueue::EMPTY;
-            }
+            self.purge.lock().0.clear();
             let state = self.state();
             // Spares, empty, go to the abandoned list too: the next thread takes them instead
             // of mapping segments.
@@ -454,8 +447,8 @@ impl Heap {
                 }
                 segment::push_abandoned(spare);
             }
-            while !state.segments.is_null() {
-                let segment = state.segments;
+            while !state.segments.is_empty() {
+                let segment = state.segments.first();
                 state.unlink_segment(segment);
                 // Once its pages have no owner, other threads treat every free into the segment
                 // as remote, and the adopter takes it from the list's lock. The aligned flag
@@ -463,8 +456,8 @@ impl Heap {
                 for index in 0..(*segment).page_count as usize {
                     let page = &mut (*segment).pages[index];
                     if page.in_use {
-                        page.next = ptr::null_mut();
-                        page.prev = ptr::null_mut();
+                        // Its queue (this heap's) is dropped whole by `retire`.
+                        page.links = Links::UNLINKED;
                         page.set_flag(FLAG_IN_FULL, false);
                         // The adopter's queues decide which page serves (P3).
                         page.set_serving(false);
@@ -495,12 +488,7 @@ impl HeapState {
     fn link_segment(&mut self, segment: *mut Segment) {
         // SAFETY: H3: the segment is ours and on no list.
         unsafe {
-            (*segment).prev = ptr::null_mut();
-            (*segment).next = self.segments;
-            if !self.segments.is_null() {
-                (*self.segments).prev = segment;
-            }
-            self.segments = segment;
+            self.segments.push_front(segment);
             (*segment).in_with_free_list = false;
             if (*segment).has_free_page() {
                 self.link_with_free(segment);
@@ -514,17 +502,7 @@ impl HeapState {
             if (*segment).in_with_free_list {
                 self.unlink_with_free(segment);
             }
-            let (prev, next) = ((*segment).prev, (*segment).next);
-            if prev.is_null() {
-                self.segments = next;
-            } else {
-                (*prev).next = next;
-            }
-            if !next.is_null() {
-                (*next).prev = prev;
-            }
-            (*segment).next = ptr::null_mut();
-            (*segment).prev = ptr::null_mut();
+            self.segments.remove(segment);
         }
     }
 
@@ -535,31 +513,15 @@ impl HeapState {
             if kind == SegmentKind::Large || (*segment).in_with_free_list {
                 return;
             }
-            let head = &mut self.with_free[kind as usize];
-            (*segment).prev_with_free = ptr::null_mut();
-            (*segment).next_with_free = *head;
-            if !head.is_null() {
-                (**head).prev_with_free = segment;
-            }
-            *head = segment;
+            self.with_free[kind as usize].push_front(segment);
             (*segment).in_with_free_list = true;
         }
     }
 
     fn unlink_with_free(&mut self, segment: *mut Segment) {
-        // SAFETY: H3: the segment is ours and on the list.
+        // SAFETY: H3: the segment is ours and on the list of its kind.
         unsafe {
-            let (prev, next) = ((*segment).prev_with_free, (*segment).next_with_free);
-            if prev.is_null() {
-                self.with_free[(*segment).kind as usize] = next;
-            } else {
-                (*prev).next_with_free = next;
-            }
-            if !next.is_null() {
-                (*next).prev_with_free = prev;
-            }
-            (*segment).next_with_free = ptr::null_mut();
-            (*segment).prev_with_free = ptr::null_mut();
+            self.with_free[(*segment).kind as usize].remove(segment);
             (*segment).in_with_free_list = false;
         }
     }
@@ -578,7 +540,7 @@ impl HeapState {
             return ptr::null_mut();
         }
         let mut queue = self.purge_queue();
-        let mut page = queue.0.last;
+        let mut page = queue.0.last();
         for _ in 0..LOOK_AT {
             if page.is_null() {
                 break;
@@ -590,7 +552,7 @@ impl HeapState {
                 // the spares, comes back into use for it.
                 let usable = (*segment).kind == kind
                     && ((*segment).used_pages > 0
-                        || (segment == self.spare && !self.pop_spare().is_null() && {
+                        || (segment == self.spares.first() && !self.pop_spare().is_null() && {
                             self.link_segment(segment);
                             true
                         }));
@@ -604,7 +566,7 @@ impl HeapState {
                     }
                     return page;
                 }
-                page = (*page).prev;
+                page = PageQueue::prev(page);
             }
         }
         ptr::null_mut()
@@ -683,8 +645,7 @@ impl HeapState {
         self.unlink_segment(segment);
         if self.spare_count < MAX_SPARES {
             // SAFETY: H3: the segment is ours, empty and on no list.
-            unsafe { (*segment).next = self.spare };
-            self.spare = segment;
+            unsafe { self.spares.push_front(segment) };
             self.spare_count += 1;
             return;
         }
@@ -708,27 +669,25 @@ impl HeapState {
     /// A spare laid out for `kind` if there is one (re-laying out another decommits it), or
     /// else the newest spare.
     fn pop_spare_for(&mut self, kind: SegmentKind) -> *mut Segment {
-        let mut link: *mut *mut Segment = &mut self.spare;
-        // SAFETY: H3: spares are ours and linked through `next`.
+        let mut spare = self.spares.first();
+        // SAFETY: H3: spares are ours, and on `spares`.
         unsafe {
-            while !(*link).is_null() {
-                let spare = *link;
+            while !spare.is_null() {
                 if (*spare).kind == kind {
-                    *link = (*spare).next;
+                    self.spares.remove(spare);
                     self.spare_count -= 1;
                     return spare;
                 }
-                link = &mut (*spare).next;
+                spare = List::<Segment>::next(spare);
             }
         }
         self.pop_spare()
     }
 
     fn pop_spare(&mut self) -> *mut Segment {
-        let spare = self.spare;
+        // SAFETY: H3: spares are ours.
+        let spare = unsafe { self.spares.pop_front() };
         if !spare.is_null() {
-            // SAFETY: H3: spares are ours and linked through `next`.
-            self.spare = unsafe { (*spare).next };
             self.spare_count -= 1;
         }
         spare
@@ -747,7 +706,7 @@ impl HeapState {
     }
 
     fn for_each_page(&mut self, mut visit: impl FnMut(&mut Page)) {
-        let mut segment = self.segments;
+        let mut segment = self.segments.first();
         while !segment.is_null() {
             // SAFETY: H3: our segments and their pages are ours.
             unsafe {
@@ -757,7 +716,7 @@ impl HeapState {
                         visit(page);
                     }
                 }
-                segment = (*segment).next;
+                segment = List::<Segment>::next(segment);
             }
         }
     }
@@ -778,32 +737,13 @@ pub fn collect_current() {
 }
 
 fn link_live(heap: *mut Heap) {
-    let mut live = LIVE_HEAPS.lock();
-    // SAFETY: H7: the links are touched under the lock; `heap` is a started heap.
-    unsafe {
-        *(*heap).live_prev.get() = ptr::null_mut();
-        *(*heap).live_next.get() = live.first;
-        if !live.first.is_null() {
-            *(*live.first).live_prev.get() = heap;
-        }
-    }
-    live.first = heap;
+    // SAFETY: H7: under the lock; `heap` is a started heap on no list.
+    unsafe { LIVE_HEAPS.lock().heaps.push_front(heap) };
 }
 
 fn unlink_live(heap: *mut Heap) {
-    let mut live = LIVE_HEAPS.lock();
-    // SAFETY: H7: the links are touched under the lock; `heap` is on the list.
-    unsafe {
-        let (next, prev) = (*(*heap).live_next.get(), *(*heap).live_prev.get());
-        if prev.is_null() {
-            live.first = next;
-        } else {
-            *(*prev).live_next.get() = next;
-        }
-        if !next.is_null() {
-            *(*next).live_prev.get() = prev;
-        }
-    }
+    // SAFETY: H7: under the lock; `heap` is on the list.
+    unsafe { LIVE_HEAPS.lock().heaps.remove(heap) };
 }
 
 /// The purger's round: returns the due pages of every live heap; true if pages are left
@@ -811,13 +751,13 @@ fn unlink_live(heap: *mut Heap) {
 pub fn purge_all_due(now: u64) -> bool {
     let live = LIVE_HEAPS.lock();
     let mut waiting = false;
-    let mut heap = live.first;
+    let mut heap = live.heaps.first();
     while !heap.is_null() {
         // H4 lets any thread purge under the queue's lock.
         // SAFETY: H7: a heap on the list is live and stays so while we hold the lock.
         unsafe {
             waiting |= (*heap).purge_due(now);
-            heap = *(*heap).live_next.get();
+            heap = List::next(heap);
         }
     }
     waiting
@@ -827,13 +767,13 @@ pub fn purge_all_due(now: u64) -> bool {
 /// exist there, and one of them may have held its purge lock at the fork.
 pub fn keep_only_live_after_fork(current: *mut Heap) {
     let mut live = LIVE_HEAPS.lock();
-    live.first = ptr::null_mut();
+    live.heaps = List::EMPTY;
     if current != empty_heap() {
-        // SAFETY: H7, under the lock; the forking thread's heap is started.
+        // SAFETY: H7, under the lock; the forking thread's heap is started, and its old links
+        // (to heaps of threads gone in the child) are dropped with the list.
         unsafe {
-            *(*current).live_next.get() = ptr::null_mut();
-            *(*current).live_prev.get() = ptr::null_mut();
+            *Heap::links(current) = Links::UNLINKED;
+            live.heaps.push_front(current);
         }
-        live.first = current;
     }
 }

@@ -45,6 +45,7 @@ mod global;
 mod heap;
 mod huge;
 mod huge_cache;
+mod list;
 mod lock_registry;
 mod options;
 mod os;

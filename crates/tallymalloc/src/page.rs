@@ -35,6 +35,7 @@
 //!   neither abandons the page nor frees its heap.
 
 use crate::domain_heap::DomainHeap;
+use crate::list::{Linked, Links};
 use crate::secure;
 use core::ptr;
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -159,8 +160,7 @@ pub struct Page {
     /// The block-start check's multiplier for `block_size` (P6, [`block_magic`]).
     pub block_magic: usize,
     /// Links in the heap's queue for this class, its full list or its purge list (owner only).
-    pub next: *mut Page,
-    pub prev: *mut Page,
+    pub links: Links<Page>,
 
     // Owned by the segment's owner; fixed when the segment is laid out.
     pub area_size: usize,
@@ -179,6 +179,14 @@ pub struct Page {
 
 const _: () = assert!(core::mem::size_of::<Page>() == 128);
 
+// SAFETY: `links` is the page's field for its queue, full list or purge list, one at a time.
+unsafe impl Linked for Page {
+    unsafe fn links(this: *mut Self) -> *mut Links<Self> {
+        // SAFETY: the caller's contract: `this` is a valid page.
+        unsafe { &raw mut (*this).links }
+    }
+}
+
 impl Page {
     /// A page with nothing in it, as the fast paths' sentinel and as a laid-out free page.
     pub const fn empty() -> Page {
@@ -195,8 +203,7 @@ impl Page {
             area: ptr::null_mut(),
             key: 0,
             block_magic: 0,
-            next: ptr::null_mut(),
-            prev: ptr::null_mut(),
+            links: Links::UNLINKED,
             area_size: 0,
             reserved: 0,
             memory_is_zero: false,
@@ -227,8 +234,7 @@ impl Page {
         self.block_magic = block_magic(block_size);
         self.set_capacity(0);
         self.reserved = (self.area_size / block_size) as u32;
-        self.next = ptr::null_mut();
-        self.prev = ptr::null_mut();
+        self.links = Links::UNLINKED;
         self.thread_free
             .store(DelayedFree::None as usize, Ordering::Relaxed);
         self.owner.store(heap as usize, Ordering::Release);

@@ -24,6 +24,7 @@
 //! - **S5 committed**: a page counts in `os::committed_bytes` exactly while it is in use or
 //!   free with `memory_is_zero` false; every change of those two goes through this module.
 
+use crate::list::{Linked, Links, List};
 use crate::lock_registry::Rank;
 use crate::os;
 use crate::page::Page;
@@ -88,13 +89,32 @@ pub struct Segment {
     // Owner only (S1).
     pub used_pages: u32,
     pub free_pages: u64,
-    /// Links in the owner heap's list of segments, or in the abandoned list.
-    pub next: *mut Segment,
-    pub prev: *mut Segment,
+    /// Links in the owner heap's list of segments or of its spares, or in the abandoned list.
+    pub links: Links<Segment>,
     /// Links in the owner heap's list of segments of this kind with a free page.
-    pub next_with_free: *mut Segment,
-    pub prev_with_free: *mut Segment,
+    pub with_free: Links<Segment>,
     pub in_with_free_list: bool,
+}
+
+/// The tag of the lists of segments with a free page (a segment is on one of those and on
+/// its heap's list of segments at once).
+pub enum WithFree {}
+
+// SAFETY: `links` is the segment's field for the heap's segments, its spares or the
+// abandoned list, one at a time.
+unsafe impl Linked for Segment {
+    unsafe fn links(this: *mut Self) -> *mut Links<Self> {
+        // SAFETY: the caller's contract: `this` is a valid segment.
+        unsafe { &raw mut (*this).links }
+    }
+}
+
+// SAFETY: `with_free` is the segment's field for the lists of segments with a free page.
+unsafe impl Linked<WithFree> for Segment {
+    unsafe fn links(this: *mut Self) -> *mut Links<Self> {
+        // SAFETY: the caller's contract: `this` is a valid segment.
+        unsafe { &raw mut (*this).with_free }
+    }
 }
 
 const _: () = assert!(core::mem::size_of::<Segment>() <= HEADER_RESERVE);
@@ -162,10 +182,8 @@ impl Segment {
                     mapping_size,
                     used_pages: 0,
                     free_pages: 0,
-                    next: ptr::null_mut(),
-                    prev: ptr::null_mut(),
-                    next_with_free: ptr::null_mut(),
-                    prev_with_free: ptr::null_mut(),
+                    links: Links::UNLINKED,
+                    with_free: Links::UNLINKED,
                     in_with_free_list: false,
                 },
             );
@@ -305,7 +323,7 @@ pub fn pages_in_use() -> usize {
 
 /// Segments whose owner thread has exited, waiting for another thread to adopt them.
 struct AbandonedList {
-    head: *mut Segment,
+    segments: List<Segment>,
 }
 
 // SAFETY: the list is only touched under its lock; the segments it links are unowned (S1).
@@ -314,7 +332,7 @@ unsafe impl Send for AbandonedList {}
 static ABANDONED: SpinLock<AbandonedList> = SpinLock::new(
     Rank::AbandonedSegments,
     AbandonedList {
-        head: ptr::null_mut(),
+        segments: List::EMPTY,
     },
 );
 
@@ -324,25 +342,21 @@ static ABANDONED_COUNT: AtomicUsize = AtomicUsize::new(0);
 /// Puts an unowned segment on the abandoned list.
 ///
 /// # Safety
-/// The segment's pages must already have no owner, and the caller must hold no other
-/// reference to it.
+/// The segment's pages must already have no owner, the segment must be on no list, and the
+/// caller must hold no other reference to it.
 pub unsafe fn push_abandoned(segment: *mut Segment) {
     let mut list = ABANDONED.lock();
-    // SAFETY: the segment is unowned and ours until it is on the list.
-    unsafe {
-        (*segment).prev = ptr::null_mut();
-        (*segment).next = list.head;
-    }
-    list.head = segment;
+    // SAFETY: the segment is unowned, on no list, and ours until it is on this one; we hold
+    // the list's lock (L3).
+    unsafe { list.segments.push_front(segment) };
     ABANDONED_COUNT.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Takes a segment off the abandoned list, if there is one; the caller becomes its sole user.
 pub fn pop_abandoned() -> Option<NonNull<Segment>> {
     let mut list = ABANDONED.lock();
-    let segment = NonNull::new(list.head)?;
-    // SAFETY: segments on the list are valid and touched only under the lock.
-    list.head = unsafe { (*segment.as_ptr()).next };
+    // SAFETY: we hold the list's lock (L3).
+    let segment = NonNull::new(unsafe { list.segments.pop_front() })?;
     ABANDONED_COUNT.fetch_sub(1, Ordering::Relaxed);
     Some(segment)
 }

@@ -38,6 +38,7 @@
 //! - **A3 no allocation**: nothing here allocates; a snapshot lives on the caller's stack.
 
 use crate::domain::{Domain, MAX_DOMAINS};
+use crate::list::{Linked, Links, List};
 use crate::lock_registry::Rank;
 use crate::os;
 use crate::size_class::{class_size, CLASS_COUNT};
@@ -71,8 +72,15 @@ pub struct Counters {
     tallies: Tallies,
     domain: AtomicUsize,
     /// Links in the `ACTIVE` list (A2), under its lock.
-    next: UnsafeCell<*const Counters>,
-    prev: UnsafeCell<*const Counters>,
+    links: UnsafeCell<Links<Counters>>,
+}
+
+// SAFETY: `links` is the counters' field for the active list, their only list.
+unsafe impl Linked for Counters {
+    unsafe fn links(this: *mut Self) -> *mut Links<Self> {
+        // SAFETY: the caller's contract: `this` is valid. A2: reached under ACTIVE's lock.
+        unsafe { UnsafeCell::raw_get(&raw const (*this).links) }
+    }
 }
 
 /// What a heap has not yet added to its domain's shared total (for peaks; module comment).
@@ -194,8 +202,7 @@ impl Counters {
             }),
             tallies: Tallies::new(),
             domain: AtomicUsize::new(0),
-            next: UnsafeCell::new(ptr::null()),
-            prev: UnsafeCell::new(ptr::null()),
+            links: UnsafeCell::new(Links::UNLINKED),
         }
     }
 
@@ -498,13 +505,17 @@ pub fn count_orphan_huge_free(domain: usize, usable: usize) {
 }
 
 struct ActiveList {
-    first: *const Counters,
+    counters: List<Counters>,
 }
 // SAFETY: the list is touched only under its lock (A2).
 unsafe impl Send for ActiveList {}
 
-static ACTIVE: SpinLock<ActiveList> =
-    SpinLock::new(Rank::StatsCounters, ActiveList { first: ptr::null() });
+static ACTIVE: SpinLock<ActiveList> = SpinLock::new(
+    Rank::StatsCounters,
+    ActiveList {
+        counters: List::EMPTY,
+    },
+);
 
 /// Puts fresh counters for `domain` on the active list.
 ///
@@ -516,13 +527,8 @@ pub unsafe fn activate(counters: *const Counters, domain: usize) {
     unsafe {
         ptr::write(counters.cast_mut(), Counters::new());
         (*counters).domain.store(domain, Ordering::Relaxed);
-        *(*counters).next.get() = list.first;
-        *(*counters).prev.get() = ptr::null();
-        if !list.first.is_null() {
-            *(*list.first).prev.get() = counters;
-        }
+        list.counters.push_front(counters.cast_mut());
     }
-    list.first = counters;
 }
 
 /// Folds a heap's counters into `RETIRED` and takes them off the active list (A2).
@@ -539,15 +545,7 @@ pub unsafe fn retire(counters: *const Counters) {
         if ENABLED {
             counters.publish();
         }
-        let (next, prev) = (*counters.next.get(), *counters.prev.get());
-        if prev.is_null() {
-            list.first = next;
-        } else {
-            *(*prev).next.get() = next;
-        }
-        if !next.is_null() {
-            *(*next).prev.get() = prev;
-        }
+        list.counters.remove(ptr::from_ref(counters).cast_mut());
     }
 }
 
@@ -757,14 +755,14 @@ pub fn snapshot() -> Stats {
         for (retired, sum) in RETIRED.iter().zip(sums.iter_mut()) {
             retired.add_to(sum);
         }
-        let mut counters = list.first;
+        let mut counters = list.counters.first();
         while !counters.is_null() {
             // SAFETY: A2: counters on the list are valid while we hold its lock.
             unsafe {
                 let c = &*counters;
                 c.tallies
                     .add_to(&mut sums[c.domain.load(Ordering::Relaxed)]);
-                counters = *c.next.get();
+                counters = List::next(counters);
             }
         }
     }
