@@ -5,8 +5,8 @@
 //! system call; blocks freed by other threads go back through a lock-free list. Larger requests
 //! get a mapping of their own. Every block belongs to a [`Domain`] (allocator family), freeing
 //! through the wrong one is caught, and [`stats()`] reads live accounting by domain and size
-//! class. See `DESIGN.md` for the architecture; each module states the invariants its `unsafe`
-//! code relies on.
+//! class. See `docs/ARCHITECTURE.md` for the architecture; each module states the invariants
+//! its `unsafe` code relies on.
 //!
 //! Use it as Rust's global allocator:
 //!
