@@ -4,9 +4,9 @@
 //! `addr2line`, run as a child process, gives the file and line.
 //!
 //! Invariants:
-//! - **B1**: capturing allocates nothing (the unwinder finds frames through
+//! - **BT1**: capturing allocates nothing (the unwinder finds frames through
 //!   `dl_iterate_phdr`, which does not call malloc).
-//! - **B2**: printing allocates nothing in this process and takes no lock: the child is
+//! - **BT2**: printing allocates nothing in this process and takes no lock: the child is
 //!   started as `fork` would, but without the fork handlers (which take the allocator's locks,
 //!   one of which the report may hold), then `execvpe` (no posix_spawn file actions, which
 //!   would call malloc) in an empty environment (so it does not load the allocator itself), and
@@ -80,7 +80,7 @@ pub fn capture(skip: usize) -> Stack {
         stack: Stack::EMPTY,
         skip: skip + 1,
     };
-    // SAFETY: `visit` only touches the capture, which outlives the call (B1).
+    // SAFETY: `visit` only touches the capture, which outlives the call (BT1).
     unsafe { _Unwind_Backtrace(visit, (&raw mut capture).cast()) };
     capture.stack
 }
@@ -155,7 +155,7 @@ pub fn describe(address: usize, text: &mut [u8]) -> Frame<'_> {
 }
 
 /// The function and `file:line` of `address` in `object` (loaded at `base`), from
-/// `addr2line -f -C`, read into `out`; each empty if unknown (B2).
+/// `addr2line -f -C`, read into `out`; each empty if unknown (BT2).
 fn source_line<'a>(
     object: &core::ffi::CStr,
     base: usize,
@@ -192,7 +192,7 @@ fn source_line<'a>(
         core::ptr::null(),
         core::ptr::null(),
     ];
-    // B2: not `fork`.
+    // BT2: not `fork`.
     let child = crate::os::fork_without_handlers();
     if child == 0 {
         // SAFETY: in the child: route stdout into the pipe, silence stderr, become addr2line.

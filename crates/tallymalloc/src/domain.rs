@@ -9,11 +9,11 @@
 //! path nothing more than its one owner comparison.
 //!
 //! Invariants:
-//! - **D1 registration**: a domain's name is written once, before its `registered` flag is
+//! - **DM1 registration**: a domain's name is written once, before its `registered` flag is
 //!   set with release ordering, and never changes after; readers that see the flag (acquire)
 //!   may read the name without a lock. Registration itself takes `REGISTRY_LOCK`, so two
 //!   threads registering one name get one id.
-//! - **D2 ids**: ids below [`MAX_DOMAINS`] only; `raw`, `mem` and `obj` are 0, 1 and 2.
+//! - **DM2 ids**: ids below [`MAX_DOMAINS`] only; `raw`, `mem` and `obj` are 0, 1 and 2.
 //! - Nothing here allocates.
 
 use crate::diagnostics::Line;
@@ -56,7 +56,7 @@ impl std::error::Error for DomainError {}
 
 /// Each name NUL-terminated (the C API hands them out as strings).
 struct Names([UnsafeCell<[u8; MAX_NAME_LEN + 1]>; MAX_DOMAINS]);
-// SAFETY: D1: a name is written under REGISTRY_LOCK before its flag is published, then only read.
+// SAFETY: DM1: a name is written under REGISTRY_LOCK before its flag is published, then only read.
 unsafe impl Sync for Names {}
 
 static NAMES: Names = Names([const { UnsafeCell::new([0; MAX_NAME_LEN + 1]) }; MAX_DOMAINS]);
@@ -114,7 +114,7 @@ impl Domain {
             return b"";
         }
         let length = NAME_LENGTHS[id].load(Ordering::Relaxed) as usize;
-        // SAFETY: D1: the flag is set, so the name is written and never changes again.
+        // SAFETY: DM1: the flag is set, so the name is written and never changes again.
         unsafe { &(&*NAMES.0[id].get())[..length] }
     }
 
@@ -127,7 +127,7 @@ impl Domain {
         if !self.is_registered() {
             return None;
         }
-        // SAFETY: D1: a registered name never changes, and its buffer always ends in a NUL.
+        // SAFETY: DM1: a registered name never changes, and its buffer always ends in a NUL.
         let bytes: &'static [u8; MAX_NAME_LEN + 1] = unsafe { &*NAMES.0[id].get() };
         core::ffi::CStr::from_bytes_until_nul(bytes).ok()
     }
@@ -173,7 +173,7 @@ pub(crate) fn register_bytes(name: &[u8]) -> Result<Domain, DomainError> {
         }
     }
     let id = free_id.ok_or(DomainError::TableFull)?;
-    // SAFETY: D1: we hold the lock and the id is not registered, so nobody reads this name.
+    // SAFETY: DM1: we hold the lock and the id is not registered, so nobody reads this name.
     unsafe { (&mut *NAMES.0[id].get())[..name.len()].copy_from_slice(name) };
     NAME_LENGTHS[id].store(name.len() as u8, Ordering::Relaxed);
     REGISTERED[id].store(true, Ordering::Release);

@@ -140,7 +140,7 @@ pub fn empty_heap() -> *mut Heap {
 
 impl Heap {
     /// Writes the parts of a heap that last as long as its memory: the purge lock, which the
-    /// lock registry keeps once it has been taken (S1). The pool calls this once per heap's
+    /// lock registry keeps once it has been taken (SL1). The pool calls this once per heap's
     /// memory; [`Heap::initialize`] writes the rest at each start.
     ///
     /// # Safety
@@ -173,7 +173,7 @@ impl Heap {
             state.domains[Domain::RAW.id()] = raw;
             state.started = 1 << Domain::RAW.id();
             ptr::write(&raw mut (*heap).state, UnsafeCell::new(state));
-            // The purge lock stays as `prepare_memory` wrote it (S1); only its queue is new.
+            // The purge lock stays as `prepare_memory` wrote it (SL1); only its queue is new.
             (*heap).purge.lock().0 = PageQueue::EMPTY;
             ptr::write(&raw mut (*heap).live, UnsafeCell::new(Links::UNLINKED));
             DomainHeap::initialize(raw, heap, Domain::RAW);

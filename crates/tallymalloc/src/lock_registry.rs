@@ -291,7 +291,7 @@ mod tests {
                     while !STOP.load(Ordering::SeqCst) {
                         let round = ROUND.load(Ordering::SeqCst);
                         if round != seen {
-                            // S1: leaked, so it lives on.
+                            // SL1: leaked, so it lives on.
                             lock = Box::leak(Box::new(SpinLock::new(rank, 0)));
                             seen = round;
                             MADE.fetch_add(1, Ordering::SeqCst);

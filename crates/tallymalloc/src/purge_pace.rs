@@ -10,7 +10,7 @@
 //! and each second without one halves it again.
 //!
 //! Invariants:
-//! - **D1**: the state is two process-wide atomics, read and written relaxed and without
+//! - **PP1**: the state is two process-wide atomics, read and written relaxed and without
 //!   read-modify-write loops: a lost update only delays an adaptation by one refault or one
 //!   second, and the delay in force always lies between the configured one and its maximum.
 
@@ -59,7 +59,7 @@ pub fn note_wanted_again(released_at: u64, now: u64) {
     }
 }
 
-/// The adaptation's state, apart from the atomics (D1), so it can be tested on made-up times.
+/// The adaptation's state, apart from the atomics (PP1), so it can be tested on made-up times.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 struct Pace {
     doublings: u32,

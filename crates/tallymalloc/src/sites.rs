@@ -2,10 +2,10 @@
 //! block's header holds a 32-bit site instead of a stack, and leaks group by site.
 //!
 //! Invariants:
-//! - **T1**: the table is one mapping of `CAPACITY` entries, made on first use and never
+//! - **ST1**: the table is one mapping of `CAPACITY` entries, made on first use and never
 //!   freed; entries are written once, under the lock, and never change after, so a site's
 //!   stack can be read without the lock once its number is known.
-//! - **T2**: nothing here allocates through the allocator.
+//! - **ST2**: nothing here allocates through the allocator.
 
 use crate::backtrace::Stack;
 use crate::lock_registry::Rank;
@@ -21,7 +21,7 @@ struct Table {
     used: usize,
 }
 
-// SAFETY: the table is reached only under its lock, or read-only after publication (T1).
+// SAFETY: the table is reached only under its lock, or read-only after publication (ST1).
 unsafe impl Send for Table {}
 
 static TABLE: SpinLock<Table> = SpinLock::new(
@@ -53,7 +53,7 @@ pub fn intern(stack: &Stack) -> u32 {
     }
     let mut slot = hash(stack) % CAPACITY;
     for _ in 0..CAPACITY {
-        // SAFETY: T1: `slot < CAPACITY` lies in the mapping; we hold the lock.
+        // SAFETY: ST1: `slot < CAPACITY` lies in the mapping; we hold the lock.
         let entry = unsafe { &mut *table.entries.add(slot) };
         if entry.depth == 0 {
             if table.used + 1 >= CAPACITY {
@@ -80,7 +80,7 @@ pub fn stack(site: u32) -> Option<Stack> {
     if entries.is_null() {
         return None;
     }
-    // SAFETY: T1: a site number was handed out for a written entry, never changed since.
+    // SAFETY: ST1: a site number was handed out for a written entry, never changed since.
     let stack = unsafe { *entries.add(site as usize - 1) };
     (stack.depth > 0).then_some(stack)
 }

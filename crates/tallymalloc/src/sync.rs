@@ -6,9 +6,9 @@
 //! which orders nesting and holds every lock across `fork`.
 //!
 //! Invariants:
-//! - **S1**: a lock that is ever taken lives for the rest of the process (a static, or metadata
+//! - **SL1**: a lock that is ever taken lives for the rest of the process (a static, or metadata
 //!   memory, which is never unmapped): the registry keeps its address.
-//! - **S2**: the lock is held only for a handful of pointer updates, never across a system call
+//! - **SL2**: the lock is held only for a handful of pointer updates, never across a system call
 //!   that can block for long (the pool's `mmap` aside, and a heap's purge lock across the
 //!   `madvise` of the pages it returns) nor across a call into user code.
 
@@ -73,7 +73,7 @@ impl RawLock {
     /// builds. The lock must live for the rest of the process (R1).
     fn acquire(&self) {
         if !self.is_registered() {
-            // SAFETY: SpinLock's invariant S1: every lock that is taken lives for good.
+            // SAFETY: SpinLock's invariant SL1: every lock that is taken lives for good.
             unsafe { lock_registry::register(self) };
         }
         lock_registry::note_taken(self.rank);
@@ -104,7 +104,7 @@ impl RawLock {
     }
 }
 
-/// A lock and the value it guards (S1).
+/// A lock and the value it guards (SL1).
 pub struct SpinLock<T> {
     raw: RawLock,
     value: UnsafeCell<T>,

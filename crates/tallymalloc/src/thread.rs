@@ -173,7 +173,7 @@ extern "C" fn on_thread_exit(value: *mut libc::c_void) {
 struct Pool {
     free: SpinLock<FreeList>,
     object_size: usize,
-    /// Writes what an object keeps for good (a heap's purge lock, S1), once per object, when
+    /// Writes what an object keeps for good (a heap's purge lock, SL1), once per object, when
     /// its memory is first carved.
     prepare: unsafe fn(*mut u8),
 }

@@ -8,9 +8,9 @@
 //! thing that may allocate (glibc allocates a new thread's TLS bookkeeping), once, at start-up.
 //!
 //! Invariants:
-//! - **L1**: samples are appended and read under `STORE`'s lock; a record is `[time_ms,
+//! - **TL1**: samples are appended and read under `STORE`'s lock; a record is `[time_ms,
 //!   resident_bytes, n, live_bytes of domains 0..n]` in 64-bit words, back to back.
-//! - **L2**: when the mapping is full, every other sample is dropped and the interval between
+//! - **TL2**: when the mapping is full, every other sample is dropped and the interval between
 //!   kept samples doubles, so a long run keeps an even sampling of its whole span in bounded
 //!   memory.
 
@@ -27,12 +27,12 @@ const CAPACITY_WORDS: usize = 1 << 20;
 struct Store {
     words: *mut u64,
     used: usize,
-    /// Keep one sample in `stride` (L2).
+    /// Keep one sample in `stride` (TL2).
     stride: u64,
     ticks: u64,
 }
 
-// SAFETY: the store is only touched under its lock (L1).
+// SAFETY: the store is only touched under its lock (TL1).
 unsafe impl Send for Store {}
 
 static STORE: SpinLock<Store> = SpinLock::new(
@@ -110,7 +110,7 @@ pub fn take_sample() {
         thin(&mut store);
     }
     let start = store.used;
-    // SAFETY: L1: we hold the lock and the record fits in the mapping.
+    // SAFETY: TL1: we hold the lock and the record fits in the mapping.
     unsafe {
         let words = store.words.add(start);
         *words = snapshot.process.uptime_ms;
@@ -124,11 +124,11 @@ pub fn take_sample() {
     store.used += record;
 }
 
-/// Drops every other sample and doubles the stride (L2).
+/// Drops every other sample and doubles the stride (TL2).
 fn thin(store: &mut Store) {
     let (mut read, mut write, mut index) = (0usize, 0usize, 0u64);
     while read < store.used {
-        // SAFETY: L1: records lie in [0, used), and `write <= read` keeps the copy in bounds.
+        // SAFETY: TL1: records lie in [0, used), and `write <= read` keeps the copy in bounds.
         unsafe {
             let length = 3 + *store.words.add(read + 2) as usize;
             if index % 2 == 0 {
@@ -145,13 +145,13 @@ fn thin(store: &mut Store) {
 
 /// Calls `visit` with the samples whose indices (oldest first, from 0) lie in `range`: none if
 /// no sampler ran. Samples only ever go on the end, so a range read once names the same samples
-/// later, until the store is thinned (L2).
+/// later, until the store is thinned (TL2).
 pub fn for_each_sample(range: core::ops::Range<usize>, mut visit: impl FnMut(&Sample<'_>)) {
     let store = STORE.lock();
     let mut read = 0usize;
     let mut index = 0usize;
     while read < store.used && index < range.end {
-        // SAFETY: L1: we hold the lock; records lie in [0, used).
+        // SAFETY: TL1: we hold the lock; records lie in [0, used).
         unsafe {
             let words = store.words.add(read);
             let count = *words.add(2) as usize;
