@@ -74,6 +74,9 @@ pub unsafe extern "C" fn tm_python_functions(
     0
 }
 
+/// # Safety
+/// `block` must be a live block of CPython's `domain` that is not tallymalloc's in that domain
+/// (the fallback's own contract, Y1).
 #[cold]
 #[inline(never)]
 unsafe fn fallback_free(domain: Domain, block: *mut c_void) {
@@ -87,6 +90,8 @@ unsafe fn fallback_free(domain: Domain, block: *mut c_void) {
     }
 }
 
+/// # Safety
+/// As [`fallback_free`], and `size` is not zero.
 #[cold]
 #[inline(never)]
 unsafe fn fallback_realloc(domain: Domain, block: *mut c_void, size: usize) -> *mut c_void {

@@ -276,6 +276,10 @@ unsafe fn zero_block(block: *mut Block, bytes: usize, free_is_zero: bool) {
 /// no register, so secure mode pays for no prologue it does not use.
 /// Takes the request's size rather than its class, so the fast path keeps no class in a
 /// register for it.
+///
+/// # Safety
+/// `heap` must be the calling thread's domain heap for `domain` (or the empty heap), as the
+/// fast path found it (H1).
 #[cold]
 #[inline(never)]
 unsafe fn malloc_slow(
@@ -297,6 +301,9 @@ unsafe fn malloc_slow(
 /// The slow path's common case, kept small so it needs few registers: the current page's
 /// `free` ran dry but other threads freed some of its blocks. Everything else, including the
 /// housekeeping tick, goes to `malloc_generic`.
+///
+/// # Safety
+/// As [`malloc_slow`].
 #[inline(never)]
 unsafe fn malloc_refill(
     heap: *mut DomainHeap,
@@ -336,6 +343,9 @@ unsafe fn malloc_refill(
 /// Every allocation that misses the fast paths comes here: in debug mode, all of them (the
 /// pages' free lists are never current, see `refresh_current`), so this is where debug mode
 /// takes its requests, at no cost to the fast path.
+///
+/// # Safety
+/// As [`malloc_slow`].
 #[cold]
 #[inline(never)]
 unsafe fn malloc_generic(
@@ -356,6 +366,9 @@ unsafe fn malloc_generic(
 /// pop from the class's first page, or `malloc_generic` when that page has no free block or
 /// the thread's housekeeping is due. Kept apart from `malloc_generic` so that it needs few
 /// registers.
+///
+/// # Safety
+/// As [`malloc_slow`].
 #[cold]
 #[inline(never)]
 unsafe fn malloc_secure(
@@ -408,6 +421,9 @@ unsafe fn secure_pop(heap: *mut DomainHeap, class: usize) -> *mut Block {
 
 /// (Inlined into `malloc_generic`: a call between them cost glibc-simple 5% of its
 /// instructions.)
+///
+/// # Safety
+/// As [`malloc_slow`].
 #[inline(always)]
 unsafe fn malloc_in_class(
     heap: *mut DomainHeap,
@@ -581,6 +597,8 @@ pub unsafe fn free_if_of(domain: usize, address: *mut u8) -> bool {
     unsafe { free_local(domain, address) || free_if_of_slow(domain, address) }
 }
 
+/// # Safety
+/// `address` must be a live block of ours.
 #[cold]
 #[inline(never)]
 unsafe fn free_if_of_slow(domain: usize, address: *mut u8) -> bool {
@@ -596,6 +614,9 @@ unsafe fn free_if_of_slow(domain: usize, address: *mut u8) -> bool {
 
 /// Every free in secure mode of a normal build, whose pages all miss `free_local`: the
 /// owner's frees are served here, with few registers to save; the rest go to `free_slow`.
+///
+/// # Safety
+/// `address` must be a live block of ours.
 #[cold]
 #[inline(never)]
 unsafe fn free_secure(family: usize, address: *mut u8) {
@@ -608,6 +629,9 @@ unsafe fn free_secure(family: usize, address: *mut u8) {
     }
 }
 
+/// # Safety
+/// `heap` is the calling thread's domain heap, and a free into it just emptied the page
+/// holding `address` (H1).
 #[cold]
 #[inline(never)]
 unsafe fn page_emptied_at(heap: *mut DomainHeap, address: *mut u8) {
@@ -633,6 +657,9 @@ pub unsafe fn domain_of(address: *const u8) -> usize {
 
 /// Every free that is not the owner's flagless local free: mismatched families, huge blocks,
 /// flagged pages, remote frees.
+///
+/// # Safety
+/// `address` must be a live block of ours.
 #[cold]
 #[inline(never)]
 unsafe fn free_slow(family: usize, address: *mut u8) {

@@ -351,6 +351,8 @@ pub unsafe fn free_checked(address: *mut u8) -> bool {
     unsafe { free_checked_in(RAW, address) }
 }
 
+/// # Safety
+/// As [`free_checked`].
 #[inline(always)]
 unsafe fn free_checked_in(domain: usize, address: *mut u8) -> bool {
     if registry::contains(address as usize) {

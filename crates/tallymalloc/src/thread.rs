@@ -196,6 +196,9 @@ static DOMAIN_HEAPS: Pool = Pool::new(
 );
 
 /// A pool object with nothing it keeps for good.
+///
+/// # Safety
+/// None: it touches nothing.
 unsafe fn nothing_to_prepare(_: *mut u8) {}
 
 const POOL_CHUNK: usize = 256 * 1024;
