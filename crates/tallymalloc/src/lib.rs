@@ -33,65 +33,42 @@
 //! can return the result as it is. Every block is aligned to 16 bytes, or to 8 if it is 8 bytes
 //! or smaller.
 
-mod backtrace;
-mod buffer;
+mod alloc;
 mod debug;
-mod diagnostics;
-mod domain;
-mod domain_heap;
-mod exit_report;
-mod fault;
-mod global;
-mod heap;
-mod huge;
-mod huge_cache;
-mod list;
-mod lock_registry;
-mod options;
-mod os;
-mod page;
-mod purge_pace;
-mod purger;
-mod registry;
-mod secure;
-mod segment;
-mod sites;
-mod size_class;
+mod platform;
+mod policy;
+mod purge;
 mod stats;
-mod stats_report;
-mod sync;
-mod thread;
-mod timeline;
 
-pub use buffer::{Buffer, OutOfMemory, RawBuffer};
-pub use debug::ErrorKind as DebugErrorKind;
-pub use diagnostics::{
+pub use alloc::buffer::{Buffer, OutOfMemory, RawBuffer};
+pub use alloc::global::TallyMalloc;
+pub use alloc::huge::MAX_ALIGN;
+pub use alloc::size_class::LARGE_MAX;
+pub use debug::diagnostics::{
     invalid_pointer_count, report_invalid_pointer, report_not_a_block_start, report_unknown_domain,
 };
-pub use domain::{
+pub use debug::ErrorKind as DebugErrorKind;
+pub use platform::fault::{injected_failures, set_plan as set_fault_plan, FaultPlan};
+pub use platform::os::{set_errno, ErrnoGuard};
+pub use policy::domain::{
     is_valid_name as is_valid_domain_name, on_mismatch, set_on_mismatch, Domain, DomainError,
     OnMismatch, MAX_DOMAINS, MAX_NAME_LEN as MAX_DOMAIN_NAME_LEN,
 };
-pub use fault::{injected_failures, set_plan as set_fault_plan, FaultPlan};
-pub use global::TallyMalloc;
-pub use huge::MAX_ALIGN;
-pub use options::{
+pub use policy::options::{
     on_error, purge_delay_millis, set_on_error, set_purge_delay_millis, OnError, StatsAtExit,
 };
-pub use os::{set_errno, ErrnoGuard};
-pub use purge_pace::purge_delay_in_force_millis;
-pub use size_class::LARGE_MAX;
+pub use purge::pace::purge_delay_in_force_millis;
+pub use stats::report::Sink as StatsSink;
 pub use stats::{
     DomainStats, HugeStats, ProcessStats, SizeClassStats, Stats, PUBLISH_STEP,
     SCHEMA_VERSION as STATS_SCHEMA_VERSION,
 };
-pub use stats_report::Sink as StatsSink;
 
-pub(crate) use diagnostics::fatal;
+pub(crate) use platform::text::fatal;
 
+use alloc::segment::{segment_of, SegmentKind};
+use alloc::size_class::{class_alignment, class_of};
 use core::ptr::{self, NonNull};
-use segment::{segment_of, SegmentKind};
-use size_class::{class_alignment, class_of};
 
 /// The alignment every block of more than 8 bytes has without asking.
 pub const MIN_ALIGN: usize = 16;
@@ -99,7 +76,7 @@ pub const MIN_ALIGN: usize = 16;
 /// Requests larger than this fail at once: no mapping could hold them, and rounding them up
 /// must not overflow.
 pub(crate) const MAX_REQUEST: usize = isize::MAX as usize - 2 * SEGMENT_SIZE_BYTES;
-const SEGMENT_SIZE_BYTES: usize = segment::SEGMENT_SIZE;
+const SEGMENT_SIZE_BYTES: usize = alloc::segment::SEGMENT_SIZE;
 
 /// Allocates `size` bytes. `None` when memory is exhausted or `size` is absurd.
 #[inline]
@@ -141,7 +118,7 @@ fn absurd_size(call: &[u8], size: usize) -> *mut u8 {
 #[cold]
 #[inline(never)]
 pub(crate) fn failed() -> *mut u8 {
-    os::set_errno(libc::ENOMEM);
+    platform::os::set_errno(libc::ENOMEM);
     ptr::null_mut()
 }
 
@@ -149,14 +126,14 @@ const RAW: usize = 0;
 const _: () = assert!(Domain::RAW.id() == RAW);
 
 /// Debug mode costs this path nothing: its pages are never current, so its requests all
-/// reach `domain_heap::malloc_generic`, which hands them to `debug.rs`.
+/// reach `alloc::domain_heap::malloc_generic`, which hands them to `debug/`.
 #[inline(always)]
 fn allocate(domain: usize, size: usize, zero_bytes: Option<usize>) -> *mut u8 {
     // Small requests first: their path then tests the size once.
-    if size <= size_class::SMALL_LOOKUP_MAX {
-        domain_heap::malloc_small(domain, size, zero_bytes)
+    if size <= alloc::size_class::SMALL_LOOKUP_MAX {
+        alloc::domain_heap::malloc_small(domain, size, zero_bytes)
     } else if size <= LARGE_MAX {
-        domain_heap::malloc_class(domain, class_of(size), size, zero_bytes)
+        alloc::domain_heap::malloc_class(domain, class_of(size), size, zero_bytes)
     } else if size <= MAX_REQUEST {
         allocate_huge(domain, size, MIN_ALIGN, zero_bytes)
     } else {
@@ -169,11 +146,11 @@ fn allocate_huge(domain: usize, size: usize, align: usize, zero_bytes: Option<us
     if debug::active() && !debug::in_layer() {
         return debug::allocate(domain, size, align, zero_bytes.is_some());
     }
-    let block = huge::alloc(size, align, zero_bytes, domain);
+    let block = alloc::huge::alloc(size, align, zero_bytes, domain);
     if !block.is_null() {
         // SAFETY: the block was just allocated.
         let usable = unsafe { huge_block_size(block) };
-        domain_heap::count_huge_allocation(domain, usable);
+        alloc::domain_heap::count_huge_allocation(domain, usable);
     }
     block
 }
@@ -230,11 +207,11 @@ pub(crate) fn allocate_core(domain: usize, size: usize, align: usize) -> *mut u8
 /// A core block for debug mode whose address `lead` bytes in is aligned to `align`, a
 /// segment's alignment or more: a huge block a lead short of the boundary (U6 in huge.rs).
 pub(crate) fn allocate_core_led(domain: usize, size: usize, align: usize, lead: usize) -> *mut u8 {
-    let block = huge::alloc_led(size, align, lead, None, domain);
+    let block = alloc::huge::alloc_led(size, align, lead, None, domain);
     if !block.is_null() {
         // SAFETY: the block was just allocated.
         let usable = unsafe { huge_block_size(block) };
-        domain_heap::count_huge_allocation(domain, usable);
+        alloc::domain_heap::count_huge_allocation(domain, usable);
     }
     block
 }
@@ -252,22 +229,26 @@ fn allocate_aligned_plain(
     let rounded = (size + align - 1) & !(align - 1);
     if rounded <= LARGE_MAX {
         let class = class_of(rounded);
-        if class_alignment(class).min(segment::HEADER_RESERVE) >= align {
-            return domain_heap::malloc_class(domain, class, rounded, zero_bytes);
+        if class_alignment(class).min(alloc::segment::HEADER_RESERVE) >= align {
+            return alloc::domain_heap::malloc_class(domain, class, rounded, zero_bytes);
         }
     }
     // Otherwise over-allocate and hand out an aligned address inside the block.
     let padded = size + align;
-    if padded <= LARGE_MAX && align <= segment::HEADER_RESERVE {
-        let block =
-            domain_heap::malloc_class(domain, class_of(padded), padded, zero_bytes.map(|_| padded));
+    if padded <= LARGE_MAX && align <= alloc::segment::HEADER_RESERVE {
+        let block = alloc::domain_heap::malloc_class(
+            domain,
+            class_of(padded),
+            padded,
+            zero_bytes.map(|_| padded),
+        );
         if block.is_null() {
             return block;
         }
         let aligned = ((block as usize + align - 1) & !(align - 1)) as *mut u8;
         if aligned != block {
             // SAFETY: `block` was just allocated by this thread.
-            unsafe { domain_heap::mark_aligned(block) };
+            unsafe { alloc::domain_heap::mark_aligned(block) };
         }
         return aligned;
     }
@@ -292,14 +273,14 @@ pub unsafe fn free(address: *mut u8) {
 unsafe fn free_in(domain: usize, address: *mut u8) {
     // A segment boundary is null or a block aligned beyond a segment (U6 in huge.rs): one test,
     // as cheap as the null test it replaces.
-    if address as usize & segment::SEGMENT_MASK == 0 {
+    if address as usize & alloc::segment::SEGMENT_MASK == 0 {
         if !free_on_boundary(domain, address) {
             report_invalid_pointer(b"free", address as usize);
         }
         return;
     }
     // SAFETY: the caller's contract.
-    unsafe { domain_heap::free(domain, address) }
+    unsafe { alloc::domain_heap::free(domain, address) }
 }
 
 /// Frees what [`free_in`] found on a segment boundary: nothing for null, else a block aligned
@@ -312,14 +293,14 @@ fn free_on_boundary(domain: usize, address: *mut u8) -> bool {
         return true;
     }
     if debug::active() {
-        let _errno = os::ErrnoGuard::save();
+        let _errno = platform::os::ErrnoGuard::save();
         // SAFETY: debug mode checks the pointer itself.
         unsafe { debug::free(domain, address) };
         return true;
     }
-    match huge::over_aligned_segment(address as usize) {
+    match alloc::huge::over_aligned_segment(address as usize) {
         // SAFETY: the block's own huge segment; the caller frees a live block.
-        Some(segment) => unsafe { domain_heap::free_huge_block(domain, segment, address) },
+        Some(segment) => unsafe { alloc::domain_heap::free_huge_block(domain, segment, address) },
         None => return false,
     }
     true
@@ -330,9 +311,9 @@ fn free_on_boundary(domain: usize, address: *mut u8) -> bool {
 ///
 /// # Safety
 /// `address` must be a live block of ours.
-unsafe fn segment_holding(address: *const u8) -> *mut segment::Segment {
-    if address as usize & segment::SEGMENT_MASK == 0 {
-        if let Some(segment) = huge::over_aligned_segment(address as usize) {
+unsafe fn segment_holding(address: *const u8) -> *mut alloc::segment::Segment {
+    if address as usize & alloc::segment::SEGMENT_MASK == 0 {
+        if let Some(segment) = alloc::huge::over_aligned_segment(address as usize) {
             return segment;
         }
     }
@@ -355,9 +336,9 @@ pub unsafe fn free_checked(address: *mut u8) -> bool {
 /// As [`free_checked`].
 #[inline(always)]
 unsafe fn free_checked_in(domain: usize, address: *mut u8) -> bool {
-    if registry::contains(address as usize) {
+    if alloc::registry::contains(address as usize) {
         // SAFETY: ours, and live by the caller's contract.
-        unsafe { domain_heap::free(domain, address) };
+        unsafe { alloc::domain_heap::free(domain, address) };
         true
     } else {
         // Null, a block aligned beyond a segment (whose own slot is not registered, U6), or not
@@ -414,7 +395,7 @@ unsafe fn reallocate(domain: usize, address: *mut u8, new_size: usize, align: us
     // SAFETY: the caller guarantees a live block of ours.
     let (usable, owner) = unsafe { (usable_size(address), block_domain(address)) };
     if owner != domain {
-        domain::mismatch(b"realloc", domain, owner, address as usize);
+        policy::domain::mismatch(b"realloc", domain, owner, address as usize);
         return move_block(domain, owner, address, usable, new_size, align);
     }
     // SAFETY: the block is live, so its segment header is mapped.
@@ -425,13 +406,13 @@ unsafe fn reallocate(domain: usize, address: *mut u8, new_size: usize, align: us
         // SAFETY: the caller owns the live huge block.
         unsafe {
             let old_size = (*segment).pages[0].block_size;
-            let resized = huge::resize(segment, address, new_size);
+            let resized = alloc::huge::resize(segment, address, new_size);
             if !resized.is_null() {
-                domain_heap::count_huge_resize(domain, old_size, huge_block_size(resized));
+                alloc::domain_heap::count_huge_resize(domain, old_size, huge_block_size(resized));
                 return resized;
             }
             // A block aligned beyond a segment that cannot stay in place moves by copy (U6).
-            if address as usize & segment::SEGMENT_MASK != 0 {
+            if address as usize & alloc::segment::SEGMENT_MASK != 0 {
                 return resized;
             }
         }
@@ -486,9 +467,9 @@ fn move_block(
 unsafe fn block_domain(address: *const u8) -> usize {
     // SAFETY: the caller's contract.
     unsafe {
-        match huge::over_aligned_segment(address as usize) {
+        match alloc::huge::over_aligned_segment(address as usize) {
             Some(segment) => (*segment).pages[0].domain as usize,
-            None => domain_heap::domain_of(address),
+            None => alloc::domain_heap::domain_of(address),
         }
     }
 }
@@ -500,9 +481,9 @@ unsafe fn block_domain(address: *const u8) -> usize {
 unsafe fn free_owned_block(domain: usize, address: *mut u8) {
     // SAFETY: the caller's contract.
     unsafe {
-        match huge::over_aligned_segment(address as usize) {
-            Some(segment) => domain_heap::free_huge_block(domain, segment, address),
-            None => domain_heap::free_in_own_domain(domain, address),
+        match alloc::huge::over_aligned_segment(address as usize) {
+            Some(segment) => alloc::domain_heap::free_huge_block(domain, segment, address),
+            None => alloc::domain_heap::free_in_own_domain(domain, address),
         }
     }
 }
@@ -520,10 +501,10 @@ pub unsafe fn usable_size(address: *const u8) -> usize {
     unsafe {
         let segment = segment_holding(address);
         if (*segment).kind == SegmentKind::Huge {
-            return huge::usable_size(segment, address);
+            return alloc::huge::usable_size(segment, address);
         }
         let page = &*(*segment).page_of(address);
-        let start = if page.flags() & page::FLAG_HAS_ALIGNED != 0 {
+        let start = if page.flags() & alloc::page::FLAG_HAS_ALIGNED != 0 {
             page.block_start(address.cast_mut())
         } else {
             address.cast_mut()
@@ -535,7 +516,7 @@ pub unsafe fn usable_size(address: *const u8) -> usize {
 /// Whether `address` lies in memory tallymalloc manages: true for every live block it handed
 /// out, false for null, the stack, other allocators' blocks, and unmapped memory. O(1), no lock.
 pub fn is_ours(address: *const u8) -> bool {
-    registry::contains(address as usize) || is_over_aligned_block(address as usize)
+    alloc::registry::contains(address as usize) || is_over_aligned_block(address as usize)
 }
 
 /// Whether `address` is a block aligned beyond a segment (U6 in huge.rs), or in debug mode a
@@ -545,10 +526,10 @@ pub fn is_ours(address: *const u8) -> bool {
 #[inline(never)]
 fn is_over_aligned_block(address: usize) -> bool {
     if debug::active() {
-        return address & segment::SEGMENT_MASK == 0
-            && registry::contains(address.wrapping_sub(debug::HEADER_SIZE));
+        return address & alloc::segment::SEGMENT_MASK == 0
+            && alloc::registry::contains(address.wrapping_sub(debug::HEADER_SIZE));
     }
-    huge::over_aligned_segment(address).is_some()
+    alloc::huge::over_aligned_segment(address).is_some()
 }
 
 /// Whether `address` is where one of our blocks starts (or lies in a block handed out at an
@@ -559,12 +540,12 @@ fn is_over_aligned_block(address: usize) -> bool {
 /// blocks are checked by debug mode itself, and this is true for every address of ours.
 pub fn is_block_start(address: *const u8) -> bool {
     let address = address as usize;
-    if !registry::contains(address) {
+    if !alloc::registry::contains(address) {
         return is_over_aligned_block(address);
     }
     // SAFETY: the registry says the address lies in a live segment of ours; only that
     // segment's header is read, never the memory at `address`.
-    debug::active() || unsafe { domain_heap::is_block(address) }
+    debug::active() || unsafe { alloc::domain_heap::is_block(address) }
 }
 
 /// Reads the options from the environment and sets up process-wide state, if not done yet.
@@ -574,8 +555,8 @@ pub fn is_block_start(address: *const u8) -> bool {
 /// It also starts the stats sampler when `TALLYMALLOC_STATS_INTERVAL` asks for one (the C
 /// library's constructor calls it; a Rust program that wants a timeline calls it from `main`).
 pub fn init() {
-    thread::ensure_process_ready();
-    timeline::start(options::stats_interval_millis());
+    alloc::thread::ensure_process_ready();
+    stats::timeline::start(policy::options::stats_interval_millis());
 }
 
 /// A snapshot of the live accounting: every domain, every size class, the process. Reading
@@ -592,26 +573,26 @@ pub fn stats() -> Stats {
 /// (a result of `buffer.len()` or more). Includes the timeline if `TALLYMALLOC_STATS_INTERVAL`
 /// started a sampler. Does not allocate.
 pub fn stats_json(buffer: &mut [u8]) -> usize {
-    stats_report::json_into(buffer)
+    stats::report::json_into(buffer)
 }
 
 /// Writes the human stats table into `buffer`, NUL-terminated, as `snprintf` does, and returns
 /// its whole length; an empty buffer asks for an upper bound on the size, as with
 /// [`stats_json`].
 pub fn stats_text(buffer: &mut [u8]) -> usize {
-    stats_report::table_into(buffer)
+    stats::report::table_into(buffer)
 }
 
 /// Writes the human stats table to the file descriptor `fd`. Does not allocate.
 pub fn stats_print_to_fd(fd: i32) {
     let snapshot = stats::snapshot();
-    stats_report::write_table(&snapshot, &mut stats_report::FdSink::new(fd));
+    stats::report::write_table(&snapshot, &mut stats::report::FdSink::new(fd));
 }
 
 /// Writes the human stats table into `sink` (the C library's `tm_stats_print` writes to a
 /// `FILE`). Does not allocate.
 pub fn write_stats_table(sink: &mut impl StatsSink) {
-    stats_report::write_table(&stats::snapshot(), sink);
+    stats::report::write_table(&stats::snapshot(), sink);
 }
 
 /// The human stats table as a `String`.
@@ -619,8 +600,8 @@ pub fn stats_table() -> String {
     let snapshot = stats::snapshot();
     let mut buffer = vec![0u8; 64 * 1024];
     loop {
-        let mut sink = stats_report::BufferSink::new(&mut buffer);
-        stats_report::write_table(&snapshot, &mut sink);
+        let mut sink = stats::report::BufferSink::new(&mut buffer);
+        stats::report::write_table(&snapshot, &mut sink);
         let length = sink.finish();
         if length < buffer.len() {
             buffer.truncate(length);
@@ -633,7 +614,7 @@ pub fn stats_table() -> String {
 /// Records one timeline sample now (the sampler does this every `TALLYMALLOC_STATS_INTERVAL`
 /// milliseconds; tests and tools may add their own). Does nothing unless a sampler started.
 pub fn take_timeline_sample() {
-    timeline::take_sample();
+    stats::timeline::take_sample();
 }
 
 /// The domain of the live block at `address`.
@@ -718,7 +699,7 @@ impl Domain {
     /// If `address` is ours, it must be a live block, not freed since.
     #[inline]
     pub unsafe fn free_if_owned(self, address: *mut u8) -> bool {
-        if !registry::contains(address as usize) {
+        if !alloc::registry::contains(address as usize) {
             return address.is_null()
                 || (is_over_aligned_block(address as usize)
                     // SAFETY: ours, and live by the caller's contract.
@@ -726,7 +707,7 @@ impl Domain {
                     && free_on_boundary(self.id(), address));
         }
         // SAFETY: ours, and live by the caller's contract.
-        unsafe { domain_heap::free_if_of(self.id(), address) }
+        unsafe { alloc::domain_heap::free_if_of(self.id(), address) }
     }
 
     /// As [`free_checked`], through this domain's family.
@@ -770,27 +751,27 @@ pub fn debug_error_count() -> u64 {
 /// Returns what the calling thread's heap can give back now: empty pages and their memory, the
 /// spare segment, and segments abandoned by exited threads that turn out to be empty.
 pub fn collect() {
-    heap::collect_current();
+    alloc::heap::collect_current();
 }
 
 /// The system's page size, read once.
 pub fn page_size() -> usize {
-    os::page_size()
+    platform::os::page_size()
 }
 
 /// Bytes of address space tallymalloc holds from the OS.
 pub fn reserved_bytes() -> usize {
-    os::reserved_bytes()
+    platform::os::reserved_bytes()
 }
 
 /// Resident memory of the whole process, from `/proc/self/statm`.
 pub fn process_resident_bytes() -> Option<usize> {
-    os::resident_bytes()
+    platform::os::resident_bytes()
 }
 
 /// Segments left by exited threads that no thread has adopted yet.
 pub fn abandoned_segments() -> usize {
-    segment::abandoned_count()
+    alloc::segment::abandoned_count()
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 //!   sound.
 //! - Nothing here allocates except through the domain it names.
 
-use crate::domain::Domain;
+use crate::policy::domain::Domain;
 use crate::MIN_ALIGN;
 use core::fmt;
 use core::marker::PhantomData;

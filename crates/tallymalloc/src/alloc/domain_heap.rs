@@ -23,20 +23,20 @@
 //!   domain and this heap as its owner.
 //! - **H5 no self-allocation**: nothing here calls malloc.
 
-use crate::debug;
-use crate::domain::Domain;
-use crate::heap::Heap;
-use crate::huge;
-use crate::list::List;
-use crate::os;
-use crate::page::{
+use crate::alloc::heap::Heap;
+use crate::alloc::huge;
+use crate::alloc::page::{
     Block, DelayedFree, Page, FLAG_HAS_ALIGNED, FLAG_IN_FULL, FLAG_SLOW_ONLY, HUGE_CLASS,
 };
-use crate::secure;
-use crate::segment::{segment_of, Segment, SegmentKind};
-use crate::size_class::{class_of, class_size, CLASS_COUNT, SMALL_LOOKUP_MAX};
+use crate::alloc::segment::{segment_of, Segment, SegmentKind};
+use crate::alloc::size_class::{class_of, class_size, CLASS_COUNT, SMALL_LOOKUP_MAX};
+use crate::alloc::thread;
+use crate::debug;
+use crate::platform::list::List;
+use crate::platform::os;
+use crate::policy::domain::Domain;
+use crate::policy::secure;
 use crate::stats::{self, Counters};
-use crate::thread;
 use core::cell::UnsafeCell;
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, Ordering};
@@ -676,14 +676,17 @@ unsafe fn free_slow(family: usize, address: *mut u8) {
         let segment = segment_of(address);
         if (*segment).kind == SegmentKind::Huge {
             if address != (*segment).pages[0].area {
-                return crate::diagnostics::report_not_a_block_start(b"free", address as usize);
+                return crate::debug::diagnostics::report_not_a_block_start(
+                    b"free",
+                    address as usize,
+                );
             }
             return free_huge_block(family, segment, address);
         }
         let page = (*segment).page_of(address);
         let owner_domain = (*page).domain as usize;
         if owner_domain != family {
-            crate::domain::mismatch(b"free", family, owner_domain, address as usize);
+            crate::policy::domain::mismatch(b"free", family, owner_domain, address as usize);
         }
         free_in_page(owner_domain, page, address);
     }
@@ -699,7 +702,10 @@ pub unsafe fn free_in_own_domain(domain: usize, address: *mut u8) {
         let segment = segment_of(address);
         if (*segment).kind == SegmentKind::Huge {
             if address != (*segment).pages[0].area {
-                return crate::diagnostics::report_not_a_block_start(b"free", address as usize);
+                return crate::debug::diagnostics::report_not_a_block_start(
+                    b"free",
+                    address as usize,
+                );
             }
             free_huge(domain, segment);
         } else {
@@ -718,7 +724,7 @@ pub unsafe fn free_huge_block(family: usize, segment: *mut Segment, address: *mu
     // SAFETY: the caller's contract; the header is mapped (S2).
     let owner_domain = unsafe { (*segment).pages[0].domain as usize };
     if owner_domain != family {
-        crate::domain::mismatch(b"free", family, owner_domain, address as usize);
+        crate::policy::domain::mismatch(b"free", family, owner_domain, address as usize);
     }
     // SAFETY: the caller's contract.
     unsafe { free_huge(owner_domain, segment) }
@@ -754,7 +760,7 @@ unsafe fn free_huge(domain: usize, segment: *mut Segment) {
 unsafe fn free_in_page(domain: usize, page: *mut Page, address: *mut u8) {
     // SAFETY: the caller's contract: the page is mapped (S2).
     let Some(block) = (unsafe { block_at(page, address) }) else {
-        return crate::diagnostics::report_not_a_block_start(b"free", address as usize);
+        return crate::debug::diagnostics::report_not_a_block_start(b"free", address as usize);
     };
     let mine = counting_heap(domain);
     // SAFETY: the caller's contract.
@@ -765,14 +771,18 @@ unsafe fn free_in_page(domain: usize, page: *mut Page, address: *mut u8) {
         } else {
             (*mine).counters.count_free(class, block_size);
         }
-        if (*page).owner_heap() == mine {
+        if (*page).owner_heap() == mine.cast() {
             (*mine).free_local(page, block.cast());
             return;
         }
         if secure::active() {
             (*page).check_remote_free(block.cast());
         }
-        (*page).free_remote(block.cast());
+        // P4: while the page holds the block for it, the owner can neither abandon the page
+        // nor free its heap, so `owner` is a live domain heap.
+        (*page).free_remote(block.cast(), |owner, block| {
+            DomainHeap::push_delayed_free(owner.cast(), block)
+        });
     }
 }
 
@@ -1063,7 +1073,7 @@ impl DomainHeap {
         // SAFETY: the page was just taken from one of our segments.
         unsafe {
             let this = self.pages().this;
-            (*page).start_serving(class as u8, block_size, this, self.domain() as u8);
+            (*page).start_serving(class as u8, block_size, this.cast(), self.domain() as u8);
             if secure::active() {
                 // Before the first block is carved (E2).
                 (*page).key = secure::next_key();

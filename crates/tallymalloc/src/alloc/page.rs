@@ -34,22 +34,22 @@
 //!   tell the owner about it (see [`DelayedFree`]). While the tag is `DelayedFreeing` the owner
 //!   neither abandons the page nor frees its heap.
 
-use crate::domain_heap::DomainHeap;
-use crate::list::{Linked, Links};
-use crate::secure;
+use crate::alloc::free_list;
+use crate::platform::list::{Linked, Links};
+use crate::policy::secure;
 use core::ptr;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-/// A free block: its first word links to the next free block.
-#[repr(C)]
-pub struct Block {
-    pub next: *mut Block,
-}
+/// The heap that owns a page, as the page keeps it: an address it stores, compares and hands
+/// back, never follows (the owner is a `DomainHeap`, which uses pages, not the other way).
+pub enum Owner {}
+
+pub use crate::alloc::free_list::Block;
 
 /// The largest power of two that divides a class's block size is at most this power
 /// (`LARGE_MAX` is 2^19), the rotation of the block-start check.
 const MAGIC_ROTATION: u32 = 19;
-const _: () = assert!(crate::size_class::LARGE_MAX <= 1 << MAGIC_ROTATION);
+const _: () = assert!(crate::alloc::size_class::LARGE_MAX <= 1 << MAGIC_ROTATION);
 
 /// The multiplier of the block-start check (P6) for blocks of `block_size` bytes.
 ///
@@ -216,13 +216,7 @@ impl Page {
 
     /// Prepares a free page to serve `block_size`-byte blocks of `class` for `heap`, a domain
     /// heap of `domain`.
-    pub fn start_serving(
-        &mut self,
-        class: u8,
-        block_size: usize,
-        heap: *mut DomainHeap,
-        domain: u8,
-    ) {
+    pub fn start_serving(&mut self, class: u8, block_size: usize, heap: *mut Owner, domain: u8) {
         debug_assert!(!self.in_use && block_size > 0 && block_size <= self.area_size);
         self.free = ptr::null_mut();
         self.used = 0;
@@ -267,14 +261,23 @@ impl Page {
 
     /// The owning heap, or null (P1).
     #[inline]
-    pub fn owner_heap(&self) -> *mut DomainHeap {
-        (self.owner.load(Ordering::Acquire) & !FLAG_MASK) as *mut DomainHeap
+    pub fn owner_heap(&self) -> *mut Owner {
+        (self.owner.load(Ordering::Acquire) & !FLAG_MASK) as *mut Owner
     }
 
     /// Hands the page to `heap` (or to nobody, with null), keeping its flags.
-    pub fn set_owner_heap(&self, heap: *mut DomainHeap) {
+    pub fn set_owner_heap(&self, heap: *mut Owner) {
         let flags = self.flags();
         self.owner.store(heap as usize | flags, Ordering::Release);
+    }
+
+    /// Whether `next` is null or a word-aligned address in the area of this page. (A forged link
+    /// decodes to a random word, which this rejects but for odds of 2^-40 or so; checking that
+    /// it starts a carved block too would cost a multiplication and a division on every pop.)
+    #[inline(always)]
+    pub fn is_link(&self, next: *mut Block) -> bool {
+        let offset = (next as usize).wrapping_sub(self.area as usize);
+        next.is_null() || (offset < self.area_size && offset % core::mem::align_of::<Block>() == 0)
     }
 
     /// Pops a block from `free`, or returns null when `free` is empty. The hardened build
@@ -309,9 +312,10 @@ impl Page {
     /// that does not name a block of this page: the link was overwritten.
     #[inline(always)]
     fn take_checked_link(&mut self, block: *mut Block) -> *mut Block {
-        let next = secure::decode(self.key, block);
-        if !secure::is_link_of(self, next) {
-            secure::corrupt_link(block);
+        // SAFETY: P2: `block` heads our `free` list, so it is a free block of this page.
+        let next = unsafe { free_list::decode(self.key, block) };
+        if !self.is_link(next) {
+            secure::corrupt_link(block as usize);
         }
         // A live block must not keep a valid link, or freeing it would look like a double
         // free to `push_local_checked` and send it walking the lists.
@@ -370,10 +374,10 @@ impl Page {
             let mut last = head;
             for index in order {
                 let block = block_at(index);
-                (*last).next = secure::encode(self.key, last, block);
+                (*last).next = free_list::encode(self.key, last, block);
                 last = block;
             }
-            (*last).next = secure::encode(self.key, last, self.free);
+            (*last).next = free_list::encode(self.key, last, self.free);
             self.free = head;
         }
         self.free_is_zero = false;
@@ -411,12 +415,12 @@ impl Page {
             // SAFETY: P2: the list is ours alone now.
             unsafe {
                 loop {
-                    let next = secure::decode(self.key, tail);
+                    let next = free_list::decode(self.key, tail);
                     if next.is_null() {
                         break;
                     }
-                    if self.key != 0 && !secure::is_link_of(self, next) {
-                        secure::corrupt_link(tail);
+                    if self.key != 0 && !self.is_link(next) {
+                        secure::corrupt_link(tail as usize);
                     }
                     tail = next;
                     count += 1;
@@ -424,7 +428,7 @@ impl Page {
                         crate::fatal(b"thread-free list of a page is corrupt (cycle or overrun)");
                     }
                 }
-                (*tail).next = secure::encode(self.key, tail, self.free);
+                (*tail).next = free_list::encode(self.key, tail, self.free);
             }
             self.free = head;
             self.free_is_zero = false;
@@ -479,7 +483,9 @@ impl Page {
     #[inline(always)]
     pub fn push_local_checked(&mut self, block: *mut Block) -> bool {
         if (secure::BUILT_IN || self.key != 0)
-            && secure::is_link_of(self, secure::decode(self.key, block))
+            // SAFETY: P1, P2: the caller hands back an allocated block of our page, whose first
+            // word is ours to read.
+            && self.is_link(unsafe { free_list::decode(self.key, block) })
         {
             // Out of line, so that the common case needs no register saved across a call.
             return self.push_local_suspect(block);
@@ -492,7 +498,7 @@ impl Page {
     #[inline(never)]
     fn push_local_suspect(&mut self, block: *mut Block) -> bool {
         if self.holds_free(block) {
-            secure::double_free(block);
+            secure::double_free(block as usize);
         }
         self.push_local_encoded(block)
     }
@@ -500,7 +506,7 @@ impl Page {
     #[inline(always)]
     fn push_local_encoded(&mut self, block: *mut Block) -> bool {
         // SAFETY: P1 and P2: the block is an allocated block of our page.
-        unsafe { (*block).next = secure::encode(self.key, block, self.free) };
+        unsafe { (*block).next = free_list::encode(self.key, block, self.free) };
         self.pushed(block)
     }
 
@@ -513,7 +519,9 @@ impl Page {
             if candidate == block {
                 return true;
             }
-            candidate = secure::decode(self.key, candidate);
+            // SAFETY: P2: `candidate` is on `free`, a free block of this page (the step bound
+            // ends a walk around a corrupted cycle).
+            candidate = unsafe { free_list::decode(self.key, candidate) };
             steps += 1;
         }
         false
@@ -564,12 +572,19 @@ impl Page {
         self.free.is_null() && self.capacity() == self.reserved as usize
     }
 
-    /// Frees `block` from a thread that does not own the page (any thread, lock-free).
+    /// Frees `block` from a thread that does not own the page (any thread, lock-free). When
+    /// the owner asked to hear of frees into this page (it was full, P4), the block goes to
+    /// `hand_to_owner` instead, with the owner, which must put it on the owner's delayed-free
+    /// list: the page does not know its owner's type (`domain_heap.rs`, which uses pages).
     ///
     /// # Safety
     /// `block` must be an allocated block of this in-use page.
     #[cold]
-    pub unsafe fn free_remote(&self, block: *mut Block) {
+    pub unsafe fn free_remote(
+        &self,
+        block: *mut Block,
+        hand_to_owner: impl FnOnce(*mut Owner, *mut Block),
+    ) {
         let mut word = self.thread_free.load(Ordering::Relaxed);
         let notify_owner = loop {
             let tag = DelayedFree::from_tag(word);
@@ -580,7 +595,7 @@ impl Page {
                 // SAFETY: the block is ours until published by the exchange below.
                 unsafe {
                     (*block).next =
-                        secure::encode(self.key, block, (word & !TAG_MASK) as *mut Block)
+                        free_list::encode(self.key, block, (word & !TAG_MASK) as *mut Block)
                 };
                 (block as usize | (word & TAG_MASK), false)
             };
@@ -597,9 +612,8 @@ impl Page {
         if notify_owner {
             // P4: while we hold the `Freeing` tag the owner can neither abandon this page nor
             // free its heap, so the heap pointer is valid.
-            let heap = self.owner_heap();
-            // SAFETY: P4 as above; a page with the `Use` tag is always owned by a heap.
-            unsafe { DomainHeap::push_delayed_free(heap, block) };
+            // A page with the `Use` tag is always owned by a heap.
+            hand_to_owner(self.owner_heap(), block);
             self.finish_delayed_free();
         }
     }
@@ -609,7 +623,7 @@ impl Page {
     /// without walking lists the owner may be changing.
     pub fn check_remote_free(&self, block: *mut Block) {
         if self.thread_free.load(Ordering::Relaxed) & !TAG_MASK == block as usize {
-            secure::double_free(block);
+            secure::double_free(block as usize);
         }
     }
 
@@ -639,7 +653,7 @@ impl Page {
         loop {
             let current = DelayedFree::from_tag(word);
             if current == DelayedFree::Freeing {
-                crate::os::yield_thread();
+                crate::platform::os::yield_thread();
                 word = self.thread_free.load(Ordering::Acquire);
                 continue;
             }
@@ -669,7 +683,7 @@ impl Page {
                 return false;
             }
             if DelayedFree::from_tag(word) == DelayedFree::Freeing {
-                crate::os::yield_thread();
+                crate::platform::os::yield_thread();
                 word = self.thread_free.load(Ordering::Acquire);
                 continue;
             }
@@ -695,7 +709,7 @@ mod tests {
     /// every byte of the first blocks), before it, and far away either way.
     #[test]
     fn block_start_check_agrees_with_division() {
-        use crate::size_class::{class_size, CLASS_COUNT};
+        use crate::alloc::size_class::{class_size, CLASS_COUNT};
         let mut page = Page::empty();
         page.area = 0x2000_0040_0000 as *mut u8;
         for class in 0..CLASS_COUNT {
@@ -776,7 +790,7 @@ mod tests {
         // SAFETY: blocks[1..] are allocated blocks of this page.
         unsafe {
             for &block in &blocks[1..4] {
-                page.free_remote(block);
+                page.free_remote(block, |_, _| unreachable!("no delayed free requested"));
             }
         }
         assert_eq!(page.live_blocks(), 7);
@@ -840,7 +854,7 @@ mod tests {
         assert!(page.try_request_delayed_free());
         page.set_delayed_free(DelayedFree::None);
         // SAFETY: `block` is an allocated block of the page.
-        unsafe { page.free_remote(block) };
+        unsafe { page.free_remote(block, |_, _| unreachable!("no delayed free requested")) };
         assert!(!page.try_request_delayed_free());
     }
 

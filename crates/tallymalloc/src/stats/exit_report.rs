@@ -12,11 +12,11 @@
 //! Invariants: nothing here allocates; the report is best effort (a file that cannot be opened
 //! gets one stderr line, never a crash at exit).
 
-use crate::diagnostics::{decimal_digits, write_stderr, Line};
-use crate::options::{self, StatsAtExit};
+use crate::platform::text::{decimal_digits, write_stderr, Line};
+use crate::policy::options::{self, StatsAtExit};
 use crate::stats;
-use crate::stats_report::{self, FdSink};
-use core::sync::atomic::{AtomicI32, Ordering};
+use crate::stats::report::{self, FdSink};
+use core::sync::atomic::{AtomicI32, AtomicPtr, Ordering};
 
 static FIRST_PID: AtomicI32 = AtomicI32::new(0);
 static REPORT_FD: AtomicI32 = AtomicI32::new(2);
@@ -39,8 +39,21 @@ pub fn prepare() {
     }
 }
 
+/// What runs at exit before the report (debug mode's checks and leak report), if anything.
+static FIRST_AT_EXIT: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Has `hook` run at exit before the report; one hook per process (a later one replaces it).
+pub fn first_at_exit(hook: fn()) {
+    FIRST_AT_EXIT.store(hook as *mut (), Ordering::Release);
+}
+
 extern "C" fn report_at_exit() {
-    crate::debug::report_at_exit();
+    let hook = FIRST_AT_EXIT.load(Ordering::Acquire);
+    if !hook.is_null() {
+        // SAFETY: only `first_at_exit` stores here, and it stores a `fn()`.
+        let hook: fn() = unsafe { core::mem::transmute::<*mut (), fn()>(hook) };
+        hook();
+    }
     write_report();
 }
 
@@ -55,7 +68,7 @@ pub fn write_report() {
         StatsAtExit::Table => {
             let snapshot = stats::snapshot();
             let fd = REPORT_FD.load(Ordering::Relaxed);
-            stats_report::write_table(&snapshot, &mut FdSink::new(fd));
+            report::write_table(&snapshot, &mut FdSink::new(fd));
         }
         StatsAtExit::Json => write_json_file(options::stats_path()),
     }
@@ -68,7 +81,7 @@ fn write_json_file(pattern: &[u8]) {
     let snapshot = stats::snapshot();
     {
         let mut sink = FdSink::new(fd);
-        stats_report::write_json(&snapshot, Some(stats_report::WHOLE_TIMELINE), &mut sink);
+        report::write_json(&snapshot, Some(report::WHOLE_TIMELINE), &mut sink);
     }
     // SAFETY: we opened `fd` above.
     unsafe { libc::close(fd) };

@@ -23,15 +23,19 @@
 //!   to the core; both lists link through the headers and change only under their locks.
 //! - **D4**: nothing here allocates through the allocator.
 
-use crate::diagnostics::{fatal, Line};
-use crate::domain::Domain;
-use crate::list::{Linked, Links, List};
-use crate::lock_registry::Rank;
-use crate::options::{on_error_in_debug, OnError};
-use crate::segment::{segment_of, SegmentKind};
-use crate::sync::SpinLock;
+pub(crate) mod backtrace;
+pub(crate) mod diagnostics;
+pub(crate) mod sites;
+
+use crate::alloc::segment::{segment_of, SegmentKind};
+use crate::platform::list::{Linked, Links, List};
+use crate::platform::lock_registry::Rank;
+use crate::platform::sync::SpinLock;
+use crate::platform::text::{fatal, Line};
+use crate::policy::domain::Domain;
+use crate::policy::options::{on_error_in_debug, OnError};
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 const OFF: u8 = 0;
 const ON: u8 = 1;
@@ -41,8 +45,6 @@ static MODE: AtomicU8 = AtomicU8::new(UNDECIDED);
 /// False once the mode is decided off: the one flag release mode reads, as a bool so that
 /// the test is a compare with memory and a branch.
 static MAY_BE_ON: AtomicBool = AtomicBool::new(true);
-/// What the environment or the API asked for; applied when the mode is decided.
-static REQUESTED: AtomicU8 = AtomicU8::new(OFF);
 
 /// Whether debug mode is on. The first call decides it (D1).
 #[inline(always)]
@@ -54,10 +56,20 @@ pub fn active() -> bool {
 #[inline(never)]
 fn decide() -> bool {
     if MODE.load(Ordering::Acquire) == UNDECIDED {
-        // Reads TALLYMALLOC_DEBUG (which calls `request`).
-        crate::thread::ensure_process_ready();
-        let requested = REQUESTED.load(Ordering::Relaxed);
-        let _ = MODE.compare_exchange(UNDECIDED, requested, Ordering::AcqRel, Ordering::Acquire);
+        // Reads TALLYMALLOC_DEBUG.
+        crate::alloc::thread::ensure_process_ready();
+        let requested = if crate::policy::options::debug_requested() {
+            ON
+        } else {
+            OFF
+        };
+        if MODE
+            .compare_exchange(UNDECIDED, requested, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+            && requested == ON
+        {
+            turned_on();
+        }
     }
     let on = MODE.load(Ordering::Acquire) == ON;
     if !on {
@@ -66,19 +78,22 @@ fn decide() -> bool {
     on
 }
 
-/// `TALLYMALLOC_DEBUG` says what to do when the mode is decided.
-pub fn request(on: bool) {
-    REQUESTED.store(on as u8, Ordering::Relaxed);
-}
-
 /// Turns debug mode on; true if it is on now, false if the first allocation already decided
 /// it off (D1).
 pub fn enable() -> bool {
-    REQUESTED.store(ON, Ordering::Relaxed);
     match MODE.compare_exchange(UNDECIDED, ON, Ordering::AcqRel, Ordering::Acquire) {
-        Ok(_) => true,
+        Ok(_) => {
+            turned_on();
+            true
+        }
         Err(mode) => mode == ON,
     }
+}
+
+/// Once, as the mode is decided on: the checks and the leak report at exit come before the
+/// stats report (which knows nothing of debug mode).
+fn turned_on() {
+    crate::stats::exit_report::first_at_exit(report_at_exit);
 }
 
 thread_local! {
@@ -92,22 +107,8 @@ pub fn in_layer() -> bool {
     IN_LAYER.with(core::cell::Cell::get)
 }
 
-thread_local! {
-    /// Set while tallymalloc itself makes the C library allocate (creating its sampler and
-    /// purger threads): those blocks are debug blocks like any, but no leak of the program's.
-    static FOR_ALLOCATOR: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
-}
-
 /// The site of blocks allocated for tallymalloc's own use: left out of the leak reports.
 const ALLOCATOR_SITE: u32 = u32::MAX;
-
-/// Runs `work`, counting what it allocates as tallymalloc's own (see [`FOR_ALLOCATOR`]).
-pub fn for_allocator<R>(work: impl FnOnce() -> R) -> R {
-    FOR_ALLOCATOR.with(|flag| flag.set(true));
-    let result = work();
-    FOR_ALLOCATOR.with(|flag| flag.set(false));
-    result
-}
 
 const HEADER: usize = 64;
 const GUARD: usize = 16;
@@ -233,14 +234,14 @@ fn report(kind: ErrorKind, call: &[u8], address: usize, block: Option<Described>
     }
     line.text(b"\n");
     line.write_to_stderr();
-    print_stack(b"  the call:\n", &crate::backtrace::capture(1));
+    print_stack(b"  the call:\n", &crate::debug::backtrace::capture(1));
     if let Some(block) = block {
         let sites = [
             (&b"  allocated at:\n"[..], block.allocated_at),
             (&b"  first freed at:\n"[..], block.freed_at),
         ];
         for (title, site) in sites {
-            if let Some(stack) = crate::sites::stack(site) {
+            if let Some(stack) = crate::debug::sites::stack(site) {
                 print_stack(title, &stack);
             }
         }
@@ -251,9 +252,9 @@ fn report(kind: ErrorKind, call: &[u8], address: usize, block: Option<Described>
 }
 
 /// Prints `stack` under `title`, from the program's first frame outside the allocator.
-fn print_stack(title: &[u8], stack: &crate::backtrace::Stack) {
-    crate::diagnostics::write_stderr(title);
-    crate::backtrace::print(&crate::backtrace::outside_allocator(stack));
+fn print_stack(title: &[u8], stack: &crate::debug::backtrace::Stack) {
+    crate::platform::text::write_stderr(title);
+    crate::debug::backtrace::print(&crate::debug::backtrace::outside_allocator(stack));
 }
 
 /// Reports a pointer that is not ours, found by a caller that checked (the C library's realloc
@@ -315,13 +316,6 @@ impl Blocks {
 
 static LIVE_BLOCKS: SpinLock<Blocks> = SpinLock::new(Rank::DebugLiveBlocks, Blocks::new());
 static QUARANTINE: SpinLock<Blocks> = SpinLock::new(Rank::DebugQuarantine, Blocks::new());
-static QUARANTINE_BYTES: AtomicUsize = AtomicUsize::new(DEFAULT_QUARANTINE_BYTES);
-const DEFAULT_QUARANTINE_BYTES: usize = 16 << 20;
-
-/// `TALLYMALLOC_QUARANTINE`: bytes of freed blocks held back before reuse.
-pub fn set_quarantine_bytes(bytes: usize) {
-    QUARANTINE_BYTES.store(bytes, Ordering::Relaxed);
-}
 
 fn header_of(user: *mut u8) -> *mut Header {
     user.wrapping_sub(HEADER).cast()
@@ -342,14 +336,14 @@ pub fn allocate(domain: usize, size: usize, align: usize, zero: bool) -> *mut u8
         report_absurd_size(b"malloc", size);
         return crate::failed();
     };
-    let site = if FOR_ALLOCATOR.with(core::cell::Cell::get) {
+    let site = if crate::platform::os::allocating_for_allocator() {
         ALLOCATOR_SITE
     } else {
-        crate::sites::intern(&crate::backtrace::capture(1))
+        crate::debug::sites::intern(&crate::debug::backtrace::capture(1))
     };
     // From a segment's alignment on, the header goes just before the boundary the user's
     // bytes start on (U6 in huge.rs): the core block then lies in its segment's first slot.
-    let (lead, total) = if align >= crate::segment::SEGMENT_SIZE {
+    let (lead, total) = if align >= crate::alloc::segment::SEGMENT_SIZE {
         (HEADER, total - lead + HEADER)
     } else {
         (lead, total)
@@ -397,12 +391,12 @@ pub fn allocate(domain: usize, size: usize, align: usize, zero: bool) -> *mut u8
 unsafe fn claim(call: &[u8], family: usize, user: *mut u8, release: bool) -> Option<*mut Header> {
     let address = user as usize;
     // A block on a segment boundary has its header, and its core block, in the slot before.
-    let holder = if address & crate::segment::SEGMENT_MASK == 0 {
+    let holder = if address & crate::alloc::segment::SEGMENT_MASK == 0 {
         address.wrapping_sub(HEADER)
     } else {
         address
     };
-    if !crate::registry::contains(holder) {
+    if !crate::alloc::registry::contains(holder) {
         report(ErrorKind::InvalidPointer, call, address, None);
         return None;
     }
@@ -472,7 +466,7 @@ pub unsafe fn domain_of(user: *mut u8) -> usize {
 
 /// `user` is ours but no live block starts there: inside one, or nowhere.
 fn report_not_a_block(call: &[u8], user: *mut u8) {
-    if user as usize & crate::segment::SEGMENT_MASK == 0 {
+    if user as usize & crate::alloc::segment::SEGMENT_MASK == 0 {
         // A boundary whose header slot is ours but holds no live block before it.
         return report(ErrorKind::InvalidPointer, call, user as usize, None);
     }
@@ -577,9 +571,10 @@ unsafe fn quarantine(header: *mut Header) {
     // SAFETY: the caller's contract: the block is ours alone.
     unsafe {
         LIVE_BLOCKS.lock().remove(header);
-        (*header).freed_at = crate::sites::intern(&crate::backtrace::capture(2)) as usize;
+        (*header).freed_at =
+            crate::debug::sites::intern(&crate::debug::backtrace::capture(2)) as usize;
         ptr::write_bytes(user_of(header), DEAD_BYTE, (*header).size);
-        let budget = QUARANTINE_BYTES.load(Ordering::Relaxed);
+        let budget = crate::policy::options::quarantine_bytes();
         let mut released: [*mut Header; 16] = [ptr::null_mut(); 16];
         let mut count = 0;
         {
@@ -608,7 +603,7 @@ unsafe fn release(header: *mut Header, call: &[u8]) {
         check_poison(header, call);
         (*header).state.store(RELEASED, Ordering::Release);
         let raw = user_of(header).sub((*header).lead as usize);
-        crate::domain_heap::free_in_own_domain((*header).domain as usize, raw);
+        crate::alloc::domain_heap::free_in_own_domain((*header).domain as usize, raw);
     }
 }
 
@@ -686,8 +681,8 @@ pub fn check_all() -> usize {
 
 /// Live debug blocks and their bytes, by domain, for the leak summary.
 pub fn live_by_domain(mut visit: impl FnMut(usize, u64, u64)) {
-    let mut blocks = [0u64; crate::domain::MAX_DOMAINS];
-    let mut bytes = [0u64; crate::domain::MAX_DOMAINS];
+    let mut blocks = [0u64; crate::policy::domain::MAX_DOMAINS];
+    let mut bytes = [0u64; crate::policy::domain::MAX_DOMAINS];
     {
         let live = LIVE_BLOCKS.lock();
         let mut header = live.headers.first();
@@ -701,7 +696,7 @@ pub fn live_by_domain(mut visit: impl FnMut(usize, u64, u64)) {
             }
         }
     }
-    for domain in 0..crate::domain::MAX_DOMAINS {
+    for domain in 0..crate::policy::domain::MAX_DOMAINS {
         if blocks[domain] > 0 {
             visit(domain, blocks[domain], bytes[domain]);
         }
@@ -709,7 +704,7 @@ pub fn live_by_domain(mut visit: impl FnMut(usize, u64, u64)) {
 }
 
 /// At exit: checks guards and poison, and prints what is still live by domain.
-pub fn report_at_exit() {
+fn report_at_exit() {
     if MODE.load(Ordering::Acquire) != ON {
         return;
     }
@@ -755,9 +750,9 @@ pub fn report_leaks(when: &[u8]) -> (u64, u64) {
 /// to `TALLYMALLOC_REPORT` at exit.
 fn report_leak_sites(at_exit: bool) {
     const SHOWN: usize = 20;
-    let slots = crate::sites::CAPACITY + 1;
+    let slots = crate::debug::sites::CAPACITY + 1;
     // Two counters a site (blocks, bytes), in memory of our own: nothing here may allocate.
-    let Some(memory) = crate::os::reserve_metadata(slots * 16) else {
+    let Some(memory) = crate::platform::os::reserve_metadata(slots * 16) else {
         return;
     };
     let counts = memory.as_ptr().cast::<[u64; 2]>();
@@ -797,7 +792,7 @@ fn report_leak_sites(at_exit: bool) {
         shown += 1;
     }
     // SAFETY: the mapping is ours and no longer used.
-    unsafe { crate::os::release(memory, slots * 16) };
+    unsafe { crate::platform::os::release(memory, slots * 16) };
     for (rank, &(site, blocks, bytes)) in top[..shown].iter().enumerate() {
         let mut line = Line::new();
         line.text(b"tallymalloc debug: leak site ")
@@ -808,11 +803,11 @@ fn report_leak_sites(at_exit: bool) {
             .decimal(bytes)
             .text(b" bytes, allocated at:\n");
         line.write_to_stderr();
-        if let Some(stack) = crate::sites::stack(site as u32) {
-            crate::backtrace::print(&crate::backtrace::outside_allocator(&stack));
+        if let Some(stack) = crate::debug::sites::stack(site as u32) {
+            crate::debug::backtrace::print(&crate::debug::backtrace::outside_allocator(&stack));
         }
     }
-    let path = crate::options::report_path();
+    let path = crate::policy::options::report_path();
     if at_exit && !path.is_empty() {
         write_leak_json(path, &top[..shown]);
     }
@@ -821,15 +816,15 @@ fn report_leak_sites(at_exit: bool) {
 /// `TALLYMALLOC_REPORT`: `{"version": 1, "errors": N, "sites": [{"blocks", "bytes", "stack":
 /// [{"address", "function", "location"}]}]}`, largest site first.
 fn write_leak_json(pattern: &[u8], top: &[(usize, u64, u64)]) {
-    use crate::stats_report::{FdSink, Sink};
-    let Some(fd) = crate::exit_report::open_report_file(pattern, b"the leak report") else {
+    use crate::stats::report::{FdSink, Sink};
+    let Some(fd) = crate::stats::exit_report::open_report_file(pattern, b"the leak report") else {
         return;
     };
     {
         let mut sink = FdSink::new(fd);
         let mut digits = [0u8; 20];
         let mut number = |sink: &mut FdSink, value: u64| {
-            sink.put(crate::diagnostics::decimal_digits(value, &mut digits));
+            sink.put(crate::platform::text::decimal_digits(value, &mut digits));
         };
         sink.put(b"{\"version\": 1, \"errors\": ");
         number(&mut sink, error_count());
@@ -844,12 +839,12 @@ fn write_leak_json(pattern: &[u8], top: &[(usize, u64, u64)]) {
             sink.put(b", \"bytes\": ");
             number(&mut sink, bytes);
             sink.put(b", \"stack\": [");
-            let stack = crate::sites::stack(site as u32)
-                .map(|s| crate::backtrace::outside_allocator(&s))
-                .unwrap_or(crate::backtrace::Stack::EMPTY);
+            let stack = crate::debug::sites::stack(site as u32)
+                .map(|s| crate::debug::backtrace::outside_allocator(&s))
+                .unwrap_or(crate::debug::backtrace::Stack::EMPTY);
             for (frame_index, &address) in stack.frames().iter().enumerate() {
                 let mut text = [0u8; 4096];
-                let frame = crate::backtrace::describe(address, &mut text);
+                let frame = crate::debug::backtrace::describe(address, &mut text);
                 sink.put(if frame_index == 0 {
                     b"{\"address\": "
                 } else {
@@ -871,7 +866,7 @@ fn write_leak_json(pattern: &[u8], top: &[(usize, u64, u64)]) {
 }
 
 /// `text` as a JSON string.
-fn json_string(sink: &mut impl crate::stats_report::Sink, text: &[u8]) {
+fn json_string(sink: &mut impl crate::stats::report::Sink, text: &[u8]) {
     sink.put(b"\"");
     for &byte in text {
         match byte {

@@ -16,14 +16,14 @@
 //!   malloc (for keys past the first 32): the heap pointer is set before that call, so the
 //!   nested malloc finds a working heap.
 
-use crate::domain::Domain;
-use crate::domain_heap::DomainHeap;
-use crate::heap::{empty_heap, Heap, EMPTY_HEAP};
-use crate::lock_registry::Rank;
-use crate::options;
-use crate::os;
+use crate::alloc::domain_heap::DomainHeap;
+use crate::alloc::heap::{empty_heap, Heap, EMPTY_HEAP};
+use crate::platform::lock_registry::Rank;
+use crate::platform::os;
+use crate::platform::sync::SpinLock;
+use crate::policy::domain::Domain;
+use crate::policy::options;
 use crate::stats;
-use crate::sync::SpinLock;
 use core::cell::Cell;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -61,9 +61,9 @@ pub fn ensure_process_ready() {
         return;
     }
     stats::start_clock();
-    crate::exit_report::note_process_start();
+    crate::stats::exit_report::note_process_start();
     options::load_from_environment();
-    crate::exit_report::prepare();
+    crate::stats::exit_report::prepare();
     let mut key: libc::pthread_key_t = 0;
     // pthread_key_create does not allocate; the destructor accepts any value we store.
     // SAFETY: `key` is a valid out-parameter and the destructor an `extern "C"` fn.
@@ -134,12 +134,12 @@ static FORK_HANDLERS_REGISTERED: AtomicBool = AtomicBool::new(false);
 /// Holds every lock of the allocator across `fork` (lock_registry.rs), so the child never
 /// inherits one held by a thread that does not exist there.
 extern "C" fn before_fork() {
-    crate::lock_registry::hold_all();
+    crate::platform::lock_registry::hold_all();
 }
 
 extern "C" fn after_fork_in_parent() {
     // SAFETY: `before_fork` took the locks on this thread.
-    unsafe { crate::lock_registry::release_all() };
+    unsafe { crate::platform::lock_registry::release_all() };
 }
 
 /// Heaps of threads that do not exist in the child stay as they are: their blocks can still be
@@ -148,9 +148,9 @@ extern "C" fn after_fork_in_parent() {
 /// count what the parent's threads allocated.) The stats sampler does not run in the child.
 extern "C" fn after_fork_in_child() {
     // SAFETY: the forking thread took the locks in `before_fork` and is the only thread.
-    unsafe { crate::lock_registry::release_all() };
-    crate::heap::keep_only_live_after_fork(current_heap());
-    crate::purger::forget_after_fork();
+    unsafe { crate::platform::lock_registry::release_all() };
+    crate::alloc::heap::keep_only_live_after_fork(current_heap());
+    crate::purge::purger::forget_after_fork();
 }
 
 extern "C" fn on_thread_exit(value: *mut libc::c_void) {
@@ -245,24 +245,4 @@ impl Pool {
         unsafe { *object.cast::<*mut u8>() = list.first };
         list.first = object;
     }
-}
-
-/// Starts one of tallymalloc's own threads (the stats sampler, the purger), detached; false
-/// if the system refuses. What creating it allocates (glibc's TLS bookkeeping) is counted as
-/// tallymalloc's own, not as a leak of the program's (debug mode).
-pub fn spawn_own_thread(
-    entry: extern "C" fn(*mut libc::c_void) -> *mut libc::c_void,
-    argument: *mut libc::c_void,
-) -> bool {
-    let mut thread: libc::pthread_t = 0;
-    let created = crate::debug::for_allocator(|| {
-        // SAFETY: `entry` has the signature pthread_create wants; `thread` is written on success.
-        unsafe { libc::pthread_create(&mut thread, ptr::null(), entry, argument) }
-    });
-    if created != 0 {
-        return false;
-    }
-    // SAFETY: a thread we just created, never joined.
-    unsafe { libc::pthread_detach(thread) };
-    true
 }

@@ -30,12 +30,12 @@
 //!   `mremap` cannot take a range whose pages differ in protection, so the guard is lifted
 //!   before the mapping is resized or cached and set again at the new end.
 
-use crate::huge_cache;
-use crate::os;
-use crate::page::HUGE_CLASS;
-use crate::registry;
-use crate::secure;
-use crate::segment::{segment_of, Segment, SegmentKind, HEADER_RESERVE, SEGMENT_SIZE};
+use crate::alloc::huge_cache;
+use crate::alloc::page::HUGE_CLASS;
+use crate::alloc::registry;
+use crate::alloc::segment::{segment_of, Segment, SegmentKind, HEADER_RESERVE, SEGMENT_SIZE};
+use crate::platform::os;
+use crate::policy::secure;
 use core::ptr::{self, NonNull};
 
 /// The largest alignment any allocation may ask for: a quarter of the 47-bit user address space
@@ -356,7 +356,7 @@ pub unsafe fn resize(segment: *mut Segment, address: *mut u8, new_size: usize) -
             };
             if !set_guard(holder, true) {
                 // The block is intact and still served, but says so: it has lost its guard.
-                let mut line = crate::diagnostics::Line::new();
+                let mut line = crate::platform::text::Line::new();
                 line.text(b"tallymalloc: secure mode: no guard page after the huge block at ")
                     .hex(resized.max(address) as usize)
                     .text(b" (mprotect failed)\n");
@@ -432,7 +432,7 @@ unsafe fn resize_unguarded(
 
 #[cfg(test)]
 mod tests {
-    use crate::segment::segment_of;
+    use crate::alloc::segment::segment_of;
 
     #[test]
     fn a_cached_mapping_of_another_size_serves_zeroed_memory() {
@@ -458,7 +458,7 @@ mod tests {
 
     #[test]
     fn a_doubling_block_moves_into_a_cached_mapping_with_its_contents() {
-        if crate::options::purge_delay_millis() == 0 {
+        if crate::policy::options::purge_delay_millis() == 0 {
             return; // no cache
         }
         // An odd size, so that no other test's huge block takes the cached mapping meanwhile.

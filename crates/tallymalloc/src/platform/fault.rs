@@ -98,7 +98,7 @@ pub fn parse(value: &[u8]) -> Option<FaultPlan> {
 }
 
 fn number(text: &[u8]) -> Option<u64> {
-    crate::options::parse_whole(text, u64::MAX / 10)
+    crate::platform::text::parse_decimal(text, u64::MAX / 10)
 }
 
 #[cfg(test)]

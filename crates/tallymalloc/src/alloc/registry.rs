@@ -15,18 +15,20 @@
 //!   address 0, since the kernel never maps page 0. So `contains(null)` is false, and callers
 //!   need no separate null test.
 
-use crate::segment::SEGMENT_SHIFT;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 const ADDRESS_BITS: u32 = 48;
-const SLOT_COUNT: usize = 1 << (ADDRESS_BITS - SEGMENT_SHIFT);
+/// A slot is a segment's size (`segment.rs` checks that the two agree); the registry needs
+/// nothing else of segments.
+pub const SLOT_SHIFT: u32 = 22;
+const SLOT_COUNT: usize = 1 << (ADDRESS_BITS - SLOT_SHIFT);
 const WORD_COUNT: usize = SLOT_COUNT / 64;
 
 static SLOTS: [AtomicU64; WORD_COUNT] = [const { AtomicU64::new(0) }; WORD_COUNT];
 
 #[inline(always)]
 fn slot_of(address: usize) -> Option<(usize, u64)> {
-    let slot = address >> SEGMENT_SHIFT;
+    let slot = address >> SLOT_SHIFT;
     if slot >= SLOT_COUNT {
         return None;
     }
@@ -59,7 +61,7 @@ pub fn unregister(segment_start: usize) {
 /// thread asking about a block got it through some synchronisation that orders the two.
 #[inline(always)]
 pub fn contains(address: usize) -> bool {
-    let slot = address >> SEGMENT_SHIFT;
+    let slot = address >> SLOT_SHIFT;
     if slot >= SLOT_COUNT {
         return false;
     }
@@ -71,7 +73,7 @@ pub fn contains(address: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::segment::SEGMENT_SIZE;
+    use crate::alloc::segment::SEGMENT_SIZE;
 
     #[test]
     fn register_and_unregister_round_trip() {

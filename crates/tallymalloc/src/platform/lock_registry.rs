@@ -1,7 +1,7 @@
 //! Every lock of the allocator, by rank: the one order in which locks nest (checked in debug
 //! builds) and the order in which the fork handlers hold them all.
 //!
-//! A [`SpinLock`](crate::sync::SpinLock) joins the registry the first time it is taken, so no
+//! A [`SpinLock`](crate::platform::sync::SpinLock) joins the registry the first time it is taken, so no
 //! lock can be left out of the fork handlers: a lock never taken is never held. Each lock names
 //! its [`Rank`] where it is made; a thread may take a lock only while every lock it holds has a
 //! lower rank, and the fork handler takes them lowest rank first, so it never waits for a lock
@@ -17,7 +17,7 @@
 //!   current). So in the child of `fork`, no lock is held by a thread that does not exist.
 //! - **R4**: locks of one rank never nest (the purge locks of many heaps share a rank).
 
-use crate::sync::RawLock;
+use crate::platform::sync::RawLock;
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
 /// The ranks, outermost first: a thread holding a lock may take only locks of a later rank.
@@ -35,9 +35,9 @@ pub enum Rank {
     DomainRegistry,
     /// `timeline.rs`: the stats timeline's samples.
     Timeline,
-    /// `debug.rs`: the live debug blocks.
+    /// `debug/`: the live debug blocks.
     DebugLiveBlocks,
-    /// `debug.rs`: the quarantine of freed debug blocks.
+    /// `debug/`: the quarantine of freed debug blocks.
     DebugQuarantine,
     /// `sites.rs`: the allocation-site table.
     Sites,
@@ -53,7 +53,7 @@ pub enum Rank {
     AbandonedSegments,
     /// `huge_cache.rs`: huge mappings kept for reuse.
     HugeCache,
-    /// `stats.rs`: the list of live heaps' counters.
+    /// `stats/`: the list of live heaps' counters.
     StatsCounters,
 }
 
@@ -227,7 +227,7 @@ pub fn note_released(rank: Rank) {
 #[cfg(debug_assertions)]
 #[cold]
 fn lock_order_violated(rank: Rank, held: u32) -> ! {
-    let mut line = crate::diagnostics::Line::new();
+    let mut line = crate::platform::text::Line::new();
     line.text(b"tallymalloc: lock order violated: taking ")
         .text(rank.name())
         .text(b" while holding");
@@ -237,13 +237,13 @@ fn lock_order_violated(rank: Rank, held: u32) -> ! {
         }
     }
     line.text(b"\n").write_to_stderr();
-    crate::diagnostics::abort_process();
+    crate::platform::text::abort_process();
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sync::SpinLock;
+    use crate::platform::sync::SpinLock;
     use core::sync::atomic::{AtomicBool, AtomicU32};
 
     fn registered_count(target: *const RawLock) -> usize {

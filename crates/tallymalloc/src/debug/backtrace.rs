@@ -12,7 +12,7 @@
 //!   would call malloc) in an empty environment (so it does not load the allocator itself), and
 //!   its output is read into a buffer on the stack.
 
-use crate::diagnostics::Line;
+use crate::platform::text::Line;
 use core::ffi::{c_int, c_void};
 
 /// Frames kept per stack.
@@ -193,7 +193,7 @@ fn source_line<'a>(
         core::ptr::null(),
     ];
     // BT2: not `fork`.
-    let child = crate::os::fork_without_handlers();
+    let child = crate::platform::os::fork_without_handlers();
     if child == 0 {
         // SAFETY: in the child: route stdout into the pipe, silence stderr, become addr2line.
         unsafe {

@@ -5,8 +5,8 @@
 //! `getenv` copies, no allocation. An unknown `TALLYMALLOC_` variable or a bad value gets one
 //! warning line on stderr naming it and what is accepted, and the default stays in force.
 
-use crate::diagnostics::{self, Line};
-use crate::domain::{self, OnMismatch};
+use crate::platform::text::{parse_decimal, Line};
+use crate::policy::domain::{self, OnMismatch};
 use core::cell::UnsafeCell;
 use core::ffi::{c_char, CStr};
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -20,6 +20,20 @@ static PURGE_DELAY_MILLIS: AtomicU64 = AtomicU64::new(DEFAULT_PURGE_DELAY_MILLIS
 static ON_ERROR: AtomicU8 = AtomicU8::new(ON_ERROR_UNSET);
 const ON_ERROR_UNSET: u8 = u8::MAX;
 static VERBOSE: AtomicBool = AtomicBool::new(false);
+static DEBUG: AtomicBool = AtomicBool::new(false);
+static QUARANTINE_BYTES: AtomicUsize = AtomicUsize::new(DEFAULT_QUARANTINE_BYTES);
+/// Debug mode's quarantine without `TALLYMALLOC_QUARANTINE`.
+const DEFAULT_QUARANTINE_BYTES: usize = 16 << 20;
+
+/// Whether `TALLYMALLOC_DEBUG=1` asks for debug mode (read when the mode is decided).
+pub fn debug_requested() -> bool {
+    DEBUG.load(Ordering::Relaxed)
+}
+
+/// Bytes of freed blocks debug mode holds back (`TALLYMALLOC_QUARANTINE`).
+pub fn quarantine_bytes() -> usize {
+    QUARANTINE_BYTES.load(Ordering::Relaxed)
+}
 
 /// What to do when a program hands the allocator a pointer it never gave out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -189,7 +203,7 @@ fn apply_entry(entry: &[u8]) {
     match name {
         b"PURGE_DELAY" => match parse_millis(value) {
             Some(millis) => set_purge_delay_millis(millis),
-            None => diagnostics::warn_bad_option(
+            None => warn_bad_option(
                 full_name,
                 value,
                 b"milliseconds as a whole number from 0 (return memory at once) to 3600000",
@@ -198,17 +212,17 @@ fn apply_entry(entry: &[u8]) {
         b"ON_ERROR" => match value {
             b"report" => set_on_error(OnError::Report),
             b"abort" => set_on_error(OnError::Abort),
-            _ => diagnostics::warn_bad_option(full_name, value, b"report or abort"),
+            _ => warn_bad_option(full_name, value, b"report or abort"),
         },
         b"ON_MISMATCH" => match value {
             b"warn" => domain::set_on_mismatch(OnMismatch::Warn),
             b"abort" => domain::set_on_mismatch(OnMismatch::Abort),
             b"ignore" => domain::set_on_mismatch(OnMismatch::Ignore),
-            _ => diagnostics::warn_bad_option(full_name, value, b"warn, abort or ignore"),
+            _ => warn_bad_option(full_name, value, b"warn, abort or ignore"),
         },
         b"STATS" => {
             if !set_stats_option(value) {
-                diagnostics::warn_bad_option(
+                warn_bad_option(
                     full_name,
                     value,
                     b"1 (a table on stderr at exit), json:PATH (JSON to PATH at exit) or 0",
@@ -217,33 +231,33 @@ fn apply_entry(entry: &[u8]) {
         }
         b"STATS_INTERVAL" => match parse_millis(value) {
             Some(millis) => STATS_INTERVAL_MILLIS.store(millis, Ordering::Relaxed),
-            None => diagnostics::warn_bad_option(
+            None => warn_bad_option(
                 full_name,
                 value,
                 b"milliseconds between timeline samples, a whole number up to 3600000",
             ),
         },
-        b"FAULT" => match crate::fault::parse(value) {
-            Some(plan) => crate::fault::set_plan(Some(plan)),
-            None => diagnostics::warn_bad_option(
+        b"FAULT" => match crate::platform::fault::parse(value) {
+            Some(plan) => crate::platform::fault::set_plan(Some(plan)),
+            None => warn_bad_option(
                 full_name,
                 value,
                 b"mmap:after=N[,for=M] (fail mapping calls after N of them) or mmap:P% (fail P in 100)",
             ),
         },
         b"DEBUG" => match value {
-            b"1" => crate::debug::request(true),
-            b"0" => crate::debug::request(false),
-            _ => diagnostics::warn_bad_option(full_name, value, b"1 (debug mode) or 0"),
+            b"1" => DEBUG.store(true, Ordering::Relaxed),
+            b"0" => DEBUG.store(false, Ordering::Relaxed),
+            _ => warn_bad_option(full_name, value, b"1 (debug mode) or 0"),
         },
         b"SECURE" => match value {
-            b"1" => crate::secure::enable(),
+            b"1" => crate::policy::secure::enable(),
             b"0" => {}
-            _ => diagnostics::warn_bad_option(full_name, value, b"1 (secure mode) or 0"),
+            _ => warn_bad_option(full_name, value, b"1 (secure mode) or 0"),
         },
         b"QUARANTINE" => match parse_bytes(value) {
-            Some(bytes) => crate::debug::set_quarantine_bytes(bytes),
-            None => diagnostics::warn_bad_option(
+            Some(bytes) => QUARANTINE_BYTES.store(bytes, Ordering::Relaxed),
+            None => warn_bad_option(
                 full_name,
                 value,
                 b"bytes of freed blocks debug mode holds back, a whole number up to 2^40",
@@ -252,12 +266,12 @@ fn apply_entry(entry: &[u8]) {
         b"VERBOSE" => match value {
             b"0" => VERBOSE.store(false, Ordering::Relaxed),
             b"1" => VERBOSE.store(true, Ordering::Relaxed),
-            _ => diagnostics::warn_bad_option(full_name, value, b"0 or 1"),
+            _ => warn_bad_option(full_name, value, b"0 or 1"),
         },
         // Variables other faces read (the Python package, the command-line tool) are theirs.
         b"REPORT" => {
             if !REPORT_PATH.set(value) {
-                diagnostics::warn_bad_option(
+                warn_bad_option(
                     full_name,
                     value,
                     b"a file for debug mode's JSON leak report (%p is the process id)",
@@ -309,24 +323,25 @@ fn print_options() {
     line.write_to_stderr();
 }
 
-/// A whole decimal number no larger than `max`, digits only (no sign, no unit).
-pub(crate) fn parse_whole(text: &[u8], max: u64) -> Option<u64> {
-    // 19 digits always fit a u64; anything longer is over every bound used here.
-    if text.is_empty() || text.len() > 19 || !text.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let value = text
-        .iter()
-        .fold(0u64, |value, &digit| value * 10 + (digit - b'0') as u64);
-    (value <= max).then_some(value)
+/// One line: `tallymalloc: ignoring NAME=VALUE: expected EXPECTED`.
+fn warn_bad_option(name: &[u8], value: &[u8], expected: &[u8]) {
+    let mut line = Line::new();
+    line.text(b"tallymalloc: ignoring ")
+        .text(name)
+        .text(b"=")
+        .text(value)
+        .text(b": expected ")
+        .text(expected)
+        .text(b"\n");
+    line.write_to_stderr();
 }
 
 fn parse_bytes(text: &[u8]) -> Option<usize> {
-    parse_whole(text, 1 << 40).map(|value| value as usize)
+    parse_decimal(text, 1 << 40).map(|value| value as usize)
 }
 
 fn parse_millis(text: &[u8]) -> Option<u64> {
-    parse_whole(text, MAX_PURGE_DELAY_MILLIS)
+    parse_decimal(text, MAX_PURGE_DELAY_MILLIS)
 }
 
 #[cfg(test)]

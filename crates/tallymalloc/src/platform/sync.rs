@@ -12,8 +12,8 @@
 //!   that can block for long (the pool's `mmap` aside, and a heap's purge lock across the
 //!   `madvise` of the pages it returns) nor across a call into user code.
 
-use crate::lock_registry::{self, Rank};
-use crate::os;
+use crate::platform::lock_registry::{self, Rank};
+use crate::platform::os;
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
 use core::ptr;

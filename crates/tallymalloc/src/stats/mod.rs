@@ -37,12 +37,16 @@
 //!   holds the lock) counts every heap's counters exactly once.
 //! - **A3 no allocation**: nothing here allocates; a snapshot lives on the caller's stack.
 
-use crate::domain::{Domain, MAX_DOMAINS};
-use crate::list::{Linked, Links, List};
-use crate::lock_registry::Rank;
-use crate::os;
-use crate::size_class::{class_size, CLASS_COUNT};
-use crate::sync::SpinLock;
+pub(crate) mod exit_report;
+pub(crate) mod report;
+pub(crate) mod timeline;
+
+use crate::alloc::size_class::{class_size, CLASS_COUNT};
+use crate::platform::list::{Linked, Links, List};
+use crate::platform::lock_registry::Rank;
+use crate::platform::os;
+use crate::platform::sync::SpinLock;
+use crate::policy::domain::{Domain, MAX_DOMAINS};
 use core::cell::UnsafeCell;
 use core::ptr;
 use core::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
@@ -660,7 +664,7 @@ impl Stats {
 
     /// This snapshot with every figure at its widest (`u64::MAX`) and every size class and the
     /// huge blocks holding some: written out, it is at least as long as any later snapshot of
-    /// the same domains, which is what a caller sizing a buffer needs (`stats_report.rs`).
+    /// the same domains, which is what a caller sizing a buffer needs (`stats/report.rs`).
     pub(crate) fn saturated(&self) -> Stats {
         let widest = DomainStats {
             live_bytes: u64::MAX,
@@ -801,7 +805,7 @@ pub fn snapshot() -> Stats {
         figures.live_usable_bytes = usable + huge_bytes;
         figures.live_bytes = figures.live_usable_bytes;
         figures.allocated_bytes = allocated + sum.huge_allocated_bytes;
-        figures.mismatches = Domain::from_id(domain).map_or(0, crate::domain::mismatches);
+        figures.mismatches = Domain::from_id(domain).map_or(0, crate::policy::domain::mismatches);
         let shared = &SHARED[domain];
         shared.raise_peak(figures.live_usable_bytes as i64);
         figures.peak_bytes = shared.peak.load(Ordering::Relaxed).max(0) as u64;
@@ -815,9 +819,9 @@ fn process_stats() -> ProcessStats {
         reserved_bytes: os::reserved_bytes() as u64,
         committed_bytes: os::committed_bytes() as u64,
         resident_bytes: os::resident_bytes().unwrap_or(0) as u64,
-        segments: crate::segment::segment_count() as u64,
-        pages: crate::segment::pages_in_use() as u64,
-        abandoned_segments: crate::segment::abandoned_count() as u64,
+        segments: crate::alloc::segment::segment_count() as u64,
+        pages: crate::alloc::segment::pages_in_use() as u64,
+        abandoned_segments: crate::alloc::segment::abandoned_count() as u64,
         threads_seen: THREADS_SEEN.load(Ordering::Relaxed),
         uptime_ms: uptime_millis(),
         requested_sizes_exact: false,

@@ -37,7 +37,6 @@
 //!   encoded with it. (The heap-level delayed-free list links blocks of many pages and is
 //!   plain: its blocks are allocated, not free, and it is walked once by the owner.)
 
-use crate::page::{Block, Page};
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// Whether this is the hardened build: secure mode always on, checked by the fast paths.
@@ -99,43 +98,9 @@ pub fn next_key() -> usize {
     key | 1
 }
 
-/// The mask a link stored in `block` is XORed with: 0 on normal pages (key 0).
-#[inline(always)]
-fn mask(key: usize, block: *const Block) -> usize {
-    // The hardened build keys every page, so it needs no test.
-    if !BUILT_IN && key == 0 {
-        0
-    } else {
-        key ^ (block as usize).rotate_left(29)
-    }
-}
-
-/// The link word to store in `block` for `next`.
-#[inline(always)]
-pub fn encode(key: usize, block: *const Block, next: *mut Block) -> *mut Block {
-    (next as usize ^ mask(key, block)) as *mut Block
-}
-
-/// The next block `block`'s link word names.
-#[inline(always)]
-pub fn decode(key: usize, block: *const Block) -> *mut Block {
-    // SAFETY: the caller reads the link word of a free block of a page it may read (P1, P2).
-    let stored = unsafe { (*block).next };
-    (stored as usize ^ mask(key, block)) as *mut Block
-}
-
-/// Whether `next` is null or a word-aligned address in the area of `page`. (A forged link
-/// decodes to a random word, which this rejects but for odds of 2^-40 or so; checking that
-/// it starts a carved block too would cost a multiplication and a division on every pop.)
-#[inline(always)]
-pub fn is_link_of(page: &Page, next: *mut Block) -> bool {
-    let offset = (next as usize).wrapping_sub(page.area as usize);
-    next.is_null() || (offset < page.area_size && offset % core::mem::align_of::<Block>() == 0)
-}
-
 /// A link that does not decode to a block of its page: the list was overwritten.
 #[cold]
-pub fn corrupt_link(block: *const Block) -> ! {
+pub fn corrupt_link(block: usize) -> ! {
     abort_at(
         b"the free-list link in the free block at ",
         block,
@@ -145,20 +110,20 @@ pub fn corrupt_link(block: *const Block) -> ! {
 
 /// A block freed while it is already free.
 #[cold]
-pub fn double_free(block: *const Block) -> ! {
+pub fn double_free(block: usize) -> ! {
     abort_at(b"double free of ", block, b"")
 }
 
 /// Reports what happened at `block` on one stderr line and aborts.
-fn abort_at(before: &[u8], block: *const Block, after: &[u8]) -> ! {
-    let mut line = crate::diagnostics::Line::new();
+fn abort_at(before: &[u8], block: usize, after: &[u8]) -> ! {
+    let mut line = crate::platform::text::Line::new();
     line.text(b"tallymalloc: secure mode: ")
         .text(before)
-        .hex(block as usize)
+        .hex(block)
         .text(after)
         .text(b"; aborting\n");
     line.write_to_stderr();
-    crate::diagnostics::abort_process()
+    crate::platform::text::abort_process()
 }
 
 /// A small generator for the carving order, seeded per batch.
@@ -244,24 +209,6 @@ impl Iterator for Interleaving {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    #[cfg(not(feature = "secure"))]
-    fn a_zero_key_leaves_links_as_they_are_and_a_key_hides_them() {
-        let next = 0x7f00_dead_b000 as *mut Block;
-        let key = 0x1234_5678_9abc_def1;
-        let mut slot = Block {
-            next: core::ptr::null_mut(),
-        };
-        assert_eq!(encode(0, &slot, next), next);
-        let stored = encode(key, &slot, next);
-        assert_ne!(stored, next);
-        slot.next = stored;
-        assert_eq!(decode(key, &slot), next);
-        // Another block's mask differs: a link copied elsewhere decodes to something else.
-        let other = Block { next: stored };
-        assert_ne!(decode(key, &other), next);
-    }
 
     #[test]
     fn interleaving_is_a_permutation_that_differs_by_seed_and_keeps_runs_in_order() {

@@ -14,11 +14,11 @@
 //!   kept samples doubles, so a long run keeps an even sampling of its whole span in bounded
 //!   memory.
 
-use crate::domain::Domain;
-use crate::lock_registry::Rank;
-use crate::os;
+use crate::platform::lock_registry::Rank;
+use crate::platform::os;
+use crate::platform::sync::SpinLock;
+use crate::policy::domain::Domain;
 use crate::stats;
-use crate::sync::SpinLock;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 /// Room for samples: 1 Mi words (8 MiB of address space, touched as samples arrive).
@@ -70,14 +70,14 @@ pub fn start(interval_ms: u64) {
         return;
     }
     let Some(words) = os::reserve_metadata(CAPACITY_WORDS * 8) else {
-        crate::diagnostics::write_stderr(b"tallymalloc: no memory for the stats timeline\n");
+        crate::platform::text::write_stderr(b"tallymalloc: no memory for the stats timeline\n");
         return;
     };
     STORE.lock().words = words.as_ptr().cast();
     // The argument is the interval as a plain number.
     let argument = interval_ms as usize as *mut libc::c_void;
-    if !crate::thread::spawn_own_thread(sample_forever, argument) {
-        crate::diagnostics::write_stderr(b"tallymalloc: could not start the stats sampler\n");
+    if !crate::platform::os::spawn_thread(sample_forever, argument) {
+        crate::platform::text::write_stderr(b"tallymalloc: could not start the stats sampler\n");
     }
 }
 

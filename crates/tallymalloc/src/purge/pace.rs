@@ -14,7 +14,7 @@
 //!   read-modify-write loops: a lost update only delays an adaptation by one refault or one
 //!   second, and the delay in force always lies between the configured one and its maximum.
 
-use crate::options;
+use crate::policy::options;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// The delay in force is at most the configured one times `1 << MAX_DOUBLINGS` (640 ms by
@@ -36,7 +36,7 @@ static CHANGED_AT: AtomicU64 = AtomicU64::new(0);
 /// the OS gets back and the program wants again soon after lengthens it; a second without
 /// that shortens it.
 pub fn purge_delay_in_force_millis() -> u64 {
-    millis(crate::os::monotonic_millis())
+    millis(crate::platform::os::monotonic_millis())
 }
 
 /// The delay in force at `now` (0 when the configured delay is 0: purge at once, always).

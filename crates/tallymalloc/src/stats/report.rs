@@ -5,10 +5,10 @@
 //! Invariants: nothing here allocates (the exit report and the C API run inside programs whose
 //! malloc this is); output goes through a [`Sink`], which never fails halfway through a value.
 
-use crate::diagnostics::decimal_digits;
-use crate::domain::Domain;
+use crate::platform::text::decimal_digits;
+use crate::policy::domain::Domain;
+use crate::stats::timeline;
 use crate::stats::{self, Stats};
-use crate::timeline;
 use core::ops::Range;
 
 /// Where text goes.

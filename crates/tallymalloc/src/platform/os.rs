@@ -9,6 +9,7 @@
 //! - Memory returned by [`reserve_aligned`] is readable, writable and zero. Linux commits it
 //!   lazily on first touch, so "reserve" costs address space, not resident memory.
 
+use crate::platform::text::parse_decimal;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 
@@ -129,7 +130,7 @@ fn map_anonymous(size: usize) -> Option<NonNull<u8>> {
 
 /// Maps `size` bytes of fresh memory, at `hint` if that range is free (0: anywhere).
 fn map_anonymous_at(hint: usize, size: usize) -> Option<NonNull<u8>> {
-    if crate::fault::should_fail() {
+    if crate::platform::fault::should_fail() {
         set_errno(libc::ENOMEM);
         return None;
     }
@@ -220,7 +221,7 @@ pub unsafe fn decommit(start: *mut u8, size: usize) -> bool {
 /// # Safety
 /// `[start, start+old_size)` must be a whole live mapping of this module.
 pub unsafe fn remap_in_place(start: NonNull<u8>, old_size: usize, new_size: usize) -> bool {
-    if new_size > old_size && crate::fault::should_fail() {
+    if new_size > old_size && crate::platform::fault::should_fail() {
         return false;
     }
     // Without MREMAP_MAYMOVE the kernel resizes in place or fails, leaving the mapping as is.
@@ -341,6 +342,38 @@ pub fn fork_without_handlers() -> libc::pid_t {
     }
 }
 
+std::thread_local! {
+    /// Set while tallymalloc makes the C library allocate for its own ends (creating its
+    /// sampler and purger threads): debug mode counts those blocks as the allocator's, not as
+    /// leaks of the program's.
+    static ALLOCATING_FOR_ALLOCATOR: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+}
+
+/// Whether the calling thread is inside [`spawn_thread`]'s `pthread_create`.
+pub fn allocating_for_allocator() -> bool {
+    ALLOCATING_FOR_ALLOCATOR.with(core::cell::Cell::get)
+}
+
+/// Starts one of tallymalloc's own threads (the stats sampler, the purger), detached; false
+/// if the system refuses. What creating it allocates (glibc's TLS bookkeeping) is marked as
+/// tallymalloc's own ([`allocating_for_allocator`]).
+pub fn spawn_thread(
+    entry: extern "C" fn(*mut libc::c_void) -> *mut libc::c_void,
+    argument: *mut libc::c_void,
+) -> bool {
+    let mut thread: libc::pthread_t = 0;
+    ALLOCATING_FOR_ALLOCATOR.with(|flag| flag.set(true));
+    // SAFETY: `entry` has the signature pthread_create wants; `thread` is written on success.
+    let created = unsafe { libc::pthread_create(&mut thread, core::ptr::null(), entry, argument) };
+    ALLOCATING_FOR_ALLOCATOR.with(|flag| flag.set(false));
+    if created != 0 {
+        return false;
+    }
+    // SAFETY: a thread we just created, never joined.
+    unsafe { libc::pthread_detach(thread) };
+    true
+}
+
 pub fn yield_thread() {
     // SAFETY: sched_yield has no preconditions.
     unsafe { libc::sched_yield() };
@@ -370,24 +403,8 @@ pub fn resident_bytes() -> Option<usize> {
     let text = &buffer[..read as usize];
     let mut fields = text.split(|&byte| byte == b' ');
     fields.next()?;
-    let resident_pages = parse_decimal(fields.next()?)?;
+    let resident_pages = parse_decimal(fields.next()?, u64::MAX)? as usize;
     Some(resident_pages * page_size())
-}
-
-fn parse_decimal(digits: &[u8]) -> Option<usize> {
-    if digits.is_empty() {
-        return None;
-    }
-    let mut value: usize = 0;
-    for &digit in digits {
-        if !digit.is_ascii_digit() {
-            return None;
-        }
-        value = value
-            .checked_mul(10)?
-            .checked_add((digit - b'0') as usize)?;
-    }
-    Some(value)
 }
 
 #[cfg(test)]
@@ -473,12 +490,5 @@ mod tests {
     fn resident_bytes_is_plausible() {
         let resident = resident_bytes().expect("statm");
         assert!(resident > 0);
-    }
-
-    #[test]
-    fn parse_decimal_rejects_garbage() {
-        assert_eq!(parse_decimal(b"1234"), Some(1234));
-        assert_eq!(parse_decimal(b""), None);
-        assert_eq!(parse_decimal(b"12a"), None);
     }
 }

@@ -29,18 +29,18 @@
 //! - **H5 no self-allocation**: nothing here calls malloc; heaps live in memory from
 //!   `thread.rs`'s pools and segments come from `os.rs`.
 
-use crate::domain::{Domain, MAX_DOMAINS};
-use crate::domain_heap::{DomainHeap, PageQueue};
-use crate::huge_cache;
-use crate::list::{Linked, Links, List};
-use crate::lock_registry::Rank;
-use crate::options;
-use crate::os;
-use crate::page::{DelayedFree, Page, FLAG_IN_FULL};
-use crate::purge_pace;
-use crate::segment::{self, Segment, SegmentKind, WithFree, HEADER_RESERVE, SEGMENT_SIZE};
-use crate::sync::{SpinGuard, SpinLock};
-use crate::thread;
+use crate::alloc::domain_heap::{DomainHeap, PageQueue};
+use crate::alloc::huge_cache;
+use crate::alloc::page::{DelayedFree, Page, FLAG_IN_FULL};
+use crate::alloc::segment::{self, Segment, SegmentKind, WithFree, HEADER_RESERVE, SEGMENT_SIZE};
+use crate::alloc::thread;
+use crate::platform::list::{Linked, Links, List};
+use crate::platform::lock_registry::Rank;
+use crate::platform::os;
+use crate::platform::sync::{SpinGuard, SpinLock};
+use crate::policy::domain::{Domain, MAX_DOMAINS};
+use crate::policy::options;
+use crate::purge::pace;
 use core::cell::UnsafeCell;
 use core::ptr;
 
@@ -230,7 +230,7 @@ impl Heap {
     /// purges. Purges need the clock, so they run on one slow path in eight (`malloc_slow`
     /// takes the others without calling here).
     pub fn tick(&self) {
-        crate::purger::ensure_running();
+        crate::purge::purger::ensure_running();
         self.for_each_domain_heap(DomainHeap::tick);
         let abandoned = segment::abandoned_count() != 0;
         let cached = !huge_cache::is_empty();
@@ -376,7 +376,7 @@ impl Heap {
                 let owner = &*self.state().domains[(*page).domain as usize];
                 owner.counters.note_class((*page).class as usize);
                 (*page).set_flag(FLAG_IN_FULL, false);
-                (*page).set_owner_heap(owner as *const DomainHeap as *mut DomainHeap);
+                (*page).set_owner_heap(ptr::from_ref(owner).cast_mut().cast());
                 (*page).set_delayed_free(DelayedFree::None);
                 (*page).collect();
                 if (*page).live_blocks() == 0 {
@@ -580,7 +580,7 @@ impl HeapState {
                 return;
             }
             let now = os::monotonic_millis();
-            let delay = purge_pace::millis(now);
+            let delay = pace::millis(now);
             if delay == 0 {
                 segment::decommit_page(&mut *page);
                 return;
@@ -605,8 +605,8 @@ impl HeapState {
             let page = (*segment).first_free_page();
             if !page.is_null() {
                 if (*page).memory_is_zero && (*page).purge_at != 0 {
-                    // Purged, and wanted again (purge_pace.rs).
-                    purge_pace::note_wanted_again((*page).purge_at, os::monotonic_millis());
+                    // Purged, and wanted again (purge/pace.rs).
+                    pace::note_wanted_again((*page).purge_at, os::monotonic_millis());
                 }
                 self.cancel_purge(page);
                 (*segment).take_page_at((*page).index as usize);

@@ -7,9 +7,9 @@
 //!   stack can be read without the lock once its number is known.
 //! - **ST2**: nothing here allocates through the allocator.
 
-use crate::backtrace::Stack;
-use crate::lock_registry::Rank;
-use crate::sync::SpinLock;
+use crate::debug::backtrace::Stack;
+use crate::platform::lock_registry::Rank;
+use crate::platform::sync::SpinLock;
 use core::ptr;
 
 /// Distinct stacks kept; later ones get site 0 ("unknown").
@@ -45,7 +45,7 @@ pub fn intern(stack: &Stack) -> u32 {
     let mut table = TABLE.lock();
     if table.entries.is_null() {
         let bytes = CAPACITY * core::mem::size_of::<Stack>();
-        match crate::os::reserve_metadata(bytes) {
+        match crate::platform::os::reserve_metadata(bytes) {
             // Fresh anonymous memory is zero: every slot reads as an empty stack.
             Some(memory) => table.entries = memory.as_ptr().cast(),
             None => return 0,

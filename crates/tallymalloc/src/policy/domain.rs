@@ -16,9 +16,9 @@
 //! - **DM2 ids**: ids below [`MAX_DOMAINS`] only; `raw`, `mem` and `obj` are 0, 1 and 2.
 //! - Nothing here allocates.
 
-use crate::diagnostics::Line;
-use crate::lock_registry::Rank;
-use crate::sync::SpinLock;
+use crate::platform::lock_registry::Rank;
+use crate::platform::sync::SpinLock;
+use crate::platform::text::Line;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
@@ -244,7 +244,7 @@ pub(crate) fn mismatch(call: &[u8], family: usize, owner: usize, address: usize)
     if policy == OnMismatch::Abort {
         line.text(b"; aborting (TALLYMALLOC_ON_MISMATCH=abort)\n");
         line.write_to_stderr();
-        crate::diagnostics::abort_process();
+        crate::platform::text::abort_process();
     }
     line.text(b"; the block was freed correctly (reported once per pair of domains, all counted in stats)\n");
     line.write_to_stderr();

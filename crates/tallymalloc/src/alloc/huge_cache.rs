@@ -1,7 +1,7 @@
 //! A small cache of freed huge mappings, so that a program that frees a multi-megabyte block
 //! and allocates another soon after gets memory that is already mapped and faulted in, instead
 //! of paying `munmap`, `mmap` and a page fault per 4 KiB again (as mimalloc's segment cache
-//! spares it too). Entries go back to the OS after the purge delay in force (purge_pace.rs), on
+//! spares it too). Entries go back to the OS after the purge delay in force (purge/pace.rs), on
 //! the next slow path of any thread or by the purger, or at once with
 //! `TALLYMALLOC_PURGE_DELAY=0`. A miss soon after an entry expired lengthens that delay.
 //!
@@ -14,10 +14,10 @@
 //! - **C3**: mappings leave the cache only under the lock, and are unmapped after it is
 //!   released (a system call is never made while holding it).
 
-use crate::lock_registry::Rank;
-use crate::os;
-use crate::purge_pace;
-use crate::sync::SpinLock;
+use crate::platform::lock_registry::Rank;
+use crate::platform::os;
+use crate::platform::sync::SpinLock;
+use crate::purge::pace;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -159,7 +159,7 @@ impl ToRelease {
 /// out of the registry (C1).
 pub unsafe fn put(start: NonNull<u8>, size: usize) -> bool {
     let now = os::monotonic_millis();
-    let delay = purge_pace::millis(now);
+    let delay = pace::millis(now);
     if delay == 0 || size > LIMIT_BYTES {
         return false;
     }
@@ -204,12 +204,12 @@ fn take_with(choose: impl FnOnce(&mut Cache) -> Option<Entry>) -> Option<(NonNul
 }
 
 /// A huge allocation found nothing to reuse: if entries expired since the last miss, they
-/// may have been just what it needed (purge_pace.rs).
+/// may have been just what it needed (purge/pace.rs).
 fn note_miss() {
     if EXPIRED_AT.load(Ordering::Relaxed) != 0 {
         let expired_at = EXPIRED_AT.swap(0, Ordering::Relaxed);
         if expired_at != 0 {
-            purge_pace::note_wanted_again(expired_at, os::monotonic_millis());
+            pace::note_wanted_again(expired_at, os::monotonic_millis());
         }
     }
 }

@@ -19,10 +19,10 @@
 //! - **G2**: the thread has no heap: it never allocates, and touches heaps only through
 //!   `heap::purge_all_due` and the huge cache through `huge_cache::release_expired`.
 
-use crate::heap;
-use crate::huge_cache;
-use crate::options;
-use crate::os;
+use crate::alloc::heap;
+use crate::alloc::huge_cache;
+use crate::platform::os;
+use crate::policy::options;
 use core::sync::atomic::{AtomicU8, Ordering};
 
 const STOPPED: u8 = 0;
@@ -54,7 +54,7 @@ pub fn ensure_running() {
     {
         return;
     }
-    if crate::thread::spawn_own_thread(purge_forever, core::ptr::null_mut()) {
+    if crate::platform::os::spawn_thread(purge_forever, core::ptr::null_mut()) {
         STATE.store(RUNNING, Ordering::Release);
     } else {
         STATE.store(GAVE_UP, Ordering::Release);

@@ -24,17 +24,21 @@
 //! - **S5 committed**: a page counts in `os::committed_bytes` exactly while it is in use or
 //!   free with `memory_is_zero` false; every change of those two goes through this module.
 
-use crate::list::{Linked, Links, List};
-use crate::lock_registry::Rank;
-use crate::os;
-use crate::page::Page;
-use crate::registry;
-use crate::sync::SpinLock;
+use crate::alloc::page::Page;
+use crate::alloc::registry;
+use crate::platform::list::{Linked, Links, List};
+use crate::platform::lock_registry::Rank;
+use crate::platform::os;
+use crate::platform::sync::SpinLock;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 pub const SEGMENT_SHIFT: u32 = 22;
 pub const SEGMENT_SIZE: usize = 1 << SEGMENT_SHIFT;
+const _: () = assert!(
+    SEGMENT_SHIFT == registry::SLOT_SHIFT,
+    "a registry slot is one segment"
+);
 pub const SEGMENT_MASK: usize = SEGMENT_SIZE - 1;
 
 /// Bytes at the start of every segment kept for its header.
@@ -145,7 +149,7 @@ impl Segment {
         let start = os::reserve_aligned(SEGMENT_SIZE, SEGMENT_SIZE)?;
         // SAFETY: the mapping is fresh, zeroed, writable and SEGMENT_SIZE long.
         let segment = unsafe { Self::start_in(start, kind, SEGMENT_SIZE) }?;
-        if crate::secure::active() {
+        if crate::policy::secure::active() {
             // The guard page (secure.rs): `lay_out` leaves it out of every page.
             let guard = os::page_size();
             // SAFETY: the last page of our fresh mapping, which no page's area covers.
@@ -209,7 +213,7 @@ impl Segment {
         self.free_pages = 0;
         let segment_start = self as *mut Segment as usize;
         // Secure mode keeps the segment's last OS page as a guard (secure.rs).
-        let guard = if crate::secure::active() && kind != SegmentKind::Huge {
+        let guard = if crate::policy::secure::active() && kind != SegmentKind::Huge {
             os::page_size()
         } else {
             0

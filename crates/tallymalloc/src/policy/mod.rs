@@ -1,0 +1,6 @@
+//! What the allocator is told to do: the `TALLYMALLOC_*` options, the domains and what a
+//! family mismatch does, and secure mode.
+
+pub(crate) mod domain;
+pub(crate) mod options;
+pub(crate) mod secure;
