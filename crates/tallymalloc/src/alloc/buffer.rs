@@ -11,8 +11,8 @@
 //!   sound.
 //! - Nothing here allocates except through the domain it names.
 
+use crate::alloc::allocate::MIN_ALIGN;
 use crate::policy::domain::Domain;
-use crate::MIN_ALIGN;
 use core::fmt;
 use core::marker::PhantomData;
 use core::mem::{align_of, size_of};
@@ -113,7 +113,12 @@ impl RawBuffer {
             Some(block) => {
                 // SAFETY: B1: a live block of our domain, allocated with `self.align`.
                 let resized = unsafe {
-                    crate::reallocate(self.domain.id(), block.as_ptr(), new_len, self.align)
+                    crate::alloc::realloc::reallocate(
+                        self.domain.id(),
+                        block.as_ptr(),
+                        new_len,
+                        self.align,
+                    )
                 };
                 let resized = NonNull::new(resized).ok_or(OutOfMemory {
                     requested_bytes: new_len,
@@ -203,7 +208,13 @@ fn allocate(
     zeroed: bool,
 ) -> Result<NonNull<u8>, OutOfMemory> {
     let zero_bytes = zeroed.then_some(len);
-    NonNull::new(crate::allocate_aligned(domain.id(), len, align, zero_bytes)).ok_or(OutOfMemory {
+    NonNull::new(crate::alloc::aligned::allocate_aligned(
+        domain.id(),
+        len,
+        align,
+        zero_bytes,
+    ))
+    .ok_or(OutOfMemory {
         requested_bytes: len,
     })
 }

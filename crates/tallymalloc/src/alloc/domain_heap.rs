@@ -356,7 +356,12 @@ unsafe fn malloc_generic(
     domain: usize,
 ) -> *mut u8 {
     if debug::active() && !debug::in_layer() {
-        return debug::allocate(domain, size, crate::MIN_ALIGN, zero_bytes.is_some());
+        return debug::allocate(
+            domain,
+            size,
+            crate::alloc::allocate::MIN_ALIGN,
+            zero_bytes.is_some(),
+        );
     }
     // SAFETY: the caller's contract.
     unsafe { malloc_in_class(heap, class, zero_bytes, domain) }
@@ -452,7 +457,7 @@ unsafe fn malloc_in_class(
         };
         let page = (*heap).find_page(class);
         if page.is_null() {
-            return crate::failed();
+            return crate::alloc::allocate::failed();
         }
         let free_is_zero = (*page).free_is_zero;
         // Secure pages' links are encoded and checked (secure.rs), and their pops counted;

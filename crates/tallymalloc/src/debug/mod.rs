@@ -327,14 +327,14 @@ fn user_of(header: *mut Header) -> *mut u8 {
 
 /// Allocates a debug block of `size` bytes aligned to `align` in `domain`; null on failure.
 pub fn allocate(domain: usize, size: usize, align: usize, zero: bool) -> *mut u8 {
-    let align = align.max(crate::MIN_ALIGN);
+    let align = align.max(crate::alloc::allocate::MIN_ALIGN);
     let lead = HEADER.max(align);
     let Some(total) = size
         .checked_add(lead + GUARD)
-        .filter(|&t| t <= crate::MAX_REQUEST)
+        .filter(|&t| t <= crate::alloc::allocate::MAX_REQUEST)
     else {
         report_absurd_size(b"malloc", size);
-        return crate::failed();
+        return crate::alloc::allocate::failed();
     };
     let site = if crate::platform::os::allocating_for_allocator() {
         ALLOCATOR_SITE
@@ -350,9 +350,9 @@ pub fn allocate(domain: usize, size: usize, align: usize, zero: bool) -> *mut u8
     };
     IN_LAYER.with(|flag| flag.set(true));
     let raw = if lead < align {
-        crate::allocate_core_led(domain, total, align, lead)
+        crate::alloc::aligned::allocate_core_led(domain, total, align, lead)
     } else {
-        crate::allocate_core(domain, total, align)
+        crate::alloc::aligned::allocate_core(domain, total, align)
     };
     IN_LAYER.with(|flag| flag.set(false));
     if raw.is_null() {
@@ -400,7 +400,7 @@ unsafe fn claim(call: &[u8], family: usize, user: *mut u8, release: bool) -> Opt
         report(ErrorKind::InvalidPointer, call, address, None);
         return None;
     }
-    if address % crate::MIN_ALIGN != 0 {
+    if address % crate::alloc::allocate::MIN_ALIGN != 0 {
         report_not_a_block(call, user);
         return None;
     }

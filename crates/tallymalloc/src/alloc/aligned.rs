@@ -1,0 +1,171 @@
+//! Aligned allocation: alignments a size class gives by itself take the normal path; larger
+//! ones a page that hands out aligned offsets, or a huge mapping placed for them (`huge.rs`).
+
+use crate::alloc::allocate::{
+    allocate, allocate_huge, failed, huge_block_size, MAX_REQUEST, MIN_ALIGN, RAW,
+};
+use crate::alloc::huge::MAX_ALIGN;
+use crate::alloc::size_class::{class_alignment, class_of, LARGE_MAX};
+use crate::policy::domain::Domain;
+use core::ptr::NonNull;
+
+/// Allocates `size` bytes aligned to `align`, which must be a power of two no larger than
+/// [`MAX_ALIGN`] (2^45); `None` otherwise or when memory is exhausted. Alignments from a
+/// segment's (4 MiB) on get a mapping of their own placed for them.
+pub fn aligned_alloc(size: usize, align: usize) -> Option<NonNull<u8>> {
+    NonNull::new(allocate_aligned(RAW, size, align, None))
+}
+
+/// As [`aligned_alloc`], zeroed.
+pub fn aligned_zalloc(size: usize, align: usize) -> Option<NonNull<u8>> {
+    NonNull::new(allocate_aligned(RAW, size, align, Some(size)))
+}
+
+pub(crate) fn allocate_aligned(
+    domain: usize,
+    size: usize,
+    align: usize,
+    zero_bytes: Option<usize>,
+) -> *mut u8 {
+    if !align.is_power_of_two() || align > MAX_ALIGN || size > MAX_REQUEST {
+        return failed();
+    }
+    if align <= MIN_ALIGN {
+        // Blocks of more than 8 bytes are 16-aligned; asking for at least `align` bytes
+        // keeps 16-aligned requests out of the 8-byte class. (Debug mode takes these on the
+        // slow path, as it does `allocate`'s.)
+        let size = if align > 8 { size.max(align) } else { size };
+        return allocate(domain, size, zero_bytes);
+    }
+    if crate::debug::active() {
+        return crate::debug::allocate(domain, size, align, zero_bytes.is_some());
+    }
+    allocate_aligned_plain(domain, size, align, zero_bytes)
+}
+
+/// A core block for debug mode's layout. The caller (debug.rs) has marked its thread as inside
+/// the debug layer, so the slow paths do not hand the request back to it.
+pub(crate) fn allocate_core(domain: usize, size: usize, align: usize) -> *mut u8 {
+    allocate_aligned_plain(domain, size, align, None)
+}
+
+/// A core block for debug mode whose address `lead` bytes in is aligned to `align`, a
+/// segment's alignment or more: a huge block a lead short of the boundary (U6 in huge.rs).
+pub(crate) fn allocate_core_led(domain: usize, size: usize, align: usize, lead: usize) -> *mut u8 {
+    let block = crate::alloc::huge::alloc_led(size, align, lead, None, domain);
+    if !block.is_null() {
+        // SAFETY: the block was just allocated.
+        let usable = unsafe { huge_block_size(block) };
+        crate::alloc::domain_heap::count_huge_allocation(domain, usable);
+    }
+    block
+}
+
+pub(crate) fn allocate_aligned_plain(
+    domain: usize,
+    size: usize,
+    align: usize,
+    zero_bytes: Option<usize>,
+) -> *mut u8 {
+    if align <= MIN_ALIGN {
+        return allocate(domain, size.max(align), zero_bytes);
+    }
+    // A class whose blocks all fall on `align` boundaries costs nothing extra.
+    let rounded = (size + align - 1) & !(align - 1);
+    if rounded <= LARGE_MAX {
+        let class = class_of(rounded);
+        if class_alignment(class).min(crate::alloc::segment::HEADER_RESERVE) >= align {
+            return crate::alloc::domain_heap::malloc_class(domain, class, rounded, zero_bytes);
+        }
+    }
+    // Otherwise over-allocate and hand out an aligned address inside the block.
+    let padded = size + align;
+    if padded <= LARGE_MAX && align <= crate::alloc::segment::HEADER_RESERVE {
+        let block = crate::alloc::domain_heap::malloc_class(
+            domain,
+            class_of(padded),
+            padded,
+            zero_bytes.map(|_| padded),
+        );
+        if block.is_null() {
+            return block;
+        }
+        let aligned = ((block as usize + align - 1) & !(align - 1)) as *mut u8;
+        if aligned != block {
+            // SAFETY: `block` was just allocated by this thread.
+            unsafe { crate::alloc::domain_heap::mark_aligned(block) };
+        }
+        return aligned;
+    }
+    allocate_huge(domain, size, align, zero_bytes)
+}
+
+impl Domain {
+    /// Allocates `size` bytes aligned to `align` (a power of two up to [`MAX_ALIGN`]).
+    pub fn aligned_alloc(self, size: usize, align: usize) -> Option<NonNull<u8>> {
+        NonNull::new(allocate_aligned(self.id(), size, align, None))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alloc::testing::{check, fill};
+    use crate::*;
+
+    #[test]
+    fn alignments_beyond_a_segment_work_through_global_alloc() {
+        use core::alloc::{GlobalAlloc, Layout};
+        let mut align = 1usize << 20;
+        while align <= 1 << 30 {
+            for size in [1, 100, 5 << 20] {
+                let layout = Layout::from_size_align(size, align).unwrap();
+                // SAFETY: GlobalAlloc's contract: the layout's size is not zero; each block is
+                // used within its size and freed once with its layout.
+                unsafe {
+                    let block = TallyMalloc.alloc(layout);
+                    assert!(
+                        !block.is_null() && block as usize % align == 0,
+                        "{align} {size}"
+                    );
+                    assert!(is_ours(block) && is_block_start(block));
+                    assert!(usable_size(block) >= size);
+                    block.write_bytes(7, size);
+                    let grown = TallyMalloc.realloc(block, layout, size * 3);
+                    assert_eq!(grown as usize % align, 0);
+                    assert_eq!(*grown.add(size - 1), 7);
+                    assert_eq!(domain_of(grown), Domain::RAW);
+                    grown.add(size * 3 - 1).write(1);
+                    let layout = Layout::from_size_align(size * 3, align).unwrap();
+                    TallyMalloc.dealloc(grown, layout);
+                }
+            }
+            align *= 2;
+        }
+    }
+
+    #[test]
+    fn every_alignment_up_to_the_maximum_is_honoured() {
+        let mut align = 1;
+        while align <= 8 << 20 {
+            for size in [0, 1, 7, 24, 100, 1000, 70_000, 600_000] {
+                let block = aligned_alloc(size, align).expect("aligned_alloc");
+                assert_eq!(
+                    block.as_ptr() as usize % align,
+                    0,
+                    "align {align} size {size}"
+                );
+                // SAFETY: live block.
+                unsafe {
+                    assert!(usable_size(block.as_ptr()) >= size);
+                    fill(block, size, 9);
+                    let grown = realloc_aligned(block.as_ptr(), size * 2 + 1, align).unwrap();
+                    assert_eq!(grown.as_ptr() as usize % align, 0);
+                    check(grown, size, 9);
+                    free(grown.as_ptr());
+                }
+            }
+            align *= 2;
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! Helpers for the allocation tests of this folder: a pattern written into a block and checked.
+
+use core::ptr::NonNull;
+pub fn fill(block: NonNull<u8>, len: usize, seed: u8) {
+    // SAFETY: the caller passes a live block of at least `len` bytes.
+    unsafe {
+        for offset in 0..len {
+            *block.as_ptr().add(offset) = seed.wrapping_add(offset as u8);
+        }
+    }
+}
+
+pub fn check(block: NonNull<u8>, len: usize, seed: u8) {
+    // SAFETY: as in `fill`.
+    unsafe {
+        for offset in 0..len {
+            assert_eq!(*block.as_ptr().add(offset), seed.wrapping_add(offset as u8));
+        }
+    }
+}
