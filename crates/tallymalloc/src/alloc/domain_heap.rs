@@ -624,12 +624,12 @@ unsafe fn free_if_of_slow(domain: usize, address: *mut u8) -> bool {
 /// `address` must be a live block of ours.
 #[cold]
 #[inline(never)]
-unsafe fn free_secure(family: usize, address: *mut u8) {
+unsafe fn free_secure(domain: usize, address: *mut u8) {
     // Debug mode, on too, checks every free itself in `free_slow`.
     // SAFETY: the caller's contract.
     unsafe {
-        if debug::active() || !free_secure_local(family, address) {
-            free_slow(family, address);
+        if debug::active() || !free_secure_local(domain, address) {
+            free_slow(domain, address);
         }
     }
 }
@@ -667,13 +667,13 @@ pub unsafe fn domain_of(address: *const u8) -> usize {
 /// `address` must be a live block of ours.
 #[cold]
 #[inline(never)]
-unsafe fn free_slow(family: usize, address: *mut u8) {
+unsafe fn free_slow(domain: usize, address: *mut u8) {
     // Debug blocks' pages are flagged, so their frees all come here (FLAG_SLOW_ONLY).
     if debug::active() {
         // Debug mode's reports and quarantine must not change what `errno` says to C.
         let _errno = os::ErrnoGuard::save();
         // SAFETY: debug mode checks the pointer itself.
-        return unsafe { debug::free(family, address) };
+        return unsafe { debug::free(domain, address) };
     }
     // The segment and page are read once for the family check and the free.
     // SAFETY: as in `free`: the header and page of a live block are mapped (S2).
@@ -686,12 +686,12 @@ unsafe fn free_slow(family: usize, address: *mut u8) {
                     address as usize,
                 );
             }
-            return free_huge_block(family, segment, address);
+            return free_huge_block(domain, segment, address);
         }
         let page = (*segment).page_of(address);
         let owner_domain = (*page).domain as usize;
-        if owner_domain != family {
-            crate::policy::domain::mismatch(b"free", family, owner_domain, address as usize);
+        if owner_domain != domain {
+            crate::policy::domain::mismatch(b"free", domain, owner_domain, address as usize);
         }
         free_in_page(owner_domain, page, address);
     }
@@ -725,11 +725,11 @@ pub unsafe fn free_in_own_domain(domain: usize, address: *mut u8) {
 ///
 /// # Safety
 /// `segment` must be the huge segment of the live block `address`.
-pub unsafe fn free_huge_block(family: usize, segment: *mut Segment, address: *mut u8) {
+pub unsafe fn free_huge_block(domain: usize, segment: *mut Segment, address: *mut u8) {
     // SAFETY: the caller's contract; the header is mapped (S2).
     let owner_domain = unsafe { (*segment).pages[0].domain as usize };
-    if owner_domain != family {
-        crate::policy::domain::mismatch(b"free", family, owner_domain, address as usize);
+    if owner_domain != domain {
+        crate::policy::domain::mismatch(b"free", domain, owner_domain, address as usize);
     }
     // SAFETY: the caller's contract.
     unsafe { free_huge(owner_domain, segment) }

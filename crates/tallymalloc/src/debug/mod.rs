@@ -388,7 +388,7 @@ pub fn allocate(domain: usize, size: usize, align: usize, zero: bool) -> *mut u8
 ///
 /// # Safety
 /// `user` is any pointer (checked here).
-unsafe fn claim(call: &[u8], family: usize, user: *mut u8, release: bool) -> Option<*mut Header> {
+unsafe fn claim(call: &[u8], domain: usize, user: *mut u8, release: bool) -> Option<*mut Header> {
     let address = user as usize;
     // A block on a segment boundary has its header, and its core block, in the slot before.
     let holder = if address & crate::alloc::segment::SEGMENT_MASK == 0 {
@@ -433,7 +433,7 @@ unsafe fn claim(call: &[u8], family: usize, user: *mut u8, release: bool) -> Opt
             }
         }
         let described = || Described::of(header);
-        if (*header).domain as usize != family {
+        if (*header).domain as usize != domain {
             report(ErrorKind::DomainMismatch, call, address, Some(described()));
         }
         if (*header).front_guard.iter().any(|&b| b != GUARD_BYTE) {
@@ -512,12 +512,12 @@ fn report_not_a_block(call: &[u8], user: *mut u8) {
 ///
 /// # Safety
 /// None beyond what the checks catch: this is the checking free.
-pub unsafe fn free(family: usize, user: *mut u8) {
+pub unsafe fn free(domain: usize, user: *mut u8) {
     if user.is_null() {
         return;
     }
     // SAFETY: `claim` checks the pointer.
-    if let Some(header) = unsafe { claim(b"free", family, user, true) } {
+    if let Some(header) = unsafe { claim(b"free", domain, user, true) } {
         // SAFETY: a claimed header is ours alone now (D2).
         unsafe { quarantine(header) };
     }
@@ -537,17 +537,17 @@ pub unsafe fn usable_size(user: *const u8) -> usize {
 ///
 /// # Safety
 /// As [`free`].
-pub unsafe fn reallocate(family: usize, user: *mut u8, size: usize, align: usize) -> *mut u8 {
+pub unsafe fn reallocate(domain: usize, user: *mut u8, size: usize, align: usize) -> *mut u8 {
     if user.is_null() {
-        return allocate(family, size, align, false);
+        return allocate(domain, size, align, false);
     }
     // A claimed block stays ours: its state is still LIVE, and the caller holds it.
     // SAFETY: `claim` checks the pointer before anything reads the block.
     unsafe {
-        let Some(header) = claim(b"realloc", family, user, false) else {
+        let Some(header) = claim(b"realloc", domain, user, false) else {
             return ptr::null_mut();
         };
-        let moved = allocate(family, size, align, false);
+        let moved = allocate(domain, size, align, false);
         if moved.is_null() {
             return moved;
         }

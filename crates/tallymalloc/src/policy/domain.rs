@@ -217,16 +217,16 @@ pub fn mismatches(domain: Domain) -> u64 {
     MISMATCHES[domain.id()].load(Ordering::Relaxed)
 }
 
-/// A block of `owner` was passed to `call` of the `family` domain: count it, and report or
+/// A block of `owner` was passed to `call` of the `through` domain: count it, and report or
 /// abort as the policy says. The caller then frees or moves the block correctly.
 #[cold]
-pub(crate) fn mismatch(call: &[u8], family: usize, owner: usize, address: usize) {
+pub(crate) fn mismatch(call: &[u8], through: usize, owner: usize, address: usize) {
     MISMATCHES[owner].fetch_add(1, Ordering::Relaxed);
     let policy = on_mismatch();
     if policy == OnMismatch::Ignore {
         return;
     }
-    let pair = owner * MAX_DOMAINS + family;
+    let pair = owner * MAX_DOMAINS + through;
     let bit = 1u64 << (pair % 64);
     let first_time = REPORTED[pair / 64].fetch_or(bit, Ordering::Relaxed) & bit == 0;
     if !first_time && policy == OnMismatch::Warn {
@@ -238,7 +238,7 @@ pub(crate) fn mismatch(call: &[u8], family: usize, owner: usize, address: usize)
         .text(b"(")
         .hex(address)
         .text(b") through the ");
-    domain_label(&mut line, family);
+    domain_label(&mut line, through);
     line.text(b" family, but the block belongs to ");
     domain_label(&mut line, owner);
     if policy == OnMismatch::Abort {
