@@ -719,7 +719,7 @@ pub unsafe fn free_in_own_domain(domain: usize, address: *mut u8) {
     }
 }
 
-/// Frees the huge block `address` of `segment` through the `family` family, from any thread,
+/// Frees the huge block `address` of `segment` through `domain`'s family, from any thread,
 /// reporting a mismatch: for the slow path, and for blocks aligned beyond a segment, which
 /// the entry points find by their segment (U6 in huge.rs).
 ///

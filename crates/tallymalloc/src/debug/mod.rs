@@ -383,7 +383,7 @@ pub fn allocate(domain: usize, size: usize, align: usize, zero: bool) -> *mut u8
     }
 }
 
-/// Validates `user` as a live debug block for `call` through `family`, reporting what is
+/// Validates `user` as a live debug block for `call` through `domain`'s family, reporting what is
 /// wrong; returns its header if the block can be released or resized.
 ///
 /// # Safety
@@ -508,7 +508,7 @@ fn report_not_a_block(call: &[u8], user: *mut u8) {
     report(ErrorKind::InvalidPointer, call, user as usize, None);
 }
 
-/// Frees `user` (any pointer; null is ignored) through `family`.
+/// Frees `user` (any pointer; null is ignored) through `domain`'s family.
 ///
 /// # Safety
 /// None beyond what the checks catch: this is the checking free.
@@ -532,7 +532,7 @@ pub unsafe fn usable_size(user: *const u8) -> usize {
     unsafe { (*header_of(user.cast_mut())).size }
 }
 
-/// Resizes `user` (null: allocates) through `family`: a new block, the bytes copied, the old
+/// Resizes `user` (null: allocates) through `domain`'s family: a new block, the bytes copied, the old
 /// one freed. Null (and the old block untouched) on failure.
 ///
 /// # Safety
