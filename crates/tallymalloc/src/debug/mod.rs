@@ -383,8 +383,8 @@ pub fn allocate(domain: usize, size: usize, align: usize, zero: bool) -> *mut u8
     }
 }
 
-/// Validates `user` as a live debug block for `call` through `domain`'s family, reporting what is
-/// wrong; returns its header if the block can be released or resized.
+/// Validates `user` as a live debug block for `call` through `domain`'s family, reporting what
+/// is wrong; returns its header if the block can be released or resized.
 ///
 /// # Safety
 /// `user` is any pointer (checked here).
@@ -532,8 +532,8 @@ pub unsafe fn usable_size(user: *const u8) -> usize {
     unsafe { (*header_of(user.cast_mut())).size }
 }
 
-/// Resizes `user` (null: allocates) through `domain`'s family: a new block, the bytes copied, the old
-/// one freed. Null (and the old block untouched) on failure.
+/// Resizes `user` (null: allocates) through `domain`'s family: a new block, the bytes copied,
+/// the old one freed. Null (and the old block untouched) on failure.
 ///
 /// # Safety
 /// As [`free`].
