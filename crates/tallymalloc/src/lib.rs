@@ -41,14 +41,14 @@ mod purge;
 mod stats;
 
 pub use alloc::aligned::{aligned_alloc, aligned_zalloc};
-pub use alloc::allocate::{calloc, malloc, size_overflow, zalloc, MIN_ALIGN};
+pub use alloc::allocate::{calloc, malloc, size_overflow, zalloc};
 pub use alloc::buffer::{Buffer, OutOfMemory, RawBuffer};
 pub use alloc::free::{free, free_checked, free_in_own_domain};
 pub use alloc::global::TallyMalloc;
 pub use alloc::huge::MAX_ALIGN;
 pub use alloc::lookup::{domain_of, is_block_start, is_ours, usable_size};
 pub use alloc::realloc::{realloc, realloc_aligned};
-pub use alloc::size_class::LARGE_MAX;
+pub use alloc::size_class::{LARGE_MAX, MIN_ALIGN};
 pub use debug::diagnostics::{
     invalid_pointer_count, report_invalid_pointer, report_not_a_block_start, report_unknown_domain,
 };

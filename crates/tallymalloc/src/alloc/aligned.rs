@@ -1,11 +1,10 @@
 //! Aligned allocation: alignments a size class gives by itself take the normal path; larger
 //! ones a page that hands out aligned offsets, or a huge mapping placed for them (`huge.rs`).
 
-use crate::alloc::allocate::{
-    allocate, allocate_huge, failed, huge_block_size, MAX_REQUEST, MIN_ALIGN, RAW,
-};
+use crate::alloc::allocate::{allocate, allocate_huge, huge_block_size, RAW};
 use crate::alloc::huge::MAX_ALIGN;
 use crate::alloc::size_class::{class_alignment, class_of, LARGE_MAX};
+use crate::alloc::size_class::{MAX_REQUEST, MIN_ALIGN};
 use crate::policy::domain::Domain;
 use core::ptr::NonNull;
 
@@ -28,7 +27,7 @@ pub(crate) fn allocate_aligned(
     zero_bytes: Option<usize>,
 ) -> *mut u8 {
     if !align.is_power_of_two() || align > MAX_ALIGN || size > MAX_REQUEST {
-        return failed();
+        return crate::platform::os::out_of_memory();
     }
     if align <= MIN_ALIGN {
         // Blocks of more than 8 bytes are 16-aligned; asking for at least `align` bytes

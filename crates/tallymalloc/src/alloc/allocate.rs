@@ -3,19 +3,10 @@
 //! arrive here through the crate's `malloc`, `zalloc` and `calloc`, and a domain's through
 //! `Domain::alloc`.
 
-use crate::alloc::free::segment_holding;
-use crate::alloc::size_class::{class_of, LARGE_MAX};
+use crate::alloc::huge::segment_holding;
+use crate::alloc::size_class::{class_of, LARGE_MAX, MAX_REQUEST, MIN_ALIGN};
 use crate::policy::domain::Domain;
-use core::ptr::{self, NonNull};
-
-/// The alignment every block of more than 8 bytes has without asking.
-pub const MIN_ALIGN: usize = 16;
-
-/// Requests larger than this fail at once: no mapping could hold them, and rounding them up
-/// must not overflow.
-pub(crate) const MAX_REQUEST: usize = isize::MAX as usize - 2 * SEGMENT_SIZE_BYTES;
-
-const SEGMENT_SIZE_BYTES: usize = crate::alloc::segment::SEGMENT_SIZE;
+use core::ptr::NonNull;
 
 pub(crate) const RAW: usize = 0;
 const _: () = assert!(Domain::RAW.id() == RAW);
@@ -53,15 +44,7 @@ pub(crate) fn absurd_size(call: &[u8], size: usize) -> *mut u8 {
     if crate::debug::active() {
         crate::debug::report_absurd_size(call, size);
     }
-    failed()
-}
-
-/// Every allocation failure ends here: null, with `errno` set to `ENOMEM`.
-#[cold]
-#[inline(never)]
-pub(crate) fn failed() -> *mut u8 {
-    crate::platform::os::set_errno(libc::ENOMEM);
-    ptr::null_mut()
+    crate::platform::os::out_of_memory()
 }
 
 /// Debug mode costs this path nothing: its pages are never current, so its requests all
@@ -139,6 +122,7 @@ mod tests {
     use super::*;
     use crate::alloc::testing::{check, fill};
     use crate::*;
+    use core::ptr;
     use std::collections::HashSet;
 
     #[test]

@@ -11,7 +11,7 @@
 //!   sound.
 //! - Nothing here allocates except through the domain it names.
 
-use crate::alloc::allocate::MIN_ALIGN;
+use crate::alloc::size_class::MIN_ALIGN;
 use crate::policy::domain::Domain;
 use core::fmt;
 use core::marker::PhantomData;

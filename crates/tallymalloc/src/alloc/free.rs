@@ -4,7 +4,6 @@
 
 use crate::alloc::allocate::RAW;
 use crate::alloc::lookup::{block_domain, is_over_aligned_block};
-use crate::alloc::segment::segment_of;
 use crate::debug::diagnostics::report_invalid_pointer;
 use crate::policy::domain::Domain;
 
@@ -59,20 +58,6 @@ pub(crate) fn free_on_boundary(domain: usize, address: *mut u8) -> bool {
         None => return false,
     }
     true
-}
-
-/// The header of the segment of the live block `address`: masked, or for a block aligned
-/// beyond a segment, found one segment before it (U6).
-///
-/// # Safety
-/// `address` must be a live block of ours.
-pub(crate) unsafe fn segment_holding(address: *const u8) -> *mut crate::alloc::segment::Segment {
-    if address as usize & crate::alloc::segment::SEGMENT_MASK == 0 {
-        if let Some(segment) = crate::alloc::huge::over_aligned_segment(address as usize) {
-            return segment;
-        }
-    }
-    segment_of(address)
 }
 
 /// Frees `address` if it is one of our blocks and returns true; returns true for null too

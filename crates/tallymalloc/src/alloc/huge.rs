@@ -110,7 +110,7 @@ pub fn alloc_led(
     let offset = block_offset(align) - lead;
     // At least a byte, so that even an empty block has its page mapped.
     let Some(mapping_size) = mapping_size_for(offset, size.max(1)) else {
-        return crate::alloc::allocate::failed();
+        return os::out_of_memory();
     };
     // Cached mappings start on a segment boundary, which serves alignments up to a segment.
     let cached = if align <= SEGMENT_SIZE {
@@ -142,12 +142,12 @@ pub fn alloc_led(
         os::reserve_aligned_at(mapping_size, align, SEGMENT_SIZE)
     };
     let Some(start) = start else {
-        return crate::alloc::allocate::failed();
+        return os::out_of_memory();
     };
     // SAFETY: the mapping is fresh and ours.
     let Some(segment) = (unsafe { Segment::start_in(start, SegmentKind::Huge, mapping_size) })
     else {
-        return crate::alloc::allocate::failed();
+        return os::out_of_memory();
     };
     os::note_committed(mapping_size as isize);
     // SAFETY: we own the new header (U2).
@@ -164,7 +164,7 @@ unsafe fn guarded(segment: *mut Segment, block: *mut u8) -> *mut u8 {
     unsafe {
         if secure::active() && !set_guard(segment, true) {
             free(segment);
-            return crate::alloc::allocate::failed();
+            return os::out_of_memory();
         }
     }
     block
@@ -336,7 +336,7 @@ pub unsafe fn resize(segment: *mut Segment, address: *mut u8, new_size: usize) -
     unsafe {
         let offset = address as usize - segment as usize;
         let Some(new_mapping) = mapping_size_for(offset, new_size) else {
-            return crate::alloc::allocate::failed();
+            return os::out_of_memory();
         };
         if new_mapping == (*segment).mapping_size {
             return address;
@@ -346,7 +346,7 @@ pub unsafe fn resize(segment: *mut Segment, address: *mut u8, new_size: usize) -
             // U5: the mapping is resized whole; the block gets its guard back, at its new end
             // or where it was when resizing fails.
             if !set_guard(segment, false) {
-                return crate::alloc::allocate::failed();
+                return os::out_of_memory();
             }
             let resized = resize_unguarded(segment, address, new_size, domain);
             let holder = if resized.is_null() {
@@ -384,7 +384,7 @@ unsafe fn resize_unguarded(
         let offset = address as usize - segment as usize;
         let old_mapping = (*segment).mapping_size;
         let Some(new_mapping) = mapping_size_for(offset, new_size) else {
-            return crate::alloc::allocate::failed();
+            return os::out_of_memory();
         };
         if new_mapping == old_mapping {
             return address;
@@ -412,15 +412,15 @@ unsafe fn resize_unguarded(
         }
         // Shrinking in place cannot fail; growing moves the pages to a fresh aligned range.
         let Some(destination) = os::reserve_aligned(new_mapping, SEGMENT_SIZE) else {
-            return crate::alloc::allocate::failed();
+            return os::out_of_memory();
         };
         if !registry::register(destination.as_ptr() as usize) {
             os::release(destination, new_mapping);
-            return crate::alloc::allocate::failed();
+            return os::out_of_memory();
         }
         if !os::remap_to(start, old_mapping, new_mapping, destination) {
             registry::unregister(destination.as_ptr() as usize);
-            return crate::alloc::allocate::failed();
+            return os::out_of_memory();
         }
         registry::unregister(segment as usize);
         os::note_committed(new_mapping as isize - old_mapping as isize);
@@ -428,6 +428,20 @@ unsafe fn resize_unguarded(
         (*moved).mapping_size = new_mapping;
         describe(moved, offset, domain)
     }
+}
+
+/// The header of the segment of the live block `address`: masked, or for a block aligned
+/// beyond a segment, found one segment before it (U6).
+///
+/// # Safety
+/// `address` must be a live block of ours.
+pub unsafe fn segment_holding(address: *const u8) -> *mut Segment {
+    if address as usize & crate::alloc::segment::SEGMENT_MASK == 0 {
+        if let Some(segment) = over_aligned_segment(address as usize) {
+            return segment;
+        }
+    }
+    crate::alloc::segment::segment_of(address)
 }
 
 #[cfg(test)]

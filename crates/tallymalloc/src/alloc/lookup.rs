@@ -1,7 +1,7 @@
 //! What the allocator knows of an address: whether it is ours, whether it starts a block, the
 //! block's domain and usable size.
 
-use crate::alloc::free::segment_holding;
+use crate::alloc::huge::segment_holding;
 use crate::alloc::segment::SegmentKind;
 use crate::policy::domain::Domain;
 

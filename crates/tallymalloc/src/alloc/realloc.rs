@@ -2,12 +2,14 @@
 //! a new block with room to grow; on failure the original block is untouched and still live.
 
 use crate::alloc::aligned::allocate_aligned;
-use crate::alloc::allocate::{failed, huge_block_size, MAX_REQUEST, MIN_ALIGN, RAW};
-use crate::alloc::free::{free_owned_block, segment_holding};
+use crate::alloc::allocate::{huge_block_size, RAW};
+use crate::alloc::free::free_owned_block;
+use crate::alloc::huge::segment_holding;
 use crate::alloc::huge::MAX_ALIGN;
 use crate::alloc::lookup::{block_domain, usable_size};
 use crate::alloc::segment::SegmentKind;
 use crate::alloc::size_class::LARGE_MAX;
+use crate::alloc::size_class::{MAX_REQUEST, MIN_ALIGN};
 use crate::policy::domain::Domain;
 use core::ptr::{self, NonNull};
 
@@ -50,7 +52,7 @@ pub(crate) unsafe fn reallocate(
 ) -> *mut u8 {
     if crate::debug::active() {
         if new_size > MAX_REQUEST || !align.is_power_of_two() || align > MAX_ALIGN {
-            return failed();
+            return crate::platform::os::out_of_memory();
         }
         // SAFETY: debug mode checks the pointer itself.
         return unsafe { crate::debug::reallocate(domain, address, new_size, align) };
@@ -59,7 +61,7 @@ pub(crate) unsafe fn reallocate(
         return allocate_aligned(domain, new_size, align, None);
     }
     if new_size > MAX_REQUEST {
-        return failed();
+        return crate::platform::os::out_of_memory();
     }
     // SAFETY: the caller guarantees a live block of ours.
     let (usable, owner) = unsafe { (usable_size(address), block_domain(address)) };

@@ -39,6 +39,10 @@ const _: () = assert!(
     SEGMENT_SHIFT == registry::SLOT_SHIFT,
     "a registry slot is one segment"
 );
+const _: () = assert!(
+    crate::alloc::size_class::MAX_REQUEST == isize::MAX as usize - 2 * SEGMENT_SIZE,
+    "a request's upper bound leaves two segments of room"
+);
 pub const SEGMENT_MASK: usize = SEGMENT_SIZE - 1;
 
 /// Bytes at the start of every segment kept for its header.

@@ -15,6 +15,13 @@
 //!   we state and test the bound that holds;
 //! - `class_of` is branch-light arithmetic (one table load below 1 KiB), never a loop.
 
+/// The alignment every block of more than 8 bytes has without asking.
+pub const MIN_ALIGN: usize = 16;
+
+/// Requests larger than this fail at once: no mapping could hold them, and rounding them up
+/// must not overflow (two segments' room, 4 MiB each).
+pub const MAX_REQUEST: usize = isize::MAX as usize - 2 * (4 << 20);
+
 /// Largest request served from size-classed pages; larger ones are huge blocks.
 pub const LARGE_MAX: usize = 512 * 1024;
 

@@ -327,14 +327,14 @@ fn user_of(header: *mut Header) -> *mut u8 {
 
 /// Allocates a debug block of `size` bytes aligned to `align` in `domain`; null on failure.
 pub fn allocate(domain: usize, size: usize, align: usize, zero: bool) -> *mut u8 {
-    let align = align.max(crate::alloc::allocate::MIN_ALIGN);
+    let align = align.max(crate::alloc::size_class::MIN_ALIGN);
     let lead = HEADER.max(align);
     let Some(total) = size
         .checked_add(lead + GUARD)
-        .filter(|&t| t <= crate::alloc::allocate::MAX_REQUEST)
+        .filter(|&t| t <= crate::alloc::size_class::MAX_REQUEST)
     else {
         report_absurd_size(b"malloc", size);
-        return crate::alloc::allocate::failed();
+        return crate::platform::os::out_of_memory();
     };
     let site = if crate::platform::os::allocating_for_allocator() {
         ALLOCATOR_SITE
@@ -400,7 +400,7 @@ unsafe fn claim(call: &[u8], domain: usize, user: *mut u8, release: bool) -> Opt
         report(ErrorKind::InvalidPointer, call, address, None);
         return None;
     }
-    if address % crate::alloc::allocate::MIN_ALIGN != 0 {
+    if address % crate::alloc::size_class::MIN_ALIGN != 0 {
         report_not_a_block(call, user);
         return None;
     }

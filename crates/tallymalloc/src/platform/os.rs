@@ -296,6 +296,14 @@ impl Drop for ErrnoGuard {
 }
 
 /// Sets this thread's `errno`.
+/// Every allocation failure ends here: null, with `errno` set to `ENOMEM`.
+#[cold]
+#[inline(never)]
+pub fn out_of_memory() -> *mut u8 {
+    set_errno(libc::ENOMEM);
+    core::ptr::null_mut()
+}
+
 pub fn set_errno(value: libc::c_int) {
     // SAFETY: __errno_location returns this thread's errno, always valid.
     unsafe { *libc::__errno_location() = value };

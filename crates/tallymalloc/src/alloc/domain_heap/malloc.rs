@@ -1,0 +1,287 @@
+//! The malloc paths of a domain heap: the fast path (the direct or current page, one pop) and
+//! the slow paths out of line (refill from remote frees, find or make a page, secure mode's
+//! checked pops, debug mode's hand-off).
+
+use super::*;
+
+/// Allocates a block for a request of `size <= SMALL_LOOKUP_MAX` bytes from the calling
+/// thread's heap for `domain`; null on failure. `zero_bytes` asks for that many leading bytes
+/// to be zero.
+#[inline(always)]
+pub fn malloc_small(domain: usize, size: usize, zero_bytes: Option<usize>) -> *mut u8 {
+    debug_assert!(size <= SMALL_LOOKUP_MAX);
+    let heap = domain_heap(domain);
+    // `heap` is this thread's domain heap or the empty heap, both valid, and the index is at
+    // most SMALL_LOOKUP_MAX / 8 < DIRECT_SLOTS.
+    // SAFETY: H1 (a valid heap) and H2 (the entry is a valid page).
+    unsafe {
+        let page = *(*(*heap).pages.get()).direct.get_unchecked((size + 7) >> 3);
+        pop_or_slow(heap, page, size, zero_bytes, domain)
+    }
+}
+
+/// Allocates a block of size class `class` (for callers that chose the class themselves) for a
+/// request of `size` bytes (`class_of(size) == class`).
+#[inline(always)]
+pub fn malloc_class(
+    domain: usize,
+    class: usize,
+    size: usize,
+    zero_bytes: Option<usize>,
+) -> *mut u8 {
+    debug_assert_eq!(class_of(size.max(1)), class);
+    let heap = domain_heap(domain);
+    // SAFETY: as in `malloc_small`; `class` is below CLASS_COUNT.
+    unsafe {
+        let page = *(*(*heap).pages.get()).current.get_unchecked(class);
+        pop_or_slow(heap, page, size, zero_bytes, domain)
+    }
+}
+
+/// Pops a block from `page`, the current page for `size`, or takes the slow path.
+///
+/// # Safety
+/// `heap` must be the calling thread's domain heap for `domain` (or the empty heap) and `page`
+/// its current page for requests of `size` bytes (H2).
+#[inline(always)]
+unsafe fn pop_or_slow(
+    heap: *mut DomainHeap,
+    page: *mut Page,
+    size: usize,
+    zero_bytes: Option<usize>,
+    domain: usize,
+) -> *mut u8 {
+    // Page::pop only writes a page that has a block, which the empty page never has.
+    // SAFETY: the caller's contract (a valid heap and its current page, H2).
+    unsafe {
+        let free_is_zero = (*page).free_is_zero;
+        let block = (*heap).pop(page);
+        if !block.is_null() {
+            if let Some(bytes) = zero_bytes {
+                zero_block(block, bytes, free_is_zero);
+            }
+            return block.cast();
+        }
+        malloc_slow(heap, size, zero_bytes, domain)
+    }
+}
+
+/// Zeroes a fresh block: only its link word if the rest is known to be zero.
+///
+/// # Safety
+/// `block` must be an allocated block of at least `max(bytes, 8)` bytes.
+#[inline(always)]
+unsafe fn zero_block(block: *mut Block, bytes: usize, free_is_zero: bool) {
+    // SAFETY: the caller gives us the block.
+    unsafe {
+        if free_is_zero {
+            (*block).next = ptr::null_mut();
+        } else {
+            ptr::write_bytes(block.cast::<u8>(), 0, bytes);
+        }
+    }
+}
+
+/// Every miss of malloc's fast path: secure mode's allocations (debug mode, on too, takes
+/// them in `malloc_generic` instead), and the refills of normal pages. A dispatcher that saves
+/// no register, so secure mode pays for no prologue it does not use.
+/// Takes the request's size rather than its class, so the fast path keeps no class in a
+/// register for it.
+///
+/// # Safety
+/// `heap` must be the calling thread's domain heap for `domain` (or the empty heap), as the
+/// fast path found it (H1).
+#[cold]
+#[inline(never)]
+unsafe fn malloc_slow(
+    heap: *mut DomainHeap,
+    size: usize,
+    zero_bytes: Option<usize>,
+    domain: usize,
+) -> *mut u8 {
+    // SAFETY: the caller's contract.
+    unsafe {
+        if secure::slow_paths_only() && !debug::active() {
+            malloc_secure(heap, class_of(size), size, zero_bytes, domain)
+        } else {
+            malloc_refill(heap, size, zero_bytes, domain)
+        }
+    }
+}
+
+/// The slow path's common case, kept small so it needs few registers: the current page's
+/// `free` ran dry but other threads freed some of its blocks. Everything else, including the
+/// housekeeping tick, goes to `malloc_generic`.
+///
+/// # Safety
+/// As [`malloc_slow`].
+#[inline(never)]
+unsafe fn malloc_refill(
+    heap: *mut DomainHeap,
+    size: usize,
+    zero_bytes: Option<usize>,
+    domain: usize,
+) -> *mut u8 {
+    let class = class_of(size);
+    // `heap` is this thread's own started domain heap (checked first), and `current[class]` a
+    // valid page of ours or the empty page, whose `thread_free` is always empty.
+    // SAFETY: H1 lets us change our own heap; H2 makes the page valid.
+    unsafe {
+        let pages = (*heap).pages.get();
+        let page = *(*pages).current.get_unchecked(class);
+        if heap != thread::empty_domain_heap() {
+            // Every refill passes here: the class's allocations and frees since the last time
+            // go into the drift toward a publication (stats.rs).
+            (*heap).settle_class(class);
+            if (*pages).slow_paths_until_tick > 0
+                && (*page).has_thread_free()
+                && (*heap).delayed_free.load(Ordering::Relaxed).is_null()
+            {
+                (*pages).slow_paths_until_tick -= 1;
+                (*page).collect();
+                let block = (*heap).pop(page);
+                if let Some(bytes) = zero_bytes {
+                    zero_block(block, bytes, false);
+                }
+                return block.cast();
+            }
+        }
+    }
+    // SAFETY: as above.
+    unsafe { malloc_generic(heap, class, size, zero_bytes, domain) }
+}
+
+/// Every allocation that misses the fast paths comes here: in debug mode, all of them (the
+/// pages' free lists are never current, see `refresh_current`), so this is where debug mode
+/// takes its requests, at no cost to the fast path.
+///
+/// # Safety
+/// As [`malloc_slow`].
+#[cold]
+#[inline(never)]
+unsafe fn malloc_generic(
+    heap: *mut DomainHeap,
+    class: usize,
+    size: usize,
+    zero_bytes: Option<usize>,
+    domain: usize,
+) -> *mut u8 {
+    if debug::active() && !debug::in_layer() {
+        return debug::allocate(
+            domain,
+            size,
+            crate::alloc::size_class::MIN_ALIGN,
+            zero_bytes.is_some(),
+        );
+    }
+    // SAFETY: the caller's contract.
+    unsafe { malloc_in_class(heap, class, zero_bytes, domain) }
+}
+
+/// Secure mode's allocations, all of which miss the fast path (no page is current): a checked
+/// pop from the class's first page, or `malloc_generic` when that page has no free block or
+/// the thread's housekeeping is due. Kept apart from `malloc_generic` so that it needs few
+/// registers.
+///
+/// # Safety
+/// As [`malloc_slow`].
+#[cold]
+#[inline(never)]
+unsafe fn malloc_secure(
+    heap: *mut DomainHeap,
+    class: usize,
+    size: usize,
+    zero_bytes: Option<usize>,
+    domain: usize,
+) -> *mut u8 {
+    // SAFETY: the caller's contract.
+    let block = unsafe { secure_pop(heap, class) };
+    if block.is_null() {
+        // SAFETY: the caller's contract.
+        return unsafe { malloc_generic(heap, class, size, zero_bytes, domain) };
+    }
+    if let Some(bytes) = zero_bytes {
+        // SAFETY: a block of at least `bytes` bytes, just taken.
+        unsafe { zero_block(block, bytes, false) };
+    }
+    block.cast()
+}
+
+/// Secure mode's stand-in for the fast path, which never sees a secure page: a checked pop
+/// from the first page of the class (other threads' frees collected when `free` ran dry).
+/// Null when that page has no free block or the thread's housekeeping is due: the caller then
+/// takes the general path, which ticks.
+///
+/// # Safety
+/// `heap` is this thread's domain heap or the empty one (H1).
+#[inline(always)]
+unsafe fn secure_pop(heap: *mut DomainHeap, class: usize) -> *mut Block {
+    // The empty heap's queues are empty, and its tick countdown stays 0.
+    // SAFETY: H1/H2: pages on our queues are ours.
+    unsafe {
+        let pages = (*heap).pages();
+        let page = pages.queues[class].first();
+        if page.is_null() || pages.slow_paths_until_tick == 0 {
+            return ptr::null_mut();
+        }
+        if !(*page).has_free() {
+            if !(*page).has_thread_free() {
+                return ptr::null_mut();
+            }
+            (*page).collect();
+        }
+        pages.slow_paths_until_tick -= 1;
+        (*heap).pop_secure(page)
+    }
+}
+
+/// (Inlined into `malloc_generic`: a call between them cost glibc-simple 5% of its
+/// instructions.)
+///
+/// # Safety
+/// As [`malloc_slow`].
+#[inline(always)]
+unsafe fn malloc_in_class(
+    heap: *mut DomainHeap,
+    class: usize,
+    zero_bytes: Option<usize>,
+    domain: usize,
+) -> *mut u8 {
+    let heap = if heap == thread::empty_domain_heap() {
+        match thread::start_domain_heap(domain) {
+            Ok(heap) => heap,
+            Err(errno) => {
+                os::set_errno(errno);
+                return ptr::null_mut();
+            }
+        }
+    } else {
+        heap
+    };
+    // SAFETY: `heap` is this thread's live domain heap (H1).
+    unsafe {
+        (*(*heap).pages().heap).tick();
+        (*heap).pages().slow_paths_until_tick = if secure::slow_paths_only() {
+            SECURE_POPS_PER_TICK
+        } else {
+            TICK_EVERY - 1
+        };
+        let page = (*heap).find_page(class);
+        if page.is_null() {
+            return crate::platform::os::out_of_memory();
+        }
+        let free_is_zero = (*page).free_is_zero;
+        // Secure pages' links are encoded and checked (secure.rs), and their pops counted;
+        // the hardened build's `pop` does the checks itself.
+        let block = if (*page).key != 0 && !secure::BUILT_IN {
+            (*heap).pop_secure(page)
+        } else {
+            (*heap).pop(page)
+        };
+        debug_assert!(!block.is_null());
+        if let Some(bytes) = zero_bytes {
+            zero_block(block, bytes, free_is_zero);
+        }
+        block.cast()
+    }
+}
