@@ -49,15 +49,15 @@ pub use alloc::huge::MAX_ALIGN;
 pub use alloc::lookup::{domain_of, is_block_start, is_ours, usable_size};
 pub use alloc::realloc::{realloc, realloc_aligned};
 pub use alloc::size_class::{LARGE_MAX, MIN_ALIGN};
-pub use debug::diagnostics::{
-    invalid_pointer_count, report_invalid_pointer, report_not_a_block_start, report_unknown_domain,
-};
 pub use debug::ErrorKind as DebugErrorKind;
 pub use platform::fault::{injected_failures, set_plan as set_fault_plan, FaultPlan};
 pub use platform::os::{set_errno, ErrnoGuard};
 pub use policy::domain::{
     is_valid_name as is_valid_domain_name, on_mismatch, set_on_mismatch, Domain, DomainError,
     OnMismatch, MAX_DOMAINS, MAX_NAME_LEN as MAX_DOMAIN_NAME_LEN,
+};
+pub use policy::misuse::{
+    invalid_pointer_count, report_invalid_pointer, report_not_a_block_start, report_unknown_domain,
 };
 pub use policy::options::{
     on_error, purge_delay_millis, set_on_error, set_purge_delay_millis, OnError, StatsAtExit,

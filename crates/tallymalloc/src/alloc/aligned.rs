@@ -1,9 +1,10 @@
-//! Aligned allocation: alignments a size class gives by itself take the normal path; larger
-//! ones a page that hands out aligned offsets, or a huge mapping placed for them (`huge.rs`).
+//! Aligned allocation: alignments every block has take the normal path; larger ones go to
+//! `domain_heap::allocate_aligned_plain` (a class whose blocks fall on the boundary, a page that
+//! hands out aligned offsets, or a huge mapping placed for them), or to debug mode.
 
-use crate::alloc::allocate::{allocate, allocate_huge, huge_block_size, RAW};
+use crate::alloc::allocate::{allocate, allocate_huge, RAW};
 use crate::alloc::huge::MAX_ALIGN;
-use crate::alloc::size_class::{class_alignment, class_of, LARGE_MAX};
+use crate::alloc::segment::HEADER_RESERVE;
 use crate::alloc::size_class::{MAX_REQUEST, MIN_ALIGN};
 use crate::policy::domain::Domain;
 use core::ptr::NonNull;
@@ -36,67 +37,17 @@ pub(crate) fn allocate_aligned(
         let size = if align > 8 { size.max(align) } else { size };
         return allocate(domain, size, zero_bytes);
     }
+    if align > HEADER_RESERVE {
+        // No page can place such a block: a mapping of its own (debug mode's hook included).
+        // This call also keeps `allocate_huge`'s alignment a variable: with `MIN_ALIGN` its
+        // only value, LLVM specialised it and malloc's fast path paid a register move (C pair
+        // 65 instructions instead of 64).
+        return allocate_huge(domain, size, align, zero_bytes);
+    }
     if crate::debug::active() {
         return crate::debug::allocate(domain, size, align, zero_bytes.is_some());
     }
-    allocate_aligned_plain(domain, size, align, zero_bytes)
-}
-
-/// A core block for debug mode's layout. The caller (debug.rs) has marked its thread as inside
-/// the debug layer, so the slow paths do not hand the request back to it.
-pub(crate) fn allocate_core(domain: usize, size: usize, align: usize) -> *mut u8 {
-    allocate_aligned_plain(domain, size, align, None)
-}
-
-/// A core block for debug mode whose address `lead` bytes in is aligned to `align`, a
-/// segment's alignment or more: a huge block a lead short of the boundary (U6 in huge.rs).
-pub(crate) fn allocate_core_led(domain: usize, size: usize, align: usize, lead: usize) -> *mut u8 {
-    let block = crate::alloc::huge::alloc_led(size, align, lead, None, domain);
-    if !block.is_null() {
-        // SAFETY: the block was just allocated.
-        let usable = unsafe { huge_block_size(block) };
-        crate::alloc::domain_heap::count_huge_allocation(domain, usable);
-    }
-    block
-}
-
-pub(crate) fn allocate_aligned_plain(
-    domain: usize,
-    size: usize,
-    align: usize,
-    zero_bytes: Option<usize>,
-) -> *mut u8 {
-    if align <= MIN_ALIGN {
-        return allocate(domain, size.max(align), zero_bytes);
-    }
-    // A class whose blocks all fall on `align` boundaries costs nothing extra.
-    let rounded = (size + align - 1) & !(align - 1);
-    if rounded <= LARGE_MAX {
-        let class = class_of(rounded);
-        if class_alignment(class).min(crate::alloc::segment::HEADER_RESERVE) >= align {
-            return crate::alloc::domain_heap::malloc_class(domain, class, rounded, zero_bytes);
-        }
-    }
-    // Otherwise over-allocate and hand out an aligned address inside the block.
-    let padded = size + align;
-    if padded <= LARGE_MAX && align <= crate::alloc::segment::HEADER_RESERVE {
-        let block = crate::alloc::domain_heap::malloc_class(
-            domain,
-            class_of(padded),
-            padded,
-            zero_bytes.map(|_| padded),
-        );
-        if block.is_null() {
-            return block;
-        }
-        let aligned = ((block as usize + align - 1) & !(align - 1)) as *mut u8;
-        if aligned != block {
-            // SAFETY: `block` was just allocated by this thread.
-            unsafe { crate::alloc::domain_heap::mark_aligned(block) };
-        }
-        return aligned;
-    }
-    allocate_huge(domain, size, align, zero_bytes)
+    crate::alloc::domain_heap::allocate_aligned_plain(domain, size, align, zero_bytes)
 }
 
 impl Domain {

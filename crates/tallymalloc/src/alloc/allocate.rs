@@ -73,13 +73,7 @@ pub(crate) fn allocate_huge(
     if crate::debug::active() && !crate::debug::in_layer() {
         return crate::debug::allocate(domain, size, align, zero_bytes.is_some());
     }
-    let block = crate::alloc::huge::alloc(size, align, zero_bytes, domain);
-    if !block.is_null() {
-        // SAFETY: the block was just allocated.
-        let usable = unsafe { huge_block_size(block) };
-        crate::alloc::domain_heap::count_huge_allocation(domain, usable);
-    }
-    block
+    crate::alloc::domain_heap::allocate_huge_unhooked(domain, size, align, zero_bytes)
 }
 
 /// The whole usable size of the huge block holding `address` (its page's block).

@@ -4,8 +4,8 @@
 
 use crate::alloc::allocate::RAW;
 use crate::alloc::lookup::{block_domain, is_over_aligned_block};
-use crate::debug::diagnostics::report_invalid_pointer;
 use crate::policy::domain::Domain;
+use crate::policy::misuse::report_invalid_pointer;
 
 /// Frees a block. Null is ignored.
 ///

@@ -24,7 +24,6 @@
 //! - **D4**: nothing here allocates through the allocator.
 
 pub(crate) mod backtrace;
-pub(crate) mod diagnostics;
 pub(crate) mod sites;
 
 use crate::alloc::segment::{segment_of, SegmentKind};
@@ -94,6 +93,7 @@ pub fn enable() -> bool {
 /// stats report (which knows nothing of debug mode).
 fn turned_on() {
     crate::stats::exit_report::first_at_exit(report_at_exit);
+    crate::policy::misuse::report_invalid_pointers_with(report_invalid);
 }
 
 thread_local! {
@@ -350,9 +350,9 @@ pub fn allocate(domain: usize, size: usize, align: usize, zero: bool) -> *mut u8
     };
     IN_LAYER.with(|flag| flag.set(true));
     let raw = if lead < align {
-        crate::alloc::aligned::allocate_core_led(domain, total, align, lead)
+        crate::alloc::domain_heap::allocate_core_led(domain, total, align, lead)
     } else {
-        crate::alloc::aligned::allocate_core(domain, total, align)
+        crate::alloc::domain_heap::allocate_core(domain, total, align)
     };
     IN_LAYER.with(|flag| flag.set(false));
     if raw.is_null() {

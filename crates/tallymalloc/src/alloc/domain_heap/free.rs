@@ -199,10 +199,7 @@ unsafe fn free_slow(domain: usize, address: *mut u8) {
         let segment = segment_of(address);
         if (*segment).kind == SegmentKind::Huge {
             if address != (*segment).pages[0].area {
-                return crate::debug::diagnostics::report_not_a_block_start(
-                    b"free",
-                    address as usize,
-                );
+                return crate::policy::misuse::report_not_a_block_start(b"free", address as usize);
             }
             return free_huge_block(domain, segment, address);
         }
@@ -225,10 +222,7 @@ pub unsafe fn free_in_own_domain(domain: usize, address: *mut u8) {
         let segment = segment_of(address);
         if (*segment).kind == SegmentKind::Huge {
             if address != (*segment).pages[0].area {
-                return crate::debug::diagnostics::report_not_a_block_start(
-                    b"free",
-                    address as usize,
-                );
+                return crate::policy::misuse::report_not_a_block_start(b"free", address as usize);
             }
             free_huge(domain, segment);
         } else {
@@ -283,7 +277,7 @@ unsafe fn free_huge(domain: usize, segment: *mut Segment) {
 unsafe fn free_in_page(domain: usize, page: *mut Page, address: *mut u8) {
     // SAFETY: the caller's contract: the page is mapped (S2).
     let Some(block) = (unsafe { block_at(page, address) }) else {
-        return crate::debug::diagnostics::report_not_a_block_start(b"free", address as usize);
+        return crate::policy::misuse::report_not_a_block_start(b"free", address as usize);
     };
     let mine = counting_heap(domain);
     // SAFETY: the caller's contract.

@@ -3,6 +3,7 @@
 //! checked pops, debug mode's hand-off).
 
 use super::*;
+use crate::alloc::size_class::{class_alignment, LARGE_MAX, MIN_ALIGN};
 
 /// Allocates a block for a request of `size <= SMALL_LOOKUP_MAX` bytes from the calling
 /// thread's heap for `domain`; null on failure. `zero_bytes` asks for that many leading bytes
@@ -284,4 +285,84 @@ unsafe fn malloc_in_class(
         }
         block.cast()
     }
+}
+
+/// The core's allocation of `size` bytes without debug mode's hook: for debug mode's own
+/// blocks (through [`allocate_core`]) and for aligned requests a class aligns by itself.
+fn allocate_unhooked(domain: usize, size: usize, zero_bytes: Option<usize>) -> *mut u8 {
+    if size <= SMALL_LOOKUP_MAX {
+        malloc_small(domain, size, zero_bytes)
+    } else if size <= LARGE_MAX {
+        malloc_class(domain, class_of(size), size, zero_bytes)
+    } else {
+        allocate_huge_unhooked(domain, size, MIN_ALIGN, zero_bytes)
+    }
+}
+
+/// A huge block of its own mapping, counted in `domain` (no debug hook).
+pub fn allocate_huge_unhooked(
+    domain: usize,
+    size: usize,
+    align: usize,
+    zero_bytes: Option<usize>,
+) -> *mut u8 {
+    let block = crate::alloc::huge::alloc(size, align, zero_bytes, domain);
+    if !block.is_null() {
+        // SAFETY: the block was just allocated.
+        let usable = unsafe { (*crate::alloc::huge::segment_holding(block)).pages[0].block_size };
+        count_huge_allocation(domain, usable);
+    }
+    block
+}
+
+/// A core block for debug mode's layout. The caller (debug.rs) has marked its thread as inside
+/// the debug layer, so the slow paths do not hand the request back to it.
+pub fn allocate_core(domain: usize, size: usize, align: usize) -> *mut u8 {
+    allocate_aligned_plain(domain, size, align, None)
+}
+
+/// A core block for debug mode whose address `lead` bytes in is aligned to `align`, a
+/// segment's alignment or more: a huge block a lead short of the boundary (U6 in huge.rs).
+pub fn allocate_core_led(domain: usize, size: usize, align: usize, lead: usize) -> *mut u8 {
+    let block = crate::alloc::huge::alloc_led(size, align, lead, None, domain);
+    if !block.is_null() {
+        // SAFETY: the block was just allocated.
+        let usable = unsafe { (*crate::alloc::huge::segment_holding(block)).pages[0].block_size };
+        count_huge_allocation(domain, usable);
+    }
+    block
+}
+
+pub fn allocate_aligned_plain(
+    domain: usize,
+    size: usize,
+    align: usize,
+    zero_bytes: Option<usize>,
+) -> *mut u8 {
+    if align <= MIN_ALIGN {
+        return allocate_unhooked(domain, size.max(align), zero_bytes);
+    }
+    // A class whose blocks all fall on `align` boundaries costs nothing extra.
+    let rounded = (size + align - 1) & !(align - 1);
+    if rounded <= LARGE_MAX {
+        let class = class_of(rounded);
+        if class_alignment(class).min(crate::alloc::segment::HEADER_RESERVE) >= align {
+            return malloc_class(domain, class, rounded, zero_bytes);
+        }
+    }
+    // Otherwise over-allocate and hand out an aligned address inside the block.
+    let padded = size + align;
+    if padded <= LARGE_MAX && align <= crate::alloc::segment::HEADER_RESERVE {
+        let block = malloc_class(domain, class_of(padded), padded, zero_bytes.map(|_| padded));
+        if block.is_null() {
+            return block;
+        }
+        let aligned = ((block as usize + align - 1) & !(align - 1)) as *mut u8;
+        if aligned != block {
+            // SAFETY: `block` was just allocated by this thread.
+            unsafe { mark_aligned(block) };
+        }
+        return aligned;
+    }
+    allocate_huge_unhooked(domain, size, align, zero_bytes)
 }

@@ -30,7 +30,10 @@ mod free;
 mod malloc;
 
 pub use free::{domain_of, free, free_huge_block, free_if_of, free_in_own_domain, is_block};
-pub use malloc::{malloc_class, malloc_small};
+pub use malloc::{
+    allocate_aligned_plain, allocate_core, allocate_core_led, allocate_huge_unhooked, malloc_class,
+    malloc_small,
+};
 
 use crate::alloc::heap::Heap;
 use crate::alloc::huge;

@@ -1,9 +1,19 @@
 //! Reports of the pointers a program hands the allocator wrongly (never allocated, or not the
 //! start of a block) and of unknown domains: one line on stderr each, composed without
-//! allocating (`platform/text.rs`), then the abort the options ask for.
+//! allocating (`platform/text.rs`), then the abort the options ask for. Debug mode, when on,
+//! reports invalid pointers itself, with stacks: it registers its reporter here
+//! ([`report_invalid_pointers_with`]), so this policy knows nothing of debug mode.
 
 use crate::platform::text::{fatal, Line};
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+
+/// Debug mode's reporter of invalid pointers, once it is on (a `fn(&[u8], usize)`), or null.
+static DETAILED_REPORTER: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Has `reporter` report every invalid pointer from now on (debug mode, as it turns on).
+pub fn report_invalid_pointers_with(reporter: fn(&[u8], usize)) {
+    DETAILED_REPORTER.store(reporter as *mut (), Ordering::Release);
+}
 
 static INVALID_POINTERS: AtomicUsize = AtomicUsize::new(0);
 
@@ -16,9 +26,12 @@ pub fn invalid_pointer_count() -> usize {
 /// line, then the process aborts if `TALLYMALLOC_ON_ERROR=abort`.
 #[cold]
 pub fn report_invalid_pointer(function: &[u8], address: usize) {
-    if crate::debug::active() {
+    let reporter = DETAILED_REPORTER.load(Ordering::Acquire);
+    if !reporter.is_null() {
         INVALID_POINTERS.fetch_add(1, Ordering::Relaxed);
-        return crate::debug::report_invalid(function, address);
+        // SAFETY: only `report_invalid_pointers_with` stores here, and it stores that type.
+        let reporter: fn(&[u8], usize) = unsafe { core::mem::transmute(reporter) };
+        return reporter(function, address);
     }
     report_pointer(function, address, b"not allocated by tallymalloc", None);
 }
