@@ -3,7 +3,6 @@
 //! arrive here through the crate's `malloc`, `zalloc` and `calloc`, and a domain's through
 //! `Domain::alloc`.
 
-use crate::alloc::huge::segment_holding;
 use crate::alloc::size_class::{class_of, LARGE_MAX, MAX_REQUEST, MIN_ALIGN};
 use crate::policy::domain::Domain;
 use core::ptr::NonNull;
@@ -74,15 +73,6 @@ pub(crate) fn allocate_huge(
         return crate::debug::allocate(domain, size, align, zero_bytes.is_some());
     }
     crate::alloc::domain_heap::allocate_huge_unhooked(domain, size, align, zero_bytes)
-}
-
-/// The whole usable size of the huge block holding `address` (its page's block).
-///
-/// # Safety
-/// `address` must be a live huge block.
-pub(crate) unsafe fn huge_block_size(address: *const u8) -> usize {
-    // SAFETY: the caller's contract: the huge header is mapped (U1).
-    unsafe { (*segment_holding(address)).pages[0].block_size }
 }
 
 /// The allocator families, as Rust methods. Each returns `None` (with `errno` set) on failure,

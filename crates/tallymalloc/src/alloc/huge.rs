@@ -430,6 +430,15 @@ unsafe fn resize_unguarded(
     }
 }
 
+/// The whole usable size of the huge block holding `address` (its page's block).
+///
+/// # Safety
+/// `address` must be a live huge block.
+pub unsafe fn huge_block_size(address: *const u8) -> usize {
+    // SAFETY: the caller's contract: the huge header is mapped (U1).
+    unsafe { (*segment_holding(address)).pages[0].block_size }
+}
+
 /// The header of the segment of the live block `address`: masked, or for a block aligned
 /// beyond a segment, found one segment before it (U6).
 ///

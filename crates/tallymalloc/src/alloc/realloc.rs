@@ -2,8 +2,9 @@
 //! a new block with room to grow; on failure the original block is untouched and still live.
 
 use crate::alloc::aligned::allocate_aligned;
-use crate::alloc::allocate::{huge_block_size, RAW};
+use crate::alloc::allocate::RAW;
 use crate::alloc::free::free_owned_block;
+use crate::alloc::huge::huge_block_size;
 use crate::alloc::huge::segment_holding;
 use crate::alloc::huge::MAX_ALIGN;
 use crate::alloc::lookup::{block_domain, usable_size};

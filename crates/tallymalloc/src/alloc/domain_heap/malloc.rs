@@ -306,11 +306,14 @@ pub fn allocate_huge_unhooked(
     align: usize,
     zero_bytes: Option<usize>,
 ) -> *mut u8 {
-    let block = crate::alloc::huge::alloc(size, align, zero_bytes, domain);
+    counted_huge(domain, huge::alloc(size, align, zero_bytes, domain))
+}
+
+/// Counts `block`, a huge block just mapped for `domain` (or null), and returns it.
+fn counted_huge(domain: usize, block: *mut u8) -> *mut u8 {
     if !block.is_null() {
         // SAFETY: the block was just allocated.
-        let usable = unsafe { (*crate::alloc::huge::segment_holding(block)).pages[0].block_size };
-        count_huge_allocation(domain, usable);
+        count_huge_allocation(domain, unsafe { huge::huge_block_size(block) });
     }
     block
 }
@@ -324,13 +327,7 @@ pub fn allocate_core(domain: usize, size: usize, align: usize) -> *mut u8 {
 /// A core block for debug mode whose address `lead` bytes in is aligned to `align`, a
 /// segment's alignment or more: a huge block a lead short of the boundary (U6 in huge.rs).
 pub fn allocate_core_led(domain: usize, size: usize, align: usize, lead: usize) -> *mut u8 {
-    let block = crate::alloc::huge::alloc_led(size, align, lead, None, domain);
-    if !block.is_null() {
-        // SAFETY: the block was just allocated.
-        let usable = unsafe { (*crate::alloc::huge::segment_holding(block)).pages[0].block_size };
-        count_huge_allocation(domain, usable);
-    }
-    block
+    counted_huge(domain, huge::alloc_led(size, align, lead, None, domain))
 }
 
 pub fn allocate_aligned_plain(
