@@ -33,6 +33,16 @@
 //! - **P4 delayed-free tag**: the low two bits of `thread_free` say how a remote free must
 //!   tell the owner about it (see [`DelayedFree`]). While the tag is `DelayedFreeing` the owner
 //!   neither abandons the page nor frees its heap.
+//!
+//! `block_start.rs` holds the block-start check (P6), `remote.rs` the frees from other threads
+//! and the delayed-free tag (P4).
+
+mod block_start;
+mod remote;
+
+pub use block_start::block_magic;
+pub use remote::DelayedFree;
+use remote::TAG_MASK;
 
 use crate::alloc::free_list;
 use crate::platform::list::{Linked, Links};
@@ -45,39 +55,6 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 pub enum Owner {}
 
 pub use crate::alloc::free_list::Block;
-
-/// The largest power of two that divides a class's block size is at most this power
-/// (`LARGE_MAX` is 2^19), the rotation of the block-start check.
-const MAGIC_ROTATION: u32 = 19;
-const _: () = assert!(crate::alloc::size_class::LARGE_MAX <= 1 << MAGIC_ROTATION);
-
-/// The multiplier of the block-start check (P6) for blocks of `block_size` bytes.
-///
-/// Write the size as `o << s` with `o` odd. The multiplier is `o`'s inverse modulo 2^64 shifted
-/// left by `19 - s`. For an offset `n = k * size` from the area's start, `n * magic` is then
-/// exactly `k << 19`, and rotating it right by 19 gives `k`, which is below `capacity` when the
-/// block is carved. Multiplying by an odd number is a bijection of 64-bit words and so is a
-/// rotation; the shift loses only the top `19 - s` bits (s is at least 3), so any other offset
-/// of less than 2^47 either way from the area's start either leaves nonzero bits below bit 19,
-/// which the rotation puts at the top, or gives no `k` a page can hold. (snmalloc
-/// checks that a freed pointer starts an object with a multiplication for the same reason: a
-/// division would cost tens of cycles on every free.) Zero for a size of zero, which no
-/// address passes.
-pub fn block_magic(block_size: usize) -> usize {
-    if block_size == 0 {
-        return 0;
-    }
-    let shift = block_size.trailing_zeros();
-    debug_assert!(shift <= MAGIC_ROTATION);
-    let odd = block_size >> shift;
-    // Newton's iteration doubles the correct low bits of the inverse each round: an odd number
-    // is its own inverse modulo 8, so five rounds reach 64 bits.
-    let mut inverse = odd;
-    for _ in 0..5 {
-        inverse = inverse.wrapping_mul(2usize.wrapping_sub(odd.wrapping_mul(inverse)));
-    }
-    inverse << (MAGIC_ROTATION - shift)
-}
 
 /// The page is on its heap's full list: a free into it must move it back (slow path).
 pub const FLAG_IN_FULL: usize = 1;
@@ -103,34 +80,6 @@ const EXTEND_BYTES: usize = 4096;
 /// it resident: four at a time made the compiler workload's peak RSS 25 MiB instead of 16.
 const EXTEND_MIN_BLOCKS: usize = 4;
 const EXTEND_MOST_BYTES: usize = 16 * 1024;
-
-/// What a remote free does beyond pushing on `thread_free`, kept in `thread_free`'s low bits.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-#[repr(usize)]
-pub enum DelayedFree {
-    /// Push on `thread_free`; the owner finds the block when it collects the page.
-    None = 0,
-    /// The page is full and out of its owner's sight: hand the block to the owner heap's
-    /// delayed-free list instead, so the owner learns the page has room again.
-    Use = 1,
-    /// A remote thread is handing a block to the owner heap right now.
-    Freeing = 2,
-    /// The page has no owner heap (abandoned): never try to reach one.
-    Never = 3,
-}
-
-const TAG_MASK: usize = 3;
-
-impl DelayedFree {
-    fn from_tag(word: usize) -> Self {
-        match word & TAG_MASK {
-            0 => DelayedFree::None,
-            1 => DelayedFree::Use,
-            2 => DelayedFree::Freeing,
-            _ => DelayedFree::Never,
-        }
-    }
-}
 
 /// 128 bytes, so that a page's offset in the segment's table is a shift, not a multiply.
 #[repr(C, align(128))]
@@ -527,40 +476,6 @@ impl Page {
         false
     }
 
-    /// Whether `address` is the start of one of the carved blocks (P6): one subtraction, one
-    /// multiplication, one rotation and one comparison.
-    #[inline(always)]
-    pub fn is_block_start(&self, address: *const u8) -> bool {
-        self.block_index(address) < self.capacity()
-    }
-
-    /// [`Self::is_block_start`] for the page's owner, on the free fast path: it reads
-    /// `capacity` as a plain word, which the compare can take from memory (an atomic load
-    /// costs an instruction more).
-    #[inline(always)]
-    pub fn is_own_block_start(&self, address: *const u8) -> bool {
-        // SAFETY: P1: only the owner writes `capacity`, and the caller is the owner, so no
-        // write can race this read.
-        self.block_index(address) < unsafe { *self.capacity.as_ptr() }
-    }
-
-    /// The index of the block `address` starts, or a number no page reaches (P6).
-    #[inline(always)]
-    fn block_index(&self, address: *const u8) -> usize {
-        let offset = (address as usize).wrapping_sub(self.area as usize);
-        offset
-            .wrapping_mul(self.block_magic)
-            .rotate_right(MAGIC_ROTATION)
-    }
-
-    /// The start of the block that holds `address` (for pages that hand out aligned offsets).
-    #[inline]
-    pub fn block_start(&self, address: *mut u8) -> *mut u8 {
-        let offset = address as usize - self.area as usize;
-        // SAFETY: `address` lies in this page's area, so the rounded-down offset does too.
-        unsafe { self.area.add(offset - offset % self.block_size) }
-    }
-
     /// Whether blocks can be had from this page right now without carving.
     pub fn has_free(&self) -> bool {
         !self.free.is_null()
@@ -571,187 +486,14 @@ impl Page {
     pub fn is_exhausted(&self) -> bool {
         self.free.is_null() && self.capacity() == self.reserved as usize
     }
-
-    /// Frees `block` from a thread that does not own the page (any thread, lock-free). When
-    /// the owner asked to hear of frees into this page (it was full, P4), the block goes to
-    /// `hand_to_owner` instead, with the owner, which must put it on the owner's delayed-free
-    /// list: the page does not know its owner's type (`domain_heap.rs`, which uses pages).
-    ///
-    /// # Safety
-    /// `block` must be an allocated block of this in-use page.
-    #[cold]
-    pub unsafe fn free_remote(
-        &self,
-        block: *mut Block,
-        hand_to_owner: impl FnOnce(*mut Owner, *mut Block),
-    ) {
-        let mut word = self.thread_free.load(Ordering::Relaxed);
-        let notify_owner = loop {
-            let tag = DelayedFree::from_tag(word);
-            let (next_word, notify) = if tag == DelayedFree::Use {
-                ((word & !TAG_MASK) | DelayedFree::Freeing as usize, true)
-            } else {
-                // The key is constant while the page serves blocks (E2).
-                // SAFETY: the block is ours until published by the exchange below.
-                unsafe {
-                    (*block).next =
-                        free_list::encode(self.key, block, (word & !TAG_MASK) as *mut Block)
-                };
-                (block as usize | (word & TAG_MASK), false)
-            };
-            match self.thread_free.compare_exchange_weak(
-                word,
-                next_word,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => break notify,
-                Err(current) => word = current,
-            }
-        };
-        if notify_owner {
-            // P4: while we hold the `Freeing` tag the owner can neither abandon this page nor
-            // free its heap, so the heap pointer is valid.
-            // A page with the `Use` tag is always owned by a heap.
-            hand_to_owner(self.owner_heap(), block);
-            self.finish_delayed_free();
-        }
-    }
-
-    /// Secure mode's check before [`Self::free_remote`]: a block at the head of
-    /// `thread_free` is free, so freeing it again is the double free that a non-owner can see
-    /// without walking lists the owner may be changing.
-    pub fn check_remote_free(&self, block: *mut Block) {
-        if self.thread_free.load(Ordering::Relaxed) & !TAG_MASK == block as usize {
-            secure::double_free(block as usize);
-        }
-    }
-
-    /// Ends a remote thread's `Freeing` state. Only that thread changes the tag meanwhile
-    /// (owners wait, other remote frees keep the tag), so this is a plain tag swap.
-    fn finish_delayed_free(&self) {
-        let mut word = self.thread_free.load(Ordering::Relaxed);
-        loop {
-            debug_assert_eq!(DelayedFree::from_tag(word), DelayedFree::Freeing);
-            let next_word = (word & !TAG_MASK) | DelayedFree::None as usize;
-            match self.thread_free.compare_exchange_weak(
-                word,
-                next_word,
-                Ordering::Release,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return,
-                Err(actual) => word = actual,
-            }
-        }
-    }
-
-    /// Sets the delayed-free tag (owner only), waiting out a remote thread in the `Freeing`
-    /// state (P4).
-    pub fn set_delayed_free(&self, state: DelayedFree) {
-        let mut word = self.thread_free.load(Ordering::Acquire);
-        loop {
-            let current = DelayedFree::from_tag(word);
-            if current == DelayedFree::Freeing {
-                crate::platform::os::yield_thread();
-                word = self.thread_free.load(Ordering::Acquire);
-                continue;
-            }
-            if current == state {
-                return;
-            }
-            let next_word = (word & !TAG_MASK) | state as usize;
-            match self.thread_free.compare_exchange_weak(
-                word,
-                next_word,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return,
-                Err(actual) => word = actual,
-            }
-        }
-    }
-
-    /// Asks remote frees to notify the owner (the page is about to leave the owner's sight),
-    /// unless frees are already waiting on `thread_free`: then returns false and the owner
-    /// should collect instead.
-    pub fn try_request_delayed_free(&self) -> bool {
-        let mut word = self.thread_free.load(Ordering::Acquire);
-        loop {
-            if word & !TAG_MASK != 0 {
-                return false;
-            }
-            if DelayedFree::from_tag(word) == DelayedFree::Freeing {
-                crate::platform::os::yield_thread();
-                word = self.thread_free.load(Ordering::Acquire);
-                continue;
-            }
-            let next_word = DelayedFree::Use as usize;
-            match self.thread_free.compare_exchange_weak(
-                word,
-                next_word,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return true,
-                Err(actual) => word = actual,
-            }
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// P6 against division, for every class: every offset near the area (in 8-byte steps, and
-    /// every byte of the first blocks), before it, and far away either way.
-    #[test]
-    fn block_start_check_agrees_with_division() {
-        use crate::alloc::size_class::{class_size, CLASS_COUNT};
-        let mut page = Page::empty();
-        page.area = 0x2000_0040_0000 as *mut u8;
-        for class in 0..CLASS_COUNT {
-            let size = class_size(class);
-            page.block_magic = block_magic(size);
-            let area_size: usize = if size <= 8 << 10 {
-                64 << 10
-            } else {
-                (4 << 20) - (64 << 10)
-            };
-            let reserved = area_size / size;
-            for capacity in [0, 1, reserved / 2 + 1, reserved] {
-                page.set_capacity(capacity);
-                let expected = |offset: isize| {
-                    offset >= 0
-                        && offset as usize % size == 0
-                        && (offset as usize / size) < capacity
-                };
-                let near = (-(64 << 10) - 2 * size as isize..(area_size + 2 * size) as isize)
-                    .step_by(8)
-                    .chain(-64..(3 * size as isize).min(4096));
-                let far = [
-                    1isize << 46,
-                    -(1 << 46),
-                    (1 << 47) - 8,
-                    -(1 << 47) + 8,
-                    1 << 40,
-                ];
-                for offset in near.chain(far) {
-                    let address = (page.area as usize).wrapping_add_signed(offset) as *const u8;
-                    assert_eq!(
-                        page.is_block_start(address),
-                        expected(offset),
-                        "class size {size}, capacity {capacity}, offset {offset}"
-                    );
-                }
-            }
-        }
-    }
-
     /// A page over a plain buffer, for testing the list logic without segments.
-    fn page_over(buffer: &mut [u64], block_size: usize) -> Page {
+    pub(super) fn page_over(buffer: &mut [u64], block_size: usize) -> Page {
         let mut page = Page::empty();
         page.area = buffer.as_mut_ptr().cast();
         page.area_size = buffer.len() * 8;
@@ -843,30 +585,5 @@ mod tests {
         let block = page.pop();
         page.push_local(block);
         assert!(!page.free_is_zero, "a freed block may hold anything");
-    }
-
-    #[test]
-    fn requesting_delayed_free_fails_while_frees_wait() {
-        let mut buffer = vec![0u64; 64];
-        let mut page = page_over(&mut buffer, 64);
-        page.extend();
-        let block = page.pop();
-        assert!(page.try_request_delayed_free());
-        page.set_delayed_free(DelayedFree::None);
-        // SAFETY: `block` is an allocated block of the page.
-        unsafe { page.free_remote(block, |_, _| unreachable!("no delayed free requested")) };
-        assert!(!page.try_request_delayed_free());
-    }
-
-    #[test]
-    fn block_start_rounds_down_to_the_block() {
-        let mut buffer = vec![0u64; 64];
-        let page = page_over(&mut buffer, 48);
-        // SAFETY: offsets stay inside the buffer.
-        let inside = unsafe { page.area.add(48 * 3 + 17) };
-        assert_eq!(
-            page.block_start(inside) as usize,
-            page.area as usize + 48 * 3
-        );
     }
 }
