@@ -34,7 +34,7 @@ pub fn encode(key: usize, block: *const Block, next: *mut Block) -> *mut Block {
 /// The next block `block`'s link word names.
 ///
 /// # Safety
-/// `block` is a free block of a page the caller may read (P1, P2 in `page.rs`).
+/// `block` is a free block of a page the caller may read (P1, P2 in `page/mod.rs`).
 #[inline(always)]
 pub unsafe fn decode(key: usize, block: *const Block) -> *mut Block {
     // SAFETY: the caller's contract.
