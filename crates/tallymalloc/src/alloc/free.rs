@@ -118,7 +118,7 @@ pub unsafe fn free_in_own_domain(address: *mut u8) {
 
 impl Domain {
     /// Frees a block of this domain. Null is ignored. A block of another domain is reported as
-    /// a mismatch (see [`OnMismatch`]) and still freed correctly.
+    /// a mismatch (see [`OnMismatch`](crate::OnMismatch)) and still freed correctly.
     ///
     /// # Safety
     /// `address` must be null or a live block from this allocator.

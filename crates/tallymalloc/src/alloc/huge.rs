@@ -230,8 +230,8 @@ unsafe fn fit_cached(
 /// Grows the huge block at `address` by copying it into a cached mapping of at least
 /// `new_mapping` bytes, and frees the old one (to the cache). Worth it when the copy is smaller
 /// than about twice the growth: extending a mapping faults in fresh zeroed pages, about as dear
-/// per byte as copying twice, while cached pages are already there (a `String` doubled to 3 MiB
-/// every round faulted 24k pages in the compiler workload, where mimalloc reuses its memory).
+/// per byte as copying twice, while cached pages are already there (docs/MEASUREMENTS.md,
+/// "Growing a huge block").
 ///
 /// # Safety
 /// As [`resize`]; `new_mapping` is larger than the block's mapping.

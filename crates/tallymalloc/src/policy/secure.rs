@@ -148,10 +148,9 @@ const STREAMS: usize = 4;
 
 /// `0..count` in a random order that keeps much of the locality of the sequential one: the
 /// indices are cut into [`STREAMS`] runs, and each next index is the next of a run chosen at
-/// random, so the next block's address is one of four. Measured on the compiler workload
-/// (hardened build, medians of 5): sequential order 1.84 s, 2 streams 2.10 s, 4 streams
-/// 2.13 s, 8 streams 2.26 s, a full shuffle 2.37 s. More streams defeat the CPU's prefetching
-/// for a program that walks its objects in the order it made them.
+/// random, so the next block's address is one of four. More streams defeat the CPU's
+/// prefetching for a program that walks its objects in the order it made them
+/// (docs/MEASUREMENTS.md, "Secure mode's carving order").
 pub struct Interleaving {
     /// Stream `s` hands out `next[s]..end[s]`; the last ones may be empty from the start.
     next: [usize; STREAMS],

@@ -3,9 +3,9 @@
 //!
 //! It starts at the configured delay (`TALLYMALLOC_PURGE_DELAY`, 10 ms by default), so that a
 //! program that frees and goes quiet shrinks at once. But memory given back and wanted again
-//! soon after costs a page fault per 4 KiB for nothing: CPython's json round trip, whose
-//! documents come and go every 40 ms, faulted 28k times where pymalloc, which keeps its
-//! arenas, faulted 19k. So a refault doubles the delay in force (once per delay in force: the
+//! soon after costs a page fault per 4 KiB for nothing (a program whose data comes and goes
+//! every few tens of milliseconds faults far more than one that keeps its memory:
+//! docs/MEASUREMENTS.md, "The purge delay"). So a refault doubles the delay in force (once per delay in force: the
 //! pages of one burst are one refault), up to `1 << MAX_DOUBLINGS` times the configured one,
 //! and each second without one halves it again.
 //!

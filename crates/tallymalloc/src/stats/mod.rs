@@ -112,9 +112,8 @@ struct Unpublished {
 
 /// A heap publishes at least once per this many of its thread's housekeeping ticks (one per
 /// eight slow paths or 4096 of the owner's frees), so the fast paths' counts reach the shared
-/// total within 512 slow paths or 262,144 frees of a busy thread. More often cost 2% of the
-/// instructions of a workload that frees pages in batches (glibc-simple), for publications
-/// nobody needed.
+/// total within 512 slow paths or 262,144 frees of a busy thread. More often costs a workload
+/// that frees pages in batches for publications nobody needs (docs/MEASUREMENTS.md).
 const TICKS_PER_PUBLISH: u32 = 64;
 
 /// What a heap counts, and what the retired totals keep of exited heaps: allocations and frees

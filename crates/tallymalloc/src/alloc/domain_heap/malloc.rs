@@ -236,8 +236,7 @@ unsafe fn secure_pop(heap: *mut DomainHeap, class: usize) -> *mut Block {
     }
 }
 
-/// (Inlined into `malloc_generic`: a call between them cost glibc-simple 5% of its
-/// instructions.)
+/// (Inlined into `malloc_generic`, which calls it on every slow path: docs/MEASUREMENTS.md.)
 ///
 /// # Safety
 /// As [`malloc_slow`].

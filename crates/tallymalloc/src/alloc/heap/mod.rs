@@ -120,8 +120,8 @@ const _: () = assert!(MAX_DOMAINS <= 128, "`started` has a bit per domain");
 /// Empty segments a heap keeps instead of unmapping them. Their free pages still go back to
 /// the OS on the purge schedule: spares keep address space, not memory, and spare a program
 /// that frees and reallocates megabytes at a time the mmap, munmap and page faults of every
-/// round. (Four were too few for the compiler workload, which frees 16 MiB at a time: 176
-/// segments unmapped and mapped again in 0.4 s.)
+/// round. (Four were too few for a program that frees 16 MiB at a time: docs/MEASUREMENTS.md,
+/// "Sixteen spare segments".)
 const MAX_SPARES: u32 = 16;
 
 impl HeapState {

@@ -49,10 +49,9 @@ impl HeapState {
     /// The most recently freed page of `kind` whose memory is still committed, if one of the
     /// last few freed is of that kind, in a segment in use or the newest spare. Reusing the
     /// warmest page first leaves the coldest to the purge: taking the lowest free index of the
-    /// first segment with room instead, a loop over batches of 4 MiB (glibc-simple) used a
-    /// different set of pages each round as its two segments took turns being empty, and the
-    /// pages left out for the purge delay were purged and faulted back: 14k faults in 0.35 s,
-    /// against mimalloc's 1.2k.
+    /// first segment with room instead, a program that frees in batches uses a different set
+    /// of pages each round, and those left out are purged and faulted back
+    /// (docs/MEASUREMENTS.md, "Warm pages first").
     pub(super) fn take_warm_page(&mut self, kind: SegmentKind) -> *mut Page {
         const LOOK_AT: usize = 8;
         if kind == SegmentKind::Large {
@@ -158,9 +157,8 @@ impl HeapState {
     /// A segment's last page was freed: keep it as a spare or release it. Spares keep their
     /// pages on the purge schedule, so a program that frees and reallocates megabytes at a time
     /// reuses them warm, and an idle one still gives the memory back after the purge delay.
-    /// (Decommitting every spare but the first at once, as before, made a loop over 4 MiB
-    /// batches fault its second segment back in every round: 3-5k faults where mimalloc takes
-    /// 1.1k, on glibc-simple.)
+    /// (Decommitting every spare but the first at once faulted a batch loop's second segment
+    /// back in every round: docs/MEASUREMENTS.md, "Spares".)
     pub(super) fn segment_emptied(&mut self, segment: *mut Segment) {
         self.unlink_segment(segment);
         if self.spare_count < MAX_SPARES {

@@ -3,8 +3,7 @@
 //! A page hands out blocks from `free`, and its owner's frees go back on `free` at once, last
 //! in, first out, so the next malloc of the size gets the block just freed, still in cache.
 //! (Sharding the owner's frees onto a list of their own until `free` runs dry, as mimalloc
-//! does, made CPython's json round trip 1.36 times slower than pymalloc: the blocks handed out
-//! were the cold ones.) Other threads' frees go to the atomic `thread_free`, which the owner
+//! does, hands out the cold blocks instead: docs/MEASUREMENTS.md, "Owner frees".) Other threads' frees go to the atomic `thread_free`, which the owner
 //! folds into `free` (`collect`), so the owner's malloc and free make no atomic
 //! read-modify-write.
 //!
@@ -74,10 +73,10 @@ pub const HUGE_CLASS: u8 = u8::MAX;
 
 /// Carve at most this many bytes of fresh blocks at a time, so resident memory follows use...
 const EXTEND_BYTES: usize = 4096;
-/// ...but at least this many blocks when they fit in [`EXTEND_MOST_BYTES`]: carving one 4 KiB
-/// block at a time sent a quarter of glibc-simple's mallocs through the slow path. Larger
-/// blocks still come one at a time, since carving writes a link into each, making a page of
-/// it resident: four at a time made the compiler workload's peak RSS 25 MiB instead of 16.
+/// ...but at least this many blocks when they fit in [`EXTEND_MOST_BYTES`], or small pages
+/// send many mallocs through the slow path. Larger blocks still come one at a time, since
+/// carving writes a link into each, making a page of it resident (docs/MEASUREMENTS.md, "How
+/// many blocks a page carves").
 const EXTEND_MIN_BLOCKS: usize = 4;
 const EXTEND_MOST_BYTES: usize = 16 * 1024;
 
