@@ -76,25 +76,6 @@ impl Rank {
         Rank::HugeCache,
         Rank::StatsCounters,
     ];
-
-    #[cfg(debug_assertions)]
-    fn name(self) -> &'static [u8] {
-        match self {
-            Rank::ProcessInit => b"ProcessInit",
-            Rank::DomainRegistry => b"DomainRegistry",
-            Rank::Timeline => b"Timeline",
-            Rank::DebugLiveBlocks => b"DebugLiveBlocks",
-            Rank::DebugQuarantine => b"DebugQuarantine",
-            Rank::Sites => b"Sites",
-            Rank::LiveHeaps => b"LiveHeaps",
-            Rank::HeapPurge => b"HeapPurge",
-            Rank::HeapPool => b"HeapPool",
-            Rank::DomainHeapPool => b"DomainHeapPool",
-            Rank::AbandonedSegments => b"AbandonedSegments",
-            Rank::HugeCache => b"HugeCache",
-            Rank::StatsCounters => b"StatsCounters",
-        }
-    }
 }
 
 /// Each rank's registered locks, linked through `RawLock::next` (R1).
@@ -227,13 +208,15 @@ pub fn note_released(rank: Rank) {
 #[cfg(debug_assertions)]
 #[cold]
 fn lock_order_violated(rank: Rank, held: u32) -> ! {
+    use core::fmt::Write;
     let mut line = crate::platform::text::Line::new();
-    line.text(b"tallymalloc: lock order violated: taking ")
-        .text(rank.name())
-        .text(b" while holding");
+    let _ = write!(
+        line,
+        "tallymalloc: lock order violated: taking {rank:?} while holding"
+    );
     for other in Rank::ALL {
         if held & (1 << other as u32) != 0 {
-            line.text(b" ").text(other.name());
+            let _ = write!(line, " {other:?}");
         }
     }
     line.text(b"\n").write_to_stderr();

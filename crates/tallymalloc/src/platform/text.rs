@@ -16,7 +16,8 @@ pub fn decimal_digits(mut value: u64, digits: &mut [u8; 20]) -> &[u8] {
     &digits[start..]
 }
 
-/// A line being composed; text past its capacity is cut.
+/// A line being composed; text past its capacity is cut. It is also a `core::fmt::Write`, for
+/// a value's `Debug` form (formatting into it allocates nothing).
 pub struct Line {
     bytes: [u8; 512],
     length: usize,
@@ -67,6 +68,13 @@ impl Line {
 
     pub fn write_to_stderr(&self) {
         write_stderr(self.as_bytes());
+    }
+}
+
+impl core::fmt::Write for Line {
+    fn write_str(&mut self, text: &str) -> core::fmt::Result {
+        self.text(text.as_bytes());
+        Ok(())
     }
 }
 
