@@ -17,8 +17,20 @@
 
 static atomic_int stop;
 
-/* A function of the library, found whether it is linked or preloaded. */
-static void *library_function(const char *name) { return dlsym(RTLD_DEFAULT, name); }
+/* The library's functions beyond malloc's, found once in main whether the library is linked or
+ * preloaded. */
+static size_t (*stats_json)(char *, size_t);
+static int (*domain_register)(const char *);
+static void (*collect)(void);
+static size_t (*debug_check)(void);
+
+static int find_library_functions(void) {
+  stats_json = (size_t(*)(char *, size_t))dlsym(RTLD_DEFAULT, "tm_stats_json");
+  domain_register = (int (*)(const char *))dlsym(RTLD_DEFAULT, "tm_domain_register");
+  collect = (void (*)(void))dlsym(RTLD_DEFAULT, "tm_collect");
+  debug_check = (size_t(*)(void))dlsym(RTLD_DEFAULT, "tm_debug_check");
+  return stats_json && domain_register && collect && debug_check;
+}
 
 static void *churn(void *seed_pointer) {
   unsigned seed = (unsigned)(size_t)seed_pointer;
@@ -39,15 +51,11 @@ static void *churn(void *seed_pointer) {
  * forks. */
 static void *take_other_locks(void *unused) {
   (void)unused;
-  size_t (*stats_json)(char *, size_t) = (size_t(*)(char *, size_t))library_function("tm_stats_json");
-  int (*domain_register)(const char *) = (int (*)(const char *))library_function("tm_domain_register");
-  void (*collect)(void) = (void (*)(void))library_function("tm_collect");
-  size_t (*debug_check)(void) = (size_t(*)(void))library_function("tm_debug_check");
   for (unsigned round = 0; !atomic_load(&stop); round++) {
-    if (stats_json) stats_json(NULL, 0);
-    if (domain_register) domain_register("parent");
-    if (round % 16 == 0 && collect) collect();
-    if (round % 16 == 8 && debug_check) debug_check();
+    stats_json(NULL, 0);
+    domain_register("parent");
+    if (round % 16 == 0) collect();
+    if (round % 16 == 8) debug_check();
   }
   return NULL;
 }
@@ -77,19 +85,19 @@ static int child_work(char *from_parent, char *huge_from_parent) {
   late = realloc(late, 9u << 20);
   ok = ok && late != NULL;
   free(late);
-  size_t (*stats_json)(char *, size_t) = (size_t(*)(char *, size_t))library_function("tm_stats_json");
-  ok = ok && stats_json != NULL && stats_json(NULL, 0) > 100;
-  int (*domain_register)(const char *) = (int (*)(const char *))library_function("tm_domain_register");
-  ok = ok && domain_register != NULL && domain_register("forked") >= 0;
-  void (*collect)(void) = (void (*)(void))library_function("tm_collect");
-  if (collect) collect();
-  size_t (*debug_check)(void) = (size_t(*)(void))library_function("tm_debug_check");
-  ok = ok && debug_check != NULL && debug_check() == 0;
+  ok = ok && stats_json(NULL, 0) > 100;
+  ok = ok && domain_register("forked") >= 0;
+  collect();
+  ok = ok && debug_check() == 0;
   return ok;
 }
 
 int main(int argc, char **argv) {
   int forks = argc > 1 ? atoi(argv[1]) : 300;
+  if (!find_library_functions()) {
+    fprintf(stderr, "fork: the tm_* functions are not found: is tallymalloc loaded?\n");
+    return 4;
+  }
   start_the_purger();
   pthread_t workers[WORKERS], reader;
   for (size_t i = 0; i < WORKERS; i++) pthread_create(&workers[i], NULL, churn, (void *)(i + 1));
