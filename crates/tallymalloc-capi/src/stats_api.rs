@@ -37,17 +37,40 @@ unsafe fn caller_buffer<'a>(buffer: *mut c_char, length: usize) -> &'a mut [u8] 
     unsafe { core::slice::from_raw_parts_mut(buffer.cast(), length) }
 }
 
-/// One domain's figures, as `struct tm_domain_stats` in the header lays them out.
-#[repr(C)]
-pub struct DomainFigures {
-    live_bytes: u64,
-    peak_bytes: u64,
-    live_blocks: u64,
-    allocations: u64,
-    frees: u64,
-    allocated_bytes: u64,
-    mismatches: u64,
+/// Declares `DomainFigures` from the names of the core's `DomainStats` counts it carries, in
+/// the header's order; the tests below hold `include/tallymalloc.h` and the Python package's
+/// headers to the same list.
+macro_rules! c_figures {
+    ($($count:ident),* $(,)?) => {
+        /// One domain's figures, as `struct tm_domain_stats` in the header lays them out: a
+        /// fixed part of the ABI, so some of the core's counts, not all.
+        #[repr(C)]
+        pub struct DomainFigures {
+            $($count: u64,)*
+        }
+
+        impl DomainFigures {
+            #[cfg(test)]
+            const NAMES: &'static [&'static str] = &[$(stringify!($count)),*];
+
+            fn from_core(figures: &core_allocator::DomainStats) -> DomainFigures {
+                DomainFigures {
+                    $($count: figures.$count,)*
+                }
+            }
+        }
+    };
 }
+
+c_figures!(
+    live_bytes,
+    peak_bytes,
+    live_blocks,
+    allocations,
+    frees,
+    allocated_bytes,
+    mismatches,
+);
 
 /// Fills `out` with domain `id`'s figures: 0, or -1 with errno EINVAL for an id that is not
 /// registered or a NULL `out`.
@@ -62,19 +85,8 @@ pub unsafe extern "C" fn tm_domain_stats(id: c_int, out: *mut DomainFigures) -> 
         return -1;
     };
     let stats = core_allocator::stats();
-    let figures = stats.domain(domain);
     // SAFETY: the caller's contract: `out` is writable.
-    unsafe {
-        out.write(DomainFigures {
-            live_bytes: figures.live_bytes,
-            peak_bytes: figures.peak_bytes,
-            live_blocks: figures.live_blocks,
-            allocations: figures.allocations,
-            frees: figures.frees,
-            allocated_bytes: figures.allocated_bytes,
-            mismatches: figures.mismatches,
-        })
-    };
+    unsafe { out.write(DomainFigures::from_core(stats.domain(domain))) };
     0
 }
 
@@ -99,4 +111,71 @@ pub unsafe extern "C" fn tm_stats_print(stream: *mut libc::FILE) {
         return;
     }
     core_allocator::write_stats_table(&mut StreamSink(stream));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DomainFigures;
+    use tallymalloc_core::{DomainStats, StatsFigures};
+
+    /// The `uint64_t` members of the first C struct in `text` that follows `opening`, in order.
+    fn members_after(text: &str, opening: &str) -> Vec<String> {
+        let start = text.find(opening).expect(opening) + opening.len();
+        let body = &text[start..start + text[start..].find('}').unwrap()];
+        body.lines()
+            .map(|line| line.split("/*").next().unwrap().trim())
+            .filter(|line| !line.is_empty())
+            .map(|line| {
+                let member = line
+                    .strip_prefix("uint64_t ")
+                    .unwrap_or_else(|| panic!("not a uint64_t member: {line}"));
+                member.trim_end_matches(';').trim().to_string()
+            })
+            .collect()
+    }
+
+    fn source(path: &str) -> String {
+        let path = format!("{}/{path}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    #[test]
+    fn the_headers_lay_out_the_figures_as_the_library_fills_them() {
+        let ours: Vec<String> = DomainFigures::NAMES.iter().map(|n| n.to_string()).collect();
+        assert_eq!(
+            core::mem::size_of::<DomainFigures>(),
+            8 * ours.len(),
+            "one uint64_t a figure"
+        );
+        let c_header = source("include/tallymalloc.h");
+        assert_eq!(members_after(&c_header, "struct tm_domain_stats {"), ours);
+        let python_header =
+            source("../tallymalloc-py/python/tallymalloc/include/tallymalloc_api.h");
+        let end = python_header.find("} tallymalloc_domain_stats;").unwrap();
+        let start = python_header[..end].rfind("typedef struct {").unwrap();
+        assert_eq!(
+            members_after(&python_header[start..], "typedef struct {"),
+            ours
+        );
+        // Cython's declaration: one `uint64_t name` a line under the ctypedef.
+        let pxd = source("../tallymalloc-py/python/tallymalloc/__init__.pxd");
+        let start = pxd.find("ctypedef struct domain_stats").unwrap();
+        let declared: Vec<String> = pxd[start..]
+            .lines()
+            .skip(1)
+            .map_while(|line| line.trim().strip_prefix("uint64_t ").map(str::to_string))
+            .collect();
+        assert_eq!(declared, ours);
+        // Each is a count the core keeps, in the core's order.
+        let core_order: Vec<usize> = ours
+            .iter()
+            .map(|name| {
+                DomainStats::COUNT_NAMES
+                    .iter()
+                    .position(|core| core == name)
+                    .unwrap_or_else(|| panic!("{name} is not one of the core's figures"))
+            })
+            .collect();
+        assert!(core_order.is_sorted(), "{ours:?}");
+    }
 }

@@ -1,52 +1,20 @@
-//! The stats document (`docs/stats-schema.json`) as the reports read it.
+//! The stats document (`docs/stats-schema.json`) as the reports read it: the core's figures
+//! (`tallymalloc::DomainStats` and the rest, which its JSON writer walks), keyed as a reader
+//! meets them, by domain name.
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use tallymalloc::{DomainStats, HugeStats, ProcessStats, SizeClassStats};
 
 #[derive(Deserialize, Debug, Clone)]
 pub struct StatsDocument {
     pub version: u32,
-    pub domains: BTreeMap<String, DomainFigures>,
-    pub size_classes: Vec<SizeClassFigures>,
-    pub huge: HugeFigures,
-    pub process: ProcessFigures,
+    pub domains: BTreeMap<String, DomainStats>,
+    pub size_classes: Vec<SizeClassStats>,
+    pub huge: HugeStats,
+    pub process: ProcessStats,
     #[serde(default)]
     pub timeline: Vec<Sample>,
-}
-
-#[derive(Deserialize, Debug, Clone, Copy, Default)]
-pub struct DomainFigures {
-    pub live_bytes: u64,
-    pub live_usable_bytes: u64,
-    pub peak_bytes: u64,
-    pub peak_time_ms: u64,
-    pub live_blocks: u64,
-    pub allocations: u64,
-    pub frees: u64,
-    pub allocated_bytes: u64,
-    pub mismatches: u64,
-}
-
-#[derive(Deserialize, Debug, Clone, Copy)]
-pub struct SizeClassFigures {
-    pub size: u64,
-    pub live_blocks: u64,
-    pub live_bytes: u64,
-}
-
-#[derive(Deserialize, Debug, Clone, Copy)]
-pub struct HugeFigures {
-    pub live_blocks: u64,
-    pub live_bytes: u64,
-}
-
-#[derive(Deserialize, Debug, Clone, Copy)]
-pub struct ProcessFigures {
-    pub reserved_bytes: u64,
-    pub committed_bytes: u64,
-    pub resident_bytes: u64,
-    pub threads_seen: u64,
-    pub uptime_ms: u64,
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -66,9 +34,9 @@ impl StatsDocument {
     }
 
     /// Domains in the order a reader expects: the built-in three, then the named ones by name.
-    pub fn domains_in_order(&self) -> Vec<(&str, &DomainFigures)> {
+    pub fn domains_in_order(&self) -> Vec<(&str, &DomainStats)> {
         let builtin = ["raw", "mem", "obj"];
-        let mut ordered: Vec<(&str, &DomainFigures)> = builtin
+        let mut ordered: Vec<(&str, &DomainStats)> = builtin
             .iter()
             .filter_map(|name| self.domains.get_key_value(*name))
             .map(|(name, figures)| (name.as_str(), figures))

@@ -118,4 +118,59 @@ mod tests {
             "$.x: not in the schema"
         );
     }
+
+    /// The schema describes exactly the figures the core declares (`tallymalloc::StatsFigures`,
+    /// whose names the JSON writer walks), in their order, each required and of its type: a
+    /// figure added to the core without the schema, or to the schema alone, fails here.
+    #[test]
+    fn the_schema_lists_exactly_the_cores_figures() {
+        use tallymalloc::{DomainStats, HugeStats, ProcessStats, SizeClassStats, StatsFigures};
+        fn names_and_types<F: StatsFigures>() -> Vec<(String, &'static str)> {
+            let counts = F::COUNT_NAMES
+                .iter()
+                .map(|name| (name.to_string(), "integer"));
+            let flags = F::FLAG_NAMES
+                .iter()
+                .map(|name| (name.to_string(), "boolean"));
+            counts.chain(flags).collect()
+        }
+        /// The required names in order, each with its property's type.
+        fn described(object: &Value) -> Vec<(String, &str)> {
+            let properties = object["properties"].as_object().unwrap();
+            let required = object["required"].as_array().unwrap();
+            assert_eq!(required.len(), properties.len(), "every figure is required");
+            assert_eq!(object["additionalProperties"], Value::Bool(false));
+            required
+                .iter()
+                .map(|name| {
+                    let name = name.as_str().unwrap();
+                    (name.to_string(), properties[name]["type"].as_str().unwrap())
+                })
+                .collect()
+        }
+        let schema = stats_schema();
+        let parts = &schema["properties"];
+        assert_eq!(
+            described(&parts["domains"]["additionalProperties"]),
+            names_and_types::<DomainStats>()
+        );
+        assert_eq!(
+            described(&parts["size_classes"]["items"]),
+            names_and_types::<SizeClassStats>()
+        );
+        assert_eq!(described(&parts["huge"]), names_and_types::<HugeStats>());
+        assert_eq!(
+            described(&parts["process"]),
+            names_and_types::<ProcessStats>()
+        );
+    }
+
+    /// The core's serde serialisation of a live snapshot (which its hand-made JSON writer
+    /// matches, `stats/report.rs`) passes the checker.
+    #[test]
+    fn a_snapshot_of_the_core_passes() {
+        let mut document = serde_json::to_value(tallymalloc::stats()).unwrap();
+        document["timeline"] = json!([]);
+        assert_eq!(check_stats(&document), Ok(()));
+    }
 }

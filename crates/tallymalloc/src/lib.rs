@@ -65,8 +65,8 @@ pub use policy::options::{
 pub use purge::pace::purge_delay_in_force_millis;
 pub use stats::report::Sink as StatsSink;
 pub use stats::{
-    DomainStats, HugeStats, ProcessStats, SizeClassStats, Stats, PUBLISH_STEP,
-    SCHEMA_VERSION as STATS_SCHEMA_VERSION,
+    DomainStats, Figures as StatsFigures, HugeStats, ProcessStats, SizeClassStats, Stats,
+    PUBLISH_STEP, SCHEMA_VERSION as STATS_SCHEMA_VERSION,
 };
 
 pub(crate) use platform::text::fatal;

@@ -28,12 +28,13 @@ TYPE_CHECKING = False  # typing itself is not imported at start-up
 if TYPE_CHECKING:
     from typing import Iterable, Optional, TextIO, Tuple
 
-    from ._stats import DomainStats, ProcessStats, SizeClassStats, Stats
+    from ._stats import DomainStats, HugeStats, ProcessStats, SizeClassStats, Stats
 
 __all__ = [
     "API_VERSION",
     "Buffer",
     "DomainStats",
+    "HugeStats",
     "ProcessStats",
     "SizeClassStats",
     "Stats",
@@ -181,7 +182,7 @@ def get_include() -> str:
 
 def __getattr__(name: str):
     # The stats types load with the first use, not at start-up.
-    if name in ("DomainStats", "ProcessStats", "SizeClassStats", "Stats"):
+    if name in ("DomainStats", "HugeStats", "ProcessStats", "SizeClassStats", "Stats"):
         from . import _stats
 
         return getattr(_stats, name)

@@ -1,4 +1,7 @@
-"""The typed stats: the stats JSON (docs/stats-schema.json) as dataclasses."""
+"""The typed stats: the stats JSON (docs/stats-schema.json) as dataclasses.
+
+Each dataclass holds every figure of its part of the document, as the core declares them
+(``tests/test_stats.py`` compares the two); fields added later go at the end."""
 
 from __future__ import annotations
 
@@ -18,6 +21,8 @@ class DomainStats:
     frees: int
     allocated_bytes: int
     mismatches: int
+    live_usable_bytes: int
+    peak_time_ms: int
 
 
 @dataclass(frozen=True)
@@ -25,6 +30,14 @@ class SizeClassStats:
     """Live blocks of one size class."""
 
     size: int
+    live_blocks: int
+    live_bytes: int
+
+
+@dataclass(frozen=True)
+class HugeStats:
+    """Live blocks beyond the largest size class, each in a mapping of its own."""
+
     live_blocks: int
     live_bytes: int
 
@@ -39,6 +52,10 @@ class ProcessStats:
     segments: int
     threads_seen: int
     uptime_ms: int
+    pages: int
+    abandoned_segments: int
+    requested_sizes_exact: bool
+    accounting_enabled: bool
 
 
 @dataclass(frozen=True)
@@ -48,27 +65,28 @@ class Stats:
     domains: Dict[str, DomainStats]
     size_classes: List[SizeClassStats]
     process: ProcessStats
+    huge: HugeStats
     _document: Dict[str, Any] = field(repr=False, compare=False)
 
     @classmethod
     def from_json(cls, text: str) -> "Stats":
         document = json.loads(text)
-        domains = {
-            name: DomainStats(**{key: figures[key] for key in DomainStats.__dataclass_fields__})
-            for name, figures in document["domains"].items()
-        }
-        size_classes = [
-            SizeClassStats(**{key: row[key] for key in SizeClassStats.__dataclass_fields__})
-            for row in document["size_classes"]
-        ]
-        process = document["process"]
         return cls(
-            domains=domains,
-            size_classes=size_classes,
-            process=ProcessStats(**{key: process[key] for key in ProcessStats.__dataclass_fields__}),
+            domains={
+                name: _typed(DomainStats, figures) for name, figures in document["domains"].items()
+            },
+            size_classes=[_typed(SizeClassStats, row) for row in document["size_classes"]],
+            process=_typed(ProcessStats, document["process"]),
+            huge=_typed(HugeStats, document["huge"]),
             _document=document,
         )
 
     def as_dict(self) -> Dict[str, Any]:
         """The stats in the stats JSON's shape (a fresh copy)."""
         return json.loads(json.dumps(self._document))
+
+
+def _typed(kind: Any, figures: Dict[str, Any]) -> Any:
+    """``kind`` built from the figures of the same names (a newer library's extra ones are left
+    in the document)."""
+    return kind(**{name: figures[name] for name in kind.__dataclass_fields__})

@@ -43,7 +43,9 @@ mod snapshot;
 pub(crate) mod timeline;
 
 use snapshot::Sums;
-pub use snapshot::{snapshot, DomainStats, HugeStats, ProcessStats, SizeClassStats, Stats};
+pub use snapshot::{
+    snapshot, DomainStats, Figures, HugeStats, ProcessStats, SizeClassStats, Stats,
+};
 
 use crate::alloc::size_class::{class_size, CLASS_COUNT};
 use crate::platform::list::{Linked, Links, List};

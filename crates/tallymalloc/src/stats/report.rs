@@ -8,7 +8,7 @@
 use crate::platform::text::decimal_digits;
 use crate::policy::domain::Domain;
 use crate::stats::timeline;
-use crate::stats::{self, Stats};
+use crate::stats::{self, Figures, Stats};
 use core::ops::Range;
 
 /// Where text goes.
@@ -124,10 +124,19 @@ fn field(sink: &mut impl Sink, first: &mut bool, name: &[u8], value: u64) {
     decimal(sink, value);
 }
 
-fn flag(sink: &mut impl Sink, name: &[u8], value: bool) {
-    sink.put(b", \"");
-    sink.put(name);
-    sink.put(if value { b"\": true" } else { b"\": false" });
+/// `figures` as a JSON object: its counts, then its flags, in the order they are declared.
+fn object(sink: &mut impl Sink, figures: &impl Figures) {
+    sink.put(b"{");
+    let first = &mut true;
+    for (name, value) in figures.counts() {
+        field(sink, first, name.as_bytes(), value);
+    }
+    for (name, value) in figures.flags() {
+        sink.put(b", \"");
+        sink.put(name.as_bytes());
+        sink.put(if value { b"\": true" } else { b"\": false" });
+    }
+    sink.put(b"}");
 }
 
 /// Counts what is written, for measuring a text before writing it.
@@ -240,58 +249,20 @@ pub fn write_json(stats: &Stats, timeline: Option<Range<usize>>, sink: &mut impl
         // Domain names are validated to need no escaping (letters, digits, `_`, `-`, `.`).
         sink.put(b"\"");
         sink.put(domain.name_bytes());
-        sink.put(b"\": {");
-        let first = &mut true;
-        field(sink, first, b"live_bytes", figures.live_bytes);
-        field(sink, first, b"live_usable_bytes", figures.live_usable_bytes);
-        field(sink, first, b"peak_bytes", figures.peak_bytes);
-        field(sink, first, b"peak_time_ms", figures.peak_time_ms);
-        field(sink, first, b"live_blocks", figures.live_blocks);
-        field(sink, first, b"allocations", figures.allocations);
-        field(sink, first, b"frees", figures.frees);
-        field(sink, first, b"allocated_bytes", figures.allocated_bytes);
-        field(sink, first, b"mismatches", figures.mismatches);
-        sink.put(b"}");
+        sink.put(b"\": ");
+        object(sink, figures);
     }
     sink.put(b"}, \"size_classes\": [");
     for (index, class) in stats.size_classes.iter().enumerate() {
         if index > 0 {
             sink.put(b", ");
         }
-        sink.put(b"{");
-        let first = &mut true;
-        field(sink, first, b"size", class.size);
-        field(sink, first, b"live_blocks", class.live_blocks);
-        field(sink, first, b"live_bytes", class.live_bytes);
-        sink.put(b"}");
+        object(sink, class);
     }
-    sink.put(b"], \"huge\": {");
-    let first = &mut true;
-    field(sink, first, b"live_blocks", stats.huge.live_blocks);
-    field(sink, first, b"live_bytes", stats.huge.live_bytes);
-    sink.put(b"}, \"process\": {");
-    let process = &stats.process;
-    let first = &mut true;
-    field(sink, first, b"reserved_bytes", process.reserved_bytes);
-    field(sink, first, b"committed_bytes", process.committed_bytes);
-    field(sink, first, b"resident_bytes", process.resident_bytes);
-    field(sink, first, b"segments", process.segments);
-    field(sink, first, b"pages", process.pages);
-    field(
-        sink,
-        first,
-        b"abandoned_segments",
-        process.abandoned_segments,
-    );
-    field(sink, first, b"threads_seen", process.threads_seen);
-    field(sink, first, b"uptime_ms", process.uptime_ms);
-    flag(
-        sink,
-        b"requested_sizes_exact",
-        process.requested_sizes_exact,
-    );
-    flag(sink, b"accounting_enabled", process.accounting_enabled);
-    sink.put(b"}");
+    sink.put(b"], \"huge\": ");
+    object(sink, &stats.huge);
+    sink.put(b", \"process\": ");
+    object(sink, &stats.process);
     if let Some(range) = timeline {
         sink.put(b", \"timeline\": [");
         let mut first_sample = true;

@@ -3,66 +3,130 @@
 
 use super::*;
 
-/// One domain's figures in a snapshot.
-#[derive(Clone, Copy, Default, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct DomainStats {
-    /// Bytes of live blocks as requested. Blocks do not record their requested size outside
-    /// debug mode, so there this is their usable size (see `ProcessStats::requested_sizes_exact`).
-    pub live_bytes: u64,
-    /// Usable bytes of live blocks (what `malloc_usable_size` says of each).
-    pub live_usable_bytes: u64,
-    /// The highest `live_usable_bytes` seen; low, per allocating thread, by at most 256 KiB
-    /// plus one page of blocks per size class it uses, and high by what other threads freed
-    /// since they last published (see the module comment).
-    pub peak_bytes: u64,
-    /// When the peak was reached, in milliseconds since the allocator started.
-    pub peak_time_ms: u64,
-    pub live_blocks: u64,
-    pub allocations: u64,
-    pub frees: u64,
-    /// Usable bytes over all allocations (each block at its size class; requested sizes are
-    /// not recorded outside debug mode, and counting them would cost the fast path).
-    pub allocated_bytes: u64,
-    /// Blocks of this domain freed or reallocated through another domain's family.
-    pub mismatches: u64,
+/// Declares a group of figures once: the struct (serde both ways, for the JSON and for readers
+/// of it such as the `tallymalloc` command), [`Figures::counts`] and [`Figures::flags`] to walk
+/// them by name (the JSON writer in `report.rs`, the header checks in the C library's tests),
+/// and `widest` (every count at `u64::MAX`). A field is named here and nowhere else in Rust.
+macro_rules! figures {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $( $(#[$count_meta:meta])* pub $count:ident: u64, )*
+            $( ; $( $(#[$flag_meta:meta])* pub $flag:ident: bool, )* )?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(
+            Clone, Copy, Default, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize,
+        )]
+        pub struct $name {
+            $( $(#[$count_meta])* pub $count: u64, )*
+            $( $( $(#[$flag_meta])* pub $flag: bool, )* )?
+        }
+
+        impl Figures for $name {
+            const COUNT_NAMES: &'static [&'static str] = &[$(stringify!($count)),*];
+            const FLAG_NAMES: &'static [&'static str] = &[$($(stringify!($flag)),*)?];
+
+            fn counts(&self) -> impl Iterator<Item = (&'static str, u64)> {
+                [$((stringify!($count), self.$count)),*].into_iter()
+            }
+
+            fn flags(&self) -> impl Iterator<Item = (&'static str, bool)> {
+                [$($((stringify!($flag), self.$flag)),*)?].into_iter()
+            }
+        }
+
+        impl $name {
+            /// Every count at its widest and every flag `false` (the longer word in JSON).
+            pub(crate) const fn widest() -> $name {
+                $name {
+                    $( $count: u64::MAX, )*
+                    $( $( $flag: false, )* )?
+                }
+            }
+        }
+    };
 }
 
-/// Live blocks of one size class, over all domains.
-#[derive(Clone, Copy, Default, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct SizeClassStats {
-    /// The class's block size.
-    pub size: u64,
-    pub live_blocks: u64,
-    pub live_bytes: u64,
+/// A group of figures in the stats document, walked by name.
+pub trait Figures {
+    /// The counts' names, in the document's order.
+    const COUNT_NAMES: &'static [&'static str];
+    /// The flags' names, after the counts.
+    const FLAG_NAMES: &'static [&'static str];
+    /// Each count with its name, in the document's order.
+    fn counts(&self) -> impl Iterator<Item = (&'static str, u64)>;
+    /// Each flag with its name, after the counts.
+    fn flags(&self) -> impl Iterator<Item = (&'static str, bool)>;
 }
 
-/// Live huge blocks (beyond the largest class), over all domains.
-#[derive(Clone, Copy, Default, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct HugeStats {
-    pub live_blocks: u64,
-    pub live_bytes: u64,
+figures! {
+    /// One domain's figures in a snapshot.
+    pub struct DomainStats {
+        /// Bytes of live blocks as requested. Blocks do not record their requested size outside
+        /// debug mode, so there this is their usable size (see
+        /// `ProcessStats::requested_sizes_exact`).
+        pub live_bytes: u64,
+        /// Usable bytes of live blocks (what `malloc_usable_size` says of each).
+        pub live_usable_bytes: u64,
+        /// The highest `live_usable_bytes` seen; low, per allocating thread, by at most 256 KiB
+        /// plus one page of blocks per size class it uses, and high by what other threads freed
+        /// since they last published (see the module comment).
+        pub peak_bytes: u64,
+        /// When the peak was reached, in milliseconds since the allocator started.
+        pub peak_time_ms: u64,
+        pub live_blocks: u64,
+        pub allocations: u64,
+        pub frees: u64,
+        /// Usable bytes over all allocations (each block at its size class; requested sizes are
+        /// not recorded outside debug mode, and counting them would cost the fast path).
+        pub allocated_bytes: u64,
+        /// Blocks of this domain freed or reallocated through another domain's family.
+        pub mismatches: u64,
+    }
 }
 
-/// What the whole process holds.
-#[derive(Clone, Copy, Default, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct ProcessStats {
-    /// Address space held from the OS.
-    pub reserved_bytes: u64,
-    /// Bytes of pages in use or waiting to be purged, and of huge mappings: what the allocator
-    /// may have made resident.
-    pub committed_bytes: u64,
-    /// The process's resident memory (all of it, not only the allocator's), from
-    /// `/proc/self/statm`.
-    pub resident_bytes: u64,
-    pub segments: u64,
-    pub pages: u64,
-    pub abandoned_segments: u64,
-    pub threads_seen: u64,
-    pub uptime_ms: u64,
-    /// Whether `live_bytes` counts requested sizes (debug mode) or usable ones.
-    pub requested_sizes_exact: bool,
-    /// Whether this build counts at all (false only in builds made to measure its cost).
-    pub accounting_enabled: bool,
+figures! {
+    /// Live blocks of one size class, over all domains.
+    pub struct SizeClassStats {
+        /// The class's block size.
+        pub size: u64,
+        pub live_blocks: u64,
+        pub live_bytes: u64,
+    }
+}
+
+figures! {
+    /// Live huge blocks (beyond the largest class), over all domains.
+    pub struct HugeStats {
+        pub live_blocks: u64,
+        pub live_bytes: u64,
+    }
+}
+
+figures! {
+    /// What the whole process holds.
+    pub struct ProcessStats {
+        /// Address space held from the OS.
+        pub reserved_bytes: u64,
+        /// Bytes of pages in use or waiting to be purged, and of huge mappings: what the
+        /// allocator may have made resident.
+        pub committed_bytes: u64,
+        /// The process's resident memory (all of it, not only the allocator's), from
+        /// `/proc/self/statm`.
+        pub resident_bytes: u64,
+        pub segments: u64,
+        pub pages: u64,
+        pub abandoned_segments: u64,
+        pub threads_seen: u64,
+        pub uptime_ms: u64,
+        ;
+        /// Whether `live_bytes` counts requested sizes (debug mode) or usable ones.
+        pub requested_sizes_exact: bool,
+        /// Whether this build counts at all (false only in builds made to measure its cost).
+        pub accounting_enabled: bool,
+    }
 }
 
 /// A snapshot of every counter. Built on the stack, without allocating.
@@ -90,43 +154,16 @@ impl Stats {
     /// huge blocks holding some: written out, it is at least as long as any later snapshot of
     /// the same domains, which is what a caller sizing a buffer needs (`stats/report.rs`).
     pub(crate) fn saturated(&self) -> Stats {
-        let widest = DomainStats {
-            live_bytes: u64::MAX,
-            live_usable_bytes: u64::MAX,
-            peak_bytes: u64::MAX,
-            peak_time_ms: u64::MAX,
-            live_blocks: u64::MAX,
-            allocations: u64::MAX,
-            frees: u64::MAX,
-            allocated_bytes: u64::MAX,
-            mismatches: u64::MAX,
-        };
         let mut stats = self.clone();
-        stats.domains = [widest; MAX_DOMAINS];
+        stats.domains = [DomainStats::widest(); MAX_DOMAINS];
         for class in &mut stats.size_classes {
-            class.live_blocks = u64::MAX;
-            class.live_bytes = u64::MAX;
+            *class = SizeClassStats {
+                size: class.size,
+                ..SizeClassStats::widest()
+            };
         }
-        stats.huge = HugeStats {
-            live_blocks: u64::MAX,
-            live_bytes: u64::MAX,
-        };
-        let process = &mut stats.process;
-        for figure in [
-            &mut process.reserved_bytes,
-            &mut process.committed_bytes,
-            &mut process.resident_bytes,
-            &mut process.segments,
-            &mut process.pages,
-            &mut process.abandoned_segments,
-            &mut process.threads_seen,
-            &mut process.uptime_ms,
-        ] {
-            *figure = u64::MAX;
-        }
-        // "false" is one letter longer than "true".
-        process.requested_sizes_exact = false;
-        process.accounting_enabled = false;
+        stats.huge = HugeStats::widest();
+        stats.process = ProcessStats::widest();
         stats
     }
 }

@@ -1,0 +1,41 @@
+"""The typed stats hold every figure the library writes, no more and no fewer, so the Python
+face cannot drift from the core's declaration of them (the C headers and the JSON schema are
+held to it by the Rust tests)."""
+
+import dataclasses
+
+import tallymalloc
+
+
+def _fields(kind):
+    fields = dataclasses.fields(kind)
+    return {field.name: field.type for field in fields if not field.name.startswith("_")}
+
+
+def _part_matches(kind, figures):
+    assert set(_fields(kind)) == set(figures), kind.__name__
+    for name, annotation in _fields(kind).items():
+        expected = bool if annotation == "bool" else int
+        assert type(figures[name]) is expected, (kind.__name__, name, figures[name])
+
+
+def test_each_dataclass_holds_exactly_its_part_of_the_document():
+    snapshot = tallymalloc.stats()
+    document = snapshot.as_dict()
+    for figures in document["domains"].values():
+        _part_matches(tallymalloc.DomainStats, figures)
+    for row in document["size_classes"]:
+        _part_matches(tallymalloc.SizeClassStats, row)
+    _part_matches(tallymalloc.HugeStats, document["huge"])
+    _part_matches(tallymalloc.ProcessStats, document["process"])
+    assert set(_fields(tallymalloc.Stats)) | {"version", "timeline"} == set(document)
+
+
+def test_the_typed_figures_are_the_documents():
+    keep = tallymalloc.Buffer(3 << 20)  # a huge block, live while the snapshot is taken
+    snapshot = tallymalloc.stats()
+    document = snapshot.as_dict()
+    assert snapshot.huge == tallymalloc.HugeStats(**document["huge"])
+    assert snapshot.huge.live_blocks >= 1 and snapshot.huge.live_bytes >= len(keep)
+    assert snapshot.process.accounting_enabled is True
+    assert snapshot.domains["raw"] == tallymalloc.DomainStats(**document["domains"]["raw"])
