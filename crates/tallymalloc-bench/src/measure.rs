@@ -69,3 +69,17 @@ pub fn run_with_environment(
         output: output.trim().to_owned(),
     })
 }
+
+/// The middle of `values` (the mean of the two middle ones for an even count); NaN for none.
+pub fn median(mut values: Vec<f64>) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(|a, b| a.total_cmp(b));
+    let middle = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[middle]
+    } else {
+        (values[middle - 1] + values[middle]) / 2.0
+    }
+}

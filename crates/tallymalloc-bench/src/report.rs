@@ -1,7 +1,7 @@
 //! Results: medians per workload and allocator, geometric-mean ratios of tallymalloc against
 //! each peer, the text table, and the JSON document (`--json`, schema version 1).
 
-use crate::measure::Run;
+use crate::measure::{median, Run};
 use serde_json::{json, Value};
 
 pub struct WorkloadResults {
@@ -18,19 +18,6 @@ pub struct Results {
     pub reps: usize,
     pub quick: bool,
     pub threads: usize,
-}
-
-pub fn median(mut values: Vec<f64>) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    values.sort_by(|a, b| a.total_cmp(b));
-    let middle = values.len() / 2;
-    if values.len() % 2 == 1 {
-        values[middle]
-    } else {
-        (values[middle - 1] + values[middle]) / 2.0
-    }
 }
 
 pub fn geometric_mean(values: &[f64]) -> f64 {

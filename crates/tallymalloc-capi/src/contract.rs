@@ -16,7 +16,7 @@ fn out_of_memory() -> *mut c_void {
 /// The core sets `errno` to ENOMEM on every failure, so its result passes through as it is
 /// (which lets `malloc` tail-call the slow path instead of checking the result).
 #[inline(always)]
-fn pointer_or_null(block: Option<ptr::NonNull<u8>>) -> *mut c_void {
+pub(crate) fn or_null(block: Option<ptr::NonNull<u8>>) -> *mut c_void {
     block.map_or(ptr::null_mut(), |block| block.as_ptr().cast())
 }
 
@@ -37,12 +37,12 @@ pub fn accept(function: &[u8], block: *const c_void) -> bool {
 
 #[inline(always)]
 pub fn malloc(size: usize) -> *mut c_void {
-    pointer_or_null(core_allocator::malloc(size))
+    or_null(core_allocator::malloc(size))
 }
 
 #[inline(always)]
 pub fn calloc(count: usize, size: usize) -> *mut c_void {
-    pointer_or_null(core_allocator::calloc(count, size))
+    or_null(core_allocator::calloc(count, size))
 }
 
 /// # Safety
@@ -72,7 +72,7 @@ pub unsafe fn realloc(block: *mut c_void, size: usize) -> *mut c_void {
         return ptr::null_mut();
     }
     // SAFETY: a live block of ours; on failure it is untouched.
-    pointer_or_null(unsafe { core_allocator::realloc(block.cast(), size) })
+    or_null(unsafe { core_allocator::realloc(block.cast(), size) })
 }
 
 /// # Safety
@@ -88,7 +88,7 @@ pub unsafe fn reallocarray(block: *mut c_void, count: usize, size: usize) -> *mu
 /// Aligned allocation for callers whose alignment is already checked to be a power of two.
 #[inline]
 fn aligned(alignment: usize, size: usize) -> *mut c_void {
-    pointer_or_null(core_allocator::aligned_alloc(size, alignment))
+    or_null(core_allocator::aligned_alloc(size, alignment))
 }
 
 pub fn aligned_alloc(alignment: usize, size: usize) -> *mut c_void {

@@ -3,7 +3,7 @@
 //! one: a domain id that is not registered gets NULL with errno EINVAL (allocation) or one
 //! stderr line (free, which then frees the block through its own family).
 
-use crate::contract;
+use crate::contract::{self, or_null};
 use core::ffi::{c_char, c_int, c_void, CStr};
 use core::ptr;
 use tallymalloc_core::{self as core_allocator, Domain, DomainError};
@@ -15,10 +15,6 @@ fn domain(id: c_int) -> Option<Domain> {
         core_allocator::set_errno(libc::EINVAL);
     }
     found
-}
-
-pub(crate) fn or_null(block: Option<ptr::NonNull<u8>>) -> *mut c_void {
-    block.map_or(ptr::null_mut(), |block| block.as_ptr().cast())
 }
 
 /// Registers `name` (or finds it): its id, or -1 with errno EINVAL (bad name) or ENOSPC (no

@@ -16,7 +16,7 @@
 //! - CPython requires a distinct non-NULL block for zero bytes and a realloc to zero that does
 //!   not free, so zero sizes are served as one byte.
 
-use crate::families::or_null;
+use crate::contract::or_null;
 use core::ffi::{c_int, c_void};
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, Ordering};

@@ -6,6 +6,7 @@ use crate::text_report::bytes;
 use serde_json::{json, Value};
 use std::path::Path;
 use tallymalloc_bench::allocators::{self, Allocator};
+use tallymalloc_bench::measure::median;
 use tallymalloc_bench::measure::{self, Run};
 
 pub struct Row {
@@ -49,19 +50,6 @@ pub fn measure(
             peak_rss_bytes: median(runs.iter().map(|r| r.peak_rss_bytes as f64).collect()) as u64,
         })
         .collect())
-}
-
-pub fn median(mut values: Vec<f64>) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    values.sort_by(f64::total_cmp);
-    let middle = values.len() / 2;
-    if values.len() % 2 == 1 {
-        values[middle]
-    } else {
-        (values[middle - 1] + values[middle]) / 2.0
-    }
 }
 
 /// The table, with ratios against the system allocator when it was measured.
@@ -122,13 +110,6 @@ pub fn to_json(rows: &[Row], program: &str, arguments: &[String], reps: usize) -
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn medians() {
-        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
-        assert_eq!(median(vec![]), 0.0);
-    }
 
     #[test]
     fn ratios_are_against_the_system_allocator() {

@@ -12,7 +12,8 @@
 //! - Every method runs with the GIL held and PyO3's borrow flag taken, so no two of them
 //!   touch one object at once.
 
-use crate::library::{self, Library};
+use crate::library;
+use crate::loaded;
 use core::ffi::{c_int, c_void, CStr};
 use pyo3::exceptions::{PyBufferError, PyMemoryError, PyTypeError, PyValueError};
 use pyo3::ffi;
@@ -54,11 +55,6 @@ fn format_named(name: &str) -> PyResult<(&'static CStr, usize)> {
                 known.join(" ")
             ))
         })
-}
-
-/// The loaded library; the module loads it before any Buffer can exist.
-fn loaded() -> PyResult<&'static Library> {
-    library::get().ok_or_else(|| PyMemoryError::new_err("the tallymalloc library is not loaded"))
 }
 
 /// Memory from tallymalloc, owned by this object.

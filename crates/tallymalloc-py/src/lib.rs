@@ -84,7 +84,8 @@ fn library_origin() -> PyResult<String> {
     Ok(loaded()?.origin.clone())
 }
 
-fn loaded() -> PyResult<&'static library::Library> {
+/// The loaded library: the module loads it before any of its functions or any Buffer can run.
+pub(crate) fn loaded() -> PyResult<&'static library::Library> {
     library::get().ok_or_else(|| PyImportError::new_err("the tallymalloc library is not loaded"))
 }
 
