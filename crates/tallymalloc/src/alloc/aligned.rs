@@ -2,7 +2,7 @@
 //! `domain_heap::allocate_aligned_plain` (a class whose blocks fall on the boundary, a page that
 //! hands out aligned offsets, or a huge mapping placed for them), or to debug mode.
 
-use crate::alloc::allocate::{allocate, allocate_huge, RAW};
+use crate::alloc::allocate::{allocate, allocate_huge};
 use crate::alloc::huge::MAX_ALIGN;
 use crate::alloc::segment::HEADER_RESERVE;
 use crate::alloc::size_class::{MAX_REQUEST, MIN_ALIGN};
@@ -13,16 +13,16 @@ use core::ptr::NonNull;
 /// [`MAX_ALIGN`] (2^45); `None` otherwise or when memory is exhausted. Alignments from a
 /// segment's (4 MiB) on get a mapping of their own placed for them.
 pub fn aligned_alloc(size: usize, align: usize) -> Option<NonNull<u8>> {
-    NonNull::new(allocate_aligned(RAW, size, align, None))
+    NonNull::new(allocate_aligned(Domain::RAW, size, align, None))
 }
 
 /// As [`aligned_alloc`], zeroed.
 pub fn aligned_zalloc(size: usize, align: usize) -> Option<NonNull<u8>> {
-    NonNull::new(allocate_aligned(RAW, size, align, Some(size)))
+    NonNull::new(allocate_aligned(Domain::RAW, size, align, Some(size)))
 }
 
 pub(crate) fn allocate_aligned(
-    domain: usize,
+    domain: Domain,
     size: usize,
     align: usize,
     zero_bytes: Option<usize>,
@@ -53,7 +53,7 @@ pub(crate) fn allocate_aligned(
 impl Domain {
     /// Allocates `size` bytes aligned to `align` (a power of two up to [`MAX_ALIGN`]).
     pub fn aligned_alloc(self, size: usize, align: usize) -> Option<NonNull<u8>> {
-        NonNull::new(allocate_aligned(self.id(), size, align, None))
+        NonNull::new(allocate_aligned(self, size, align, None))
     }
 }
 

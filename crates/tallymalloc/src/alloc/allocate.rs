@@ -3,23 +3,20 @@
 //! arrive here through the crate's `malloc`, `zalloc` and `calloc`, and a domain's through
 //! `Domain::alloc`.
 
-use crate::alloc::size_class::{class_of, LARGE_MAX, MAX_REQUEST, MIN_ALIGN};
+use crate::alloc::size_class::{SizeClass, LARGE_MAX, MAX_REQUEST, MIN_ALIGN};
 use crate::policy::domain::Domain;
 use core::ptr::NonNull;
-
-pub(crate) const RAW: usize = 0;
-const _: () = assert!(Domain::RAW.id() == RAW);
 
 /// Allocates `size` bytes. `None` when memory is exhausted or `size` is absurd.
 #[inline]
 pub fn malloc(size: usize) -> Option<NonNull<u8>> {
-    NonNull::new(allocate(RAW, size, None))
+    NonNull::new(allocate(Domain::RAW, size, None))
 }
 
 /// Allocates `size` zeroed bytes.
 #[inline]
 pub fn zalloc(size: usize) -> Option<NonNull<u8>> {
-    NonNull::new(allocate(RAW, size, Some(size)))
+    NonNull::new(allocate(Domain::RAW, size, Some(size)))
 }
 
 /// Allocates `count * size` zeroed bytes; `None` if the product overflows.
@@ -49,12 +46,12 @@ pub(crate) fn absurd_size(call: &[u8], size: usize) -> *mut u8 {
 /// Debug mode costs this path nothing: its pages are never current, so its requests all
 /// reach `crate::alloc::domain_heap::malloc_generic`, which hands them to `debug/`.
 #[inline(always)]
-pub(crate) fn allocate(domain: usize, size: usize, zero_bytes: Option<usize>) -> *mut u8 {
+pub(crate) fn allocate(domain: Domain, size: usize, zero_bytes: Option<usize>) -> *mut u8 {
     // Small requests first: their path then tests the size once.
     if size <= crate::alloc::size_class::SMALL_LOOKUP_MAX {
         crate::alloc::domain_heap::malloc_small(domain, size, zero_bytes)
     } else if size <= LARGE_MAX {
-        crate::alloc::domain_heap::malloc_class(domain, class_of(size), size, zero_bytes)
+        crate::alloc::domain_heap::malloc_class(domain, SizeClass::of(size), size, zero_bytes)
     } else if size <= MAX_REQUEST {
         allocate_huge(domain, size, MIN_ALIGN, zero_bytes)
     } else {
@@ -64,7 +61,7 @@ pub(crate) fn allocate(domain: usize, size: usize, zero_bytes: Option<usize>) ->
 
 #[cold]
 pub(crate) fn allocate_huge(
-    domain: usize,
+    domain: Domain,
     size: usize,
     align: usize,
     zero_bytes: Option<usize>,
@@ -82,13 +79,13 @@ impl Domain {
     /// Allocates `size` bytes in this domain.
     #[inline]
     pub fn alloc(self, size: usize) -> Option<NonNull<u8>> {
-        NonNull::new(allocate(self.id(), size, None))
+        NonNull::new(allocate(self, size, None))
     }
 
     /// Allocates `size` zeroed bytes in this domain.
     #[inline]
     pub fn zalloc(self, size: usize) -> Option<NonNull<u8>> {
-        NonNull::new(allocate(self.id(), size, Some(size)))
+        NonNull::new(allocate(self, size, Some(size)))
     }
 
     /// Allocates `count * size` zeroed bytes; `None` if the product overflows.

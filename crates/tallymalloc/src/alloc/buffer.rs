@@ -114,7 +114,7 @@ impl RawBuffer {
                 // SAFETY: B1: a live block of our domain, allocated with `self.align`.
                 let resized = unsafe {
                     crate::alloc::realloc::reallocate(
-                        self.domain.id(),
+                        self.domain,
                         block.as_ptr(),
                         new_len,
                         self.align,
@@ -209,10 +209,7 @@ fn allocate(
 ) -> Result<NonNull<u8>, OutOfMemory> {
     let zero_bytes = zeroed.then_some(len);
     NonNull::new(crate::alloc::aligned::allocate_aligned(
-        domain.id(),
-        len,
-        align,
-        zero_bytes,
+        domain, len, align, zero_bytes,
     ))
     .ok_or(OutOfMemory {
         requested_bytes: len,

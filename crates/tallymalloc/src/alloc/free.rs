@@ -2,7 +2,6 @@
 //! test; the rest go to `domain_heap::free`. `free_checked` asks the registry first, for
 //! callers (the C library) whose pointers may not be ours.
 
-use crate::alloc::allocate::RAW;
 use crate::alloc::lookup::{block_domain, is_over_aligned_block};
 use crate::policy::domain::Domain;
 use crate::policy::misuse::report_invalid_pointer;
@@ -14,7 +13,7 @@ use crate::policy::misuse::report_invalid_pointer;
 #[inline]
 pub unsafe fn free(address: *mut u8) {
     // SAFETY: the caller's contract.
-    unsafe { free_in(RAW, address) }
+    unsafe { free_in(Domain::RAW, address) }
 }
 
 /// Frees a block (or null) through the `domain` family.
@@ -22,7 +21,7 @@ pub unsafe fn free(address: *mut u8) {
 /// # Safety
 /// As [`free`].
 #[inline(always)]
-pub(crate) unsafe fn free_in(domain: usize, address: *mut u8) {
+pub(crate) unsafe fn free_in(domain: Domain, address: *mut u8) {
     // A segment boundary is null or a block aligned beyond a segment (U6 in huge.rs): one test,
     // as cheap as the null test it replaces.
     if address as usize & crate::alloc::segment::SEGMENT_MASK == 0 {
@@ -40,7 +39,7 @@ pub(crate) unsafe fn free_in(domain: usize, address: *mut u8) {
 /// nothing, for any other address.
 #[cold]
 #[inline(never)]
-pub(crate) fn free_on_boundary(domain: usize, address: *mut u8) -> bool {
+pub(crate) fn free_on_boundary(domain: Domain, address: *mut u8) -> bool {
     if address.is_null() {
         return true;
     }
@@ -69,13 +68,13 @@ pub(crate) fn free_on_boundary(domain: usize, address: *mut u8) -> bool {
 #[inline(always)]
 pub unsafe fn free_checked(address: *mut u8) -> bool {
     // SAFETY: the caller's contract.
-    unsafe { free_checked_in(RAW, address) }
+    unsafe { free_checked_in(Domain::RAW, address) }
 }
 
 /// # Safety
 /// As [`free_checked`].
 #[inline(always)]
-pub(crate) unsafe fn free_checked_in(domain: usize, address: *mut u8) -> bool {
+pub(crate) unsafe fn free_checked_in(domain: Domain, address: *mut u8) -> bool {
     if crate::alloc::registry::contains(address as usize) {
         // SAFETY: ours, and live by the caller's contract.
         unsafe { crate::alloc::domain_heap::free(domain, address) };
@@ -91,7 +90,7 @@ pub(crate) unsafe fn free_checked_in(domain: usize, address: *mut u8) -> bool {
 ///
 /// # Safety
 /// `address` must be a live block of `domain`.
-pub(crate) unsafe fn free_owned_block(domain: usize, address: *mut u8) {
+pub(crate) unsafe fn free_owned_block(domain: Domain, address: *mut u8) {
     // SAFETY: the caller's contract.
     unsafe {
         match crate::alloc::huge::over_aligned_segment(address as usize) {
@@ -125,7 +124,7 @@ impl Domain {
     #[inline]
     pub unsafe fn free(self, address: *mut u8) {
         // SAFETY: the caller's contract.
-        unsafe { free_in(self.id(), address) }
+        unsafe { free_in(self, address) }
     }
 
     /// Frees `address` and returns true when it is a live block of this domain (or null);
@@ -140,11 +139,11 @@ impl Domain {
             return address.is_null()
                 || (is_over_aligned_block(address as usize)
                     // SAFETY: ours, and live by the caller's contract.
-                    && unsafe { block_domain(address) } == self.id()
-                    && free_on_boundary(self.id(), address));
+                    && unsafe { block_domain(address) } == self
+                    && free_on_boundary(self, address));
         }
         // SAFETY: ours, and live by the caller's contract.
-        unsafe { crate::alloc::domain_heap::free_if_of(self.id(), address) }
+        unsafe { crate::alloc::domain_heap::free_if_of(self, address) }
     }
 
     /// As [`free_checked`], through this domain's family.
@@ -153,7 +152,7 @@ impl Domain {
     /// If `address` is ours, it must be a live block, not freed since.
     pub unsafe fn free_checked(self, address: *mut u8) -> bool {
         // SAFETY: the caller's contract.
-        unsafe { free_checked_in(self.id(), address) }
+        unsafe { free_checked_in(self, address) }
     }
 }
 

@@ -35,6 +35,7 @@ use crate::alloc::page::HUGE_CLASS;
 use crate::alloc::registry;
 use crate::alloc::segment::{segment_of, Segment, SegmentKind, HEADER_RESERVE, SEGMENT_SIZE};
 use crate::platform::os;
+use crate::policy::domain::Domain;
 use crate::policy::secure;
 use core::ptr::{self, NonNull};
 
@@ -90,7 +91,7 @@ fn guard_size() -> usize {
 /// `domain`, reusing a cached mapping when one fits. Null when the OS refuses. `zero_bytes` asks
 /// for that many leading bytes to be zero (fresh mappings are zero already; cached ones are
 /// cleared).
-pub fn alloc(size: usize, align: usize, zero_bytes: Option<usize>, domain: usize) -> *mut u8 {
+pub fn alloc(size: usize, align: usize, zero_bytes: Option<usize>, domain: Domain) -> *mut u8 {
     alloc_led(size, align, 0, zero_bytes, domain)
 }
 
@@ -103,7 +104,7 @@ pub fn alloc_led(
     align: usize,
     lead: usize,
     zero_bytes: Option<usize>,
-    domain: usize,
+    domain: Domain,
 ) -> *mut u8 {
     debug_assert!(align.is_power_of_two() && align <= MAX_ALIGN && lead < HEADER_RESERVE);
     debug_assert!(lead == 0 || align >= SEGMENT_SIZE);
@@ -239,7 +240,7 @@ unsafe fn grow_into_cached(
     segment: *mut Segment,
     address: *mut u8,
     new_mapping: usize,
-    domain: usize,
+    domain: Domain,
 ) -> Option<*mut u8> {
     let (start, cached_size) = huge_cache::take(new_mapping)?;
     if !registry::register(start.as_ptr() as usize) {
@@ -265,7 +266,7 @@ unsafe fn grow_into_cached(
 ///
 /// # Safety
 /// The caller must own the huge segment's header.
-unsafe fn describe(segment: *mut Segment, offset: usize, domain: usize) -> *mut u8 {
+unsafe fn describe(segment: *mut Segment, offset: usize, domain: Domain) -> *mut u8 {
     // SAFETY: the caller owns the header.
     unsafe {
         let page = &mut (*segment).pages[0];
@@ -276,7 +277,7 @@ unsafe fn describe(segment: *mut Segment, offset: usize, domain: usize) -> *mut 
         page.block_size = size;
         page.class = HUGE_CLASS;
         page.in_use = true;
-        page.domain = domain as u8;
+        page.domain = domain.stored();
         page.used = 1;
         page.set_capacity(1);
         page.reserved = 1;
@@ -341,7 +342,7 @@ pub unsafe fn resize(segment: *mut Segment, address: *mut u8, new_size: usize) -
         if new_mapping == (*segment).mapping_size {
             return address;
         }
-        let domain = (*segment).pages[0].domain as usize;
+        let domain = Domain::from_stored((*segment).pages[0].domain);
         if secure::active() {
             // U5: the mapping is resized whole; the block gets its guard back, at its new end
             // or where it was when resizing fails.
@@ -376,7 +377,7 @@ unsafe fn resize_unguarded(
     segment: *mut Segment,
     address: *mut u8,
     new_size: usize,
-    domain: usize,
+    domain: Domain,
 ) -> *mut u8 {
     // SAFETY: U1/U2: the caller owns the block and its header.
     unsafe {

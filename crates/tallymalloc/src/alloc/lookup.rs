@@ -9,11 +9,11 @@ use crate::policy::domain::Domain;
 ///
 /// # Safety
 /// `address` must be a live block of ours.
-pub(crate) unsafe fn block_domain(address: *const u8) -> usize {
+pub(crate) unsafe fn block_domain(address: *const u8) -> Domain {
     // SAFETY: the caller's contract.
     unsafe {
         match crate::alloc::huge::over_aligned_segment(address as usize) {
-            Some(segment) => (*segment).pages[0].domain as usize,
+            Some(segment) => Domain::from_stored((*segment).pages[0].domain),
             None => crate::alloc::domain_heap::domain_of(address),
         }
     }
@@ -84,8 +84,8 @@ pub fn is_block_start(address: *const u8) -> bool {
 /// # Safety
 /// `address` must be a live block from this allocator.
 pub unsafe fn domain_of(address: *const u8) -> Domain {
-    // SAFETY: the caller's contract; every page's domain is registered.
-    Domain::from_id(unsafe { block_domain(address) }).unwrap_or(Domain::RAW)
+    // SAFETY: the caller's contract. Every page's domain is registered: ids are never freed.
+    unsafe { block_domain(address) }
 }
 
 #[cfg(test)]

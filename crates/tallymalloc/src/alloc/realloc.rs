@@ -2,7 +2,6 @@
 //! a new block with room to grow; on failure the original block is untouched and still live.
 
 use crate::alloc::aligned::allocate_aligned;
-use crate::alloc::allocate::RAW;
 use crate::alloc::free::free_owned_block;
 use crate::alloc::huge::huge_block_size;
 use crate::alloc::huge::segment_holding;
@@ -37,7 +36,7 @@ pub unsafe fn realloc_aligned(
     align: usize,
 ) -> Option<NonNull<u8>> {
     // SAFETY: the caller's contract.
-    NonNull::new(unsafe { reallocate(RAW, address, new_size, align) })
+    NonNull::new(unsafe { reallocate(Domain::RAW, address, new_size, align) })
 }
 
 /// `realloc` through the `domain` family. A block of another domain is reported as a
@@ -46,7 +45,7 @@ pub unsafe fn realloc_aligned(
 /// # Safety
 /// As [`realloc_aligned`].
 pub(crate) unsafe fn reallocate(
-    domain: usize,
+    domain: Domain,
     address: *mut u8,
     new_size: usize,
     align: usize,
@@ -116,8 +115,8 @@ pub(crate) const GROWTH_ROOM_FROM: usize = 256;
 
 /// Moves the `owner` block at `address` (`usable` bytes) into a new block of `domain`.
 pub(crate) fn move_block(
-    domain: usize,
-    owner: usize,
+    domain: Domain,
+    owner: Domain,
     address: *mut u8,
     usable: usize,
     new_size: usize,
@@ -144,7 +143,7 @@ impl Domain {
     /// As [`realloc`].
     pub unsafe fn realloc(self, address: *mut u8, new_size: usize) -> Option<NonNull<u8>> {
         // SAFETY: the caller's contract.
-        NonNull::new(unsafe { reallocate(self.id(), address, new_size, MIN_ALIGN) })
+        NonNull::new(unsafe { reallocate(self, address, new_size, MIN_ALIGN) })
     }
 }
 

@@ -104,7 +104,7 @@ pub fn start_heap() -> Option<*mut Heap> {
 /// The calling thread's domain heap for `domain`, started if need be (the thread's heap too).
 /// `Err(EINVAL)` if the domain is not registered, `Err(ENOMEM)` if the OS refuses memory.
 #[cold]
-pub fn start_domain_heap(domain: usize) -> Result<*mut DomainHeap, libc::c_int> {
+pub fn start_domain_heap(domain: Domain) -> Result<*mut DomainHeap, libc::c_int> {
     let mut heap = current_heap();
     if heap == empty_heap() {
         heap = start_heap().ok_or(libc::ENOMEM)?;
@@ -114,7 +114,7 @@ pub fn start_domain_heap(domain: usize) -> Result<*mut DomainHeap, libc::c_int> 
     if existing != empty_domain_heap() {
         return Ok(existing);
     }
-    let Some(registered) = Domain::from_id(domain) else {
+    let Some(registered) = Some(domain).filter(|domain| domain.is_registered()) else {
         return Err(libc::EINVAL);
     };
     let domain_heap = DOMAIN_HEAPS

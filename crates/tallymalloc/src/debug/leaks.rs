@@ -13,7 +13,7 @@ fn live_by_domain(mut visit: impl FnMut(usize, u64, u64)) {
         while !header.is_null() {
             // SAFETY: D3.
             unsafe {
-                let domain = (*header).domain as usize;
+                let domain = Domain::from_stored((*header).domain);
                 blocks[domain] += 1;
                 bytes[domain] += (*header).size as u64;
                 header = List::next(header);

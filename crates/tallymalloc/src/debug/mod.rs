@@ -208,7 +208,7 @@ fn user_of(header: *mut Header) -> *mut u8 {
 }
 
 /// Allocates a debug block of `size` bytes aligned to `align` in `domain`; null on failure.
-pub fn allocate(domain: usize, size: usize, align: usize, zero: bool) -> *mut u8 {
+pub fn allocate(domain: Domain, size: usize, align: usize, zero: bool) -> *mut u8 {
     let align = align.max(crate::alloc::size_class::MIN_ALIGN);
     let lead = HEADER.max(align);
     let Some(total) = size
@@ -251,7 +251,7 @@ pub fn allocate(domain: usize, size: usize, align: usize, zero: bool) -> *mut u8
                 links: Links::UNLINKED,
                 size,
                 lead: lead as u32,
-                domain: domain as u8,
+                domain: domain.stored(),
                 _pad: [0; 3],
                 state: AtomicU32::new(LIVE),
                 site,
@@ -270,7 +270,7 @@ pub fn allocate(domain: usize, size: usize, align: usize, zero: bool) -> *mut u8
 ///
 /// # Safety
 /// `user` is any pointer (checked here).
-unsafe fn claim(call: &[u8], domain: usize, user: *mut u8, release: bool) -> Option<*mut Header> {
+unsafe fn claim(call: &[u8], domain: Domain, user: *mut u8, release: bool) -> Option<*mut Header> {
     let address = user as usize;
     // A block on a segment boundary has its header, and its core block, in the slot before.
     let holder = if address & crate::alloc::segment::SEGMENT_MASK == 0 {
@@ -315,7 +315,7 @@ unsafe fn claim(call: &[u8], domain: usize, user: *mut u8, release: bool) -> Opt
             }
         }
         let described = || Described::of(header);
-        if (*header).domain as usize != domain {
+        if Domain::from_stored((*header).domain) != domain {
             report(ErrorKind::DomainMismatch, call, address, Some(described()));
         }
         if (*header).front_guard.iter().any(|&b| b != GUARD_BYTE) {
@@ -341,9 +341,10 @@ pub const HEADER_SIZE: usize = HEADER;
 ///
 /// # Safety
 /// `user` must be a live debug block (D1).
-pub unsafe fn domain_of(user: *mut u8) -> usize {
-    // SAFETY: the caller's contract: the header precedes the block.
-    unsafe { (*header_of(user)).domain as usize }
+pub unsafe fn domain_of(user: *mut u8) -> Domain {
+    // SAFETY: the caller's contract: the header precedes the block, and its domain byte was
+    // stored from a Domain.
+    unsafe { Domain::from_stored((*header_of(user)).domain) }
 }
 
 /// `user` is ours but no live block starts there: inside one, or nowhere.
@@ -394,7 +395,7 @@ fn report_not_a_block(call: &[u8], user: *mut u8) {
 ///
 /// # Safety
 /// None beyond what the checks catch: this is the checking free.
-pub unsafe fn free(domain: usize, user: *mut u8) {
+pub unsafe fn free(domain: Domain, user: *mut u8) {
     if user.is_null() {
         return;
     }
@@ -419,7 +420,7 @@ pub unsafe fn usable_size(user: *const u8) -> usize {
 ///
 /// # Safety
 /// As [`free`].
-pub unsafe fn reallocate(domain: usize, user: *mut u8, size: usize, align: usize) -> *mut u8 {
+pub unsafe fn reallocate(domain: Domain, user: *mut u8, size: usize, align: usize) -> *mut u8 {
     if user.is_null() {
         return allocate(domain, size, align, false);
     }
@@ -485,7 +486,7 @@ unsafe fn release(header: *mut Header, call: &[u8]) {
         check_poison(header, call);
         (*header).state.store(RELEASED, Ordering::Release);
         let raw = user_of(header).sub((*header).lead as usize);
-        crate::alloc::domain_heap::free_in_own_domain((*header).domain as usize, raw);
+        crate::alloc::domain_heap::free_in_own_domain(Domain::from_stored((*header).domain), raw);
     }
 }
 

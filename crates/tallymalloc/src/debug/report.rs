@@ -52,7 +52,7 @@ pub fn error_count() -> u64 {
 /// What a report says about the block concerned.
 pub(super) struct Described {
     size: usize,
-    domain: usize,
+    domain: Domain,
     allocated_at: u32,
     freed_at: u32,
 }
@@ -66,7 +66,7 @@ impl Described {
             let freed = (*header).state.load(Ordering::Acquire) == FREED;
             Described {
                 size: (*header).size,
-                domain: (*header).domain as usize,
+                domain: Domain::from_stored((*header).domain),
                 allocated_at: (*header).site,
                 freed_at: if freed { (*header).freed_at as u32 } else { 0 },
             }
@@ -90,7 +90,8 @@ pub(super) fn report(kind: ErrorKind, call: &[u8], address: usize, block: Option
             .decimal(block.size as u64)
             .text(b" bytes in domain ")
             .text(
-                Domain::from_id(block.domain)
+                Some(block.domain)
+                    .filter(|domain| domain.is_registered())
                     .map_or("?", Domain::name)
                     .as_bytes(),
             );

@@ -27,9 +27,28 @@ pub const MAX_DOMAINS: usize = 128;
 /// The longest domain name, in bytes.
 pub const MAX_NAME_LEN: usize = 31;
 
-/// An allocator family. Copy it freely; it is a small number.
+/// An allocator family. Copy it freely; it is a small number, below [`MAX_DOMAINS`] (DM2), so
+/// it indexes per-domain tables (`[T; MAX_DOMAINS]`) without a bounds check.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct Domain(u8);
+
+impl<T> core::ops::Index<Domain> for [T; MAX_DOMAINS] {
+    type Output = T;
+
+    #[inline(always)]
+    fn index(&self, domain: Domain) -> &T {
+        // SAFETY: DM2: `domain.0 < MAX_DOMAINS`, the array's length.
+        unsafe { self.get_unchecked(domain.0 as usize) }
+    }
+}
+
+impl<T> core::ops::IndexMut<Domain> for [T; MAX_DOMAINS] {
+    #[inline(always)]
+    fn index_mut(&mut self, domain: Domain) -> &mut T {
+        // SAFETY: DM2: `domain.0 < MAX_DOMAINS`, the array's length.
+        unsafe { self.get_unchecked_mut(domain.0 as usize) }
+    }
+}
 
 /// Why a domain could not be registered.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -89,9 +108,28 @@ impl Domain {
 
     /// The domain with this id, if it is registered.
     pub fn from_id(id: usize) -> Option<Domain> {
-        (id < MAX_DOMAINS)
-            .then_some(Domain(id as u8))
-            .filter(|domain| domain.is_registered())
+        Domain::from_index(id).filter(|domain| domain.is_registered())
+    }
+
+    /// The domain of id `id`, registered or not; `None` beyond [`MAX_DOMAINS`] (DM2).
+    fn from_index(id: usize) -> Option<Domain> {
+        (id < MAX_DOMAINS).then_some(Domain(id as u8))
+    }
+
+    /// The domain a page or block header stored with [`Domain::stored`].
+    ///
+    /// # Safety
+    /// `byte` must have come from [`Domain::stored`] (DM2 then holds).
+    #[inline(always)]
+    pub(crate) unsafe fn from_stored(byte: u8) -> Domain {
+        debug_assert!((byte as usize) < MAX_DOMAINS);
+        Domain(byte)
+    }
+
+    /// This domain in a byte, as page and block headers keep it.
+    #[inline(always)]
+    pub(crate) const fn stored(self) -> u8 {
+        self.0
     }
 
     /// The domain's number, as the C API and the stats name it.
@@ -220,13 +258,13 @@ pub fn mismatches(domain: Domain) -> u64 {
 /// A block of `owner` was passed to `call` of the `through` domain: count it, and report or
 /// abort as the policy says. The caller then frees or moves the block correctly.
 #[cold]
-pub(crate) fn mismatch(call: &[u8], through: usize, owner: usize, address: usize) {
+pub(crate) fn mismatch(call: &[u8], through: Domain, owner: Domain, address: usize) {
     MISMATCHES[owner].fetch_add(1, Ordering::Relaxed);
     let policy = on_mismatch();
     if policy == OnMismatch::Ignore {
         return;
     }
-    let pair = owner * MAX_DOMAINS + through;
+    let pair = owner.id() * MAX_DOMAINS + through.id();
     let bit = 1u64 << (pair % 64);
     let first_time = REPORTED[pair / 64].fetch_or(bit, Ordering::Relaxed) & bit == 0;
     if !first_time && policy == OnMismatch::Warn {
@@ -250,12 +288,12 @@ pub(crate) fn mismatch(call: &[u8], through: usize, owner: usize, address: usize
     line.write_to_stderr();
 }
 
-fn domain_label(line: &mut Line, id: usize) {
-    let domain = Domain(id as u8);
+fn domain_label(line: &mut Line, domain: Domain) {
     if domain.is_registered() {
         line.text(b"'").text(domain.name_bytes()).text(b"'");
     } else {
-        line.text(b"unregistered domain ").decimal(id as u64);
+        line.text(b"unregistered domain ")
+            .decimal(domain.id() as u64);
     }
 }
 

@@ -47,7 +47,7 @@ pub use snapshot::{
     snapshot, DomainStats, Figures, HugeStats, ProcessStats, SizeClassStats, Stats,
 };
 
-use crate::alloc::size_class::{class_size, CLASS_COUNT};
+use crate::alloc::size_class::{SizeClass, CLASS_COUNT};
 use crate::platform::list::{Linked, Links, List};
 use crate::platform::lock_registry::Rank;
 use crate::platform::os;
@@ -219,14 +219,14 @@ impl Counters {
     /// bytes reach the domain's shared total when the class is settled or published.
     ///
     /// # Safety
-    /// Owner thread only (A1); `class < CLASS_COUNT`.
+    /// Owner thread only (A1).
     #[inline(always)]
-    pub unsafe fn count_allocation(&self, class: usize) {
+    pub unsafe fn count_allocation(&self, class: SizeClass) {
         if !ENABLED {
             return;
         }
         // SAFETY: the caller's contract.
-        unsafe { bump(self.tallies.class_allocations.get_unchecked(class), 1) };
+        bump(&self.tallies.class_allocations[class], 1);
     }
 
     /// Takes what the fast paths did in `class` since it was last settled into the drift, and
@@ -237,16 +237,16 @@ impl Counters {
     /// # Safety
     /// As [`Self::count_allocation`].
     #[inline]
-    pub unsafe fn settle_class(&self, class: usize) {
+    pub unsafe fn settle_class(&self, class: SizeClass) {
         if !ENABLED {
             return;
         }
         // We are the only writer of `unpublished` (A1).
-        // SAFETY: the caller's contract: a valid class, and owner thread only.
+        // SAFETY: the caller's contract: owner thread only (A1).
         unsafe {
             let unpublished = &mut *self.unpublished.get();
             let net_blocks = self.take_unsettled(unpublished, class);
-            unpublished.drift += net_blocks * class_size(class) as i64;
+            unpublished.drift += net_blocks * class.size() as i64;
             // Only growth can raise the peak; shrinking publishes on the other occasions.
             if unpublished.drift > PUBLISH_STEP {
                 self.publish();
@@ -256,28 +256,20 @@ impl Counters {
 
     /// The blocks of `class` the fast paths allocated less those they freed since the class
     /// was last settled, which starts the count anew.
-    ///
-    /// # Safety
-    /// As [`Self::count_allocation`].
     #[inline(always)]
-    unsafe fn take_unsettled(&self, unpublished: &mut Unpublished, class: usize) -> i64 {
-        // SAFETY: the caller's contract: a valid class.
-        unsafe {
-            let load = |counters: &[AtomicU64; CLASS_COUNT]| {
-                counters.get_unchecked(class).load(Ordering::Relaxed)
-            };
-            let (allocations, frees) = (
-                load(&self.tallies.class_allocations),
-                load(&self.tallies.class_frees),
-            );
-            let allocated = unpublished.published_allocations.get_unchecked_mut(class);
-            let net = allocations.wrapping_sub(*allocated) as i64;
-            *allocated = allocations;
-            let freed = unpublished.published_frees.get_unchecked_mut(class);
-            let net = net - frees.wrapping_sub(*freed) as i64;
-            *freed = frees;
-            net
-        }
+    fn take_unsettled(&self, unpublished: &mut Unpublished, class: SizeClass) -> i64 {
+        let load = |counters: &[AtomicU64; CLASS_COUNT]| counters[class].load(Ordering::Relaxed);
+        let (allocations, frees) = (
+            load(&self.tallies.class_allocations),
+            load(&self.tallies.class_frees),
+        );
+        let allocated = &mut unpublished.published_allocations[class];
+        let net = allocations.wrapping_sub(*allocated) as i64;
+        *allocated = allocations;
+        let freed = &mut unpublished.published_frees[class];
+        let net = net - frees.wrapping_sub(*freed) as i64;
+        *freed = frees;
+        net
     }
 
     /// The heap starts serving a page of `class` (fresh or adopted): its fast-path frees are to
@@ -285,9 +277,9 @@ impl Counters {
     ///
     /// # Safety
     /// Owner thread only (A1).
-    pub unsafe fn note_class(&self, class: usize) {
+    pub unsafe fn note_class(&self, class: SizeClass) {
         // SAFETY: the caller's contract.
-        unsafe { (*self.unpublished.get()).classes |= 1 << class };
+        unsafe { (*self.unpublished.get()).classes |= 1 << class.index() };
     }
 
     /// `free`'s fast path freed a block of `class`: one add, which every reader sees at once.
@@ -296,12 +288,12 @@ impl Counters {
     /// # Safety
     /// As [`Self::count_allocation`].
     #[inline(always)]
-    pub unsafe fn count_fast_free(&self, class: usize) {
+    pub unsafe fn count_fast_free(&self, class: SizeClass) {
         if !ENABLED {
             return;
         }
         // SAFETY: the caller's contract.
-        unsafe { bump(self.tallies.class_frees.get_unchecked(class), 1) };
+        bump(&self.tallies.class_frees[class], 1);
     }
 
     /// A slow path freed a block of `class` (`block_size` usable bytes): counted at once in
@@ -310,13 +302,13 @@ impl Counters {
     ///
     /// # Safety
     /// As [`Self::count_allocation`].
-    pub unsafe fn count_free(&self, class: usize, block_size: usize) {
+    pub unsafe fn count_free(&self, class: SizeClass, block_size: usize) {
         if !ENABLED {
             return;
         }
         // SAFETY: the caller's contract.
         unsafe {
-            bump(self.tallies.class_frees.get_unchecked(class), 1);
+            bump(&self.tallies.class_frees[class], 1);
             let unpublished = &mut *self.unpublished.get();
             unpublished.published_frees[class] += 1;
             unpublished.drift -= block_size as i64;
@@ -420,12 +412,11 @@ impl Counters {
         let mut net = core::mem::take(&mut unpublished.drift);
         unpublished.emptied_bytes = 0;
         let mut classes = unpublished.classes;
-        while classes != 0 {
-            let class = classes.trailing_zeros() as usize;
+        // With no bit left, trailing_zeros is 64: no class (CLASS_COUNT <= 64), and the loop ends.
+        while let Some(class) = SizeClass::from_index(classes.trailing_zeros() as usize) {
             classes &= classes - 1;
-            // SAFETY: owner thread (the caller's contract); `class` is a valid class.
-            let net_blocks = unsafe { self.take_unsettled(unpublished, class) };
-            net += net_blocks * class_size(class) as i64;
+            let net_blocks = self.take_unsettled(unpublished, class);
+            net += net_blocks * class.size() as i64;
         }
         let shared = &SHARED[self.domain.load(Ordering::Relaxed)];
         let total = shared.published_live.fetch_add(net, Ordering::Relaxed) + net;
@@ -472,7 +463,7 @@ static SHARED: [DomainShared; MAX_DOMAINS] = [const {
 static RETIRED: [Tallies; MAX_DOMAINS] = [const { Tallies::new() }; MAX_DOMAINS];
 
 /// A free of a `domain` block by a thread that has no heap in that domain.
-pub fn count_orphan_free(domain: usize, class: usize, block_size: usize) {
+pub fn count_orphan_free(domain: Domain, class: SizeClass, block_size: usize) {
     if !ENABLED {
         return;
     }
@@ -483,7 +474,7 @@ pub fn count_orphan_free(domain: usize, class: usize, block_size: usize) {
 }
 
 /// A huge block allocated by a thread that has no heap in its domain.
-pub fn count_orphan_huge_allocation(domain: usize, usable: usize) {
+pub fn count_orphan_huge_allocation(domain: Domain, usable: usize) {
     if !ENABLED {
         return;
     }
@@ -500,7 +491,7 @@ pub fn count_orphan_huge_allocation(domain: usize, usable: usize) {
 }
 
 /// As [`count_orphan_free`], for a huge block.
-pub fn count_orphan_huge_free(domain: usize, usable: usize) {
+pub fn count_orphan_huge_free(domain: Domain, usable: usize) {
     if !ENABLED {
         return;
     }
@@ -530,12 +521,12 @@ static ACTIVE: SpinLock<ActiveList> = SpinLock::new(
 ///
 /// # Safety
 /// `counters` must stay valid until [`retire`] is called on it.
-pub unsafe fn activate(counters: *const Counters, domain: usize) {
+pub unsafe fn activate(counters: *const Counters, domain: Domain) {
     let mut list = ACTIVE.lock();
     // SAFETY: A2: the links are ours under the lock; the caller keeps the counters alive.
     unsafe {
         ptr::write(counters.cast_mut(), Counters::new());
-        (*counters).domain.store(domain, Ordering::Relaxed);
+        (*counters).domain.store(domain.id(), Ordering::Relaxed);
         list.counters.push_front(counters.cast_mut());
     }
 }

@@ -238,19 +238,19 @@ pub fn snapshot() -> Stats {
         huge: HugeStats::default(),
         process: process_stats(),
     };
-    for class in 0..CLASS_COUNT {
-        stats.size_classes[class].size = class_size(class) as u64;
+    for class in SizeClass::all() {
+        stats.size_classes[class].size = class.size() as u64;
     }
     for (domain, sum) in sums.iter().enumerate() {
         let figures = &mut stats.domains[domain];
         let (mut usable, mut allocated) = (0u64, 0u64);
-        for class in 0..CLASS_COUNT {
-            allocated += sum.class_allocations[class] * class_size(class) as u64;
+        for class in SizeClass::all() {
+            allocated += sum.class_allocations[class] * class.size() as u64;
             // A reader may see a free before the allocation it undoes: never below zero.
             let live = sum.class_allocations[class].saturating_sub(sum.class_frees[class]);
             stats.size_classes[class].live_blocks += live;
-            stats.size_classes[class].live_bytes += live * class_size(class) as u64;
-            usable += live * class_size(class) as u64;
+            stats.size_classes[class].live_bytes += live * class.size() as u64;
+            usable += live * class.size() as u64;
             figures.allocations += sum.class_allocations[class];
             figures.frees += sum.class_frees[class];
         }

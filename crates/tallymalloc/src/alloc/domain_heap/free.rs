@@ -10,7 +10,7 @@ use super::*;
 /// # Safety
 /// `address` must be a live pointer handed out by this allocator.
 #[inline(always)]
-pub unsafe fn free(domain: usize, address: *mut u8) {
+pub unsafe fn free(domain: Domain, address: *mut u8) {
     // SAFETY: the caller's contract.
     unsafe {
         if !free_local(domain, address) {
@@ -30,7 +30,7 @@ pub unsafe fn free(domain: usize, address: *mut u8) {
 /// # Safety
 /// `address` must be a live block of ours.
 #[inline(always)]
-unsafe fn free_local(domain: usize, address: *mut u8) -> bool {
+unsafe fn free_local(domain: Domain, address: *mut u8) -> bool {
     // SAFETY: the caller's contract.
     unsafe { free_owned::<false>(domain, address) }
 }
@@ -41,7 +41,7 @@ unsafe fn free_local(domain: usize, address: *mut u8) -> bool {
 /// # Safety
 /// `address` must be a live block of ours.
 #[inline(always)]
-unsafe fn free_secure_local(domain: usize, address: *mut u8) -> bool {
+unsafe fn free_secure_local(domain: Domain, address: *mut u8) -> bool {
     // SAFETY: the caller's contract.
     unsafe { free_owned::<true>(domain, address) }
 }
@@ -52,7 +52,7 @@ unsafe fn free_secure_local(domain: usize, address: *mut u8) -> bool {
 /// # Safety
 /// `address` must be a live block of ours.
 #[inline(always)]
-unsafe fn free_owned<const SECURE: bool>(domain: usize, address: *mut u8) -> bool {
+unsafe fn free_owned<const SECURE: bool>(domain: Domain, address: *mut u8) -> bool {
     let heap = domain_heap(domain);
     let flags = if SECURE { FLAG_SLOW_ONLY } else { 0 };
     // The caller guarantees `address` is ours and live, so its segment header and page are
@@ -68,7 +68,7 @@ unsafe fn free_owned<const SECURE: bool>(domain: usize, address: *mut u8) -> boo
         {
             return false;
         }
-        (*heap).counters.count_fast_free((*page).class as usize);
+        (*heap).counters.count_fast_free((*page).size_class());
         let emptied = if SECURE {
             (*page).push_local_checked(address.cast())
         } else {
@@ -115,7 +115,7 @@ unsafe fn heartbeat(heap: *mut DomainHeap) {
 /// # Safety
 /// `address` must be a live block of ours.
 #[inline(always)]
-pub unsafe fn free_if_of(domain: usize, address: *mut u8) -> bool {
+pub unsafe fn free_if_of(domain: Domain, address: *mut u8) -> bool {
     // SAFETY: the caller's contract.
     unsafe { free_local(domain, address) || free_if_of_slow(domain, address) }
 }
@@ -124,7 +124,7 @@ pub unsafe fn free_if_of(domain: usize, address: *mut u8) -> bool {
 /// `address` must be a live block of ours.
 #[cold]
 #[inline(never)]
-unsafe fn free_if_of_slow(domain: usize, address: *mut u8) -> bool {
+unsafe fn free_if_of_slow(domain: Domain, address: *mut u8) -> bool {
     // SAFETY: the caller's contract: a live block of ours.
     unsafe {
         if domain_of(address) != domain {
@@ -142,7 +142,7 @@ unsafe fn free_if_of_slow(domain: usize, address: *mut u8) -> bool {
 /// `address` must be a live block of ours.
 #[cold]
 #[inline(never)]
-unsafe fn free_secure(domain: usize, address: *mut u8) {
+unsafe fn free_secure(domain: Domain, address: *mut u8) {
     // Debug mode, on too, checks every free itself in `free_slow`.
     // SAFETY: the caller's contract.
     unsafe {
@@ -166,15 +166,16 @@ unsafe fn page_emptied_at(heap: *mut DomainHeap, address: *mut u8) {
 ///
 /// # Safety
 /// `address` must be a live block of ours.
-pub unsafe fn domain_of(address: *const u8) -> usize {
+pub unsafe fn domain_of(address: *const u8) -> Domain {
     // SAFETY: the block is live, so its segment header and page are mapped and constant (S2).
     unsafe {
         let segment = segment_of(address);
-        if (*segment).kind == SegmentKind::Huge {
-            (*segment).pages[0].domain as usize
+        let page = if (*segment).kind == SegmentKind::Huge {
+            &raw const (*segment).pages[0]
         } else {
-            (*(*segment).page_of(address)).domain as usize
-        }
+            (*segment).page_of(address)
+        };
+        Domain::from_stored((*page).domain)
     }
 }
 
@@ -185,7 +186,7 @@ pub unsafe fn domain_of(address: *const u8) -> usize {
 /// `address` must be a live block of ours.
 #[cold]
 #[inline(never)]
-unsafe fn free_slow(domain: usize, address: *mut u8) {
+unsafe fn free_slow(domain: Domain, address: *mut u8) {
     // Debug blocks' pages are flagged, so their frees all come here (FLAG_SLOW_ONLY).
     if debug::active() {
         // Debug mode's reports and quarantine must not change what `errno` says to C.
@@ -204,7 +205,7 @@ unsafe fn free_slow(domain: usize, address: *mut u8) {
             return free_huge_block(domain, segment, address);
         }
         let page = (*segment).page_of(address);
-        let owner_domain = (*page).domain as usize;
+        let owner_domain = Domain::from_stored((*page).domain);
         if owner_domain != domain {
             crate::policy::domain::mismatch(b"free", domain, owner_domain, address as usize);
         }
@@ -216,7 +217,7 @@ unsafe fn free_slow(domain: usize, address: *mut u8) {
 ///
 /// # Safety
 /// `address` must be a live block of `domain`.
-pub unsafe fn free_in_own_domain(domain: usize, address: *mut u8) {
+pub unsafe fn free_in_own_domain(domain: Domain, address: *mut u8) {
     // SAFETY: the caller's contract; the header and page are mapped (S2).
     unsafe {
         let segment = segment_of(address);
@@ -237,9 +238,9 @@ pub unsafe fn free_in_own_domain(domain: usize, address: *mut u8) {
 ///
 /// # Safety
 /// `segment` must be the huge segment of the live block `address`.
-pub unsafe fn free_huge_block(domain: usize, segment: *mut Segment, address: *mut u8) {
+pub unsafe fn free_huge_block(domain: Domain, segment: *mut Segment, address: *mut u8) {
     // SAFETY: the caller's contract; the header is mapped (S2).
-    let owner_domain = unsafe { (*segment).pages[0].domain as usize };
+    let owner_domain = unsafe { Domain::from_stored((*segment).pages[0].domain) };
     if owner_domain != domain {
         crate::policy::domain::mismatch(b"free", domain, owner_domain, address as usize);
     }
@@ -252,7 +253,7 @@ pub unsafe fn free_huge_block(domain: usize, segment: *mut Segment, address: *mu
 /// # Safety
 /// `segment` must be the huge segment of a live block of `domain`.
 #[cold]
-unsafe fn free_huge(domain: usize, segment: *mut Segment) {
+unsafe fn free_huge(domain: Domain, segment: *mut Segment) {
     // Unmapping must not change what `errno` says to a C caller of free.
     let _errno = os::ErrnoGuard::save();
     let mine = counting_heap(domain);
@@ -274,7 +275,7 @@ unsafe fn free_huge(domain: usize, segment: *mut Segment) {
 /// # Safety
 /// `address` must be a live block of `domain` in `page`, a small, medium or large page.
 #[inline(always)]
-unsafe fn free_in_page(domain: usize, page: *mut Page, address: *mut u8) {
+unsafe fn free_in_page(domain: Domain, page: *mut Page, address: *mut u8) {
     // SAFETY: the caller's contract: the page is mapped (S2).
     let Some(block) = (unsafe { block_at(page, address) }) else {
         return crate::policy::misuse::report_not_a_block_start(b"free", address as usize);
@@ -282,7 +283,7 @@ unsafe fn free_in_page(domain: usize, page: *mut Page, address: *mut u8) {
     let mine = counting_heap(domain);
     // SAFETY: the caller's contract.
     unsafe {
-        let (class, block_size) = ((*page).class as usize, (*page).block_size);
+        let (class, block_size) = ((*page).size_class(), (*page).block_size);
         if mine == thread::empty_domain_heap() {
             stats::count_orphan_free(domain, class, block_size);
         } else {

@@ -3,13 +3,13 @@
 //! checked pops, debug mode's hand-off).
 
 use super::*;
-use crate::alloc::size_class::{class_alignment, LARGE_MAX, MIN_ALIGN};
+use crate::alloc::size_class::{SizeClass, LARGE_MAX, MIN_ALIGN};
 
 /// Allocates a block for a request of `size <= SMALL_LOOKUP_MAX` bytes from the calling
 /// thread's heap for `domain`; null on failure. `zero_bytes` asks for that many leading bytes
 /// to be zero.
 #[inline(always)]
-pub fn malloc_small(domain: usize, size: usize, zero_bytes: Option<usize>) -> *mut u8 {
+pub fn malloc_small(domain: Domain, size: usize, zero_bytes: Option<usize>) -> *mut u8 {
     debug_assert!(size <= SMALL_LOOKUP_MAX);
     let heap = domain_heap(domain);
     // `heap` is this thread's domain heap or the empty heap, both valid, and the index is at
@@ -22,19 +22,19 @@ pub fn malloc_small(domain: usize, size: usize, zero_bytes: Option<usize>) -> *m
 }
 
 /// Allocates a block of size class `class` (for callers that chose the class themselves) for a
-/// request of `size` bytes (`class_of(size) == class`).
+/// request of `size` bytes (`SizeClass::of(size) == class`).
 #[inline(always)]
 pub fn malloc_class(
-    domain: usize,
-    class: usize,
+    domain: Domain,
+    class: SizeClass,
     size: usize,
     zero_bytes: Option<usize>,
 ) -> *mut u8 {
-    debug_assert_eq!(class_of(size.max(1)), class);
+    debug_assert_eq!(SizeClass::of(size.max(1)), class);
     let heap = domain_heap(domain);
     // SAFETY: as in `malloc_small`; `class` is below CLASS_COUNT.
     unsafe {
-        let page = *(*(*heap).pages.get()).current.get_unchecked(class);
+        let page = (&(*(*heap).pages.get()).current)[class];
         pop_or_slow(heap, page, size, zero_bytes, domain)
     }
 }
@@ -50,7 +50,7 @@ unsafe fn pop_or_slow(
     page: *mut Page,
     size: usize,
     zero_bytes: Option<usize>,
-    domain: usize,
+    domain: Domain,
 ) -> *mut u8 {
     // Page::pop only writes a page that has a block, which the empty page never has.
     // SAFETY: the caller's contract (a valid heap and its current page, H2).
@@ -98,12 +98,12 @@ unsafe fn malloc_slow(
     heap: *mut DomainHeap,
     size: usize,
     zero_bytes: Option<usize>,
-    domain: usize,
+    domain: Domain,
 ) -> *mut u8 {
     // SAFETY: the caller's contract.
     unsafe {
         if secure::slow_paths_only() && !debug::active() {
-            malloc_secure(heap, class_of(size), size, zero_bytes, domain)
+            malloc_secure(heap, SizeClass::of(size), size, zero_bytes, domain)
         } else {
             malloc_refill(heap, size, zero_bytes, domain)
         }
@@ -121,15 +121,15 @@ unsafe fn malloc_refill(
     heap: *mut DomainHeap,
     size: usize,
     zero_bytes: Option<usize>,
-    domain: usize,
+    domain: Domain,
 ) -> *mut u8 {
-    let class = class_of(size);
+    let class = SizeClass::of(size);
     // `heap` is this thread's own started domain heap (checked first), and `current[class]` a
     // valid page of ours or the empty page, whose `thread_free` is always empty.
     // SAFETY: H1 lets us change our own heap; H2 makes the page valid.
     unsafe {
         let pages = (*heap).pages.get();
-        let page = *(*pages).current.get_unchecked(class);
+        let page = (&(*pages).current)[class];
         if heap != thread::empty_domain_heap() {
             // Every refill passes here: the class's allocations and frees since the last time
             // go into the drift toward a publication (stats.rs).
@@ -162,10 +162,10 @@ unsafe fn malloc_refill(
 #[inline(never)]
 unsafe fn malloc_generic(
     heap: *mut DomainHeap,
-    class: usize,
+    class: SizeClass,
     size: usize,
     zero_bytes: Option<usize>,
-    domain: usize,
+    domain: Domain,
 ) -> *mut u8 {
     if debug::active() && !debug::in_layer() {
         return debug::allocate(
@@ -190,10 +190,10 @@ unsafe fn malloc_generic(
 #[inline(never)]
 unsafe fn malloc_secure(
     heap: *mut DomainHeap,
-    class: usize,
+    class: SizeClass,
     size: usize,
     zero_bytes: Option<usize>,
-    domain: usize,
+    domain: Domain,
 ) -> *mut u8 {
     // SAFETY: the caller's contract.
     let block = unsafe { secure_pop(heap, class) };
@@ -216,7 +216,7 @@ unsafe fn malloc_secure(
 /// # Safety
 /// `heap` is this thread's domain heap or the empty one (H1).
 #[inline(always)]
-unsafe fn secure_pop(heap: *mut DomainHeap, class: usize) -> *mut Block {
+unsafe fn secure_pop(heap: *mut DomainHeap, class: SizeClass) -> *mut Block {
     // The empty heap's queues are empty, and its tick countdown stays 0.
     // SAFETY: H1/H2: pages on our queues are ours.
     unsafe {
@@ -243,9 +243,9 @@ unsafe fn secure_pop(heap: *mut DomainHeap, class: usize) -> *mut Block {
 #[inline(always)]
 unsafe fn malloc_in_class(
     heap: *mut DomainHeap,
-    class: usize,
+    class: SizeClass,
     zero_bytes: Option<usize>,
-    domain: usize,
+    domain: Domain,
 ) -> *mut u8 {
     let heap = if heap == thread::empty_domain_heap() {
         match thread::start_domain_heap(domain) {
@@ -290,11 +290,11 @@ unsafe fn malloc_in_class(
 /// blocks (through [`allocate_core`]) and for aligned requests a class aligns by itself.
 /// `allocate.rs`'s `allocate` is the same dispatch with the hook on its huge branch; sharing
 /// one dispatch through a closure cost the C malloc+free pair six instructions (70, not 64).
-fn allocate_unhooked(domain: usize, size: usize, zero_bytes: Option<usize>) -> *mut u8 {
+fn allocate_unhooked(domain: Domain, size: usize, zero_bytes: Option<usize>) -> *mut u8 {
     if size <= SMALL_LOOKUP_MAX {
         malloc_small(domain, size, zero_bytes)
     } else if size <= LARGE_MAX {
-        malloc_class(domain, class_of(size), size, zero_bytes)
+        malloc_class(domain, SizeClass::of(size), size, zero_bytes)
     } else {
         allocate_huge_unhooked(domain, size, MIN_ALIGN, zero_bytes)
     }
@@ -302,7 +302,7 @@ fn allocate_unhooked(domain: usize, size: usize, zero_bytes: Option<usize>) -> *
 
 /// A huge block of its own mapping, counted in `domain` (no debug hook).
 pub fn allocate_huge_unhooked(
-    domain: usize,
+    domain: Domain,
     size: usize,
     align: usize,
     zero_bytes: Option<usize>,
@@ -311,7 +311,7 @@ pub fn allocate_huge_unhooked(
 }
 
 /// Counts `block`, a huge block just mapped for `domain` (or null), and returns it.
-fn counted_huge(domain: usize, block: *mut u8) -> *mut u8 {
+fn counted_huge(domain: Domain, block: *mut u8) -> *mut u8 {
     if !block.is_null() {
         // SAFETY: the block was just allocated.
         count_huge_allocation(domain, unsafe { huge::huge_block_size(block) });
@@ -321,18 +321,18 @@ fn counted_huge(domain: usize, block: *mut u8) -> *mut u8 {
 
 /// A core block for debug mode's layout. The caller (debug.rs) has marked its thread as inside
 /// the debug layer, so the slow paths do not hand the request back to it.
-pub fn allocate_core(domain: usize, size: usize, align: usize) -> *mut u8 {
+pub fn allocate_core(domain: Domain, size: usize, align: usize) -> *mut u8 {
     allocate_aligned_plain(domain, size, align, None)
 }
 
 /// A core block for debug mode whose address `lead` bytes in is aligned to `align`, a
 /// segment's alignment or more: a huge block a lead short of the boundary (U6 in huge.rs).
-pub fn allocate_core_led(domain: usize, size: usize, align: usize, lead: usize) -> *mut u8 {
+pub fn allocate_core_led(domain: Domain, size: usize, align: usize, lead: usize) -> *mut u8 {
     counted_huge(domain, huge::alloc_led(size, align, lead, None, domain))
 }
 
 pub fn allocate_aligned_plain(
-    domain: usize,
+    domain: Domain,
     size: usize,
     align: usize,
     zero_bytes: Option<usize>,
@@ -343,15 +343,20 @@ pub fn allocate_aligned_plain(
     // A class whose blocks all fall on `align` boundaries costs nothing extra.
     let rounded = (size + align - 1) & !(align - 1);
     if rounded <= LARGE_MAX {
-        let class = class_of(rounded);
-        if class_alignment(class).min(crate::alloc::segment::HEADER_RESERVE) >= align {
+        let class = SizeClass::of(rounded);
+        if class.alignment().min(crate::alloc::segment::HEADER_RESERVE) >= align {
             return malloc_class(domain, class, rounded, zero_bytes);
         }
     }
     // Otherwise over-allocate and hand out an aligned address inside the block.
     let padded = size + align;
     if padded <= LARGE_MAX && align <= crate::alloc::segment::HEADER_RESERVE {
-        let block = malloc_class(domain, class_of(padded), padded, zero_bytes.map(|_| padded));
+        let block = malloc_class(
+            domain,
+            SizeClass::of(padded),
+            padded,
+            zero_bytes.map(|_| padded),
+        );
         if block.is_null() {
             return block;
         }

@@ -20,7 +20,7 @@
 //!   thread's [`Heap`], which may requeue pages into any of its domain heaps (adoption).
 //! - **H2 current**: `current[c]` is the first page of `queues[c]`, or the shared empty page
 //!   (whose free list is always empty) when the queue is empty; `direct[(n + 7) / 8]` is
-//!   `current[class_of(n)]` for every `n <= SMALL_LOOKUP_MAX`. Pages in `queues[c]` serve class
+//!   `current[SizeClass::of(n)]` for every `n <= SMALL_LOOKUP_MAX`. Pages in `queues[c]` serve class
 //!   `c` and are not flagged full; pages on `full` have `FLAG_IN_FULL` and a `Use` delayed-free
 //!   tag requested while their thread list was empty (P4). Every page on them has this heap's
 //!   domain and this heap as its owner.
@@ -41,7 +41,7 @@ use crate::alloc::page::{
     Block, DelayedFree, Page, FLAG_HAS_ALIGNED, FLAG_IN_FULL, FLAG_SLOW_ONLY, HUGE_CLASS,
 };
 use crate::alloc::segment::{segment_of, Segment, SegmentKind};
-use crate::alloc::size_class::{class_of, class_size, CLASS_COUNT, SMALL_LOOKUP_MAX};
+use crate::alloc::size_class::{SizeClass, CLASS_COUNT, SMALL_LOOKUP_MAX};
 use crate::alloc::thread;
 use crate::debug;
 use crate::platform::list::List;
@@ -144,7 +144,7 @@ impl DomainHeap {
         let mut pages = DomainPages::empty(empty_page());
         pages.this = this;
         pages.heap = heap;
-        pages.domain = domain.id() as u8;
+        pages.domain = domain.stored();
         // SAFETY: the caller gives us the memory.
         unsafe {
             ptr::write(&raw mut (*this).pages, UnsafeCell::new(pages));
@@ -152,7 +152,7 @@ impl DomainHeap {
                 &raw mut (*this).delayed_free,
                 AtomicPtr::new(ptr::null_mut()),
             );
-            stats::activate(&raw const (*this).counters, domain.id());
+            stats::activate(&raw const (*this).counters, domain);
         }
     }
 
@@ -168,9 +168,9 @@ impl DomainHeap {
         unsafe { &mut *self.pages.get() }
     }
 
-    pub fn domain(&self) -> usize {
+    pub fn domain(&self) -> Domain {
         // SAFETY: `domain` is written once, before the heap is published to its thread.
-        unsafe { (*self.pages.get()).domain as usize }
+        unsafe { Domain::from_stored((*self.pages.get()).domain) }
     }
 
     /// Hands a block to the owner of `heap` (remote free into a full page, P4).
@@ -194,9 +194,9 @@ impl DomainHeap {
 
 /// The calling thread's domain heap for `domain` (the empty one if it has none yet).
 #[inline(always)]
-fn domain_heap(domain: usize) -> *mut DomainHeap {
+fn domain_heap(domain: Domain) -> *mut DomainHeap {
     let heap = thread::current_heap();
-    if domain == Domain::RAW.id() {
+    if domain == Domain::RAW {
         // The raw domain heap is the thread heap's first field.
         heap.cast()
     } else {
@@ -220,7 +220,7 @@ const SECURE_POPS_PER_TICK: u32 = 64;
 /// frees before it allocates gets one now, so that its counts stay in its own counters rather
 /// than in atomics every such thread shares; if that fails, the empty heap (whose callers
 /// count in the shared "orphan" totals).
-fn counting_heap(domain: usize) -> *mut DomainHeap {
+fn counting_heap(domain: Domain) -> *mut DomainHeap {
     let mine = domain_heap(domain);
     if mine != thread::empty_domain_heap() || !stats::ENABLED {
         return mine;
@@ -230,14 +230,14 @@ fn counting_heap(domain: usize) -> *mut DomainHeap {
 
 #[cold]
 #[inline(never)]
-fn start_counting_heap(domain: usize, empty: *mut DomainHeap) -> *mut DomainHeap {
+fn start_counting_heap(domain: Domain, empty: *mut DomainHeap) -> *mut DomainHeap {
     // A failed mapping must not change what `errno` says to a C caller of free.
     let _errno = os::ErrnoGuard::save();
     thread::start_domain_heap(domain).unwrap_or(empty)
 }
 
 /// Counts a huge block allocated for `domain` by the calling thread.
-pub fn count_huge_allocation(domain: usize, usable: usize) {
+pub fn count_huge_allocation(domain: Domain, usable: usize) {
     let mine = counting_heap(domain);
     if mine == thread::empty_domain_heap() {
         stats::count_orphan_huge_allocation(domain, usable);
@@ -249,7 +249,7 @@ pub fn count_huge_allocation(domain: usize, usable: usize) {
 
 /// Counts a huge block of `domain` resized from `old_usable` to `new_usable` bytes: a free of
 /// the old size and an allocation of the new one.
-pub fn count_huge_resize(domain: usize, old_usable: usize, new_usable: usize) {
+pub fn count_huge_resize(domain: Domain, old_usable: usize, new_usable: usize) {
     let mine = counting_heap(domain);
     if mine == thread::empty_domain_heap() {
         stats::count_orphan_huge_free(domain, old_usable);
@@ -294,13 +294,13 @@ impl DomainHeap {
     #[inline(always)]
     fn count_allocation(&self, page: *mut Page) {
         // SAFETY: A1: our own counters; the page is ours (H1), so its class is valid.
-        unsafe { self.counters.count_allocation((*page).class as usize) };
+        unsafe { self.counters.count_allocation((*page).size_class()) };
     }
 
     /// Takes `class`'s allocations and frees since the last time into the counters' drift
     /// (stats.rs).
     #[inline]
-    fn settle_class(&self, class: usize) {
+    fn settle_class(&self, class: SizeClass) {
         // SAFETY: A1: our own counters; `class` is below CLASS_COUNT.
         unsafe { self.counters.settle_class(class) };
     }
@@ -314,7 +314,7 @@ impl DomainHeap {
         block
     }
 
-    fn queue_push_front(&self, class: usize, page: *mut Page) {
+    fn queue_push_front(&self, class: SizeClass, page: *mut Page) {
         // SAFETY: H1/H2: the page is ours and on no queue.
         unsafe {
             let pages = self.pages();
@@ -323,7 +323,7 @@ impl DomainHeap {
         }
     }
 
-    pub(crate) fn queue_push_back(&self, class: usize, page: *mut Page) {
+    pub(crate) fn queue_push_back(&self, class: SizeClass, page: *mut Page) {
         // SAFETY: H1/H2: the page is ours and on no queue.
         unsafe {
             let pages = self.pages();
@@ -332,7 +332,7 @@ impl DomainHeap {
         }
     }
 
-    fn queue_remove(&self, class: usize, page: *mut Page) {
+    fn queue_remove(&self, class: SizeClass, page: *mut Page) {
         // SAFETY: H1/H2: the page is ours and on this queue.
         unsafe {
             let pages = self.pages();
@@ -392,7 +392,7 @@ impl DomainHeap {
             self.pages().full.remove(page);
             (*page).set_flag(FLAG_IN_FULL, false);
             (*page).set_delayed_free(DelayedFree::None);
-            self.queue_push_back((*page).class as usize, page);
+            self.queue_push_back((*page).size_class(), page);
         }
     }
 
@@ -419,7 +419,7 @@ impl DomainHeap {
     }
 
     /// Finds a page of `class` with a free block, making it current; null when out of memory.
-    fn find_page(&self, class: usize) -> *mut Page {
+    fn find_page(&self, class: SizeClass) -> *mut Page {
         // SAFETY: H1/H2: every page on our queues is ours.
         unsafe {
             let mut page = self.pages().queues[class].first();
@@ -453,8 +453,8 @@ impl DomainHeap {
     }
 
     /// Starts a new page for `class` at the front of its queue.
-    fn fresh_page(&self, class: usize) -> *mut Page {
-        let block_size = class_size(class);
+    fn fresh_page(&self, class: SizeClass) -> *mut Page {
+        let block_size = class.size();
         // SAFETY: H1: `heap` is our thread's heap; no borrow of our pages is held across.
         let page = unsafe {
             let heap = self.pages().heap;
@@ -466,7 +466,7 @@ impl DomainHeap {
         // SAFETY: the page was just taken from one of our segments.
         unsafe {
             let this = self.pages().this;
-            (*page).start_serving(class as u8, block_size, this.cast(), self.domain() as u8);
+            (*page).start_serving(class, block_size, this.cast(), self.domain());
             if secure::active() {
                 // Before the first block is carved (E2).
                 (*page).key = secure::next_key();
@@ -488,7 +488,7 @@ impl DomainHeap {
             if (*page).flags() & FLAG_IN_FULL != 0 {
                 self.pages().full.remove(page);
             } else {
-                self.queue_remove((*page).class as usize, page);
+                self.queue_remove((*page).size_class(), page);
             }
             self.counters
                 .count_emptied_page((*page).capacity() * (*page).block_size);
@@ -536,7 +536,7 @@ impl DomainHeap {
         // SAFETY: H1, and the caller's promise.
         unsafe {
             let pages = self.pages();
-            for class in 0..CLASS_COUNT {
+            for class in SizeClass::all() {
                 pages.queues[class] = PageQueue::EMPTY;
                 // The pages may be another thread's by now: `abandon` took their `SERVING`
                 // marks off before letting them go, and none is written here.
@@ -553,7 +553,7 @@ impl DomainPages {
     /// Points `current[class]` and its direct-table slots at the queue's first page (H2), and
     /// moves the `SERVING` mark to that page (P3). A page that leaves empty stays on its queue,
     /// to be used again or given back by `collect_pages`.
-    fn refresh_current(&mut self, class: usize) {
+    fn refresh_current(&mut self, class: SizeClass) {
         let first = self.queues[class].first();
         let previous = self.serving[class];
         if previous != first {
@@ -577,12 +577,8 @@ impl DomainPages {
             first
         };
         self.current[class] = page;
-        let smallest = if class == 0 {
-            0
-        } else {
-            class_size(class - 1) + 1
-        };
-        let largest = class_size(class).min(SMALL_LOOKUP_MAX);
+        let smallest = class.previous().map_or(0, |smaller| smaller.size() + 1);
+        let largest = class.size().min(SMALL_LOOKUP_MAX);
         let mut size = smallest;
         while size <= largest {
             self.direct[(size + 7) >> 3] = page;

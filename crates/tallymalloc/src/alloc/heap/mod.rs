@@ -202,20 +202,20 @@ impl Heap {
     /// # Safety
     /// `heap` must be the calling thread's heap or the empty heap; `domain < MAX_DOMAINS`.
     #[inline(always)]
-    pub unsafe fn domain_heap(heap: *mut Heap, domain: usize) -> *mut DomainHeap {
+    pub unsafe fn domain_heap(heap: *mut Heap, domain: Domain) -> *mut DomainHeap {
         // SAFETY: the caller's contract; `domains` is only written by this thread (H1, H6).
-        unsafe { *(*(*heap).state.get()).domains.get_unchecked(domain) }
+        unsafe { (&(*(*heap).state.get()).domains)[domain] }
     }
 
     /// Makes `domain_heap` this thread's heap for `domain` (H6).
     ///
     /// # Safety
     /// Owner only; `domain_heap` must be initialised for this heap and `domain`.
-    pub unsafe fn install(&self, domain: usize, domain_heap: *mut DomainHeap) {
+    pub unsafe fn install(&self, domain: Domain, domain_heap: *mut DomainHeap) {
         // SAFETY: H1.
         let state = unsafe { self.state() };
         state.domains[domain] = domain_heap;
-        state.started |= 1 << domain;
+        state.started |= 1 << domain.id();
     }
 
     /// Calls `visit` with each started domain heap. `visit` may call back into this heap.
@@ -363,7 +363,9 @@ impl Heap {
         unsafe {
             for index in 0..(*segment).page_count as usize {
                 let page = &(*segment).pages[index];
-                if page.in_use && thread::start_domain_heap(page.domain as usize).is_err() {
+                if page.in_use
+                    && thread::start_domain_heap(Domain::from_stored(page.domain)).is_err()
+                {
                     segment::push_abandoned(segment);
                     return;
                 }
@@ -377,8 +379,8 @@ impl Heap {
                     }
                     continue;
                 }
-                let owner = &*self.state().domains[(*page).domain as usize];
-                owner.counters.note_class((*page).class as usize);
+                let owner = &*self.state().domains[Domain::from_stored((*page).domain)];
+                owner.counters.note_class((*page).size_class());
                 (*page).set_flag(FLAG_IN_FULL, false);
                 (*page).set_owner_heap(ptr::from_ref(owner).cast_mut().cast());
                 (*page).set_delayed_free(DelayedFree::None);
@@ -391,7 +393,7 @@ impl Heap {
                 } else if (*page).is_exhausted() && (*page).try_request_delayed_free() {
                     owner.push_full(page);
                 } else {
-                    owner.queue_push_back((*page).class as usize, page);
+                    owner.queue_push_back((*page).size_class(), page);
                 }
             }
             if (*segment).used_pages == 0 {

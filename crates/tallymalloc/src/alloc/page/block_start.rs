@@ -82,11 +82,11 @@ mod tests {
     /// every byte of the first blocks), before it, and far away either way.
     #[test]
     fn block_start_check_agrees_with_division() {
-        use crate::alloc::size_class::{class_size, CLASS_COUNT};
+        use crate::alloc::size_class::SizeClass;
         let mut page = Page::empty();
         page.area = 0x2000_0040_0000 as *mut u8;
-        for class in 0..CLASS_COUNT {
-            let size = class_size(class);
+        for class in SizeClass::all() {
+            let size = class.size();
             page.block_magic = block_magic(size);
             let area_size: usize = if size <= 8 << 10 {
                 64 << 10

@@ -44,7 +44,9 @@ pub use remote::DelayedFree;
 use remote::TAG_MASK;
 
 use crate::alloc::free_list;
+use crate::alloc::size_class::SizeClass;
 use crate::platform::list::{Linked, Links};
+use crate::policy::domain::Domain;
 use crate::policy::secure;
 use core::ptr;
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -91,11 +93,13 @@ pub struct Page {
     pub owner: AtomicUsize,
     /// See P3.
     pub used: u32,
+    /// The class, as [`SizeClass::stored`] keeps it; read it with [`Page::size_class`].
     pub class: u8,
     /// Every block on `free` is zero but for its link word.
     pub free_is_zero: bool,
     pub in_use: bool,
-    /// The domain every block of the page belongs to; constant while the page is in use (P1).
+    /// The domain every block of the page belongs to, as [`Domain::stored`] keeps it; constant
+    /// while the page is in use (P1).
     pub domain: u8,
     /// Blocks carved so far (P5). Written by the owner only (P1), but atomic, since a thread
     /// freeing a block of the page reads it for the block-start check (P6); a word, so that
@@ -136,6 +140,17 @@ unsafe impl Linked for Page {
 }
 
 impl Page {
+    /// The class this page serves.
+    ///
+    /// # Safety
+    /// The page must serve a size class: started by [`Page::start_serving`], not a huge
+    /// block's page (whose class is [`HUGE_CLASS`]).
+    #[inline(always)]
+    pub unsafe fn size_class(&self) -> SizeClass {
+        // SAFETY: the caller's contract: `start_serving` stored a class here.
+        unsafe { SizeClass::from_stored(self.class) }
+    }
+
     /// A page with nothing in it, as the fast paths' sentinel and as a laid-out free page.
     pub const fn empty() -> Page {
         Page {
@@ -164,14 +179,20 @@ impl Page {
 
     /// Prepares a free page to serve `block_size`-byte blocks of `class` for `heap`, a domain
     /// heap of `domain`.
-    pub fn start_serving(&mut self, class: u8, block_size: usize, heap: *mut Owner, domain: u8) {
+    pub fn start_serving(
+        &mut self,
+        class: SizeClass,
+        block_size: usize,
+        heap: *mut Owner,
+        domain: Domain,
+    ) {
         debug_assert!(!self.in_use && block_size > 0 && block_size <= self.area_size);
         self.free = ptr::null_mut();
         self.used = 0;
-        self.class = class;
+        self.class = class.stored();
         self.free_is_zero = false;
         self.in_use = true;
-        self.domain = domain;
+        self.domain = domain.stored();
         self.block_size = block_size;
         self.block_magic = block_magic(block_size);
         self.set_capacity(0);
@@ -496,7 +517,8 @@ mod tests {
         let mut page = Page::empty();
         page.area = buffer.as_mut_ptr().cast();
         page.area_size = buffer.len() * 8;
-        page.start_serving(1, block_size, ptr::null_mut(), 0);
+        let class = SizeClass::of(block_size.min(crate::alloc::size_class::LARGE_MAX));
+        page.start_serving(class, block_size, ptr::null_mut(), Domain::RAW);
         page
     }
 
