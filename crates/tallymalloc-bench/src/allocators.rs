@@ -1,6 +1,8 @@
-//! The allocators compared: the system's (glibc), tallymalloc, and Debian's builds of
-//! mimalloc, jemalloc and tcmalloc, each brought in with `LD_PRELOAD`.
+//! The allocators compared: the system's (glibc), tallymalloc, the upstream allocators built
+//! from crates.io's sources (mimalloc 3 and 2, snmalloc, rpmalloc: `upstream.rs`), and Debian's
+//! builds of mimalloc (2.0), jemalloc and tcmalloc, each brought in with `LD_PRELOAD`.
 
+use crate::upstream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -20,7 +22,7 @@ struct Peer {
 
 const PEERS: &[Peer] = &[
     Peer {
-        name: "mimalloc",
+        name: "mimalloc-deb",
         file: "libmimalloc.so.2",
         package: "libmimalloc2.0",
     },
@@ -36,7 +38,48 @@ const PEERS: &[Peer] = &[
     },
 ];
 
-pub const ALL: &[&str] = &["system", "tallymalloc", "mimalloc", "jemalloc", "tcmalloc"];
+pub const ALL: &[&str] = &[
+    "system",
+    "tallymalloc",
+    "mimalloc3",
+    "mimalloc2",
+    "snmalloc",
+    "rpmalloc",
+    "mimalloc-deb",
+    "jemalloc",
+    "tcmalloc",
+];
+
+/// What a peer's name used to be, for command lines written before the upstream builds came.
+fn current_name(name: &str) -> &str {
+    match name {
+        "mimalloc" => "mimalloc-deb",
+        other => other,
+    }
+}
+
+/// The allocators of `allocators` that callgrind can count; says on stderr which are left out.
+pub fn countable(allocators: &[Allocator]) -> Vec<&Allocator> {
+    allocators
+        .iter()
+        .filter(|allocator| {
+            let counts = upstream::find(allocator.name).is_none_or(|u| u.runs_under_valgrind);
+            if !counts {
+                eprintln!(
+                    "{}: left out of the instruction counts (it refuses to start under valgrind; compare it by time)",
+                    allocator.name
+                );
+            }
+            counts
+        })
+        .collect()
+}
+
+/// Whether `name` is one of the allocators tallymalloc is measured against (not the system's,
+/// and not a build of tallymalloc): the "fastest peer" of a workload is the fastest of these.
+pub fn is_peer(name: &str) -> bool {
+    PEERS.iter().any(|p| p.name == name) || upstream::find(name).is_some()
+}
 
 const LIBRARY_DIRECTORIES: &[&str] = &[
     "/usr/lib/x86_64-linux-gnu",
@@ -52,15 +95,25 @@ fn find_library(file: &str) -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
-/// Installs the missing peers' Debian packages when running as root with apt-get; otherwise
-/// says how. Returns the allocators to compare, in `wanted` order; a peer that stays missing
-/// is left out with a message on stderr.
-/// `command` names the program in messages.
+/// Installs the missing peers' Debian packages when running as root with apt-get (otherwise
+/// says how), and builds the upstream ones into `peers/` beside `tallymalloc`. Returns the
+/// allocators to compare, in `wanted` order; a peer that stays missing is left out with a
+/// message on stderr. `command` names the program in messages.
 pub fn resolve(
     wanted: &[String],
     tallymalloc: &Path,
     command: &str,
 ) -> Result<Vec<Allocator>, String> {
+    let wanted: Vec<String> = wanted.iter().map(|w| current_name(w).to_owned()).collect();
+    let upstream_wanted: Vec<&upstream::Upstream> =
+        wanted.iter().filter_map(|w| upstream::find(w)).collect();
+    let upstream_libraries =
+        upstream::build(&upstream_wanted, &tallymalloc.with_file_name("peers")).unwrap_or_else(
+            |error| {
+                eprintln!("{command}: the upstream allocators are left out: {error}");
+                Vec::new()
+            },
+        );
     let missing: Vec<&Peer> = PEERS
         .iter()
         .filter(|p| wanted.iter().any(|w| w == p.name) && find_library(p.file).is_none())
@@ -69,7 +122,7 @@ pub fn resolve(
         install(&missing, command);
     }
     let mut allocators = Vec::new();
-    for name in wanted {
+    for name in &wanted {
         match name.as_str() {
             "system" => allocators.push(Allocator {
                 name: "system",
@@ -129,6 +182,17 @@ pub fn resolve(
                     library: Some(PathBuf::from(path)),
                     environment: &[],
                 });
+            }
+            built if upstream::find(built).is_some() => {
+                let upstream = upstream::find(built).unwrap();
+                let index = upstream_wanted.iter().position(|u| u.name == upstream.name);
+                if let Some(library) = index.and_then(|i| upstream_libraries.get(i)) {
+                    allocators.push(Allocator {
+                        name: upstream.name,
+                        library: Some(library.clone()),
+                        environment: &[],
+                    });
+                }
             }
             other => {
                 let peer = PEERS.iter().find(|p| p.name == other).ok_or_else(|| {

@@ -84,7 +84,7 @@ fn net_per_operation(
 }
 
 /// Counts for every allocator; returns the JSON and prints the table.
-pub fn measure(allocators: &[Allocator], programs: &Path, pairs: u64) -> Result<Value, String> {
+pub fn measure(allocators: &[&Allocator], programs: &Path, pairs: u64) -> Result<Value, String> {
     let fastpath = programs.join("fastpath");
     let remote = programs.join("remote_free");
     let mut rows: Vec<(String, Vec<f64>)> = Vec::new();
@@ -144,7 +144,7 @@ fn count_whole(program: &Path, arguments: &[String], allocator: &Allocator) -> R
 /// stand-in for the timings when two builds differ by a few percent (the machine's noise).
 /// Prints the table and the geometric mean of each allocator against the first.
 pub fn measure_workloads(
-    allocators: &[Allocator],
+    allocators: &[&Allocator],
     workloads: &[(&crate::workloads::Workload, &Path)],
     threads: usize,
 ) -> Result<(), String> {

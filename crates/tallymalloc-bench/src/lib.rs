@@ -1,7 +1,9 @@
 //! The benchmark suite: runs the benchmark workloads under the system allocator, tallymalloc,
-//! mimalloc, jemalloc and tcmalloc (via LD_PRELOAD), interleaved and repeated, and prints the
-//! median wall time and peak RSS of each, geometric-mean ratios of tallymalloc against each
-//! peer, and callgrind instruction counts of the fast paths.
+//! upstream mimalloc 3 and 2, snmalloc and rpmalloc (built from crates.io's sources) and
+//! Debian's mimalloc, jemalloc and tcmalloc (via LD_PRELOAD), interleaved and repeated, and
+//! prints the median wall time and peak RSS of each, geometric-mean ratios of tallymalloc
+//! against each peer and against the fastest peer on each workload, and callgrind instruction
+//! counts of the fast paths.
 //!
 //! ```text
 //! scripts/bench [--quick] [--reps N] [--json PATH] [--allocators a,b] [--workloads w,x]
@@ -15,6 +17,7 @@ mod instructions;
 pub mod measure;
 mod python_suite;
 mod report;
+mod upstream;
 mod workloads;
 
 use clap::Parser;
@@ -25,7 +28,7 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(
     name = "tallymalloc-bench",
-    about = "Compare tallymalloc with the system allocator, mimalloc, jemalloc and tcmalloc"
+    about = "Compare tallymalloc with the system allocator, mimalloc 3 and 2, snmalloc, rpmalloc, and Debian's mimalloc, jemalloc and tcmalloc"
 )]
 struct Options {
     /// A reduced run (a quarter of the work, 3 repetitions, fewer callgrind operations).
@@ -142,7 +145,11 @@ fn run(options: Options) -> Result<(), String> {
         std::fs::create_dir_all(&build_directory).map_err(|e| e.to_string())?;
         instructions::build(&build_directory)?;
         let operations = options.operations.unwrap_or(1_000_000);
-        instructions::measure(&allocators, &build_directory, operations)?;
+        instructions::measure(
+            &allocators::countable(&allocators),
+            &build_directory,
+            operations,
+        )?;
         return Ok(());
     }
     let programs = workloads::build(&build_directory, &binaries)?;
@@ -156,7 +163,11 @@ fn run(options: Options) -> Result<(), String> {
                 (*w, programs[index.unwrap()].as_path())
             })
             .collect();
-        return instructions::measure_workloads(&allocators, &counted, options.threads);
+        return instructions::measure_workloads(
+            &allocators::countable(&allocators),
+            &counted,
+            options.threads,
+        );
     }
 
     let mut results = report::Results {
@@ -226,7 +237,7 @@ fn run(options: Options) -> Result<(), String> {
                 .operations
                 .unwrap_or(if options.quick { 100_000 } else { 1_000_000 });
         Some(instructions::measure(
-            &allocators,
+            &allocators::countable(&allocators),
             &build_directory,
             operations,
         )?)

@@ -84,7 +84,7 @@ pub struct Request<'a> {
 pub fn run(request: &Request) -> Result<Results, String> {
     check_interpreter(request.interpreter)?;
     let mimalloc = allocators::resolve(
-        &["mimalloc".to_owned()],
+        &["mimalloc-deb".to_owned()],
         request.library,
         "tallymalloc-bench",
     )?

@@ -48,6 +48,55 @@ impl Results {
         self.allocators.iter().position(|a| a == name)
     }
 
+    /// The peer (`allocators::is_peer`) with the lowest median time on `workload`.
+    fn fastest_peer(&self, workload: &WorkloadResults) -> Option<usize> {
+        (0..self.allocators.len())
+            .filter(|&index| crate::allocators::is_peer(&self.allocators[index]))
+            .min_by(|&a, &b| {
+                workload
+                    .median_seconds(a)
+                    .total_cmp(&workload.median_seconds(b))
+            })
+    }
+
+    /// Tallymalloc's median time over the fastest peer's, on each workload in the means.
+    fn against_fastest_peers(&self) -> Vec<(&WorkloadResults, usize, f64)> {
+        let Some(tally) = self.index("tallymalloc") else {
+            return Vec::new();
+        };
+        self.workloads
+            .iter()
+            .filter(|w| w.in_means)
+            .filter_map(|w| {
+                let fastest = self.fastest_peer(w)?;
+                Some((
+                    w,
+                    fastest,
+                    w.median_seconds(tally) / w.median_seconds(fastest),
+                ))
+            })
+            .collect()
+    }
+
+    /// Each workload's ratio to its fastest peer, and their geometric mean (null without peers).
+    fn versus_fastest_peers_json(&self) -> Value {
+        let rows = self.against_fastest_peers();
+        if rows.is_empty() {
+            return Value::Null;
+        }
+        let by_workload: serde_json::Map<String, Value> = rows
+            .iter()
+            .map(|(w, fastest, ratio)| {
+                (
+                    w.name.clone(),
+                    json!({"peer": self.allocators[*fastest], "time": ratio}),
+                )
+            })
+            .collect();
+        let ratios: Vec<f64> = rows.iter().map(|(_, _, ratio)| *ratio).collect();
+        json!({"geometric_mean": geometric_mean(&ratios), "workloads": by_workload})
+    }
+
     /// Geometric mean over workloads of tallymalloc's median divided by `peer`'s.
     fn ratio(&self, peer: usize, metric: fn(&WorkloadResults, usize) -> f64) -> Option<f64> {
         let tally = self.index("tallymalloc")?;
@@ -121,7 +170,44 @@ impl Results {
                 let name_width = width.min(22);
                 println!("  vs {peer:<name_width$} time {time:.2}x   peak RSS {rss:.2}x{worst}");
             }
+            self.print_against_fastest_peers(tally);
         }
+    }
+
+    /// A row per workload: its fastest peer, both times, and the ratios to that peer and to the
+    /// system allocator; then their geometric mean.
+    fn print_against_fastest_peers(&self, tally: usize) {
+        let rows = self.against_fastest_peers();
+        if rows.is_empty() {
+            return;
+        }
+        let system = self.index("system");
+        println!();
+        println!("tallymalloc / the fastest peer on each workload (median time; below 1.00: tallymalloc is faster)");
+        println!(
+            "{:<16} {:>14} {:>10} {:>14} {:>8} {:>10}",
+            "workload", "fastest peer", "its ms", "tallymalloc ms", "ratio", "vs system"
+        );
+        for (workload, fastest, ratio) in &rows {
+            let versus_system = system.map_or(String::from("-"), |system| {
+                let ratio = workload.median_seconds(tally) / workload.median_seconds(system);
+                format!("{ratio:.2}x")
+            });
+            println!(
+                "{:<16} {:>14} {:>10.0} {:>14.0} {:>7.2}x {:>10}",
+                workload.name,
+                self.allocators[*fastest],
+                workload.median_seconds(*fastest) * 1e3,
+                workload.median_seconds(tally) * 1e3,
+                ratio,
+                versus_system
+            );
+        }
+        let ratios: Vec<f64> = rows.iter().map(|(_, _, ratio)| *ratio).collect();
+        println!(
+            "geometric mean against the fastest peer per workload: {:.2}x",
+            geometric_mean(&ratios)
+        );
     }
 
     pub fn to_json(&self, instructions: Option<&Value>) -> Value {
@@ -144,7 +230,13 @@ impl Results {
                         }),
                     );
                 }
-                json!({"name": w.name, "in_means": w.in_means, "results": by_allocator})
+                let fastest_peer = self.fastest_peer(w).map(|i| self.allocators[i].clone());
+                json!({
+                    "name": w.name,
+                    "in_means": w.in_means,
+                    "results": by_allocator,
+                    "fastest_peer": fastest_peer,
+                })
             })
             .collect();
         let mut ratios = serde_json::Map::new();
@@ -169,6 +261,7 @@ impl Results {
             "allocators": self.allocators,
             "workloads": workloads,
             "tallymalloc_vs": ratios,
+            "tallymalloc_vs_fastest_peers": self.versus_fastest_peers_json(),
             "instructions": instructions.cloned().unwrap_or(Value::Null),
         })
     }
@@ -185,5 +278,51 @@ mod tests {
         assert!(median(vec![]).is_nan());
         assert!((geometric_mean(&[2.0, 0.5]) - 1.0).abs() < 1e-12);
         assert!((geometric_mean(&[4.0, 1.0]) - 2.0).abs() < 1e-12);
+    }
+
+    fn run(seconds: f64) -> Run {
+        Run {
+            seconds,
+            cpu_seconds: seconds,
+            peak_rss_bytes: 1 << 20,
+            output: String::new(),
+        }
+    }
+
+    /// The fastest peer is the fastest of the peers only: never the system allocator or a
+    /// build of tallymalloc, however fast they are.
+    #[test]
+    fn the_fastest_peer_is_chosen_among_peers_per_workload() {
+        let allocators = [
+            "system",
+            "tallymalloc",
+            "mimalloc3",
+            "snmalloc",
+            "tallymalloc-secure",
+        ];
+        let workload = |name: &str, times: [f64; 5]| WorkloadResults {
+            name: name.into(),
+            runs: times.iter().map(|&t| vec![run(t)]).collect(),
+            in_means: true,
+        };
+        let results = Results {
+            allocators: allocators.iter().map(|a| a.to_string()).collect(),
+            workloads: vec![
+                workload("a", [0.1, 1.0, 2.0, 4.0, 0.1]),
+                workload("b", [0.1, 1.0, 4.0, 0.5, 0.1]),
+            ],
+            reps: 1,
+            quick: true,
+            threads: 2,
+        };
+        let rows = results.against_fastest_peers();
+        let named: Vec<(&str, &str, f64)> = rows
+            .iter()
+            .map(|(w, peer, ratio)| (w.name.as_str(), allocators[*peer], *ratio))
+            .collect();
+        assert_eq!(named, [("a", "mimalloc3", 0.5), ("b", "snmalloc", 2.0)]);
+        let json = results.to_json(None);
+        assert_eq!(json["workloads"][1]["fastest_peer"], "snmalloc");
+        assert_eq!(json["tallymalloc_vs_fastest_peers"]["geometric_mean"], 1.0);
     }
 }

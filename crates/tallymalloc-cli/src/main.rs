@@ -54,11 +54,12 @@ enum Action {
         /// Runs under each allocator.
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1000))]
         reps: u64,
-        /// Allocators, comma-separated.
+        /// Allocators, comma-separated: also mimalloc3, mimalloc2, snmalloc and rpmalloc (built
+        /// once from crates.io's sources), tallymalloc-secure, or NAME=PATH.
         #[arg(
             long,
             value_delimiter = ',',
-            default_value = "system,tallymalloc,mimalloc,jemalloc,tcmalloc"
+            default_value = "system,tallymalloc,mimalloc-deb,jemalloc,tcmalloc"
         )]
         allocators: Vec<String>,
         /// Also write the results as JSON to PATH.

@@ -250,7 +250,7 @@ fn compare_gives_a_row_per_installed_allocator() {
         .unwrap();
     let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
     assert!(output.status.success(), "{stderr}");
-    let installed: Vec<&str> = ["system", "tallymalloc", "mimalloc", "jemalloc", "tcmalloc"]
+    let installed: Vec<&str> = ["system", "tallymalloc", "mimalloc-deb", "jemalloc", "tcmalloc"]
         .into_iter()
         .filter(|name| !stderr.contains(&format!("{name} is not installed")))
         .collect();

@@ -1,0 +1,1 @@
+//! Nothing to build: this package only names the allocator sources to fetch.
