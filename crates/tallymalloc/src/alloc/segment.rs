@@ -177,6 +177,27 @@ impl Segment {
         kind: SegmentKind,
         mapping_size: usize,
     ) -> Option<NonNull<Segment>> {
+        // SAFETY: the caller's contract.
+        let segment = unsafe { Segment::write_header(start, kind, mapping_size) };
+        if !registry::register(start.as_ptr() as usize) {
+            // SAFETY: nothing refers to the mapping yet.
+            unsafe { os::release(start, mapping_size) };
+            return None;
+        }
+        Some(segment)
+    }
+
+    /// Writes a fresh segment header of `kind` at `start` and lays it out, without registering
+    /// it: for [`Segment::start_in`], and for a huge mapping split off another to be cached.
+    ///
+    /// # Safety
+    /// `start` must be a `SEGMENT_SIZE`-aligned mapping of `mapping_size` bytes that holds no
+    /// live block and that nobody else uses.
+    pub unsafe fn write_header(
+        start: NonNull<u8>,
+        kind: SegmentKind,
+        mapping_size: usize,
+    ) -> NonNull<Segment> {
         let segment = start.cast::<Segment>();
         // SAFETY: the caller gives us the mapping, which is large enough for the header.
         unsafe {
@@ -197,12 +218,7 @@ impl Segment {
             );
             (*segment.as_ptr()).lay_out(kind, true);
         }
-        if !registry::register(start.as_ptr() as usize) {
-            // SAFETY: nothing refers to the mapping yet.
-            unsafe { os::release(start, mapping_size) };
-            return None;
-        }
-        Some(segment)
+        segment
     }
 
     /// Splits an empty segment into pages of `kind` (S2: no block may be live).

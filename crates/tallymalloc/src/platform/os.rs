@@ -216,6 +216,13 @@ pub unsafe fn decommit(start: *mut u8, size: usize) -> bool {
     unsafe { libc::madvise(start.cast(), size, libc::MADV_DONTNEED) == 0 }
 }
 
+/// Asks for transparent huge pages behind `[start, start + size)` (`MADV_HUGEPAGE`), for the
+/// kernels that give them only on request. Advice only: a kernel without them ignores it.
+pub fn advise_huge_pages(start: NonNull<u8>, size: usize) {
+    // SAFETY: advice on a range of ours changes no contents.
+    unsafe { libc::madvise(start.as_ptr().cast(), size, libc::MADV_HUGEPAGE) };
+}
+
 /// Grows or shrinks a mapping without moving it. Returns whether the kernel could.
 ///
 /// # Safety

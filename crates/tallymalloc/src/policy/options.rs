@@ -20,10 +20,17 @@ static PURGE_DELAY_MILLIS: AtomicU64 = AtomicU64::new(DEFAULT_PURGE_DELAY_MILLIS
 static ON_ERROR: AtomicU8 = AtomicU8::new(ON_ERROR_UNSET);
 const ON_ERROR_UNSET: u8 = u8::MAX;
 static VERBOSE: AtomicBool = AtomicBool::new(false);
+static HUGE_PAGES: AtomicBool = AtomicBool::new(true);
 static DEBUG: AtomicBool = AtomicBool::new(false);
 static QUARANTINE_BYTES: AtomicUsize = AtomicUsize::new(DEFAULT_QUARANTINE_BYTES);
 /// Debug mode's quarantine without `TALLYMALLOC_QUARANTINE`.
 const DEFAULT_QUARANTINE_BYTES: usize = 16 << 20;
+
+/// Whether huge blocks' mappings ask the kernel for transparent huge pages
+/// (`TALLYMALLOC_HUGE_PAGES`, on by default).
+pub fn huge_pages() -> bool {
+    HUGE_PAGES.load(Ordering::Relaxed)
+}
 
 /// Whether `TALLYMALLOC_DEBUG=1` asks for debug mode (read when the mode is decided).
 pub fn debug_requested() -> bool {
@@ -81,7 +88,7 @@ pub fn on_error_in_debug() -> OnError {
 const KNOWN: &[u8] = b"TALLYMALLOC_PURGE_DELAY, TALLYMALLOC_ON_ERROR, TALLYMALLOC_ON_MISMATCH, \
 TALLYMALLOC_STATS, TALLYMALLOC_STATS_INTERVAL, TALLYMALLOC_DEBUG, TALLYMALLOC_QUARANTINE, \
 TALLYMALLOC_REPORT, \
-TALLYMALLOC_FAULT, TALLYMALLOC_VERBOSE, TALLYMALLOC_SECURE";
+TALLYMALLOC_FAULT, TALLYMALLOC_VERBOSE, TALLYMALLOC_SECURE, TALLYMALLOC_HUGE_PAGES";
 
 /// Where the exit-time stats go (`TALLYMALLOC_STATS`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -263,6 +270,15 @@ fn apply_entry(entry: &[u8]) {
                 b"bytes of freed blocks debug mode holds back, a whole number up to 2^40",
             ),
         },
+        b"HUGE_PAGES" => match value {
+            b"1" => HUGE_PAGES.store(true, Ordering::Relaxed),
+            b"0" => HUGE_PAGES.store(false, Ordering::Relaxed),
+            _ => warn_bad_option(
+                full_name,
+                value,
+                b"1 (ask for transparent huge pages behind huge blocks) or 0",
+            ),
+        },
         b"VERBOSE" => match value {
             b"0" => VERBOSE.store(false, Ordering::Relaxed),
             b"1" => VERBOSE.store(true, Ordering::Relaxed),
@@ -319,6 +335,8 @@ fn print_options() {
         })
         .text(b" TALLYMALLOC_STATS_INTERVAL=")
         .decimal(stats_interval_millis())
+        .text(b" TALLYMALLOC_HUGE_PAGES=")
+        .text(if huge_pages() { b"1" } else { b"0" })
         .text(b" TALLYMALLOC_VERBOSE=1\n");
     line.write_to_stderr();
 }
@@ -373,6 +391,12 @@ mod tests {
         apply_entry(b"OTHER_VARIABLE=1");
         apply_entry(b"TALLYMALLOC_NO_SUCH_THING=1");
         apply_entry(b"TALLYMALLOC_VERBOSE");
+        apply_entry(b"TALLYMALLOC_HUGE_PAGES=0");
+        assert!(!huge_pages());
+        apply_entry(b"TALLYMALLOC_HUGE_PAGES=yes");
+        assert!(!huge_pages());
+        apply_entry(b"TALLYMALLOC_HUGE_PAGES=1");
+        assert!(huge_pages());
     }
 
     #[test]

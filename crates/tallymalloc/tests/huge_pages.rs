@@ -1,0 +1,47 @@
+//! A huge block's mapping asks for transparent huge pages (`TALLYMALLOC_HUGE_PAGES`, on by
+//! default): the kernel lists the advice as `hg` among the mapping's flags in
+//! `/proc/self/smaps`.
+
+/// The `VmFlags` of the mapping of `/proc/self/smaps` that holds `address`.
+fn flags_of_mapping_holding(address: usize) -> Option<String> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+    let mut inside = false;
+    for line in smaps.lines() {
+        let range = line.split_whitespace().next().unwrap_or("");
+        if let Some((start, end)) = range.split_once('-') {
+            if let (Ok(start), Ok(end)) = (
+                usize::from_str_radix(start, 16),
+                usize::from_str_radix(end, 16),
+            ) {
+                inside = (start..end).contains(&address);
+                continue;
+            }
+        }
+        if inside {
+            if let Some(flags) = line.strip_prefix("VmFlags:") {
+                return Some(flags.trim().to_owned());
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn huge_blocks_ask_for_transparent_huge_pages() {
+    let setting = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled");
+    if setting.is_err() || setting.is_ok_and(|s| s.contains("[never]")) {
+        return; // no transparent huge pages on this kernel: the advice is refused
+    }
+    let block = tallymalloc::malloc(8 << 20).expect("memory").as_ptr();
+    let flags = flags_of_mapping_holding(block as usize).expect("the block's mapping");
+    assert!(flags.split(' ').any(|flag| flag == "hg"), "{flags}");
+    // A small block's page is not advised.
+    let small = tallymalloc::malloc(100).expect("memory").as_ptr();
+    let flags = flags_of_mapping_holding(small as usize).expect("the small block's mapping");
+    assert!(!flags.split(' ').any(|flag| flag == "hg"), "{flags}");
+    // SAFETY: live blocks of ours, freed once.
+    unsafe {
+        tallymalloc::free(block);
+        tallymalloc::free(small);
+    }
+}
