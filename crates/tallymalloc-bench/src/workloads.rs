@@ -9,6 +9,10 @@ pub struct Workload {
     pub source: Option<&'static str>,
     /// Arguments after the scale and thread count (a mode).
     pub mode: Option<&'static str>,
+    /// Threads for this row whatever `--threads` says: the oversubscribed rows (more threads
+    /// than cores, so that a thread holding a lock is preempted now and then). Their scale
+    /// keeps the total work of the row they repeat at four threads.
+    pub threads: Option<usize>,
     /// A binary beside this one that links tallymalloc itself (as Rust's global allocator):
     /// tallymalloc's column runs it instead of preloading the library. Such a row repeats
     /// another workload, so it is shown but left out of the geometric means.
@@ -25,6 +29,7 @@ pub const WORKLOADS: &[Workload] = &[
         name: "bignum",
         source: Some("bignum.c"),
         mode: None,
+        threads: None,
         native_tallymalloc: None,
         scale: 2000,
         about: "many small short-lived objects: bignum arithmetic (cfrac style)",
@@ -33,6 +38,7 @@ pub const WORKLOADS: &[Workload] = &[
         name: "sets",
         source: Some("sets.c"),
         mode: None,
+        threads: None,
         native_tallymalloc: None,
         scale: 25,
         about: "set operations on cube lists (espresso style)",
@@ -41,6 +47,7 @@ pub const WORKLOADS: &[Workload] = &[
         name: "tree",
         source: Some("tree.c"),
         mode: None,
+        threads: None,
         native_tallymalloc: None,
         scale: 60,
         about: "a quadtree built, walked and freed every step (Barnes-Hut style)",
@@ -49,6 +56,7 @@ pub const WORKLOADS: &[Workload] = &[
         name: "larson",
         source: Some("larson.c"),
         mode: None,
+        threads: None,
         native_tallymalloc: None,
         scale: 250,
         about: "server-like: generations of threads replace random blocks in inherited tables",
@@ -57,6 +65,7 @@ pub const WORKLOADS: &[Workload] = &[
         name: "xmalloc",
         source: Some("xmalloc.c"),
         mode: None,
+        threads: None,
         native_tallymalloc: None,
         scale: 30,
         about: "producer -> consumer: every free is a cross-thread free",
@@ -65,6 +74,7 @@ pub const WORKLOADS: &[Workload] = &[
         name: "cache-thrash",
         source: Some("cache.c"),
         mode: Some("thrash"),
+        threads: None,
         native_tallymalloc: None,
         scale: 200,
         about: "false sharing: threads write small objects they allocate",
@@ -73,6 +83,7 @@ pub const WORKLOADS: &[Workload] = &[
         name: "cache-scratch",
         source: Some("cache.c"),
         mode: Some("scratch"),
+        threads: None,
         native_tallymalloc: None,
         scale: 120,
         about: "passive false sharing: first object comes from another thread",
@@ -81,6 +92,7 @@ pub const WORKLOADS: &[Workload] = &[
         name: "large",
         source: Some("large.c"),
         mode: None,
+        threads: None,
         native_tallymalloc: None,
         scale: 30,
         about: "64 KiB to 16 MiB blocks grown with realloc",
@@ -89,6 +101,7 @@ pub const WORKLOADS: &[Workload] = &[
         name: "mstress",
         source: Some("mstress.c"),
         mode: None,
+        threads: None,
         native_tallymalloc: None,
         scale: 25,
         about: "mixed sizes with realloc and hand-offs across threads (mstress/rptest style)",
@@ -97,6 +110,7 @@ pub const WORKLOADS: &[Workload] = &[
         name: "churn",
         source: Some("churn.c"),
         mode: None,
+        threads: None,
         native_tallymalloc: None,
         scale: 80,
         about: "threads created and ending constantly",
@@ -105,6 +119,7 @@ pub const WORKLOADS: &[Workload] = &[
         name: "glibc-simple",
         source: Some("glibc_simple.c"),
         mode: None,
+        threads: None,
         native_tallymalloc: None,
         scale: 16,
         about: "glibc bench-malloc-simple: batches of one size, one thread",
@@ -113,14 +128,70 @@ pub const WORKLOADS: &[Workload] = &[
         name: "glibc-thread",
         source: Some("glibc_thread.c"),
         mode: None,
+        threads: None,
         native_tallymalloc: None,
         scale: 40,
         about: "glibc bench-malloc-thread: random sizes, every thread",
     },
     Workload {
+        name: "large-random",
+        source: Some("large_random.c"),
+        mode: None,
+        threads: None,
+        native_tallymalloc: None,
+        scale: 30,
+        about: "malloc-large style: 20 slots of random blocks from 64 KiB to 32 MiB, each filled",
+    },
+    Workload {
+        name: "larson-8t",
+        source: Some("larson.c"),
+        mode: None,
+        threads: Some(8),
+        native_tallymalloc: None,
+        scale: 125,
+        about: "larson with 8 threads (oversubscribed)",
+    },
+    Workload {
+        name: "larson-32t",
+        source: Some("larson.c"),
+        mode: None,
+        threads: Some(32),
+        native_tallymalloc: None,
+        scale: 32,
+        about: "larson with 32 threads (oversubscribed)",
+    },
+    Workload {
+        name: "mstress-8t",
+        source: Some("mstress.c"),
+        mode: None,
+        threads: Some(8),
+        native_tallymalloc: None,
+        scale: 12,
+        about: "mstress with 8 threads (oversubscribed)",
+    },
+    Workload {
+        name: "mstress-32t",
+        source: Some("mstress.c"),
+        mode: None,
+        threads: Some(32),
+        native_tallymalloc: None,
+        scale: 3,
+        about: "mstress with 32 threads (oversubscribed)",
+    },
+    Workload {
+        name: "glibc-thread-32t",
+        source: Some("glibc_thread.c"),
+        mode: None,
+        threads: Some(32),
+        native_tallymalloc: None,
+        scale: 5,
+        about: "glibc bench-malloc-thread with 32 threads (oversubscribed)",
+    },
+    Workload {
         name: "compiler",
         source: None,
         mode: None,
+        threads: None,
         native_tallymalloc: None,
         scale: 40,
         about:
@@ -130,6 +201,7 @@ pub const WORKLOADS: &[Workload] = &[
         name: "compiler-global",
         source: None,
         mode: None,
+        threads: None,
         native_tallymalloc: Some("compiler-tallymalloc"),
         scale: 40,
         about: "the compiler workload with tallymalloc as #[global_allocator] in its column \
@@ -152,6 +224,7 @@ impl Workload {
 
     /// The arguments after the program: scale, threads, mode.
     pub fn arguments(&self, quick: bool, threads: usize) -> Vec<String> {
+        let threads = self.threads.unwrap_or(threads);
         let mut arguments = vec![self.scale_for(quick).to_string(), threads.to_string()];
         arguments.extend(self.mode.map(str::to_owned));
         arguments

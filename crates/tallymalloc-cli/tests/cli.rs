@@ -250,10 +250,16 @@ fn compare_gives_a_row_per_installed_allocator() {
         .unwrap();
     let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
     assert!(output.status.success(), "{stderr}");
-    let installed: Vec<&str> = ["system", "tallymalloc", "mimalloc-deb", "jemalloc", "tcmalloc"]
-        .into_iter()
-        .filter(|name| !stderr.contains(&format!("{name} is not installed")))
-        .collect();
+    let installed: Vec<&str> = [
+        "system",
+        "tallymalloc",
+        "mimalloc-deb",
+        "jemalloc",
+        "tcmalloc",
+    ]
+    .into_iter()
+    .filter(|name| !stderr.contains(&format!("{name} is not installed")))
+    .collect();
     assert!(installed.contains(&"system") && installed.contains(&"tallymalloc"));
     for name in &installed {
         assert!(
