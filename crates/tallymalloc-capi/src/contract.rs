@@ -50,9 +50,7 @@ pub fn calloc(count: usize, size: usize) -> *mut c_void {
 #[inline(always)]
 pub unsafe fn free(block: *mut c_void) {
     // SAFETY: if the registry says the block is ours, the caller promises it is live.
-    if !unsafe { core_allocator::free_checked(block.cast()) } {
-        core_allocator::report_invalid_pointer(b"free", block as usize);
-    }
+    unsafe { core_allocator::free_or_report(block.cast()) }
 }
 
 /// # Safety

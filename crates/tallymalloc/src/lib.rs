@@ -43,7 +43,7 @@ mod stats;
 pub use alloc::aligned::{aligned_alloc, aligned_zalloc};
 pub use alloc::allocate::{calloc, malloc, size_overflow, zalloc};
 pub use alloc::buffer::{Buffer, OutOfMemory, RawBuffer};
-pub use alloc::free::{free, free_checked, free_in_own_domain};
+pub use alloc::free::{free, free_checked, free_in_own_domain, free_or_report};
 pub use alloc::global::TallyMalloc;
 pub use alloc::huge::MAX_ALIGN;
 pub use alloc::lookup::{domain_of, is_block_start, is_ours, usable_size};

@@ -86,6 +86,31 @@ pub(crate) unsafe fn free_checked_in(domain: Domain, address: *mut u8) -> bool {
     }
 }
 
+/// C's `free`: frees `address` if it is one of our blocks, does nothing for null, and reports
+/// any other address as an invalid pointer (`policy/misuse.rs`) without touching it.
+///
+/// # Safety
+/// If `address` is ours, it must be a live block, not freed since.
+#[inline(always)]
+pub unsafe fn free_or_report(address: *mut u8) {
+    if crate::alloc::registry::contains(address as usize) {
+        // SAFETY: ours, and live by the caller's contract.
+        unsafe { crate::alloc::domain_heap::free(Domain::RAW, address) };
+    } else {
+        free_unregistered(address);
+    }
+}
+
+/// [`free_or_report`] for an address the registry does not hold: one call, in tail position,
+/// so that the fast path saves no register for it.
+#[cold]
+#[inline(never)]
+fn free_unregistered(address: *mut u8) {
+    if !free_on_boundary(Domain::RAW, address) {
+        crate::policy::misuse::report_invalid_pointer(b"free", address as usize);
+    }
+}
+
 /// Frees the live block at `address` of `domain` (its own), of any kind, from any thread.
 ///
 /// # Safety
