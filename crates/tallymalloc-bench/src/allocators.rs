@@ -183,12 +183,14 @@ pub fn resolve(
                     environment: &[],
                 });
             }
-            built if upstream::find(built).is_some() => {
-                let upstream = upstream::find(built).unwrap();
-                let index = upstream_wanted.iter().position(|u| u.name == upstream.name);
-                if let Some(library) = index.and_then(|i| upstream_libraries.get(i)) {
+            upstream if upstream::find(upstream).is_some() => {
+                // Left out (with a message) when it could not be built.
+                let built = upstream_libraries
+                    .iter()
+                    .find(|(name, _)| *name == upstream);
+                if let Some((name, library)) = built {
                     allocators.push(Allocator {
-                        name: upstream.name,
+                        name,
                         library: Some(library.clone()),
                         environment: &[],
                     });

@@ -183,9 +183,12 @@ impl Upstream {
     }
 }
 
-/// The preload library of each of `wanted`, compiled into `directory` if it is not there yet
-/// (or was compiled from other sources or flags). `Err` says what failed.
-pub fn build(wanted: &[&Upstream], directory: &Path) -> Result<Vec<PathBuf>, String> {
+/// The preload library of each of `wanted`, by name, compiled into `directory` if it is not
+/// there yet (or was compiled from other sources or flags). `Err` says what failed.
+pub fn build(
+    wanted: &[&Upstream],
+    directory: &Path,
+) -> Result<Vec<(&'static str, PathBuf)>, String> {
     if wanted.is_empty() {
         return Ok(Vec::new());
     }
@@ -228,7 +231,7 @@ pub fn build(wanted: &[&Upstream], directory: &Path) -> Result<Vec<PathBuf>, Str
                 .map_err(|e| format!("{}: {e}", recipe_file.display()))?;
             eprint!("\r\x1b[K");
         }
-        libraries.push(library);
+        libraries.push((upstream.name, library));
     }
     Ok(libraries)
 }
