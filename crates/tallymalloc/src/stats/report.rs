@@ -241,18 +241,11 @@ const SAMPLE_SEPARATOR: &[u8] = b", ";
 pub fn write_json(stats: &Stats, timeline: Option<Range<usize>>, sink: &mut impl Sink) {
     sink.put(b"{\"version\": ");
     decimal(sink, stats.version as u64);
-    sink.put(b", \"domains\": {");
-    for (index, (domain, figures)) in stats.domains().enumerate() {
-        if index > 0 {
-            sink.put(b", ");
-        }
-        // Domain names are validated to need no escaping (letters, digits, `_`, `-`, `.`).
-        sink.put(b"\"");
-        sink.put(domain.name_bytes());
-        sink.put(b"\": ");
-        object(sink, figures);
-    }
-    sink.put(b"}, \"size_classes\": [");
+    sink.put(b", \"domains\": ");
+    by_domain(sink, stats.domains(), |sink, figures| {
+        object(sink, *figures)
+    });
+    sink.put(b", \"size_classes\": [");
     for (index, class) in stats.size_classes.iter().enumerate() {
         if index > 0 {
             sink.put(b", ");
@@ -294,17 +287,29 @@ fn write_sample(
     let first = &mut true;
     field(sink, first, b"time_ms", time_ms);
     field(sink, first, b"resident_bytes", resident_bytes);
-    sink.put(b", \"live_bytes\": {");
-    for (index, (domain, live)) in live_bytes.enumerate() {
+    sink.put(b", \"live_bytes\": ");
+    by_domain(sink, live_bytes, |sink, live| decimal(sink, *live));
+    sink.put(b"}");
+}
+
+/// A JSON object keyed by domain name, each value written by `value`.
+fn by_domain<S: Sink, T>(
+    sink: &mut S,
+    entries: impl Iterator<Item = (Domain, T)>,
+    mut value: impl FnMut(&mut S, &T),
+) {
+    sink.put(b"{");
+    for (index, (domain, entry)) in entries.enumerate() {
         if index > 0 {
             sink.put(b", ");
         }
+        // Domain names are validated to need no escaping (letters, digits, `_`, `-`, `.`).
         sink.put(b"\"");
         sink.put(domain.name_bytes());
         sink.put(b"\": ");
-        decimal(sink, live);
+        value(sink, &entry);
     }
-    sink.put(b"}}");
+    sink.put(b"}");
 }
 
 /// Writes the human table: one row per domain, the size classes that hold blocks, the process.
