@@ -260,12 +260,19 @@ unsafe fn malloc_in_class(
     };
     // SAFETY: `heap` is this thread's live domain heap (H1).
     unsafe {
-        (*(*heap).pages().heap).tick();
-        (*heap).pages().slow_paths_until_tick = if secure::slow_paths_only() {
-            SECURE_POPS_PER_TICK
+        // The thread's housekeeping every TICK_EVERY slow paths, and whenever other threads
+        // handed blocks of our full pages over (P4), which `find_page` would not see.
+        let handed_over = !(*heap).delayed_free.load(Ordering::Relaxed).is_null();
+        if (*heap).pages().slow_paths_until_tick == 0 || handed_over {
+            (*(*heap).pages().heap).tick();
+            (*heap).pages().slow_paths_until_tick = if secure::slow_paths_only() {
+                SECURE_POPS_PER_TICK
+            } else {
+                TICK_EVERY - 1
+            };
         } else {
-            TICK_EVERY - 1
-        };
+            (*heap).pages().slow_paths_until_tick -= 1;
+        }
         let page = (*heap).find_page(class);
         if page.is_null() {
             return crate::platform::os::out_of_memory();
