@@ -110,9 +110,9 @@ unsafe fn malloc_slow(
     }
 }
 
-/// The slow path's common case, kept small so it needs few registers: the current page's
-/// `free` ran dry but other threads freed some of its blocks. Everything else, including the
-/// housekeeping tick, goes to `malloc_generic`.
+/// The slow path's common cases, kept small so it needs few registers: the current page's
+/// `free` ran dry but other threads freed some of its blocks, or it has blocks not carved yet.
+/// Everything else, including the housekeeping tick, goes to `malloc_generic`.
 ///
 /// # Safety
 /// As [`malloc_slow`].
@@ -135,14 +135,18 @@ unsafe fn malloc_refill(
             // go into the drift toward a publication (stats.rs).
             (*heap).settle_class(class);
             if (*pages).slow_paths_until_tick > 0
-                && (*page).has_thread_free()
+                && ((*page).has_thread_free() || (*page).has_uncarved())
                 && (*heap).delayed_free.load(Ordering::Relaxed).is_null()
             {
                 (*pages).slow_paths_until_tick -= 1;
+                // As `find_page` would for its first page: take other threads' frees and carve
+                // the next batch.
                 (*page).collect();
+                (*page).extend();
+                let free_is_zero = (*page).free_is_zero;
                 let block = (*heap).pop(page);
                 if let Some(bytes) = zero_bytes {
-                    zero_block(block, bytes, false);
+                    zero_block(block, bytes, free_is_zero);
                 }
                 return block.cast();
             }

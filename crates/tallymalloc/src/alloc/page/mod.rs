@@ -353,6 +353,11 @@ impl Page {
         self.set_capacity(self.capacity() + count);
     }
 
+    /// Whether the page has blocks [`Self::extend`] has not carved yet (P5).
+    pub fn has_uncarved(&self) -> bool {
+        self.capacity() < self.reserved as usize
+    }
+
     /// Whether other threads freed blocks that [`Self::collect`] would take.
     pub fn has_thread_free(&self) -> bool {
         self.thread_free.load(Ordering::Relaxed) & !TAG_MASK != 0
