@@ -257,8 +257,9 @@ unsafe fn fit_cached(
 }
 
 /// Moves the tail `[start + kept, start + size)` of a cached mapping to a mapping of its own,
-/// gives it a header and caches it: the mapping at `start` is then `kept` bytes long. Returns
-/// false, changing nothing, if the OS refuses or the cache will not take the tail.
+/// gives it a header and caches it (or, if the cache will not take it, gives it back to the
+/// OS): the mapping at `start` is then `kept` bytes long. Returns false, changing nothing, if
+/// the OS refuses the move.
 ///
 /// # Safety
 /// `[start, start + size)` must be a whole mapping handed over by the cache (C1); `kept` a
