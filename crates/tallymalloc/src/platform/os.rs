@@ -327,6 +327,18 @@ pub fn monotonic_millis() -> u64 {
     (now.tv_sec as u64) * 1000 + (now.tv_nsec as u64) / 1_000_000
 }
 
+/// A cheap clock in milliseconds (`CLOCK_MONOTONIC_COARSE`: the kernel's tick, a few
+/// milliseconds apart), for telling whether any time has passed at all.
+pub fn coarse_millis() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid out-parameter.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut now) };
+    (now.tv_sec as u64) * 1000 + (now.tv_nsec as u64) / 1_000_000
+}
+
 /// Gives the processor to another thread while spinning on a contended lock.
 /// Sleeps for `millis` milliseconds (less if a signal interrupts it).
 pub fn sleep_millis(millis: u64) {

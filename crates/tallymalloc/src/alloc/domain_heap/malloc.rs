@@ -264,10 +264,17 @@ unsafe fn malloc_in_class(
     };
     // SAFETY: `heap` is this thread's live domain heap (H1).
     unsafe {
-        // The thread's housekeeping every TICK_EVERY slow paths, and whenever other threads
-        // handed blocks of our full pages over (P4), which `find_page` would not see.
+        // The thread's housekeeping every TICK_EVERY slow paths, on the first slow path after
+        // any pause (so that memory due back to the OS goes when the program wakes), and
+        // whenever other threads handed blocks of our full pages over (P4), which `find_page`
+        // would not see.
         let handed_over = !(*heap).delayed_free.load(Ordering::Relaxed).is_null();
-        if (*heap).pages().slow_paths_until_tick == 0 || handed_over {
+        let now = os::coarse_millis();
+        if (*heap).pages().slow_paths_until_tick == 0
+            || handed_over
+            || now != (*heap).pages().ticked_at
+        {
+            (*heap).pages().ticked_at = now;
             (*(*heap).pages().heap).tick();
             (*heap).pages().slow_paths_until_tick = if secure::slow_paths_only() {
                 SECURE_POPS_PER_TICK

@@ -100,6 +100,8 @@ pub struct DomainPages {
     full: PageQueue,
     /// Slow paths that `malloc_slow` may still serve without the thread's `tick`.
     slow_paths_until_tick: u32,
+    /// When `malloc_in_class` last ran the tick (`os::coarse_millis`).
+    ticked_at: u64,
     /// Owner frees until the next `heartbeat`.
     frees_until_heartbeat: u32,
     domain: u8,
@@ -117,6 +119,7 @@ impl DomainPages {
             queues: [PageQueue::EMPTY; CLASS_COUNT],
             full: PageQueue::EMPTY,
             slow_paths_until_tick: 0,
+            ticked_at: 0,
             frees_until_heartbeat: HEARTBEAT_FREES,
             domain: 0,
             this: ptr::null_mut(),
