@@ -9,7 +9,7 @@
 //! `huge_cache` for the next huge block: taken whole when it is about the right length, split
 //! when it is longer (its tail, pages and all, is cached again for another block), grown when
 //! it is shorter, so a program cycling through huge blocks of changing sizes faults in only what
-//! its largest blocks need (docs/MEASUREMENTS.md, "Huge blocks"). Mappings of 2 MiB or more ask
+//! its largest blocks need (docs/MEASUREMENTS.md, "Huge blocks"). Mappings of 8 MiB or more ask
 //! for transparent huge pages (`TALLYMALLOC_HUGE_PAGES`).
 //!
 //! Invariants:
@@ -150,7 +150,7 @@ pub fn alloc_led(
     let Some(start) = start else {
         return os::out_of_memory();
     };
-    if mapping_size >= TRANSPARENT_HUGE_PAGE && crate::policy::options::huge_pages() {
+    if mapping_size >= HUGE_PAGES_FROM && crate::policy::options::huge_pages() {
         // A huge block is likely filled: a fault per 2 MiB instead of per 4 KiB. The advice
         // stays with the mapping when it is resized, split or cached.
         os::advise_huge_pages(start, mapping_size);
@@ -201,6 +201,11 @@ unsafe fn set_guard(segment: *mut Segment, on: bool) -> bool {
 /// A cached mapping longer than a request by at least this much is split, its tail cached
 /// again for another block; a shorter excess stays with the block.
 const SPLIT_MIN: usize = TRANSPARENT_HUGE_PAGE;
+
+/// Mappings from this size up ask for transparent huge pages: long enough that most of one is
+/// whole huge pages, and that a program touching only its first bytes (a buffer sized for the
+/// worst case) is not charged 2 MiB for each of many mid-sized blocks.
+const HUGE_PAGES_FROM: usize = 4 * TRANSPARENT_HUGE_PAGE;
 
 /// The size of a transparent huge page on x86-64 and most arm64 kernels. Splits fall on its
 /// multiples, so that the huge pages of a mapping move whole.
