@@ -318,24 +318,23 @@ pub fn set_errno(value: libc::c_int) {
 
 /// Milliseconds on a monotonic clock (a vDSO call on Linux: no system call, no allocation).
 pub fn monotonic_millis() -> u64 {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `now` is a valid out-parameter.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-    (now.tv_sec as u64) * 1000 + (now.tv_nsec as u64) / 1_000_000
+    millis_on(libc::CLOCK_MONOTONIC)
 }
 
 /// A cheap clock in milliseconds (`CLOCK_MONOTONIC_COARSE`: the kernel's tick, a few
 /// milliseconds apart), for telling whether any time has passed at all.
 pub fn coarse_millis() -> u64 {
+    millis_on(libc::CLOCK_MONOTONIC_COARSE)
+}
+
+#[inline(always)]
+fn millis_on(clock: libc::clockid_t) -> u64 {
     let mut now = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: `now` is a valid out-parameter.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut now) };
+    unsafe { libc::clock_gettime(clock, &mut now) };
     (now.tv_sec as u64) * 1000 + (now.tv_nsec as u64) / 1_000_000
 }
 
