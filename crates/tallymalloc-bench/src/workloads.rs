@@ -134,6 +134,15 @@ pub const WORKLOADS: &[Workload] = &[
         about: "glibc bench-malloc-thread: random sizes, every thread",
     },
     Workload {
+        name: "alloc-test",
+        source: Some("alloc_test.c"),
+        mode: None,
+        threads: None,
+        native_tallymalloc: None,
+        scale: 25,
+        about: "alloc-test style: one thread, 8192 slots of mixed sizes allocated, reallocated and freed",
+    },
+    Workload {
         name: "large-random",
         source: Some("large_random.c"),
         mode: None,

@@ -41,7 +41,7 @@ fn quick_mode_writes_well_formed_json() {
         serde_json::json!(["system", "tallymalloc"])
     );
     let workloads = document["workloads"].as_array().expect("workloads");
-    assert_eq!(workloads.len(), 20);
+    assert_eq!(workloads.len(), 21);
     for workload in workloads {
         assert!(workload["name"].is_string());
         for allocator in ["system", "tallymalloc"] {
