@@ -129,28 +129,28 @@ pub fn resolve(
                 library: None,
                 environment: &[],
             }),
-            "tallymalloc" | "tallymalloc-secure-option" => {
+            "tallymalloc" | "tallymalloc-secure-option" | "tallymalloc-debug" => {
                 if !tallymalloc.exists() {
                     return Err(format!(
                         "{} is missing: build it with `cargo build --release -p tallymalloc-capi`",
                         tallymalloc.display()
                     ));
                 }
-                // Secure mode of the normal library (TALLYMALLOC_SECURE=1), which keeps its
-                // fast paths free of the checks and so takes slow paths.
-                let option = name == "tallymalloc-secure-option";
+                // The normal library, or one of its modes: secure (TALLYMALLOC_SECURE=1), which
+                // keeps the fast paths free of its checks and so takes slow paths, or debug
+                // (TALLYMALLOC_DEBUG=1: headers, guards, quarantine and a stack per block).
+                let (name, environment): (&'static str, &'static [(&str, &str)]) =
+                    match name.as_str() {
+                        "tallymalloc-secure-option" => {
+                            ("tallymalloc-secure-option", &[("TALLYMALLOC_SECURE", "1")])
+                        }
+                        "tallymalloc-debug" => ("tallymalloc-debug", &[("TALLYMALLOC_DEBUG", "1")]),
+                        _ => ("tallymalloc", &[]),
+                    };
                 allocators.push(Allocator {
-                    name: if option {
-                        "tallymalloc-secure-option"
-                    } else {
-                        "tallymalloc"
-                    },
+                    name,
                     library: Some(tallymalloc.into()),
-                    environment: if option {
-                        &[("TALLYMALLOC_SECURE", "1")]
-                    } else {
-                        &[]
-                    },
+                    environment,
                 });
             }
             "tallymalloc-secure" => {
@@ -199,7 +199,7 @@ pub fn resolve(
             other => {
                 let peer = PEERS.iter().find(|p| p.name == other).ok_or_else(|| {
                     format!(
-                        "unknown allocator {other:?} (known: {}, tallymalloc-secure, tallymalloc-secure-option, NAME=PATH)",
+                        "unknown allocator {other:?} (known: {}, tallymalloc-secure, tallymalloc-secure-option, tallymalloc-debug, NAME=PATH)",
                         ALL.join(", ")
                     )
                 })?;

@@ -1,11 +1,8 @@
-//! Call stacks for debug mode's reports: return addresses captured with the C++ ABI's unwinder
-//! (`_Unwind_Backtrace`, from libgcc_s, which walks `.eh_frame` and needs no frame pointers),
-//! and symbolised only when a report is printed: `dladdr` names the function and object, and
-//! `addr2line`, run as a child process, gives the file and line.
+//! Printing call stacks for debug mode's reports. Stacks are captured by
+//! `platform::unwind` and symbolised only when a report is printed: `dladdr` names the
+//! function and object, and `addr2line`, run as a child process, gives the file and line.
 //!
 //! Invariants:
-//! - **BT1**: capturing allocates nothing (the unwinder finds frames through
-//!   `dl_iterate_phdr`, which does not call malloc).
 //! - **BT2**: printing allocates nothing in this process and takes no lock: the child is
 //!   started as `fork` would, but without the fork handlers (which take the allocator's locks,
 //!   one of which the report may hold), then `execvpe` (no posix_spawn file actions, which
@@ -13,84 +10,28 @@
 //!   its output is read into a buffer on the stack.
 
 use crate::platform::text::Line;
+pub use crate::platform::unwind::Stack;
 use core::ffi::{c_int, c_void};
 
-/// Frames kept per stack.
-pub const DEPTH: usize = 24;
-
-/// A captured stack: the return addresses of its frames, innermost first.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Stack {
-    pub frames: [usize; DEPTH],
-    pub depth: usize,
-}
-
-impl Stack {
-    pub const EMPTY: Stack = Stack {
-        frames: [0; DEPTH],
-        depth: 0,
-    };
-
-    pub fn frames(&self) -> &[usize] {
-        &self.frames[..self.depth]
-    }
-}
-
-extern "C" {
-    fn _Unwind_Backtrace(
-        trace: extern "C" fn(context: *mut c_void, data: *mut c_void) -> c_int,
-        data: *mut c_void,
-    ) -> c_int;
-    fn _Unwind_GetIP(context: *mut c_void) -> usize;
-}
-
-struct Capture {
-    stack: Stack,
-    skip: usize,
-}
-
-extern "C" fn visit(context: *mut c_void, data: *mut c_void) -> c_int {
-    const URC_NO_REASON: c_int = 0;
-    const URC_END_OF_STACK: c_int = 5;
-    // SAFETY: `data` is the `Capture` `capture` passed, alive for the whole walk.
-    let capture = unsafe { &mut *data.cast::<Capture>() };
-    // SAFETY: the unwinder passes a valid context.
-    let address = unsafe { _Unwind_GetIP(context) };
-    if address == 0 {
-        return URC_END_OF_STACK;
-    }
-    if capture.skip > 0 {
-        capture.skip -= 1;
-        return URC_NO_REASON;
-    }
-    let stack = &mut capture.stack;
-    stack.frames[stack.depth] = address;
-    stack.depth += 1;
-    if stack.depth == DEPTH {
-        URC_END_OF_STACK
-    } else {
-        URC_NO_REASON
-    }
-}
-
-/// The calling thread's stack, less its `skip` innermost frames (the allocator's own).
-#[inline(never)]
+/// The calling thread's stack at debug mode's depth (`TALLYMALLOC_DEBUG_DEPTH`), less its
+/// `skip` innermost frames besides the caller's.
+#[inline(always)]
 pub fn capture(skip: usize) -> Stack {
-    let mut capture = Capture {
-        stack: Stack::EMPTY,
-        skip: skip + 1,
-    };
-    // SAFETY: `visit` only touches the capture, which outlives the call (BT1).
-    unsafe { _Unwind_Backtrace(visit, (&raw mut capture).cast()) };
-    capture.stack
+    crate::platform::unwind::capture(skip, crate::policy::options::debug_depth())
+}
+
+/// The site (`sites.rs`) of the calling thread's stack, captured as [`capture`] does.
+#[inline(always)]
+pub fn site_here(skip: usize) -> u32 {
+    let mut stack = Stack::EMPTY;
+    crate::platform::unwind::capture_into(&mut stack, skip, crate::policy::options::debug_depth());
+    crate::debug::sites::intern(&stack)
 }
 
 /// Prints `stack` on stderr, one frame a line: function, object, and file:line when
 /// `addr2line` knows them.
 pub fn print(stack: &Stack) {
-    for (index, &address) in stack.frames().iter().enumerate() {
-        let mut text = [0u8; 4096];
-        let frame = describe(address, &mut text);
+    describe_each(stack, |index, address, frame| {
         let mut line = Line::new();
         line.text(b"    #")
             .decimal(index as u64)
@@ -106,7 +47,7 @@ pub fn print(stack: &Stack) {
         }
         line.text(b"\n");
         line.write_to_stderr();
-    }
+    });
 }
 
 /// What is known of one frame; each part empty when unknown.
@@ -117,81 +58,164 @@ pub struct Frame<'a> {
     pub object: &'static [u8],
 }
 
-/// Names the frame at return address `address`, using `text` for addr2line's answer.
-pub fn describe(address: usize, text: &mut [u8]) -> Frame<'_> {
-    // SAFETY: dladdr only reads the loader's tables; `info` is a valid out-parameter.
-    let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
-    // A return address points after the call: look up the call itself.
-    let lookup = address.saturating_sub(1);
-    // SAFETY: as above.
-    let found = unsafe { libc::dladdr(lookup as *const c_void, &mut info) } != 0;
-    // SAFETY: dladdr gives NUL-terminated names that live as long as their object (loaded
-    // objects this report names stay loaded while it prints).
-    let name = |pointer: *const libc::c_char| -> &'static [u8] {
-        if !found || pointer.is_null() {
-            &[]
-        } else {
-            // SAFETY: as said above the closure: a NUL-terminated name of a loaded object.
-            unsafe { core::ffi::CStr::from_ptr(pointer) }.to_bytes()
+/// Bytes of addr2line's answers kept for one stack.
+const ANSWER_BYTES: usize = 256 << 10;
+
+/// Calls `each(index, address, frame)` for every frame of `stack`, innermost first. Symbols
+/// come from `dladdr`; functions and lines from `addr2line`, run once per object the stack
+/// passes through (each run loads the object's debug information, which is what takes time).
+pub fn describe_each(stack: &Stack, mut each: impl FnMut(usize, usize, &Frame)) {
+    let frames = stack.frames();
+    let mut infos = [Located::UNKNOWN; crate::platform::unwind::MAX_DEPTH];
+    for (info, &address) in infos.iter_mut().zip(frames) {
+        *info = Located::of(address);
+    }
+    let infos = &infos[..frames.len()];
+    // Answers land in memory of our own (BT2): this may run on a small thread stack.
+    let memory = crate::platform::os::reserve_metadata(ANSWER_BYTES);
+    let answers: &mut [u8] = match memory {
+        // SAFETY: a fresh mapping of ANSWER_BYTES, ours until released below.
+        Some(memory) => unsafe { core::slice::from_raw_parts_mut(memory.as_ptr(), ANSWER_BYTES) },
+        None => &mut [],
+    };
+    // Each frame's (function, place) as ranges of `answers`.
+    let mut found: [(core::ops::Range<usize>, core::ops::Range<usize>);
+        crate::platform::unwind::MAX_DEPTH] = core::array::from_fn(|_| (0..0, 0..0));
+    let mut asked = [false; crate::platform::unwind::MAX_DEPTH];
+    let mut used = 0;
+    for first in 0..infos.len() {
+        if asked[first] || infos[first].object.is_empty() {
+            continue;
         }
-    };
-    let (object, symbol) = (name(info.dli_fname), name(info.dli_sname));
-    let (function, place) = if object.is_empty() {
-        (&[][..], &[][..])
-    } else {
-        // SAFETY: as above: a NUL-terminated name.
-        let object = unsafe { core::ffi::CStr::from_ptr(info.dli_fname) };
-        source_line(object, info.dli_fbase as usize, lookup, text)
-    };
-    Frame {
-        function: if function.is_empty() {
-            symbol
-        } else {
-            function
-        },
-        place,
-        object,
+        // Every frame of this object, in one run.
+        let mut batch = [0usize; crate::platform::unwind::MAX_DEPTH];
+        let mut count = 0;
+        for (index, info) in infos.iter().enumerate().skip(first) {
+            if !asked[index] && info.base == infos[first].base {
+                asked[index] = true;
+                batch[count] = index;
+                count += 1;
+            }
+        }
+        let mut offsets = [0usize; crate::platform::unwind::MAX_DEPTH];
+        for (offset, &index) in offsets.iter_mut().zip(&batch[..count]) {
+            *offset = infos[index].offset;
+        }
+        let filled = run_addr2line(infos[first].path, &offsets[..count], &mut answers[used..]);
+        let mut answer = used;
+        for (index, range) in parse_answers(&answers[used..used + filled]) {
+            if let Some(&frame) = batch[..count].get(index) {
+                found[frame] = (range.0.start + answer..range.0.end + answer, {
+                    range.1.start + answer..range.1.end + answer
+                });
+            }
+        }
+        answer += filled;
+        used = answer;
+    }
+    for (index, (&address, info)) in frames.iter().zip(infos).enumerate() {
+        let (function, place) = found[index].clone();
+        let function = &answers[function];
+        let frame = Frame {
+            function: if function.is_empty() {
+                info.symbol
+            } else {
+                function
+            },
+            place: &answers[place],
+            object: info.object,
+        };
+        each(index, address, &frame);
+    }
+    if let Some(memory) = memory {
+        // SAFETY: mapped above, and no longer read.
+        unsafe { crate::platform::os::release(memory, ANSWER_BYTES) };
     }
 }
 
-/// The function and `file:line` of `address` in `object` (loaded at `base`), from
-/// `addr2line -f -C`, read into `out`; each empty if unknown (BT2).
-fn source_line<'a>(
-    object: &core::ffi::CStr,
+/// Where the loader places one return address.
+#[derive(Clone, Copy)]
+struct Located {
+    object: &'static [u8],
+    /// The object's name, NUL-terminated (for addr2line).
+    path: *const libc::c_char,
+    symbol: &'static [u8],
     base: usize,
-    address: usize,
-    out: &'a mut [u8],
-) -> (&'a [u8], &'a [u8]) {
-    // Shared objects and position-independent programs are looked up by offset; fixed-address
-    // programs (ELF type EXEC) by address.
-    // SAFETY: `base` is where the loader mapped the object, ELF header first.
-    let fixed = base != 0 && unsafe { *((base + 16) as *const u16) } == 2;
-    let offset = if fixed { address } else { address - base };
-    let mut hex = [0u8; 20];
-    let mut length = 0;
-    hex[length] = b'0';
-    hex[length + 1] = b'x';
-    length += 2;
-    let digits = (usize::BITS - offset.leading_zeros()).div_ceil(4).max(1) as usize;
-    for index in (0..digits).rev() {
-        hex[length] = b"0123456789abcdef"[(offset >> (index * 4)) & 0xf];
-        length += 1;
+    /// What addr2line is asked for: the call's offset in a shared object or
+    /// position-independent program, its address in a fixed-address one.
+    offset: usize,
+}
+
+impl Located {
+    const UNKNOWN: Located = Located {
+        object: &[],
+        path: core::ptr::null(),
+        symbol: &[],
+        base: 0,
+        offset: 0,
+    };
+
+    fn of(address: usize) -> Located {
+        // A return address points after the call: look up the call itself.
+        let lookup = address.saturating_sub(1);
+        // SAFETY: dladdr only reads the loader's tables; `info` is a valid out-parameter.
+        let info = unsafe { object_of(lookup) };
+        if info.dli_fname.is_null() {
+            return Located::UNKNOWN;
+        }
+        // SAFETY: dladdr gives NUL-terminated names that live as long as their object (loaded
+        // objects this report names stay loaded while it prints).
+        let name = |pointer: *const libc::c_char| -> &'static [u8] {
+            if pointer.is_null() {
+                &[]
+            } else {
+                // SAFETY: as said above the closure.
+                unsafe { core::ffi::CStr::from_ptr(pointer) }.to_bytes()
+            }
+        };
+        let base = info.dli_fbase as usize;
+        // Fixed-address programs (ELF type EXEC) are looked up by address.
+        // SAFETY: `base` is where the loader mapped the object, ELF header first.
+        let fixed = base != 0 && unsafe { *((base + 16) as *const u16) } == 2;
+        Located {
+            object: name(info.dli_fname),
+            path: info.dli_fname,
+            symbol: name(info.dli_sname),
+            base,
+            offset: if fixed { lookup } else { lookup - base },
+        }
     }
-    hex[length] = 0;
+}
+
+/// Runs `addr2line -afiCe OBJECT OFFSET...` and reads its answer into `out`; returns the bytes
+/// read (BT2).
+fn run_addr2line(object: *const libc::c_char, offsets: &[usize], out: &mut [u8]) -> usize {
+    const FIXED: usize = 3;
+    let mut hex = [[0u8; 20]; crate::platform::unwind::MAX_DEPTH];
+    let mut arguments =
+        [core::ptr::null::<libc::c_char>(); FIXED + crate::platform::unwind::MAX_DEPTH + 1];
+    let program = c"addr2line";
+    arguments[0] = program.as_ptr();
+    arguments[1] = c"-afiCe".as_ptr();
+    arguments[2] = object;
+    for (index, &offset) in offsets.iter().enumerate() {
+        let text = &mut hex[index];
+        text[0] = b'0';
+        text[1] = b'x';
+        let digits = (usize::BITS - offset.leading_zeros()).div_ceil(4).max(1) as usize;
+        for digit in 0..digits {
+            text[2 + digit] = b"0123456789abcdef"[(offset >> ((digits - 1 - digit) * 4)) & 0xf];
+        }
+        text[2 + digits] = 0;
+    }
+    for (argument, text) in arguments[FIXED..].iter_mut().zip(&hex[..offsets.len()]) {
+        *argument = text.as_ptr().cast();
+    }
     let mut pipe = [0 as c_int; 2];
     // SAFETY: `pipe` is a valid out-parameter for two descriptors.
     if unsafe { libc::pipe(pipe.as_mut_ptr()) } != 0 {
-        return (&[], &[]);
+        return 0;
     }
-    let program = c"addr2line";
-    let arguments: [*const libc::c_char; 6] = [
-        program.as_ptr(),
-        c"-fiCe".as_ptr(),
-        object.as_ptr(),
-        hex.as_ptr().cast(),
-        core::ptr::null(),
-        core::ptr::null(),
-    ];
     // BT2: not `fork`.
     let child = crate::platform::os::fork_without_handlers();
     if child == 0 {
@@ -231,35 +255,77 @@ fn source_line<'a>(
     }
     // SAFETY: our end of the pipe.
     unsafe { libc::close(pipe[0]) };
-    // Pairs of lines, a function then its file:line (with " (discriminator N)" at times), from
-    // the innermost inlined function out to the one the address is in; "??" means unknown.
-    // The outermost is the frame's own function, with the line of the call it inlined: for
-    // an allocation, the line that allocated, rather than the allocator's inlined fast path.
-    let text = &out[..filled];
-    let lines: [&[u8]; 64] = {
-        let mut lines: [&[u8]; 64] = [&[]; 64];
-        for (slot, line) in lines.iter_mut().zip(text.split(|&b| b == b'\n')) {
-            *slot = line;
+    filled
+}
+
+/// Splits addr2line's answer for several addresses: each is a line `0x...` followed by pairs
+/// of lines, a function then its file:line (with " (discriminator N)" at times), from the
+/// innermost inlined function out to the one the address is in; "??" means unknown. Yields,
+/// per address in order, the outermost pair: the frame's own function, with the line of the
+/// call it inlined (for an allocation, the line that allocated rather than the allocator's
+/// inlined fast path).
+fn parse_answers(
+    text: &[u8],
+) -> impl Iterator<Item = (usize, (core::ops::Range<usize>, core::ops::Range<usize>))> + '_ {
+    let mut lines = Lines { text, at: 0 }.peekable();
+    let mut index = 0usize;
+    core::iter::from_fn(move || {
+        // To the next address line.
+        loop {
+            let line = lines.next()?;
+            if text[line.clone()].starts_with(b"0x") {
+                break;
+            }
         }
-        lines
-    };
-    let count = text
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .count()
-        .min(64);
-    let pair = (count / 2).max(1) - 1;
-    let function = lines[pair * 2];
-    let place = lines[pair * 2 + 1];
-    let place = &place[..place.iter().position(|&b| b == b' ').unwrap_or(place.len())];
-    let known = |part: &'a [u8]| {
-        if part.starts_with(b"??") {
-            &[][..]
-        } else {
-            part
+        let mut last = (0..0, 0..0);
+        while let Some(next) = lines.peek() {
+            if text[next.clone()].starts_with(b"0x") {
+                break;
+            }
+            let function = lines.next().unwrap_or(0..0);
+            let place = lines.next().unwrap_or(0..0);
+            last = (function, place);
         }
-    };
-    (known(function), known(place))
+        let (function, place) = last;
+        let place = place.start
+            ..text[place.clone()]
+                .iter()
+                .position(|&b| b == b' ')
+                .map_or(place.end, |space| place.start + space);
+        let known = |range: core::ops::Range<usize>| {
+            if text[range.clone()].starts_with(b"??") {
+                0..0
+            } else {
+                range
+            }
+        };
+        let item = (index, (known(function), known(place)));
+        index += 1;
+        Some(item)
+    })
+}
+
+/// The lines of `text`, as ranges.
+struct Lines<'a> {
+    text: &'a [u8],
+    at: usize,
+}
+
+impl Iterator for Lines<'_> {
+    type Item = core::ops::Range<usize>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.at >= self.text.len() {
+            return None;
+        }
+        let start = self.at;
+        let end = self.text[start..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(self.text.len(), |newline| start + newline);
+        self.at = end + 1;
+        Some(start..end)
+    }
 }
 
 /// `stack` from its first frame outside the allocator: frames of `libtallymalloc.so`, or of
@@ -271,13 +337,8 @@ pub fn outside_allocator(stack: &Stack) -> Stack {
         .frames()
         .iter()
         .position(|&address| !is_allocator_frame(address, own))
-        .unwrap_or(stack.depth);
-    let mut trimmed = Stack::EMPTY;
-    for (slot, &address) in trimmed.frames.iter_mut().zip(&stack.frames()[first..]) {
-        *slot = address;
-    }
-    trimmed.depth = stack.depth - first;
-    trimmed
+        .unwrap_or(stack.depth());
+    Stack::from_frames(&stack.frames()[first..])
 }
 
 /// The loader's record of the object holding `address`.

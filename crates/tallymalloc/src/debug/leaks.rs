@@ -34,6 +34,7 @@ pub(super) fn report_at_exit() {
     }
     check_all();
     let total = report_leaks(b"at exit");
+    let (sites, stack_bytes) = crate::debug::sites::usage();
     let mut line = Line::new();
     line.text(b"tallymalloc debug: at exit: ")
         .decimal(total.0)
@@ -41,7 +42,15 @@ pub(super) fn report_at_exit() {
         .decimal(total.1)
         .text(b" bytes) live, ")
         .decimal(error_count())
-        .text(b" errors found\n");
+        .text(b" errors found; its own memory: ")
+        .decimal(sites as u64)
+        .text(b" distinct stacks in ")
+        .decimal(stack_bytes as u64)
+        .text(b" bytes, ")
+        .decimal(QUARANTINE.lock().bytes as u64)
+        .text(b" bytes of freed blocks in quarantine, ")
+        .decimal(total.0 * (HEADER + GUARD) as u64)
+        .text(b" bytes of headers and guards on the live blocks\n");
     line.write_to_stderr();
 }
 
@@ -166,9 +175,7 @@ fn write_leak_json(pattern: &[u8], top: &[(usize, u64, u64)]) {
             let stack = crate::debug::sites::stack(site as u32)
                 .map(|s| crate::debug::backtrace::outside_allocator(&s))
                 .unwrap_or(crate::debug::backtrace::Stack::EMPTY);
-            for (frame_index, &address) in stack.frames().iter().enumerate() {
-                let mut text = [0u8; 4096];
-                let frame = crate::debug::backtrace::describe(address, &mut text);
+            crate::debug::backtrace::describe_each(&stack, |frame_index, address, frame| {
                 sink.put(if frame_index == 0 {
                     b"{\"address\": "
                 } else {
@@ -180,7 +187,7 @@ fn write_leak_json(pattern: &[u8], top: &[(usize, u64, u64)]) {
                 sink.put(b", \"location\": ");
                 json_string(&mut sink, frame.place);
                 sink.put(b"}");
-            }
+            });
             sink.put(b"]}");
         }
         sink.put(b"\n]}\n");

@@ -199,6 +199,15 @@ impl Blocks {
 static LIVE_BLOCKS: SpinLock<Blocks> = SpinLock::new(Rank::DebugLiveBlocks, Blocks::new());
 static QUARANTINE: SpinLock<Blocks> = SpinLock::new(Rank::DebugQuarantine, Blocks::new());
 
+/// Whether every byte of `bytes` is `byte`: eight at a time, since poison checks read every
+/// freed byte.
+fn filled_with(bytes: &[u8], byte: u8) -> bool {
+    let pattern = u64::from_ne_bytes([byte; 8]);
+    let mut words = bytes.chunks_exact(8);
+    words.all(|word| u64::from_ne_bytes(word.try_into().unwrap_or_default()) == pattern)
+        && words.remainder().iter().all(|&b| b == byte)
+}
+
 fn header_of(user: *mut u8) -> *mut Header {
     user.wrapping_sub(HEADER).cast()
 }
@@ -221,7 +230,7 @@ pub fn allocate(domain: Domain, size: usize, align: usize, zero: bool) -> *mut u
     let site = if crate::platform::os::allocating_for_allocator() {
         ALLOCATOR_SITE
     } else {
-        crate::debug::sites::intern(&crate::debug::backtrace::capture(1))
+        crate::debug::backtrace::site_here(1)
     };
     // From a segment's alignment on, the header goes just before the boundary the user's
     // bytes start on (U6 in huge.rs): the core block then lies in its segment's first slot.
@@ -318,7 +327,7 @@ unsafe fn claim(call: &[u8], domain: Domain, user: *mut u8, release: bool) -> Op
         if Domain::from_stored((*header).domain) != domain {
             report(ErrorKind::DomainMismatch, call, address, Some(described()));
         }
-        if (*header).front_guard.iter().any(|&b| b != GUARD_BYTE) {
+        if !filled_with(&(*header).front_guard, GUARD_BYTE) {
             report(
                 ErrorKind::WriteBeforeStart,
                 call,
@@ -327,7 +336,7 @@ unsafe fn claim(call: &[u8], domain: Domain, user: *mut u8, release: bool) -> Op
             );
         }
         let back = core::slice::from_raw_parts(user.add((*header).size), GUARD);
-        if back.iter().any(|&b| b != GUARD_BYTE) {
+        if !filled_with(back, GUARD_BYTE) {
             report(ErrorKind::WritePastEnd, call, address, Some(described()));
         }
         Some(header)
@@ -454,8 +463,7 @@ unsafe fn quarantine(header: *mut Header) {
     // SAFETY: the caller's contract: the block is ours alone.
     unsafe {
         LIVE_BLOCKS.lock().remove(header);
-        (*header).freed_at =
-            crate::debug::sites::intern(&crate::debug::backtrace::capture(2)) as usize;
+        (*header).freed_at = crate::debug::backtrace::site_here(2) as usize;
         ptr::write_bytes(user_of(header), DEAD_BYTE, (*header).size);
         let budget = crate::policy::options::quarantine_bytes();
         let mut released: [*mut Header; 16] = [ptr::null_mut(); 16];
@@ -496,7 +504,7 @@ unsafe fn check_poison(header: *mut Header, call: &[u8]) -> bool {
     // SAFETY: the caller's contract.
     unsafe {
         let bytes = core::slice::from_raw_parts(user_of(header), (*header).size);
-        if bytes.iter().all(|&b| b == DEAD_BYTE) {
+        if filled_with(bytes, DEAD_BYTE) {
             return true;
         }
         let described = Described::of(header);
@@ -525,7 +533,7 @@ pub fn check_all() -> usize {
             unsafe {
                 let user = user_of(header);
                 let described = || Described::of(header);
-                if (*header).front_guard.iter().any(|&b| b != GUARD_BYTE) {
+                if !filled_with(&(*header).front_guard, GUARD_BYTE) {
                     problems += 1;
                     report(
                         ErrorKind::WriteBeforeStart,
@@ -535,7 +543,7 @@ pub fn check_all() -> usize {
                     );
                 }
                 let back = core::slice::from_raw_parts(user.add((*header).size), GUARD);
-                if back.iter().any(|&b| b != GUARD_BYTE) {
+                if !filled_with(back, GUARD_BYTE) {
                     problems += 1;
                     report(
                         ErrorKind::WritePastEnd,

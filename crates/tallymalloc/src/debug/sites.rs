@@ -1,74 +1,149 @@
 //! Allocation sites: the distinct call stacks debug mode has seen, numbered from 1, so that a
 //! block's header holds a 32-bit site instead of a stack, and leaks group by site.
 //!
+//! Every allocation and every quarantined free looks its stack up here, from every thread, so
+//! a lookup that finds its stack takes no lock: the table is open addressing over entries that
+//! are written once and published by their hash. Only a new stack takes the lock.
+//!
 //! Invariants:
-//! - **ST1**: the table is one mapping of `CAPACITY` entries, made on first use and never
-//!   freed; entries are written once, under the lock, and never change after, so a site's
-//!   stack can be read without the lock once its number is known.
-//! - **ST2**: nothing here allocates through the allocator.
+//! - **ST1**: an entry is written once, under the lock, and published by storing its nonzero
+//!   hash last (release); a reader that sees the hash (acquire) sees the entry whole, and it
+//!   never changes after, so a site's stack is read without the lock.
+//! - **ST2**: an entry's frames lie in the frame store at `[start, start + depth)`, which is
+//!   one mapping made on first use and never freed, filled from the front under the lock.
+//! - **ST3**: nothing here allocates through the allocator.
 
-use crate::debug::backtrace::Stack;
 use crate::platform::lock_registry::Rank;
 use crate::platform::sync::SpinLock;
+use crate::platform::unwind::Stack;
 use core::ptr;
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
-/// Distinct stacks kept; later ones get site 0 ("unknown").
-pub const CAPACITY: usize = 1 << 15;
+/// Entries in the table (1 MiB of `.bss`, resident as it fills); sites beyond seven eighths
+/// of it are "unknown" (0), which keeps every probe sequence short.
+pub const CAPACITY: usize = 1 << 16;
+const MOST_SITES: usize = CAPACITY / 8 * 7;
+/// Frames the store holds, all sites together (32 MiB reserved, resident as it fills).
+const FRAME_CAPACITY: usize = 1 << 22;
 
-struct Table {
-    /// `CAPACITY` slots, or null before first use.
-    entries: *mut Stack,
-    used: usize,
+struct Entry {
+    /// 0 while the entry is free; set last (ST1).
+    hash: AtomicU64,
+    start: AtomicU32,
+    depth: AtomicU32,
 }
 
-// SAFETY: the table is reached only under its lock, or read-only after publication (ST1).
-unsafe impl Send for Table {}
+static ENTRIES: [Entry; CAPACITY] = [const {
+    Entry {
+        hash: AtomicU64::new(0),
+        start: AtomicU32::new(0),
+        depth: AtomicU32::new(0),
+    }
+}; CAPACITY];
 
-static TABLE: SpinLock<Table> = SpinLock::new(
+/// The frame store (ST2), null before first use.
+static FRAMES: AtomicPtr<usize> = AtomicPtr::new(ptr::null_mut());
+
+/// What only the inserting thread touches.
+struct Inserting {
+    sites: usize,
+    frames_used: usize,
+}
+
+static INSERTING: SpinLock<Inserting> = SpinLock::new(
     Rank::Sites,
-    Table {
-        entries: ptr::null_mut(),
-        used: 0,
+    Inserting {
+        sites: 0,
+        frames_used: 0,
     },
 );
 
-fn hash(stack: &Stack) -> usize {
+fn hash(stack: &Stack) -> u64 {
     let mut h = 0xcbf2_9ce4_8422_2325u64;
     for &frame in stack.frames() {
         h = (h ^ frame as u64).wrapping_mul(0x1000_0000_01b3);
     }
-    (h ^ (h >> 29)) as usize
+    // Never 0, which marks a free entry.
+    (h ^ (h >> 29)) | 1
 }
 
-/// The site number of `stack` (1-based), added if new; 0 if the table is full or unmappable.
+fn first_slot(hash: u64) -> usize {
+    (hash >> 16) as usize % CAPACITY
+}
+
+/// The frames of a published entry.
+///
+/// # Safety
+/// `entry`'s hash was read nonzero with acquire ordering (ST1).
+unsafe fn frames_of(entry: &Entry) -> &'static [usize] {
+    let start = entry.start.load(Ordering::Relaxed) as usize;
+    let depth = entry.depth.load(Ordering::Relaxed) as usize;
+    // SAFETY: ST1 and ST2: a published entry's frames were written before its hash, into the
+    // store, which is never freed.
+    unsafe { core::slice::from_raw_parts(FRAMES.load(Ordering::Acquire).add(start), depth) }
+}
+
+/// The site number of `stack` (1-based), added if new; 0 if the table or the store is full,
+/// or the store cannot be mapped.
 pub fn intern(stack: &Stack) -> u32 {
-    let mut table = TABLE.lock();
-    if table.entries.is_null() {
-        let bytes = CAPACITY * core::mem::size_of::<Stack>();
-        match crate::platform::os::reserve_metadata(bytes) {
-            // Fresh anonymous memory is zero: every slot reads as an empty stack.
-            Some(memory) => table.entries = memory.as_ptr().cast(),
+    if stack.depth() == 0 {
+        return 0;
+    }
+    let hash = hash(stack);
+    let mut slot = first_slot(hash);
+    loop {
+        let entry = &ENTRIES[slot];
+        match entry.hash.load(Ordering::Acquire) {
+            0 => return insert(stack, hash),
+            // SAFETY: the hash was read nonzero, with acquire.
+            seen if seen == hash && unsafe { frames_of(entry) } == stack.frames() => {
+                return slot as u32 + 1;
+            }
+            // Probing ends at a free entry: at most seven eighths are taken.
+            _ => slot = (slot + 1) % CAPACITY,
+        }
+    }
+}
+
+#[cold]
+fn insert(stack: &Stack, hash: u64) -> u32 {
+    let mut inserting = INSERTING.lock();
+    // Another thread may have added it, or taken its free entry, since the lookup.
+    let mut slot = first_slot(hash);
+    loop {
+        let entry = &ENTRIES[slot];
+        match entry.hash.load(Ordering::Acquire) {
+            0 => break,
+            // SAFETY: as in `intern`.
+            seen if seen == hash && unsafe { frames_of(entry) } == stack.frames() => {
+                return slot as u32 + 1;
+            }
+            _ => slot = (slot + 1) % CAPACITY,
+        }
+    }
+    if inserting.sites >= MOST_SITES || inserting.frames_used + stack.depth() > FRAME_CAPACITY {
+        return 0;
+    }
+    let mut frames = FRAMES.load(Ordering::Acquire);
+    if frames.is_null() {
+        match crate::platform::os::reserve_metadata(FRAME_CAPACITY * size_of::<usize>()) {
+            Some(memory) => frames = memory.as_ptr().cast(),
             None => return 0,
         }
+        FRAMES.store(frames, Ordering::Release);
     }
-    let mut slot = hash(stack) % CAPACITY;
-    for _ in 0..CAPACITY {
-        // SAFETY: ST1: `slot < CAPACITY` lies in the mapping; we hold the lock.
-        let entry = unsafe { &mut *table.entries.add(slot) };
-        if entry.depth == 0 {
-            if table.used + 1 >= CAPACITY {
-                return 0;
-            }
-            *entry = *stack;
-            table.used += 1;
-            return slot as u32 + 1;
-        }
-        if entry == stack {
-            return slot as u32 + 1;
-        }
-        slot = (slot + 1) % CAPACITY;
-    }
-    0
+    let start = inserting.frames_used;
+    // SAFETY: ST2: `[start, start + depth)` lies in the store, unused until now, and is
+    // written only here, under the lock.
+    unsafe { ptr::copy_nonoverlapping(stack.frames().as_ptr(), frames.add(start), stack.depth()) };
+    inserting.frames_used += stack.depth();
+    inserting.sites += 1;
+    let entry = &ENTRIES[slot];
+    entry.start.store(start as u32, Ordering::Relaxed);
+    entry.depth.store(stack.depth() as u32, Ordering::Relaxed);
+    // ST1: published last.
+    entry.hash.store(hash, Ordering::Release);
+    slot as u32 + 1
 }
 
 /// The stack of `site`, if it names one.
@@ -76,11 +151,62 @@ pub fn stack(site: u32) -> Option<Stack> {
     if site == 0 || site as usize > CAPACITY {
         return None;
     }
-    let entries = TABLE.lock().entries;
-    if entries.is_null() {
+    let entry = &ENTRIES[site as usize - 1];
+    if entry.hash.load(Ordering::Acquire) == 0 {
         return None;
     }
-    // SAFETY: ST1: a site number was handed out for a written entry, never changed since.
-    let stack = unsafe { *entries.add(site as usize - 1) };
-    (stack.depth > 0).then_some(stack)
+    // SAFETY: the hash was read nonzero, with acquire.
+    let frames = unsafe { frames_of(entry) };
+    Some(Stack::from_frames(frames))
+}
+
+/// The distinct stacks held, and the bytes of table and frame store they use: debug mode's
+/// cost for its stacks.
+pub fn usage() -> (usize, usize) {
+    let inserting = INSERTING.lock();
+    let bytes = inserting.sites * size_of::<Entry>() + inserting.frames_used * size_of::<usize>();
+    (inserting.sites, bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stack_of(frames: &[usize]) -> Stack {
+        Stack::from_frames(frames)
+    }
+
+    #[test]
+    fn a_stack_keeps_its_site_and_reads_back() {
+        let one = stack_of(&[0x1000_0001, 0x1000_0002, 0x1000_0003]);
+        let other = stack_of(&[0x1000_0001, 0x1000_0002]);
+        let site = intern(&one);
+        assert_ne!(site, 0);
+        assert_eq!(intern(&one), site);
+        let other_site = intern(&other);
+        assert_ne!(other_site, site);
+        assert!(stack(site) == Some(one));
+        assert!(stack(other_site) == Some(other));
+        assert!(stack(0).is_none());
+        assert_eq!(intern(&Stack::EMPTY), 0);
+    }
+
+    #[test]
+    fn threads_interning_the_same_stacks_agree() {
+        let stacks: Vec<Stack> = (0..200)
+            .map(|i| stack_of(&[0x2000_0000 + i, 0x3000_0000, 0x4000_0000 + i % 7]))
+            .collect();
+        let sites: Vec<Vec<u32>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| scope.spawn(|| stacks.iter().map(intern).collect::<Vec<u32>>()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for other in &sites[1..] {
+            assert_eq!(other, &sites[0]);
+        }
+        for (site, expected) in sites[0].iter().zip(&stacks) {
+            assert!(stack(*site).as_ref() == Some(expected));
+        }
+    }
 }

@@ -5,7 +5,8 @@
 //! - `sync`: the spin lock; `lock_registry`: every lock by rank, held across `fork`;
 //! - `list`: the one intrusive list;
 //! - `text`: numbers, lines on stderr and the abort, without allocating;
-//! - `fault`: injected failures of the mapping calls, for tests.
+//! - `fault`: injected failures of the mapping calls, for tests;
+//! - `unwind`: call stacks, captured by cached unwinding rules.
 
 pub(crate) mod fault;
 pub(crate) mod list;
@@ -13,3 +14,4 @@ pub(crate) mod lock_registry;
 pub(crate) mod os;
 pub(crate) mod sync;
 pub(crate) mod text;
+pub(crate) mod unwind;

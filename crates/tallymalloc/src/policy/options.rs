@@ -25,6 +25,9 @@ static DEBUG: AtomicBool = AtomicBool::new(false);
 static QUARANTINE_BYTES: AtomicUsize = AtomicUsize::new(DEFAULT_QUARANTINE_BYTES);
 /// Debug mode's quarantine without `TALLYMALLOC_QUARANTINE`.
 const DEFAULT_QUARANTINE_BYTES: usize = 16 << 20;
+static DEBUG_DEPTH: AtomicUsize = AtomicUsize::new(DEFAULT_DEBUG_DEPTH);
+/// Frames debug mode keeps of a stack without `TALLYMALLOC_DEBUG_DEPTH`.
+const DEFAULT_DEBUG_DEPTH: usize = 24;
 
 /// Whether huge blocks' mappings ask the kernel for transparent huge pages
 /// (`TALLYMALLOC_HUGE_PAGES`, on by default).
@@ -40,6 +43,12 @@ pub fn debug_requested() -> bool {
 /// Bytes of freed blocks debug mode holds back (`TALLYMALLOC_QUARANTINE`).
 pub fn quarantine_bytes() -> usize {
     QUARANTINE_BYTES.load(Ordering::Relaxed)
+}
+
+/// Frames of each stack debug mode captures (`TALLYMALLOC_DEBUG_DEPTH`, 1 to 64): deeper stacks
+/// name more callers in reports and cost more time per allocation and free.
+pub fn debug_depth() -> usize {
+    DEBUG_DEPTH.load(Ordering::Relaxed)
 }
 
 /// What to do when a program hands the allocator a pointer it never gave out.
@@ -87,7 +96,7 @@ pub fn on_error_in_debug() -> OnError {
 
 const KNOWN: &[u8] = b"TALLYMALLOC_PURGE_DELAY, TALLYMALLOC_ON_ERROR, TALLYMALLOC_ON_MISMATCH, \
 TALLYMALLOC_STATS, TALLYMALLOC_STATS_INTERVAL, TALLYMALLOC_DEBUG, TALLYMALLOC_QUARANTINE, \
-TALLYMALLOC_REPORT, \
+TALLYMALLOC_DEBUG_DEPTH, TALLYMALLOC_REPORT, \
 TALLYMALLOC_FAULT, TALLYMALLOC_VERBOSE, TALLYMALLOC_SECURE, TALLYMALLOC_HUGE_PAGES";
 
 /// Where the exit-time stats go (`TALLYMALLOC_STATS`).
@@ -270,6 +279,14 @@ fn apply_entry(entry: &[u8]) {
                 b"bytes of freed blocks debug mode holds back, a whole number up to 2^40",
             ),
         },
+        b"DEBUG_DEPTH" => match parse_decimal(value, crate::platform::unwind::MAX_DEPTH as u64) {
+            Some(depth) if depth > 0 => DEBUG_DEPTH.store(depth as usize, Ordering::Relaxed),
+            _ => warn_bad_option(
+                full_name,
+                value,
+                b"frames kept of each stack debug mode captures, 1 to 64",
+            ),
+        },
         b"HUGE_PAGES" => match value {
             b"1" => HUGE_PAGES.store(true, Ordering::Relaxed),
             b"0" => HUGE_PAGES.store(false, Ordering::Relaxed),
@@ -391,6 +408,14 @@ mod tests {
         apply_entry(b"OTHER_VARIABLE=1");
         apply_entry(b"TALLYMALLOC_NO_SUCH_THING=1");
         apply_entry(b"TALLYMALLOC_VERBOSE");
+        apply_entry(b"TALLYMALLOC_DEBUG_DEPTH=0");
+        assert_eq!(debug_depth(), DEFAULT_DEBUG_DEPTH);
+        apply_entry(b"TALLYMALLOC_DEBUG_DEPTH=65");
+        assert_eq!(debug_depth(), DEFAULT_DEBUG_DEPTH);
+        apply_entry(b"TALLYMALLOC_DEBUG_DEPTH=64");
+        assert_eq!(debug_depth(), 64);
+        apply_entry(b"TALLYMALLOC_DEBUG_DEPTH=24");
+        assert_eq!(debug_depth(), DEFAULT_DEBUG_DEPTH);
         apply_entry(b"TALLYMALLOC_HUGE_PAGES=0");
         assert!(!huge_pages());
         apply_entry(b"TALLYMALLOC_HUGE_PAGES=yes");

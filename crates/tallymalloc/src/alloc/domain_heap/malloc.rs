@@ -200,7 +200,7 @@ unsafe fn malloc_secure(
     domain: Domain,
 ) -> *mut u8 {
     // SAFETY: the caller's contract.
-    let block = unsafe { secure_pop(heap, class) };
+    let block = unsafe { first_page_pop(heap, class) };
     if block.is_null() {
         // SAFETY: the caller's contract.
         return unsafe { malloc_generic(heap, class, size, zero_bytes, domain) };
@@ -212,15 +212,16 @@ unsafe fn malloc_secure(
     block.cast()
 }
 
-/// Secure mode's stand-in for the fast path, which never sees a secure page: a checked pop
-/// from the first page of the class (other threads' frees collected when `free` ran dry).
-/// Null when that page has no free block or the thread's housekeeping is due: the caller then
-/// takes the general path, which ticks.
+/// The stand-in for the fast path where no page is current (secure mode of a normal build,
+/// and debug mode's own blocks): a pop from the first page of the class (other threads' frees
+/// collected when `free` ran dry), checked if the page is a secure one. Null when that page
+/// has no free block or the thread's housekeeping is due: the caller then takes the general
+/// path, which ticks.
 ///
 /// # Safety
 /// `heap` is this thread's domain heap or the empty one (H1).
 #[inline(always)]
-unsafe fn secure_pop(heap: *mut DomainHeap, class: SizeClass) -> *mut Block {
+unsafe fn first_page_pop(heap: *mut DomainHeap, class: SizeClass) -> *mut Block {
     // The empty heap's queues are empty, and its tick countdown stays 0.
     // SAFETY: H1/H2: pages on our queues are ours.
     unsafe {
@@ -236,7 +237,11 @@ unsafe fn secure_pop(heap: *mut DomainHeap, class: SizeClass) -> *mut Block {
             (*page).collect();
         }
         pages.slow_paths_until_tick -= 1;
-        (*heap).pop_secure(page)
+        if (*page).key != 0 && !secure::BUILT_IN {
+            (*heap).pop_secure(page)
+        } else {
+            (*heap).pop(page)
+        }
     }
 }
 
@@ -338,9 +343,23 @@ fn counted_huge(domain: Domain, block: *mut u8) -> *mut u8 {
 }
 
 /// A core block for debug mode's layout. The caller (debug.rs) has marked its thread as inside
-/// the debug layer, so the slow paths do not hand the request back to it.
+/// the debug layer, so the slow paths do not hand the request back to it. Debug mode's pages
+/// are never current, so small and large blocks come from the first page of their class
+/// directly, not through the fast path's miss.
 pub fn allocate_core(domain: Domain, size: usize, align: usize) -> *mut u8 {
-    allocate_aligned_plain(domain, size, align, None)
+    if align > MIN_ALIGN || size > LARGE_MAX {
+        return allocate_aligned_plain(domain, size, align, None);
+    }
+    let heap = domain_heap(domain);
+    let class = SizeClass::of(size.max(1));
+    // SAFETY: `heap` is this thread's domain heap or the empty one (H1).
+    unsafe {
+        let block = first_page_pop(heap, class);
+        if !block.is_null() {
+            return block.cast();
+        }
+        malloc_generic(heap, class, size, None, domain)
+    }
 }
 
 /// A core block for debug mode whose address `lead` bytes in is aligned to `align`, a
