@@ -7,19 +7,14 @@ use super::*;
 fn live_by_domain(mut visit: impl FnMut(usize, u64, u64)) {
     let mut blocks = [0u64; crate::policy::domain::MAX_DOMAINS];
     let mut bytes = [0u64; crate::policy::domain::MAX_DOMAINS];
-    {
-        let live = LIVE_BLOCKS.lock();
-        let mut header = live.headers.first();
-        while !header.is_null() {
-            // SAFETY: D3.
-            unsafe {
-                let domain = Domain::from_stored((*header).domain);
-                blocks[domain] += 1;
-                bytes[domain] += (*header).size as u64;
-                header = List::next(header);
-            }
+    super::lists::for_each_live(|header| {
+        // SAFETY: D3.
+        unsafe {
+            let domain = Domain::from_stored((*header).domain);
+            blocks[domain] += 1;
+            bytes[domain] += (*header).size as u64;
         }
-    }
+    });
     for domain in 0..crate::policy::domain::MAX_DOMAINS {
         if blocks[domain] > 0 {
             visit(domain, blocks[domain], bytes[domain]);
@@ -47,7 +42,7 @@ pub(super) fn report_at_exit() {
         .text(b" distinct stacks in ")
         .decimal(stack_bytes as u64)
         .text(b" bytes, ")
-        .decimal(QUARANTINE.lock().bytes as u64)
+        .decimal(super::lists::quarantined_bytes() as u64)
         .text(b" bytes of freed blocks in quarantine, ")
         .decimal(total.0 * (HEADER + GUARD) as u64)
         .text(b" bytes of headers and guards on the live blocks\n");
@@ -89,21 +84,16 @@ fn report_leak_sites(at_exit: bool) {
         return;
     };
     let counts = memory.as_ptr().cast::<[u64; 2]>();
-    {
-        let live = LIVE_BLOCKS.lock();
-        let mut header = live.headers.first();
-        while !header.is_null() {
-            // SAFETY: D3; `site <= CAPACITY` indexes the fresh, zeroed mapping.
-            unsafe {
-                if (*header).site != ALLOCATOR_SITE {
-                    let site = ((*header).site as usize).min(slots - 1);
-                    (*counts.add(site))[0] += 1;
-                    (*counts.add(site))[1] += (*header).size as u64;
-                }
-                header = List::next(header);
+    super::lists::for_each_live(|header| {
+        // SAFETY: D3; `site <= CAPACITY` indexes the fresh, zeroed mapping.
+        unsafe {
+            if (*header).site != ALLOCATOR_SITE {
+                let site = ((*header).site as usize).min(slots - 1);
+                (*counts.add(site))[0] += 1;
+                (*counts.add(site))[1] += (*header).size as u64;
             }
         }
-    }
+    });
     // The largest sites, by selection (SHOWN passes over the sites).
     let mut top = [(0usize, 0u64, 0u64); SHOWN];
     let mut shown = 0;

@@ -19,23 +19,22 @@
 //!   once, before the first block, and never changes after.
 //! - **D2**: a header's `state` is `LIVE` exactly while its block is handed out, and moves to
 //!   `FREED` by one compare-exchange, so of two racing frees one wins and the other reports.
-//! - **D3**: a live block is on `LIVE_BLOCKS`; a freed one is in `QUARANTINE` until it goes back
-//!   to the core; both lists link through the headers and change only under their locks.
+//! - **D3** (`lists.rs`): a live block is on a live list; a freed one is in a quarantine until
+//!   it goes back to the core.
 //! - **D4**: nothing here allocates through the allocator.
 //!
-//! This module holds the mode, the block layout, the two lists, and allocation, free, realloc
-//! and the checks; `report.rs` the misuse reports, `leaks.rs` the leak reports, `backtrace.rs`
-//! and `sites.rs` the stacks they print.
+//! This module holds the mode, the block layout, and allocation, free, realloc and the checks;
+//! `lists.rs` the live blocks and the quarantine, `report.rs` the misuse reports, `leaks.rs`
+//! the leak reports, `backtrace.rs` and `sites.rs` the stacks they print.
 
 pub(crate) mod backtrace;
 mod leaks;
+mod lists;
 mod report;
 pub(crate) mod sites;
 
 use crate::alloc::segment::{segment_of, SegmentKind};
-use crate::platform::list::{Linked, Links, List};
-use crate::platform::lock_registry::Rank;
-use crate::platform::sync::SpinLock;
+use crate::platform::list::Links;
 use crate::platform::text::{fatal, Line};
 use crate::policy::domain::Domain;
 use crate::policy::options::{on_error_in_debug, OnError};
@@ -135,13 +134,15 @@ struct Header {
     /// While the block is quarantined, where it was freed (a site); once it is back in the
     /// core, the core's free-list link may land here.
     freed_at: usize,
-    /// Links in `LIVE_BLOCKS` or `QUARANTINE` (D3).
+    /// Links in a live list or a quarantine (D3).
     links: Links<Header>,
     size: usize,
     /// Bytes from the core block's start to the user block.
     lead: u32,
     domain: u8,
-    _pad: [u8; 3],
+    /// The shard of the live list the block is on (`lists.rs`).
+    shard: u8,
+    _pad: [u8; 2],
     state: AtomicU32,
     /// Where the block was allocated (`sites.rs`; 0: unknown).
     site: u32,
@@ -149,55 +150,6 @@ struct Header {
 }
 
 const _: () = assert!(core::mem::size_of::<Header>() == HEADER);
-
-/// Debug blocks on one of the two lists, and their bytes (D3).
-struct Blocks {
-    headers: List<Header>,
-    bytes: usize,
-}
-
-// SAFETY: the list is touched only under its lock (D3).
-unsafe impl Send for Blocks {}
-
-// SAFETY: `links` is the header's field for its one list.
-unsafe impl Linked for Header {
-    unsafe fn links(this: *mut Self) -> *mut Links<Self> {
-        // SAFETY: the caller's contract: `this` is a valid header.
-        unsafe { &raw mut (*this).links }
-    }
-}
-
-impl Blocks {
-    const fn new() -> Blocks {
-        Blocks {
-            headers: List::EMPTY,
-            bytes: 0,
-        }
-    }
-
-    /// # Safety
-    /// `header` is a debug header on no list (D3).
-    unsafe fn push_back(&mut self, header: *mut Header) {
-        // SAFETY: the caller's contract; we hold the list's lock (L3).
-        unsafe {
-            self.headers.push_back(header);
-            self.bytes += (*header).size;
-        }
-    }
-
-    /// # Safety
-    /// `header` is on this list.
-    unsafe fn remove(&mut self, header: *mut Header) {
-        // SAFETY: the caller's contract; we hold the list's lock (L3).
-        unsafe {
-            self.headers.remove(header);
-            self.bytes -= (*header).size;
-        }
-    }
-}
-
-static LIVE_BLOCKS: SpinLock<Blocks> = SpinLock::new(Rank::DebugLiveBlocks, Blocks::new());
-static QUARANTINE: SpinLock<Blocks> = SpinLock::new(Rank::DebugQuarantine, Blocks::new());
 
 /// Whether every byte of `bytes` is `byte`: eight at a time, since poison checks read every
 /// freed byte.
@@ -261,7 +213,8 @@ pub fn allocate(domain: Domain, size: usize, align: usize, zero: bool) -> *mut u
                 size,
                 lead: lead as u32,
                 domain: domain.stored(),
-                _pad: [0; 3],
+                shard: 0,
+                _pad: [0; 2],
                 state: AtomicU32::new(LIVE),
                 site,
                 front_guard: [GUARD_BYTE; GUARD],
@@ -269,7 +222,7 @@ pub fn allocate(domain: Domain, size: usize, align: usize, zero: bool) -> *mut u
         );
         ptr::write_bytes(user, if zero { 0 } else { FRESH_BYTE }, size);
         ptr::write_bytes(user.add(size), GUARD_BYTE, GUARD);
-        LIVE_BLOCKS.lock().push_back(header);
+        lists::add_live(header);
         user
     }
 }
@@ -458,29 +411,17 @@ pub unsafe fn reallocate(domain: Domain, user: *mut u8, size: usize, align: usiz
 /// Poisons a freed block, holds it back, and lets go of the oldest beyond the budget.
 ///
 /// # Safety
-/// `header` was just claimed for release (D2) and is on `LIVE_BLOCKS`.
+/// `header` was just claimed for release (D2) and is on a live list.
 unsafe fn quarantine(header: *mut Header) {
     // SAFETY: the caller's contract: the block is ours alone.
     unsafe {
-        LIVE_BLOCKS.lock().remove(header);
+        lists::remove_live(header);
         (*header).freed_at = crate::debug::backtrace::site_here(2) as usize;
         ptr::write_bytes(user_of(header), DEAD_BYTE, (*header).size);
-        let budget = crate::policy::options::quarantine_bytes();
-        let mut released: [*mut Header; 16] = [ptr::null_mut(); 16];
-        let mut count = 0;
-        {
-            let mut held = QUARANTINE.lock();
-            held.push_back(header);
-            while held.bytes > budget && !held.headers.is_empty() && count < released.len() {
-                let oldest = held.headers.first();
-                held.remove(oldest);
-                released[count] = oldest;
-                count += 1;
-            }
-        }
-        for &oldest in &released[..count] {
-            release(oldest, b"free (leaving quarantine)");
-        }
+        // Blocks leaving the quarantine are on no list, as `release` needs.
+        lists::quarantine(header, |oldest| {
+            release(oldest, b"free (leaving quarantine)")
+        });
     }
 }
 
@@ -525,47 +466,37 @@ pub fn check_all() -> usize {
         return 0;
     }
     let mut problems = 0;
-    {
-        let live = LIVE_BLOCKS.lock();
-        let mut header = live.headers.first();
-        while !header.is_null() {
-            // SAFETY: D3: headers on the list are live debug blocks.
-            unsafe {
-                let user = user_of(header);
-                let described = || Described::of(header);
-                if !filled_with(&(*header).front_guard, GUARD_BYTE) {
-                    problems += 1;
-                    report(
-                        ErrorKind::WriteBeforeStart,
-                        b"check",
-                        user as usize,
-                        Some(described()),
-                    );
-                }
-                let back = core::slice::from_raw_parts(user.add((*header).size), GUARD);
-                if !filled_with(back, GUARD_BYTE) {
-                    problems += 1;
-                    report(
-                        ErrorKind::WritePastEnd,
-                        b"check",
-                        user as usize,
-                        Some(described()),
-                    );
-                }
-                header = List::next(header);
-            }
-        }
-    }
-    let held = QUARANTINE.lock();
-    let mut header = held.headers.first();
-    while !header.is_null() {
-        // SAFETY: D3: headers in the quarantine are freed debug blocks.
+    lists::for_each_live(|header| {
+        // SAFETY: D3: headers on the list are live debug blocks.
         unsafe {
-            if !check_poison(header, b"check") {
+            let user = user_of(header);
+            let described = || Described::of(header);
+            if !filled_with(&(*header).front_guard, GUARD_BYTE) {
                 problems += 1;
+                report(
+                    ErrorKind::WriteBeforeStart,
+                    b"check",
+                    user as usize,
+                    Some(described()),
+                );
             }
-            header = List::next(header);
+            let back = core::slice::from_raw_parts(user.add((*header).size), GUARD);
+            if !filled_with(back, GUARD_BYTE) {
+                problems += 1;
+                report(
+                    ErrorKind::WritePastEnd,
+                    b"check",
+                    user as usize,
+                    Some(described()),
+                );
+            }
         }
-    }
+    });
+    lists::for_each_quarantined(|header| {
+        // SAFETY: D3: headers in the quarantine are freed debug blocks.
+        if !unsafe { check_poison(header, b"check") } {
+            problems += 1;
+        }
+    });
     problems
 }

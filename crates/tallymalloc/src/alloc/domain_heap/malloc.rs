@@ -83,9 +83,10 @@ unsafe fn zero_block(block: *mut Block, bytes: usize, free_is_zero: bool) {
     }
 }
 
-/// Every miss of malloc's fast path: secure mode's allocations (debug mode, on too, takes
-/// them in `malloc_generic` instead), and the refills of normal pages. A dispatcher that saves
-/// no register, so secure mode pays for no prologue it does not use.
+/// Every miss of malloc's fast path: debug mode's allocations (no page is current in debug
+/// mode, see `refresh_current`, so all of them come here, at no cost to the fast path) and
+/// secure mode's, and the refills of normal pages. A dispatcher that saves no register, so
+/// secure mode pays for no prologue it does not use.
 /// Takes the request's size rather than its class, so the fast path keeps no class in a
 /// register for it.
 ///
@@ -102,8 +103,16 @@ unsafe fn malloc_slow(
 ) -> *mut u8 {
     // SAFETY: the caller's contract.
     unsafe {
-        if secure::slow_paths_only() && !debug::active() {
-            malloc_secure(heap, SizeClass::of(size), size, zero_bytes, domain)
+        if debug::active() {
+            // Straight to debug mode: each frame between it and the program is one more its
+            // stack walk steps through.
+            if !debug::in_layer() {
+                return debug::allocate(domain, size, MIN_ALIGN, zero_bytes.is_some());
+            }
+            return malloc_generic(heap, SizeClass::of(size), zero_bytes, domain);
+        }
+        if secure::slow_paths_only() {
+            malloc_secure(heap, SizeClass::of(size), zero_bytes, domain)
         } else {
             malloc_refill(heap, size, zero_bytes, domain)
         }
@@ -153,12 +162,11 @@ unsafe fn malloc_refill(
         }
     }
     // SAFETY: as above.
-    unsafe { malloc_generic(heap, class, size, zero_bytes, domain) }
+    unsafe { malloc_generic(heap, class, zero_bytes, domain) }
 }
 
-/// Every allocation that misses the fast paths comes here: in debug mode, all of them (the
-/// pages' free lists are never current, see `refresh_current`), so this is where debug mode
-/// takes its requests, at no cost to the fast path.
+/// The general allocation path: find or make a page of `class`, with the thread's
+/// housekeeping on the way.
 ///
 /// # Safety
 /// As [`malloc_slow`].
@@ -167,18 +175,9 @@ unsafe fn malloc_refill(
 unsafe fn malloc_generic(
     heap: *mut DomainHeap,
     class: SizeClass,
-    size: usize,
     zero_bytes: Option<usize>,
     domain: Domain,
 ) -> *mut u8 {
-    if debug::active() && !debug::in_layer() {
-        return debug::allocate(
-            domain,
-            size,
-            crate::alloc::size_class::MIN_ALIGN,
-            zero_bytes.is_some(),
-        );
-    }
     // SAFETY: the caller's contract.
     unsafe { malloc_in_class(heap, class, zero_bytes, domain) }
 }
@@ -195,7 +194,6 @@ unsafe fn malloc_generic(
 unsafe fn malloc_secure(
     heap: *mut DomainHeap,
     class: SizeClass,
-    size: usize,
     zero_bytes: Option<usize>,
     domain: Domain,
 ) -> *mut u8 {
@@ -203,7 +201,7 @@ unsafe fn malloc_secure(
     let block = unsafe { first_page_pop(heap, class) };
     if block.is_null() {
         // SAFETY: the caller's contract.
-        return unsafe { malloc_generic(heap, class, size, zero_bytes, domain) };
+        return unsafe { malloc_generic(heap, class, zero_bytes, domain) };
     }
     if let Some(bytes) = zero_bytes {
         // SAFETY: a block of at least `bytes` bytes, just taken.
@@ -358,7 +356,7 @@ pub fn allocate_core(domain: Domain, size: usize, align: usize) -> *mut u8 {
         if !block.is_null() {
             return block.cast();
         }
-        malloc_generic(heap, class, size, None, domain)
+        malloc_generic(heap, class, None, domain)
     }
 }
 

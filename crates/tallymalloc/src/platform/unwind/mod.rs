@@ -94,17 +94,17 @@ pub fn capture(skip: usize, depth: usize) -> Stack {
 }
 
 /// [`capture`] into `stack`, which the caller keeps where it wants it: a stack is 520 bytes,
-/// and copying one out cost as much as walking a short stack.
-#[inline(never)]
+/// and copying one out cost as much as walking a short stack. Inlined, so that it adds no
+/// frame for the walk to step through: the walk's first step lands in the caller.
+#[inline(always)]
 pub fn capture_into(stack: &mut Stack, skip: usize, depth: usize) {
     let depth = depth.clamp(1, MAX_DEPTH);
-    // Both walks start in a frame of their own, one below this one.
     #[cfg(target_arch = "x86_64")]
-    if walk(stack, skip + 1, depth) {
+    if walk(stack, skip, depth) {
         return;
     }
     *stack = Stack::EMPTY;
-    capture_with_libgcc(stack, skip + 1, depth);
+    capture_with_libgcc(stack, skip, depth);
 }
 
 /// Walks by cached rules from its own frame outward; false if a frame needs libgcc.
@@ -132,25 +132,26 @@ fn walk(stack: &mut Stack, mut skip: usize, depth: usize) -> bool {
     let mut lookup = pc;
     let ended = loop {
         let rule = rules::rule_at(lookup);
-        if rule.is_unsupported() {
-            return false;
-        }
-        if rule.is_outermost() {
+        if rule.stops() {
+            if rule.is_unsupported() {
+                return false;
+            }
             break true;
         }
         let base = if rule.base_is_rbp() { fp } else { sp };
         let cfa = base.wrapping_add_signed(rule.cfa_offset());
         // UW2.
-        if cfa <= sp || cfa > limit || cfa % 8 != 0 {
+        if cfa <= sp || cfa > limit {
             break true;
         }
         // SAFETY: UW2: `cfa` is above the previous frame and within the span of this
         // thread's stack the walk allows, and the rule places both saved words below it, in
         // the frame being left.
         unsafe {
-            pc = *(cfa.wrapping_add_signed(rule.return_address_at()) as *const usize);
-            if let Some(at) = rule.rbp_saved_at() {
-                fp = *(cfa.wrapping_add_signed(at) as *const usize);
+            pc = *(cfa.wrapping_add_signed(rules::RETURN_ADDRESS_AT) as *const usize);
+            let rbp_at = rule.rbp_saved_at();
+            if rbp_at != 0 {
+                fp = *(cfa.wrapping_add_signed(rbp_at) as *const usize);
             }
         }
         sp = cfa;
@@ -160,7 +161,9 @@ fn walk(stack: &mut Stack, mut skip: usize, depth: usize) -> bool {
         if skip > 0 {
             skip -= 1;
         } else {
-            stack.frames[depth_now] = MaybeUninit::new(pc);
+            // `depth_now < depth <= MAX_DEPTH`.
+            // SAFETY: as just said, the slot is in the array.
+            unsafe { *stack.frames.get_unchecked_mut(depth_now) = MaybeUninit::new(pc) };
             depth_now += 1;
             if depth_now == depth {
                 break true;
@@ -208,7 +211,12 @@ extern "C" fn visit(context: *mut c_void, data: *mut c_void) -> c_int {
 /// malloc: UW1) and understands every rule.
 #[inline(never)]
 fn capture_with_libgcc(stack: &mut Stack, skip: usize, depth: usize) {
-    let mut capture = LibgccCapture { stack, skip, depth };
+    // The first frame libgcc reports is this function's own.
+    let mut capture = LibgccCapture {
+        stack,
+        skip: skip + 1,
+        depth,
+    };
     // SAFETY: `visit` only touches the capture, which outlives the call.
     unsafe { _Unwind_Backtrace(visit, (&raw mut capture).cast()) };
 }

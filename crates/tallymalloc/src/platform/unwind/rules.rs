@@ -27,60 +27,61 @@ const RSP: Register = Register(7);
 const RBP: Register = Register(6);
 const RETURN_ADDRESS: Register = Register(16);
 
-/// One frame's step, packed: bits 0..32 the CFA's offset from its base register, 32..48 where
-/// `rbp` is saved relative to the CFA (0: not saved), 48..56 where the return address is,
-/// then flags.
+/// One frame's step, packed into a word so that a cache entry is two: bits 0..32 the CFA's
+/// offset from its base register, 32..48 where `rbp` is saved relative to the CFA (0: not
+/// saved), then flags. The return address is always at CFA - 8, as x86-64 compilers place
+/// it; a rule that says otherwise is unsupported.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Rule(u64);
 
-const BASE_IS_RBP: u64 = 1 << 56;
-const OUTERMOST: u64 = 1 << 57;
-const UNSUPPORTED_FLAG: u64 = 1 << 58;
-/// Set in every rule, so that a zeroed cache entry is never one.
-const PRESENT: u64 = 1 << 59;
+const BASE_IS_RBP: u64 = 1 << 48;
+/// The walk stops here: the outermost frame, or one it cannot follow.
+const STOP: u64 = 1 << 49;
+const UNSUPPORTED_FLAG: u64 = 1 << 50;
 
 impl Rule {
     /// No rule the walk can follow: it falls back to libgcc's unwinder.
-    pub const UNSUPPORTED: Rule = Rule(PRESENT | UNSUPPORTED_FLAG);
+    pub const UNSUPPORTED: Rule = Rule(STOP | UNSUPPORTED_FLAG);
     /// The return address is undefined: the outermost frame (`_start`, a thread's start).
-    pub const OUTERMOST: Rule = Rule(PRESENT | OUTERMOST);
+    pub const OUTERMOST: Rule = Rule(STOP);
 
-    fn new(base_is_rbp: bool, cfa_offset: i32, rbp_saved_at: i16, return_at: i8) -> Rule {
+    fn new(base_is_rbp: bool, cfa_offset: i32, rbp_saved_at: i16) -> Rule {
         Rule(
-            PRESENT
-                | if base_is_rbp { BASE_IS_RBP } else { 0 }
+            if base_is_rbp { BASE_IS_RBP } else { 0 }
                 | u64::from(cfa_offset as u32)
-                | (u64::from(rbp_saved_at as u16) << 32)
-                | (u64::from(return_at as u8) << 48),
+                | (u64::from(rbp_saved_at as u16) << 32),
         )
+    }
+
+    /// Whether the walk ends at this frame (then [`Rule::is_unsupported`] says how).
+    #[inline(always)]
+    pub fn stops(self) -> bool {
+        self.0 & STOP != 0
     }
 
     pub fn is_unsupported(self) -> bool {
         self.0 & UNSUPPORTED_FLAG != 0
     }
 
-    pub fn is_outermost(self) -> bool {
-        self.0 & OUTERMOST != 0
-    }
-
+    #[inline(always)]
     pub fn base_is_rbp(self) -> bool {
         self.0 & BASE_IS_RBP != 0
     }
 
+    #[inline(always)]
     pub fn cfa_offset(self) -> isize {
         self.0 as u32 as i32 as isize
     }
 
-    /// Where `rbp` was saved, from the CFA; `None` if this frame left it alone.
-    pub fn rbp_saved_at(self) -> Option<isize> {
-        let at = (self.0 >> 32) as u16 as i16;
-        (at != 0).then_some(at as isize)
-    }
-
-    pub fn return_address_at(self) -> isize {
-        (self.0 >> 48) as u8 as i8 as isize
+    /// Where `rbp` was saved, from the CFA; 0 if this frame left it alone.
+    #[inline(always)]
+    pub fn rbp_saved_at(self) -> isize {
+        (self.0 >> 32) as u16 as i16 as isize
     }
 }
+
+/// Where every x86-64 frame keeps its return address, from the CFA.
+pub const RETURN_ADDRESS_AT: isize = -8;
 
 /// Entries in the cache: 256 KiB of `.bss`, resident as it fills.
 const CACHE_ENTRIES: usize = 1 << 14;
@@ -109,8 +110,8 @@ pub fn rule_at(address: usize) -> Rule {
     let entry = slot(address);
     let rule = entry.rule.load(Ordering::Relaxed);
     let tag = entry.tag.load(Ordering::Relaxed);
-    // UR1.
-    if tag ^ rule == address as u64 && rule & PRESENT != 0 {
+    // UR1 (a free entry, both words 0, never matches: no code is at address 0).
+    if tag ^ rule == address as u64 {
         return Rule(rule);
     }
     miss(address, entry)
@@ -196,14 +197,11 @@ fn rule_of(row: &UnwindTableRow<usize, FixedStorage>) -> Rule {
         }
         _ => return Rule::UNSUPPORTED,
     };
-    let return_at = match row.register(RETURN_ADDRESS) {
+    match row.register(RETURN_ADDRESS) {
         Some(RegisterRule::Undefined) => return Rule::OUTERMOST,
-        Some(RegisterRule::Offset(at)) => match i8::try_from(at) {
-            Ok(at) => at,
-            Err(_) => return Rule::UNSUPPORTED,
-        },
+        Some(RegisterRule::Offset(at)) if at as isize == RETURN_ADDRESS_AT => {}
         _ => return Rule::UNSUPPORTED,
-    };
+    }
     let rbp_saved_at = match row.register(RBP) {
         None | Some(RegisterRule::SameValue) => 0,
         Some(RegisterRule::Offset(at)) if at != 0 => match i16::try_from(at) {
@@ -212,7 +210,7 @@ fn rule_of(row: &UnwindTableRow<usize, FixedStorage>) -> Rule {
         },
         Some(_) => return Rule::UNSUPPORTED,
     };
-    Rule::new(base_is_rbp, cfa_offset, rbp_saved_at, return_at)
+    Rule::new(base_is_rbp, cfa_offset, rbp_saved_at)
 }
 
 #[cfg(test)]
@@ -221,16 +219,17 @@ mod tests {
 
     #[test]
     fn a_rule_keeps_its_parts() {
-        let rule = Rule::new(true, 16, -16, -8);
+        let rule = Rule::new(true, 16, -16);
         assert!(rule.base_is_rbp());
         assert_eq!(rule.cfa_offset(), 16);
-        assert_eq!(rule.rbp_saved_at(), Some(-16));
-        assert_eq!(rule.return_address_at(), -8);
-        assert!(!rule.is_unsupported() && !rule.is_outermost());
-        let rule = Rule::new(false, 0x12_3456, 0, -8);
+        assert_eq!(rule.rbp_saved_at(), -16);
+        assert!(!rule.stops() && !rule.is_unsupported());
+        let rule = Rule::new(false, 0x12_3456, 0);
         assert!(!rule.base_is_rbp());
         assert_eq!(rule.cfa_offset(), 0x12_3456);
-        assert_eq!(rule.rbp_saved_at(), None);
+        assert_eq!(rule.rbp_saved_at(), 0);
+        assert!(Rule::OUTERMOST.stops() && !Rule::OUTERMOST.is_unsupported());
+        assert!(Rule::UNSUPPORTED.stops() && Rule::UNSUPPORTED.is_unsupported());
     }
 
     #[test]
@@ -238,8 +237,7 @@ mod tests {
         let here = this_functions_rule_is_read_and_cached as *const () as usize;
         // Past the prologue, the CFA is never below rsp + 8 (the return address).
         let rule = rule_at(here + 1);
-        assert!(!rule.is_unsupported(), "{rule:?}");
-        assert_eq!(rule.return_address_at(), -8);
+        assert!(!rule.stops(), "{rule:?}");
         assert!(rule.base_is_rbp() || rule.cfa_offset() >= 8);
         assert_eq!(rule_at(here + 1), rule);
         let entry = slot(here + 1);
