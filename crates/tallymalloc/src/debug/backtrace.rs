@@ -23,7 +23,7 @@ pub fn capture(skip: usize) -> Stack {
 /// The site (`sites.rs`) of the calling thread's stack, captured as [`capture`] does.
 #[inline(always)]
 pub fn site_here(skip: usize) -> u32 {
-    let mut stack = Stack::EMPTY;
+    let mut stack = Stack::new();
     crate::platform::unwind::capture_into(&mut stack, skip, crate::policy::options::debug_depth());
     crate::debug::sites::intern(&stack)
 }
