@@ -163,3 +163,89 @@ fn the_c_api_switches_debug_mode_on_and_checks_on_demand() {
         "the leak's site: {stderr}"
     );
 }
+
+/// Runs `program` under the library in debug mode; returns the exit status, stdout and stderr.
+fn run_in_debug_mode(
+    program: &Path,
+    arguments: &[&str],
+    environment: &[(&str, &str)],
+    seconds: u64,
+) -> (Option<i32>, String, String) {
+    let mut command = command_with(Some(Linkage::Preloaded), program);
+    command
+        .env("TALLYMALLOC_DEBUG", "1")
+        .envs(environment.iter().copied())
+        .args(arguments);
+    let (output, timed_out) = run_with_timeout(command, seconds);
+    assert!(!timed_out, "{} hung", program.display());
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn stacks_name_every_function_with_or_without_frame_pointers() {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/debug_frames.c");
+    for (name, flag) in [
+        ("without", "-fomit-frame-pointer"),
+        ("with", "-fno-omit-frame-pointer"),
+    ] {
+        let binary = scratch().join(format!("debug-frames-{name}"));
+        compile(&[source.clone()], &binary, None, &[flag]);
+        let (status, _, stderr) = run_in_debug_mode(&binary, &[], &[], 60);
+        assert_eq!(status, Some(0), "{name} frame pointers: {stderr}");
+        let site = stderr
+            .find("1 blocks, 4242 bytes, allocated at:")
+            .unwrap_or_else(|| panic!("{name} frame pointers: no leak site in\n{stderr}"));
+        let frames: Vec<&str> = stderr[site..].lines().skip(1).take(5).collect();
+        for (frame, function) in frames.iter().zip([
+            "chain_innermost",
+            "chain_middle",
+            "chain_outer",
+            "chain_entry",
+            "main",
+        ]) {
+            assert!(
+                frame.contains(&format!(" in {function}")) && frame.contains("debug_frames.c:"),
+                "{name} frame pointers: expected {function} in {frame:?} of\n{stderr}"
+            );
+        }
+    }
+}
+
+#[test]
+fn threads_that_come_and_go_keep_debug_mode_clean_and_the_quarantine_bounded() {
+    let binary = scratch().join("debug-threads");
+    compile(
+        &[Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/debug_threads.c")],
+        &binary,
+        None,
+        &[],
+    );
+    // A budget of 1 MiB, which blocks of up to 200 KB, freed now and then, would overrun if a
+    // shard let go of too few blocks at a time.
+    let budget = 1 << 20;
+    let (status, stdout, stderr) = run_in_debug_mode(
+        &binary,
+        &["6"],
+        &[("TALLYMALLOC_QUARANTINE", &budget.to_string())],
+        240,
+    );
+    assert_eq!(status, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("6 rounds, 0 failures"), "{stdout}");
+    assert!(stderr.contains(" 0 errors found"), "{stderr}");
+    // Whatever glibc keeps for its threads may be listed; nothing the workers allocated.
+    assert!(!stderr.contains(" in work "), "{stderr}");
+    let summary = stderr
+        .lines()
+        .find(|line| line.contains("at exit:"))
+        .expect(&stderr);
+    let quarantined: u64 = summary
+        .split(", ")
+        .find_map(|part| part.strip_suffix(" bytes of freed blocks in quarantine"))
+        .and_then(|bytes| bytes.parse().ok())
+        .expect(summary);
+    assert!(quarantined > 0 && quarantined <= budget, "{summary}");
+}
