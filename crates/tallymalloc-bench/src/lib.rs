@@ -13,6 +13,7 @@
 //! allocators and measurement that `tallymalloc compare` uses).
 
 pub mod allocators;
+mod capture;
 mod instructions;
 pub mod measure;
 mod python_suite;
@@ -74,6 +75,10 @@ struct Options {
     /// Count instructions only (no workloads); scripts/fastpath-count uses it.
     #[arg(long, conflicts_with = "no_instructions")]
     only_instructions: bool,
+    /// Time stack capture only: a 24-frame stack by tallymalloc's unwinder (tm_backtrace, as
+    /// debug mode captures) and by glibc's backtrace, built with and without frame pointers.
+    #[arg(long, conflicts_with_all = ["only_instructions", "count_workloads", "python", "json"])]
+    capture: bool,
 }
 
 /// Runs the suite with command-line `arguments` (the first is the program's name).
@@ -131,6 +136,14 @@ fn run(options: Options) -> Result<(), String> {
         check_outputs_agree(&results)?;
         results.print();
         return write_json(options.json.as_deref(), &results, None);
+    }
+    if options.capture {
+        return capture::run(
+            &binaries.join("libtallymalloc.so"),
+            &binaries.join("bench-workloads"),
+            reps,
+            options.quick,
+        );
     }
     let allocators = allocators::resolve(
         &options.allocators,

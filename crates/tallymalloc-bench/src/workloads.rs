@@ -283,11 +283,17 @@ pub fn build(directory: &Path, binaries: &Path) -> Result<Vec<PathBuf>, String> 
 /// built under a name of its own, then renamed into place: another bench run (the tests start
 /// several at once) may be running the previous binary meanwhile.
 pub fn compile_c(source: &Path, output: &Path) -> Result<(), String> {
+    compile_c_with(source, output, &[])
+}
+
+/// [`compile_c`] with `extra` flags for the compiler.
+pub fn compile_c_with(source: &Path, output: &Path, extra: &[&str]) -> Result<(), String> {
     let building = output.with_extension(format!("building-{}", std::process::id()));
     let status = Command::new("cc")
         .args(["-O2", "-g", "-o"])
         .arg(&building)
         .arg(source)
+        .args(extra)
         .args(["-lpthread", "-lm"])
         .status()
         .map_err(|e| format!("cannot run cc: {e}"))?;

@@ -220,6 +220,13 @@ size_t tm_debug_check(void);
  * as at exit; returns how many there are (0 outside debug mode). */
 size_t tm_leak_report(void);
 
+/* Writes up to size return addresses of the calling thread into frames, innermost first (the
+ * caller's own first), and returns how many, as glibc's backtrace(3) does, with the unwinder
+ * debug mode uses: unwinding rules read once from each object's .eh_frame and cached by code
+ * address, so code without frame pointers is walked too. Allocates nothing; at most 64
+ * frames; 0 if frames is NULL or size is below 1. */
+int tm_backtrace(void **frames, int size);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,5 +1,5 @@
-//! The debug-mode API of `include/tallymalloc.h`: switching it on from the program, and
-//! checking every block on demand.
+//! The debug-mode API of `include/tallymalloc.h`: switching it on from the program, checking
+//! every block on demand, and the stacks it captures.
 
 use core::ffi::c_int;
 use tallymalloc_core as core_allocator;
@@ -29,4 +29,28 @@ pub extern "C" fn tm_debug_check() -> usize {
 #[no_mangle]
 pub extern "C" fn tm_leak_report() -> usize {
     core_allocator::debug_leak_report().0 as usize
+}
+
+/// Writes up to `size` return addresses of the calling thread into `frames`, innermost first
+/// (the caller's own first), with debug mode's unwinder; returns how many, as glibc's
+/// `backtrace` does. Allocates nothing and takes no lock once the frames' unwinding rules are
+/// cached. At most 64 frames; 0 for a null `frames` or a `size` below 1.
+///
+/// # Safety
+/// `frames` must be valid for `size` writes.
+#[no_mangle]
+#[inline(never)]
+pub unsafe extern "C" fn tm_backtrace(frames: *mut *mut core::ffi::c_void, size: c_int) -> c_int {
+    if frames.is_null() || size < 1 {
+        return 0;
+    }
+    let mut found = [0usize; 64];
+    let wanted = (size as usize).min(found.len());
+    // Past this function's own frame, so that the first lies in the caller.
+    let count = core_allocator::backtrace(&mut found[..wanted], 1);
+    for (index, &address) in found[..count].iter().enumerate() {
+        // SAFETY: the caller's contract: `frames` has room for `size >= count` pointers.
+        unsafe { *frames.add(index) = address as *mut core::ffi::c_void };
+    }
+    count as c_int
 }

@@ -159,9 +159,20 @@ fn the_c_api_switches_debug_mode_on_and_checks_on_demand() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("debug_api.c:9"),
+        stderr.contains(&format!(
+            "debug_api.c:{}",
+            line_of("debug_api.c", "char *volatile block = malloc(10);")
+        )),
         "the leak's site: {stderr}"
     );
+    assert!(stdout.contains("backtraces agree"), "{stdout}");
+}
+
+/// The line number of the first line of `tests/c/NAME` holding `text`.
+fn line_of(name: &str, text: &str) -> usize {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/c/{name}"));
+    let source = std::fs::read_to_string(source).unwrap();
+    1 + source.lines().position(|line| line.contains(text)).unwrap()
 }
 
 /// Runs `program` under the library in debug mode; returns the exit status, stdout and stderr.
@@ -193,7 +204,7 @@ fn stacks_name_every_function_with_or_without_frame_pointers() {
         ("with", "-fno-omit-frame-pointer"),
     ] {
         let binary = scratch().join(format!("debug-frames-{name}"));
-        compile(&[source.clone()], &binary, None, &[flag]);
+        compile(std::slice::from_ref(&source), &binary, None, &[flag]);
         let (status, _, stderr) = run_in_debug_mode(&binary, &[], &[], 60);
         assert_eq!(status, Some(0), "{name} frame pointers: {stderr}");
         let site = stderr

@@ -163,6 +163,18 @@ pub fn debug_leak_report() -> (u64, u64) {
     debug::report_leaks(b"now")
 }
 
+/// Fills `frames` with the calling thread's return addresses, innermost first, as debug mode
+/// captures them, less the `skip` innermost (with 0, the first lies in the function that
+/// called this one); returns how many. Allocates nothing.
+#[inline(never)]
+pub fn backtrace(frames: &mut [usize], skip: usize) -> usize {
+    // The walk's first frame is this function's own.
+    let stack = platform::unwind::capture(1 + skip, frames.len());
+    let found = stack.frames();
+    frames[..found.len()].copy_from_slice(found);
+    found.len()
+}
+
 /// Misuse debug mode has found so far.
 pub fn debug_error_count() -> u64 {
     debug::error_count()
