@@ -171,7 +171,41 @@ impl Results {
                 println!("  vs {peer:<name_width$} time {time:.2}x   peak RSS {rss:.2}x{worst}");
             }
             self.print_against_fastest_peers(tally);
+            self.print_mode_cost(tally, "tallymalloc-debug", "debug mode");
         }
+    }
+
+    /// What a mode of the library (a column of its own, such as `tallymalloc-debug`) costs
+    /// against the normal one: the geometric mean and the worst workload, in time and in peak
+    /// RSS.
+    fn print_mode_cost(&self, tally: usize, column: &str, mode: &str) {
+        let Some(index) = self.index(column) else {
+            return;
+        };
+        let in_means: Vec<&WorkloadResults> =
+            self.workloads.iter().filter(|w| w.in_means).collect();
+        let times: Vec<(f64, &str)> = in_means
+            .iter()
+            .map(|w| (w.median_seconds(index) / w.median_seconds(tally), w.name.as_str()))
+            .collect();
+        let sizes: Vec<(f64, &str)> = in_means
+            .iter()
+            .map(|w| (w.median_rss(index) / w.median_rss(tally), w.name.as_str()))
+            .collect();
+        let summary = |ratios: &[(f64, &str)]| {
+            let mean = geometric_mean(&ratios.iter().map(|r| r.0).collect::<Vec<_>>());
+            let worst = ratios.iter().max_by(|a, b| a.0.total_cmp(&b.0));
+            match worst {
+                Some((ratio, name)) => format!("{mean:.2}x (most: {name} {ratio:.2}x)"),
+                None => "no workload".into(),
+            }
+        };
+        println!();
+        println!(
+            "{mode} / normal mode: time {}, peak RSS {}",
+            summary(&times),
+            summary(&sizes)
+        );
     }
 
     /// A row per workload: its fastest peer, both times, and the ratios to that peer and to the

@@ -207,8 +207,9 @@ void tm_stats_print(FILE *stream);
  * (double free, realloc of a freed block, invalid or interior pointer, domain mismatch, writes
  * past the end or before the start, writes after free, calloc overflow), then aborts unless
  * TALLYMALLOC_ON_ERROR=report. Reports show the offending call's stack, the allocation's, and
- * for a double free or a write after free the first free's (file:line through addr2line). At
- * exit it checks every block and lists what is still live by allocation site.
+ * for a double free or a write after free the first free's (file:line through addr2line), each
+ * TALLYMALLOC_DEBUG_DEPTH frames deep (24 by default, up to 64). At exit it checks every block
+ * and lists what is still live by allocation site.
  *
  * tm_debug_enable turns it on before the first allocation: 0, or -1 with errno EBUSY if the
  * process has already allocated. tm_debug_check checks every block now and returns how many
