@@ -186,7 +186,12 @@ impl Results {
             self.workloads.iter().filter(|w| w.in_means).collect();
         let times: Vec<(f64, &str)> = in_means
             .iter()
-            .map(|w| (w.median_seconds(index) / w.median_seconds(tally), w.name.as_str()))
+            .map(|w| {
+                (
+                    w.median_seconds(index) / w.median_seconds(tally),
+                    w.name.as_str(),
+                )
+            })
             .collect();
         let sizes: Vec<(f64, &str)> = in_means
             .iter()

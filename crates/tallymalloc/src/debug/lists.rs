@@ -161,23 +161,19 @@ pub unsafe fn quarantine(header: *mut Header, mut release: impl FnMut(*mut Heade
 }
 
 /// Calls `visit` on every live block, one shard at a time under its lock.
-pub fn for_each_live(mut visit: impl FnMut(*mut Header)) {
-    for shard in &LIVE {
-        let live = shard.0.lock();
-        let mut header = live.headers.first();
-        while !header.is_null() {
-            visit(header);
-            // SAFETY: D3: the header is on the list, which we hold.
-            header = unsafe { List::next(header) };
-        }
-    }
+pub fn for_each_live(visit: impl FnMut(*mut Header)) {
+    for_each_in(&LIVE, visit);
 }
 
 /// Calls `visit` on every quarantined block, one shard at a time under its lock.
-pub fn for_each_quarantined(mut visit: impl FnMut(*mut Header)) {
-    for shard in &QUARANTINE {
-        let held = shard.0.lock();
-        let mut header = held.headers.first();
+pub fn for_each_quarantined(visit: impl FnMut(*mut Header)) {
+    for_each_in(&QUARANTINE, visit);
+}
+
+fn for_each_in(shards: &[Shard; SHARDS], mut visit: impl FnMut(*mut Header)) {
+    for shard in shards {
+        let blocks = shard.0.lock();
+        let mut header = blocks.headers.first();
         while !header.is_null() {
             visit(header);
             // SAFETY: D3: the header is on the list, which we hold.
