@@ -148,6 +148,10 @@ pub unsafe fn quarantine(header: *mut Header, mut release: impl FnMut(*mut Heade
                 leaving[count] = oldest;
                 count += 1;
             }
+            // The next to leave has been out of the caches since it came in, a budget's worth
+            // of frees ago; its poison is read when it leaves. Asked for now, it arrives while
+            // the program runs on.
+            prefetch(held.headers.first());
         }
         for &oldest in &leaving[..count] {
             release(oldest);
@@ -158,6 +162,24 @@ pub unsafe fn quarantine(header: *mut Header, mut release: impl FnMut(*mut Heade
             return;
         }
     }
+}
+
+/// Asks for the first lines of the block at `header` (its header, and the first bytes after it)
+/// to be brought into the cache; nothing for null. Only a hint: it reads nothing itself.
+#[inline(always)]
+fn prefetch(header: *mut Header) {
+    #[cfg(target_arch = "x86_64")]
+    if !header.is_null() {
+        use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: a prefetch reads nothing and cannot fault, whatever the address.
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(header.cast());
+            _mm_prefetch::<_MM_HINT_T0>(header.cast::<i8>().wrapping_add(64));
+            _mm_prefetch::<_MM_HINT_T0>(header.cast::<i8>().wrapping_add(128));
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = header;
 }
 
 /// Calls `visit` on every live block, one shard at a time under its lock.
