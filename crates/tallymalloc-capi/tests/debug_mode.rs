@@ -260,3 +260,24 @@ fn threads_that_come_and_go_keep_debug_mode_clean_and_the_quarantine_bounded() {
         .expect(summary);
     assert!(quarantined > 0 && quarantined <= budget, "{summary}");
 }
+
+#[test]
+fn thread_churn_in_debug_mode_keeps_memory_bounded() {
+    let binary = scratch().join("debug-churn");
+    compile(
+        &[Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/debug_churn.c")],
+        &binary,
+        None,
+        &[],
+    );
+    let (status, stdout, stderr) = run_in_debug_mode(&binary, &["2000"], &[], 240);
+    assert_eq!(status, Some(0), "{stdout}{stderr}");
+    let peak: u64 = stdout
+        .trim()
+        .strip_prefix("peak KiB ")
+        .and_then(|kib| kib.parse().ok())
+        .expect(&stdout);
+    // The quarantine's 16 MiB and what it pins; 2000 threads each leaving their segments
+    // behind came to 180 MB before abandoned segments were taken up oldest first.
+    assert!(peak < 80 * 1024, "peak resident {peak} KiB\n{stderr}");
+}

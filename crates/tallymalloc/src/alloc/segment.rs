@@ -363,7 +363,11 @@ static ABANDONED: SpinLock<AbandonedList> = SpinLock::new(
 /// How many segments are on the abandoned list; changed under its lock, read without it.
 static ABANDONED_COUNT: AtomicUsize = AtomicUsize::new(0);
 
-/// Puts an unowned segment on the abandoned list.
+/// Puts an unowned segment at the back of the abandoned list: adopters take the oldest first,
+/// which has had the longest for other threads to free its blocks. (Newest first, a program
+/// whose threads come and go in debug mode, where freed blocks wait in the quarantine past
+/// their thread's exit, re-adopted only segments still pinned by it, and the emptied ones
+/// below were never reached: 2000 threads held 210 MB.)
 ///
 /// # Safety
 /// The segment's pages must already have no owner, the segment must be on no list, and the
@@ -372,7 +376,7 @@ pub unsafe fn push_abandoned(segment: *mut Segment) {
     let mut list = ABANDONED.lock();
     // SAFETY: the segment is unowned, on no list, and ours until it is on this one; we hold
     // the list's lock (L3).
-    unsafe { list.segments.push_front(segment) };
+    unsafe { list.segments.push_back(segment) };
     ABANDONED_COUNT.fetch_add(1, Ordering::Relaxed);
 }
 
