@@ -44,13 +44,11 @@ pub unsafe extern "C" fn tm_backtrace(frames: *mut *mut core::ffi::c_void, size:
     if frames.is_null() || size < 1 {
         return 0;
     }
-    let mut found = [0usize; 64];
-    let wanted = (size as usize).min(found.len());
+    // A pointer and a usize have one size and alignment.
+    // SAFETY: the caller's contract: `frames` is valid for `size` writes, of which this takes
+    // at most 64.
+    let frames =
+        unsafe { core::slice::from_raw_parts_mut(frames.cast::<usize>(), (size as usize).min(64)) };
     // Past this function's own frame, so that the first lies in the caller.
-    let count = core_allocator::backtrace(&mut found[..wanted], 1);
-    for (index, &address) in found[..count].iter().enumerate() {
-        // SAFETY: the caller's contract: `frames` has room for `size >= count` pointers.
-        unsafe { *frames.add(index) = address as *mut core::ffi::c_void };
-    }
-    count as c_int
+    core_allocator::backtrace(frames, 1) as c_int
 }

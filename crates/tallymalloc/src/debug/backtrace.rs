@@ -89,29 +89,25 @@ pub fn describe_each(stack: &Stack, mut each: impl FnMut(usize, usize, &Frame)) 
         }
         // Every frame of this object, in one run.
         let mut batch = [0usize; crate::platform::unwind::MAX_DEPTH];
+        let mut offsets = [0usize; crate::platform::unwind::MAX_DEPTH];
         let mut count = 0;
         for (index, info) in infos.iter().enumerate().skip(first) {
             if !asked[index] && info.base == infos[first].base {
                 asked[index] = true;
                 batch[count] = index;
+                offsets[count] = info.offset;
                 count += 1;
             }
         }
-        let mut offsets = [0usize; crate::platform::unwind::MAX_DEPTH];
-        for (offset, &index) in offsets.iter_mut().zip(&batch[..count]) {
-            *offset = infos[index].offset;
-        }
         let filled = run_addr2line(infos[first].path, &offsets[..count], &mut answers[used..]);
-        let mut answer = used;
-        for (index, range) in parse_answers(&answers[used..used + filled]) {
+        // The parser's ranges are within this run's answer, which starts at `used`.
+        let shift = |range: core::ops::Range<usize>| range.start + used..range.end + used;
+        for (index, (function, place)) in parse_answers(&answers[used..used + filled]) {
             if let Some(&frame) = batch[..count].get(index) {
-                found[frame] = (range.0.start + answer..range.0.end + answer, {
-                    range.1.start + answer..range.1.end + answer
-                });
+                found[frame] = (shift(function), shift(place));
             }
         }
-        answer += filled;
-        used = answer;
+        used += filled;
     }
     for (index, (&address, info)) in frames.iter().zip(infos).enumerate() {
         let (function, place) = found[index].clone();
