@@ -100,7 +100,7 @@ pub fn aligned_alloc(alignment: usize, size: usize) -> *mut c_void {
 /// # Safety
 /// `result` must be valid for a pointer-sized write.
 pub unsafe fn posix_memalign(result: *mut *mut c_void, alignment: usize, size: usize) -> c_int {
-    if !alignment.is_power_of_two() || alignment % size_of::<*mut c_void>() != 0 {
+    if !alignment.is_power_of_two() || !alignment.is_multiple_of(size_of::<*mut c_void>()) {
         return libc::EINVAL;
     }
     // posix_memalign reports through its result, not errno: keep errno as it was.

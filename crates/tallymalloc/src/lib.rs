@@ -37,6 +37,7 @@ mod alloc;
 mod debug;
 mod platform;
 mod policy;
+mod profile;
 mod purge;
 mod stats;
 
@@ -62,6 +63,7 @@ pub use policy::misuse::{
 pub use policy::options::{
     on_error, purge_delay_millis, set_on_error, set_purge_delay_millis, OnError, StatsAtExit,
 };
+pub use profile::{ProfileSummary, SiteEstimate as ProfileEstimate};
 pub use purge::pace::purge_delay_in_force_millis;
 pub use stats::report::Sink as StatsSink;
 pub use stats::{
@@ -173,6 +175,71 @@ pub fn backtrace(frames: &mut [usize], skip: usize) -> usize {
     let found = stack.frames();
     frames[..found.len()].copy_from_slice(found);
     found.len()
+}
+
+/// Starts sampled heap profiling (as `TALLYMALLOC_PROFILE=1` does at start-up): each thread
+/// samples from its next slow path on, one allocation per
+/// [`profile_set_sample_bytes`] bytes on average. False if debug mode is on, which excludes it.
+pub fn profile_enable() -> bool {
+    profile::enable()
+}
+
+/// Stops sampling; the profile so far stays, and frees of sampled blocks still count.
+pub fn profile_disable() {
+    profile::disable()
+}
+
+/// Whether allocations are being sampled.
+pub fn profile_active() -> bool {
+    profile::active()
+}
+
+/// Sets the mean bytes allocated between two samples (1 to 2^40; `TALLYMALLOC_PROFILE_SAMPLE_BYTES`
+/// at start-up, 512 KiB by default); false for a value out of range. Threads draw their next
+/// countdowns with it.
+pub fn profile_set_sample_bytes(bytes: usize) -> bool {
+    policy::options::set_profile_sample_bytes(bytes)
+}
+
+/// One allocation site of the profile: its stack and what the samples estimate for it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProfileSite {
+    /// Return addresses, innermost first (symbolise them with the `tallymalloc` command,
+    /// `addr2line` or the `backtrace` crate).
+    pub frames: Vec<usize>,
+    pub estimate: ProfileEstimate,
+}
+
+/// The sampled heap profile so far: totals and every site that has had a sample, by estimated
+/// bytes allocated, largest first. Empty unless profiling was on.
+pub fn profile() -> (ProfileSummary, Vec<ProfileSite>) {
+    // Sized first and filled into memory allocated outside the profile's lock: this Vec may
+    // come from tallymalloc itself, which may sample it.
+    let mut estimates = Vec::new();
+    let summary = loop {
+        let room = profile::site_count() + 16;
+        estimates.resize(room, ProfileEstimate::default());
+        let (summary, count) = profile::snapshot(&mut estimates);
+        if count <= room {
+            estimates.truncate(count);
+            break summary;
+        }
+    };
+    let mut sites: Vec<ProfileSite> = estimates
+        .into_iter()
+        .map(|estimate| ProfileSite {
+            frames: profile::site_frames(estimate.site)
+                .map(|stack| stack.frames().to_vec())
+                .unwrap_or_default(),
+            estimate,
+        })
+        .collect();
+    sites.sort_by(|a, b| {
+        b.estimate
+            .allocated_bytes
+            .total_cmp(&a.estimate.allocated_bytes)
+    });
+    (summary, sites)
 }
 
 /// Misuse debug mode has found so far.

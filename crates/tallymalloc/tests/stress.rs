@@ -96,7 +96,7 @@ fn producers_and_consumers_on_many_threads_keep_every_block_intact() {
                     .expect("allocation");
                     fill(block.as_ptr() as usize, size, identity);
                     // Some blocks stay a while and are grown or shrunk first.
-                    if random.next() % 8 == 0 {
+                    if random.next().is_multiple_of(8) {
                         kept.push((block.as_ptr() as usize, size, identity));
                     } else {
                         let consumer = (random.next() % CONSUMERS as u64) as usize;

@@ -75,7 +75,7 @@ mod tests {
                 unsafe {
                     let block = TallyMalloc.alloc(layout);
                     assert!(
-                        !block.is_null() && block as usize % align == 0,
+                        !block.is_null() && (block as usize).is_multiple_of(align),
                         "{align} {size}"
                     );
                     assert!(is_ours(block) && is_block_start(block));

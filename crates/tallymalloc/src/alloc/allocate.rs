@@ -34,13 +34,14 @@ pub fn size_overflow(call: &[u8]) -> *mut u8 {
     absurd_size(call, usize::MAX)
 }
 
-/// A request no memory can hold: reported in debug mode, then null with ENOMEM.
+/// A request no memory can hold: reported in debug mode, then null with ENOMEM. (Null through
+/// `opaque`, so that `malloc` jumps here rather than calls: platform/opaque.rs.)
 #[cold]
 pub(crate) fn absurd_size(call: &[u8], size: usize) -> *mut u8 {
     if crate::debug::active() {
         crate::debug::report_absurd_size(call, size);
     }
-    crate::platform::os::out_of_memory()
+    crate::platform::opaque::opaque(crate::platform::os::out_of_memory())
 }
 
 /// Debug mode costs this path nothing: its pages are never current, so its requests all
@@ -51,6 +52,9 @@ pub(crate) fn allocate(domain: Domain, size: usize, zero_bytes: Option<usize>) -
     if size <= crate::alloc::size_class::SMALL_LOOKUP_MAX {
         crate::alloc::domain_heap::malloc_small(domain, size, zero_bytes)
     } else if size <= LARGE_MAX {
+        // Less likely than a small request: the fast path's last few instructions, which the
+        // two share, follow the small one's (a jump for the medium and large sizes instead).
+        crate::platform::opaque::unlikely();
         crate::alloc::domain_heap::malloc_class(domain, SizeClass::of(size), size, zero_bytes)
     } else if size <= MAX_REQUEST {
         allocate_huge(domain, size, MIN_ALIGN, zero_bytes)

@@ -84,6 +84,9 @@ pub(crate) unsafe fn reallocate(
                     old_size,
                     huge_block_size(resized),
                 );
+                if resized != address && crate::profile::ever_enabled() {
+                    crate::profile::moved(address as usize, resized as usize);
+                }
                 return resized;
             }
             // A block aligned beyond a segment that cannot stay in place moves by copy (U6).

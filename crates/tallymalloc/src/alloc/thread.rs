@@ -64,6 +64,7 @@ pub fn ensure_process_ready() {
     crate::stats::exit_report::note_process_start();
     options::load_from_environment();
     crate::stats::exit_report::prepare();
+    crate::profile::start_from_environment();
     let mut key: libc::pthread_key_t = 0;
     // pthread_key_create does not allocate; the destructor accepts any value we store.
     // SAFETY: `key` is a valid out-parameter and the destructor an `extern "C"` fn.

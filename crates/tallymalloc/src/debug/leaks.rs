@@ -29,7 +29,7 @@ pub(super) fn report_at_exit() {
     }
     check_all();
     let total = report_leaks(b"at exit");
-    let (sites, stack_bytes) = crate::debug::sites::usage();
+    let (sites, stack_bytes) = crate::platform::unwind::sites::usage();
     let mut line = Line::new();
     line.text(b"tallymalloc debug: at exit: ")
         .decimal(total.0)
@@ -78,7 +78,7 @@ pub fn report_leaks(when: &[u8]) -> (u64, u64) {
 /// to `TALLYMALLOC_REPORT` at exit.
 fn report_leak_sites(at_exit: bool) {
     const SHOWN: usize = 20;
-    let slots = crate::debug::sites::CAPACITY + 1;
+    let slots = crate::platform::unwind::sites::CAPACITY + 1;
     // Two counters a site (blocks, bytes), in memory of our own: nothing here may allocate.
     let Some(memory) = crate::platform::os::reserve_metadata(slots * 16) else {
         return;
@@ -126,7 +126,7 @@ fn report_leak_sites(at_exit: bool) {
             .decimal(bytes)
             .text(b" bytes, allocated at:\n");
         line.write_to_stderr();
-        if let Some(stack) = crate::debug::sites::stack(site as u32) {
+        if let Some(stack) = crate::platform::unwind::sites::stack(site as u32) {
             crate::debug::backtrace::print(&crate::debug::backtrace::outside_allocator(&stack));
         }
     }
@@ -162,7 +162,7 @@ fn write_leak_json(pattern: &[u8], top: &[(usize, u64, u64)]) {
             sink.put(b", \"bytes\": ");
             number(&mut sink, bytes);
             sink.put(b", \"stack\": [");
-            let stack = crate::debug::sites::stack(site as u32)
+            let stack = crate::platform::unwind::sites::stack(site as u32)
                 .map(|s| crate::debug::backtrace::outside_allocator(&s))
                 .unwrap_or(crate::debug::backtrace::Stack::EMPTY);
             crate::debug::backtrace::describe_each(&stack, |frame_index, address, frame| {

@@ -25,13 +25,13 @@
 //!
 //! This module holds the mode, the block layout, and allocation, free, realloc and the checks;
 //! `lists.rs` the live blocks and the quarantine, `report.rs` the misuse reports, `leaks.rs`
-//! the leak reports, `backtrace.rs` and `sites.rs` the stacks they print.
+//! the leak reports, `backtrace.rs` the stacks they print (numbered by
+//! `platform/unwind/sites.rs`).
 
 pub(crate) mod backtrace;
 mod leaks;
 mod lists;
 mod report;
-pub(crate) mod sites;
 
 use crate::alloc::segment::{segment_of, SegmentKind};
 use crate::platform::list::Links;
@@ -268,7 +268,7 @@ unsafe fn claim(call: &[u8], domain: Domain, user: *mut u8, release: bool) -> Op
         report(ErrorKind::InvalidPointer, call, address, None);
         return None;
     }
-    if address % crate::alloc::size_class::MIN_ALIGN != 0 {
+    if !address.is_multiple_of(crate::alloc::size_class::MIN_ALIGN) {
         report_not_a_block(call, user);
         return None;
     }

@@ -105,7 +105,7 @@ pub(super) fn report(kind: ErrorKind, call: &[u8], address: usize, block: Option
             (&b"  first freed at:\n"[..], block.freed_at),
         ];
         for (title, site) in sites {
-            if let Some(stack) = crate::debug::sites::stack(site) {
+            if let Some(stack) = crate::platform::unwind::sites::stack(site) {
                 print_stack(title, &stack);
             }
         }

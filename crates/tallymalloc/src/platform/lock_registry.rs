@@ -55,9 +55,13 @@ pub enum Rank {
     HugeCache,
     /// `stats/`: the list of live heaps' counters.
     StatsCounters,
+    /// `profile/samples.rs`: a shard of the live samples.
+    ProfileSamples,
+    /// `profile/totals.rs`: the estimates by site.
+    ProfileTotals,
 }
 
-const RANKS: usize = Rank::StatsCounters as usize + 1;
+const RANKS: usize = Rank::ProfileTotals as usize + 1;
 
 impl Rank {
     #[cfg(debug_assertions)]
@@ -75,6 +79,8 @@ impl Rank {
         Rank::AbandonedSegments,
         Rank::HugeCache,
         Rank::StatsCounters,
+        Rank::ProfileSamples,
+        Rank::ProfileTotals,
     ];
 }
 

@@ -11,6 +11,7 @@
 pub(crate) mod fault;
 pub(crate) mod list;
 pub(crate) mod lock_registry;
+pub(crate) mod opaque;
 pub(crate) mod os;
 pub(crate) mod sync;
 pub(crate) mod text;

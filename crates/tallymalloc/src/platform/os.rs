@@ -73,7 +73,7 @@ static NEXT_HINT: AtomicUsize = AtomicUsize::new(0);
 /// the kernel picks. Returns `None` when the kernel refuses.
 pub fn reserve_aligned(size: usize, align: usize) -> Option<NonNull<u8>> {
     debug_assert!(align.is_power_of_two() && align >= page_size());
-    debug_assert!(size % page_size() == 0 && size > 0);
+    debug_assert!(size.is_multiple_of(page_size()) && size > 0);
     if let Some(hinted) = reserve_at_hint(size, align) {
         RESERVED_BYTES.fetch_add(size, Ordering::Relaxed);
         return Some(hinted);
@@ -86,7 +86,7 @@ pub fn reserve_aligned(size: usize, align: usize) -> Option<NonNull<u8>> {
 /// multiple of the page size): over-reserves `size + align` and trims both ends. For the
 /// alignments beyond a segment, whose blocks sit a segment into their mapping (`huge.rs`).
 pub fn reserve_aligned_at(size: usize, align: usize, offset: usize) -> Option<NonNull<u8>> {
-    debug_assert!(align.is_power_of_two() && offset < align && offset % page_size() == 0);
+    debug_assert!(align.is_power_of_two() && offset < align && offset.is_multiple_of(page_size()));
     let over = size.checked_add(align)?;
     let base = map_anonymous(over)?.as_ptr() as usize;
     let aligned = ((base + offset + align - 1) & !(align - 1)) - offset;
@@ -207,7 +207,7 @@ pub unsafe fn release(start: NonNull<u8>, size: usize) {
 /// # Safety
 /// The range must lie inside a live mapping of this module and hold no live data.
 pub unsafe fn decommit(start: *mut u8, size: usize) -> bool {
-    debug_assert!(start as usize % page_size() == 0 && size % page_size() == 0);
+    debug_assert!((start as usize).is_multiple_of(page_size()) && size.is_multiple_of(page_size()));
     if size == 0 {
         return true;
     }

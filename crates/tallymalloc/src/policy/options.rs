@@ -29,6 +29,39 @@ static DEBUG_DEPTH: AtomicUsize = AtomicUsize::new(DEFAULT_DEBUG_DEPTH);
 /// Frames debug mode keeps of a stack without `TALLYMALLOC_DEBUG_DEPTH`.
 const DEFAULT_DEBUG_DEPTH: usize = 24;
 
+static PROFILE: AtomicBool = AtomicBool::new(false);
+static PROFILE_SAMPLE_BYTES: AtomicUsize = AtomicUsize::new(DEFAULT_PROFILE_SAMPLE_BYTES);
+/// The mean bytes allocated between two profile samples without
+/// `TALLYMALLOC_PROFILE_SAMPLE_BYTES` (tcmalloc's and Go's default too).
+pub const DEFAULT_PROFILE_SAMPLE_BYTES: usize = 512 << 10;
+/// The largest mean the option takes: 1 TiB.
+pub const MAX_PROFILE_SAMPLE_BYTES: usize = 1 << 40;
+
+/// Whether `TALLYMALLOC_PROFILE=1` asks for sampled heap profiles.
+pub fn profile_requested() -> bool {
+    PROFILE.load(Ordering::Relaxed)
+}
+
+/// The mean bytes allocated between two samples (`TALLYMALLOC_PROFILE_SAMPLE_BYTES`).
+pub fn profile_sample_bytes() -> usize {
+    PROFILE_SAMPLE_BYTES.load(Ordering::Relaxed)
+}
+
+/// Sets the mean bytes between samples: 1 to [`MAX_PROFILE_SAMPLE_BYTES`]; false, and no
+/// change, for anything else.
+pub fn set_profile_sample_bytes(bytes: usize) -> bool {
+    if bytes == 0 || bytes > MAX_PROFILE_SAMPLE_BYTES {
+        return false;
+    }
+    PROFILE_SAMPLE_BYTES.store(bytes, Ordering::Relaxed);
+    true
+}
+
+/// The `PATH` of `TALLYMALLOC_PROFILE_FILE=PATH` (empty when unset).
+pub fn profile_path() -> &'static [u8] {
+    PROFILE_PATH.get()
+}
+
 /// Whether huge blocks' mappings ask the kernel for transparent huge pages
 /// (`TALLYMALLOC_HUGE_PAGES`, on by default).
 pub fn huge_pages() -> bool {
@@ -97,7 +130,8 @@ pub fn on_error_in_debug() -> OnError {
 const KNOWN: &[u8] = b"TALLYMALLOC_PURGE_DELAY, TALLYMALLOC_ON_ERROR, TALLYMALLOC_ON_MISMATCH, \
 TALLYMALLOC_STATS, TALLYMALLOC_STATS_INTERVAL, TALLYMALLOC_DEBUG, TALLYMALLOC_QUARANTINE, \
 TALLYMALLOC_DEBUG_DEPTH, TALLYMALLOC_REPORT, \
-TALLYMALLOC_FAULT, TALLYMALLOC_VERBOSE, TALLYMALLOC_SECURE, TALLYMALLOC_HUGE_PAGES";
+TALLYMALLOC_FAULT, TALLYMALLOC_VERBOSE, TALLYMALLOC_SECURE, TALLYMALLOC_HUGE_PAGES, \
+TALLYMALLOC_PROFILE, TALLYMALLOC_PROFILE_SAMPLE_BYTES, TALLYMALLOC_PROFILE_FILE";
 
 /// Where the exit-time stats go (`TALLYMALLOC_STATS`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,6 +155,11 @@ struct StatsPath {
 // SAFETY: `length` is published with release ordering after the write; reads follow it.
 unsafe impl Sync for StatsPath {}
 static STATS_PATH: StatsPath = StatsPath {
+    bytes: UnsafeCell::new([0; MAX_PATH]),
+    length: AtomicUsize::new(0),
+};
+/// `TALLYMALLOC_PROFILE_FILE=PATH`: where the profile is written at exit.
+static PROFILE_PATH: StatsPath = StatsPath {
     bytes: UnsafeCell::new([0; MAX_PATH]),
     length: AtomicUsize::new(0),
 };
@@ -287,6 +326,29 @@ fn apply_entry(entry: &[u8]) {
                 b"frames kept of each stack debug mode captures, 1 to 64",
             ),
         },
+        b"PROFILE" => match value {
+            b"1" => PROFILE.store(true, Ordering::Relaxed),
+            b"0" => PROFILE.store(false, Ordering::Relaxed),
+            _ => warn_bad_option(full_name, value, b"1 (sampled heap profiles) or 0"),
+        },
+        b"PROFILE_SAMPLE_BYTES" => {
+            if !parse_bytes(value).is_some_and(set_profile_sample_bytes) {
+                warn_bad_option(
+                    full_name,
+                    value,
+                    b"mean bytes allocated between two samples, a whole number from 1 to 2^40",
+                );
+            }
+        }
+        b"PROFILE_FILE" => {
+            if !PROFILE_PATH.set(value) {
+                warn_bad_option(
+                    full_name,
+                    value,
+                    b"a file for the profile written at exit (%p is the process id)",
+                );
+            }
+        }
         b"HUGE_PAGES" => match value {
             b"1" => HUGE_PAGES.store(true, Ordering::Relaxed),
             b"0" => HUGE_PAGES.store(false, Ordering::Relaxed),

@@ -47,14 +47,29 @@ pub fn first_at_exit(hook: fn()) {
     FIRST_AT_EXIT.store(hook as *mut (), Ordering::Release);
 }
 
-extern "C" fn report_at_exit() {
-    let hook = FIRST_AT_EXIT.load(Ordering::Acquire);
+/// What runs at exit after the report (the profile), if anything.
+static ALSO_AT_EXIT: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Has `hook` run at exit after the report; one hook per process.
+pub fn also_at_exit(hook: fn()) {
+    ALSO_AT_EXIT.store(hook as *mut (), Ordering::Release);
+}
+
+/// Runs the hook stored in `slot`, if any.
+fn run_hook(slot: &AtomicPtr<()>) {
+    let hook = slot.load(Ordering::Acquire);
     if !hook.is_null() {
-        // SAFETY: only `first_at_exit` stores here, and it stores a `fn()`.
+        // SAFETY: only `first_at_exit` and `also_at_exit` store in the slots, and they store
+        // a `fn()`.
         let hook: fn() = unsafe { core::mem::transmute::<*mut (), fn()>(hook) };
         hook();
     }
+}
+
+extern "C" fn report_at_exit() {
+    run_hook(&FIRST_AT_EXIT);
     write_report();
+    run_hook(&ALSO_AT_EXIT);
 }
 
 #[used]

@@ -11,7 +11,12 @@
 //! free updates an atomic that threads share.
 //!
 //! Malloc's fast path adds one to its size class's count of allocations, and `free`'s to its
-//! count of frees: every reader sees every operation at once. (Counting a page's allocations
+//! count of frees: every reader sees every operation at once. The count of allocations is kept
+//! biased, as the count less the count at which the class's next profile sample is due
+//! (`profile/`), so the add that counts an allocation also says, by reaching zero, that the
+//! allocation is to be sampled: sampling costs the fast path one branch. With profiling off the
+//! next sample is 2^63 allocations away. Readers on other threads add the bias back, under a
+//! sequence count that the owner bumps around each change of the bias (A4). (Counting a page's allocations
 //! in batches, when its free list ran dry, saved an add; but with the owner's frees going
 //! straight back on `free`, a busy page may never run dry, and the batch would wait forever.)
 //! Huge blocks are counted at once too.
@@ -36,6 +41,10 @@
 //!   retiring adds them to `RETIRED` and unlinks them under the same lock, so a snapshot (which
 //!   holds the lock) counts every heap's counters exactly once.
 //! - **A3 no allocation**: nothing here allocates; a snapshot lives on the caller's stack.
+//! - **A4 biased allocations**: in a heap's `Counters`, `class_allocations[c]` holds the
+//!   count of allocations less `sample_due[c]` (wrapping), and only the owner changes
+//!   `sample_due`, between two increments of `rearms` (odd while it writes); a reader that
+//!   sees `rearms` even and unchanged around its loads of both saw a true count.
 
 pub(crate) mod exit_report;
 pub(crate) mod report;
@@ -61,6 +70,10 @@ use core::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 /// random sizes up to 32 KiB (glibc-thread) drifted past it on a third of the slow paths.
 pub const PUBLISH_STEP: i64 = 256 * 1024;
 
+/// `sample_due` while no sample is: 2^63 allocations away, so the biased count never reaches
+/// zero.
+pub const NEVER_DUE: u64 = 1 << 63;
+
 /// Version of the stats JSON schema (`docs/stats-schema.json`).
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -80,6 +93,10 @@ pub struct Counters {
     /// Owner only: no other thread reads it, so it needs no atomics.
     unpublished: UnsafeCell<Unpublished>,
     tallies: Tallies,
+    /// The count of allocations of each class at which its next sample is due (A4).
+    sample_due: [AtomicU64; CLASS_COUNT],
+    /// Odd while the owner changes `sample_due` (A4).
+    rearms: AtomicU64,
     domain: AtomicUsize,
     /// Links in the `ACTIVE` list (A2), under its lock.
     links: UnsafeCell<Links<Counters>>,
@@ -132,8 +149,13 @@ struct Tallies {
 
 impl Tallies {
     const fn new() -> Tallies {
+        Tallies::biased::<0>()
+    }
+
+    /// Tallies whose counts of allocations start at `BIAS` (A4).
+    const fn biased<const BIAS: u64>() -> Tallies {
         Tallies {
-            class_allocations: [const { AtomicU64::new(0) }; CLASS_COUNT],
+            class_allocations: [const { AtomicU64::new(BIAS) }; CLASS_COUNT],
             class_frees: [const { AtomicU64::new(0) }; CLASS_COUNT],
             huge_allocations: AtomicU64::new(0),
             huge_frees: AtomicU64::new(0),
@@ -164,18 +186,24 @@ impl Tallies {
         all(self).zip(all(other))
     }
 
-    /// Adds every counter of `self` into `into` (atomically: `into` is shared).
-    fn fold_into(&self, into: &Tallies) {
+    /// Adds every counter of `self` into `into` (atomically: `into` is shared), the counts of
+    /// allocations less `bias` (A4).
+    fn fold_into(&self, into: &Tallies, bias: &[u64; CLASS_COUNT]) {
         for (from, to) in self.zip(into) {
             to.fetch_add(from.load(Ordering::Relaxed), Ordering::Relaxed);
         }
+        for (class, &bias) in bias.iter().enumerate() {
+            into.class_allocations[class].fetch_add(bias, Ordering::Relaxed);
+        }
     }
 
-    /// Adds every counter of `self` to the plain sums of a snapshot.
-    fn add_to(&self, sums: &mut Sums) {
+    /// Adds every counter of `self` to the plain sums of a snapshot, the counts of allocations
+    /// less `bias` (A4).
+    fn add_to(&self, sums: &mut Sums, bias: &[u64; CLASS_COUNT]) {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        for class in 0..CLASS_COUNT {
-            sums.class_allocations[class] += load(&self.class_allocations[class]);
+        for (class, bias) in bias.iter().enumerate() {
+            sums.class_allocations[class] +=
+                load(&self.class_allocations[class]).wrapping_add(*bias);
             sums.class_frees[class] += load(&self.class_frees[class]);
         }
         sums.huge_allocations += load(&self.huge_allocations);
@@ -209,24 +237,91 @@ impl Counters {
                 emptied_bytes: 0,
                 ticks_until_publish: TICKS_PER_PUBLISH,
             }),
-            tallies: Tallies::new(),
+            // A4: a count of 0 less NEVER_DUE, which is NEVER_DUE.
+            tallies: Tallies::biased::<NEVER_DUE>(),
+            sample_due: [const { AtomicU64::new(NEVER_DUE) }; CLASS_COUNT],
+            rearms: AtomicU64::new(0),
             domain: AtomicUsize::new(0),
             links: UnsafeCell::new(Links::UNLINKED),
         }
     }
 
+    /// Where `class_allocations` lies in a `Counters`, for callers that count an allocation
+    /// with one instruction relative to a pointer they hold (`DomainHeap::count_allocation`).
+    pub const ALLOCATION_COUNTS_OFFSET: usize = core::mem::offset_of!(Counters, tallies)
+        + core::mem::offset_of!(Tallies, class_allocations);
+
     /// Malloc handed out a block of `class`: one add, which every reader sees at once. Its
-    /// bytes reach the domain's shared total when the class is settled or published.
+    /// bytes reach the domain's shared total when the class is settled or published. True when
+    /// the allocation is the one the class's next profile sample is due at (A4): the caller
+    /// samples it and calls [`Self::rearm`]. (The malloc paths do this add in one instruction
+    /// of their own, relative to the domain heap: see `DomainHeap::count_allocation`.)
     ///
     /// # Safety
     /// Owner thread only (A1).
     #[inline(always)]
-    pub unsafe fn count_allocation(&self, class: SizeClass) {
+    pub unsafe fn count_allocation(&self, class: SizeClass) -> bool {
+        if !ENABLED {
+            return false;
+        }
+        let counter = &self.tallies.class_allocations[class];
+        let biased = counter.load(Ordering::Relaxed).wrapping_add(1);
+        counter.store(biased, Ordering::Relaxed);
+        biased == 0
+    }
+
+    /// Makes `class`'s next sample due `gap` allocations from now: at least one, and at most
+    /// 2^62, which no program reaches, so that is how a caller says "never".
+    ///
+    /// # Safety
+    /// Owner thread only (A1).
+    pub unsafe fn rearm(&self, class: SizeClass, gap: u64) {
         if !ENABLED {
             return;
         }
-        // SAFETY: the caller's contract.
-        bump(&self.tallies.class_allocations[class], 1);
+        let gap = gap.clamp(1, 1 << 62);
+        let allocations = self.allocations(class);
+        // A4: readers retry while `rearms` is odd or has moved.
+        let rearms = self.rearms.load(Ordering::Relaxed);
+        self.rearms.store(rearms + 1, Ordering::Relaxed);
+        core::sync::atomic::fence(Ordering::Release);
+        let due = allocations.wrapping_add(gap);
+        self.sample_due[class].store(due, Ordering::Relaxed);
+        self.tallies.class_allocations[class].store(gap.wrapping_neg(), Ordering::Relaxed);
+        self.rearms.store(rearms + 2, Ordering::Release);
+    }
+
+    /// Adds the counters to the plain sums of a snapshot (any thread, A4).
+    fn add_to(&self, sums: &mut Sums) {
+        let mut read = *sums;
+        self.with_biases(|biases| {
+            read = *sums;
+            self.tallies.add_to(&mut read, biases);
+        });
+        *sums = read;
+    }
+
+    /// The allocations of `class` so far (owner thread only: others use [`Self::with_biases`]).
+    fn allocations(&self, class: SizeClass) -> u64 {
+        let biased = self.tallies.class_allocations[class].load(Ordering::Relaxed);
+        biased.wrapping_add(self.sample_due[class].load(Ordering::Relaxed))
+    }
+
+    /// The biases to add to the counts of allocations read right after (A4); from any thread.
+    /// `read` does those reads, and is repeated if the owner changed a bias meanwhile.
+    fn with_biases<R>(&self, mut read: impl FnMut(&[u64; CLASS_COUNT]) -> R) -> R {
+        loop {
+            let before = self.rearms.load(Ordering::Acquire);
+            if before.is_multiple_of(2) {
+                let biases = core::array::from_fn(|c| self.sample_due[c].load(Ordering::Relaxed));
+                let result = read(&biases);
+                core::sync::atomic::fence(Ordering::Acquire);
+                if self.rearms.load(Ordering::Relaxed) == before {
+                    return result;
+                }
+            }
+            core::hint::spin_loop();
+        }
     }
 
     /// Takes what the fast paths did in `class` since it was last settled into the drift, and
@@ -258,10 +353,9 @@ impl Counters {
     /// was last settled, which starts the count anew.
     #[inline(always)]
     fn take_unsettled(&self, unpublished: &mut Unpublished, class: SizeClass) -> i64 {
-        let load = |counters: &[AtomicU64; CLASS_COUNT]| counters[class].load(Ordering::Relaxed);
         let (allocations, frees) = (
-            load(&self.tallies.class_allocations),
-            load(&self.tallies.class_frees),
+            self.allocations(class),
+            self.tallies.class_frees[class].load(Ordering::Relaxed),
         );
         let allocated = &mut unpublished.published_allocations[class];
         let net = allocations.wrapping_sub(*allocated) as i64;
@@ -541,7 +635,8 @@ pub unsafe fn retire(counters: *const Counters) {
     unsafe {
         let counters = &*counters;
         let domain = counters.domain.load(Ordering::Relaxed);
-        counters.tallies.fold_into(&RETIRED[domain]);
+        let biases = core::array::from_fn(|c| counters.sample_due[c].load(Ordering::Relaxed));
+        counters.tallies.fold_into(&RETIRED[domain], &biases);
         if ENABLED {
             counters.publish();
         }

@@ -218,15 +218,14 @@ pub fn snapshot() -> Stats {
     {
         let list = ACTIVE.lock();
         for (retired, sum) in RETIRED.iter().zip(sums.iter_mut()) {
-            retired.add_to(sum);
+            retired.add_to(sum, &[0; CLASS_COUNT]);
         }
         let mut counters = list.counters.first();
         while !counters.is_null() {
             // SAFETY: A2: counters on the list are valid while we hold its lock.
             unsafe {
                 let c = &*counters;
-                c.tallies
-                    .add_to(&mut sums[c.domain.load(Ordering::Relaxed)]);
+                c.add_to(&mut sums[c.domain.load(Ordering::Relaxed)]);
                 counters = List::next(counters);
             }
         }

@@ -102,7 +102,7 @@ pub fn take_sample() {
         return;
     }
     store.ticks += 1;
-    if (store.ticks - 1) % store.stride != 0 {
+    if !(store.ticks - 1).is_multiple_of(store.stride) {
         return;
     }
     let record = 3 + domains;

@@ -265,6 +265,9 @@ unsafe fn free_huge(domain: Domain, segment: *mut Segment) {
         } else {
             (*mine).counters.count_huge_free(usable);
         }
+        if crate::profile::ever_enabled() {
+            crate::profile::released((*segment).pages[0].area as usize);
+        }
         huge::free(segment);
     }
 }
@@ -289,7 +292,11 @@ unsafe fn free_in_page(domain: Domain, page: *mut Page, address: *mut u8) {
         } else {
             (*mine).counters.count_free(class, block_size);
         }
-        if (*page).owner_heap() == mine.cast() {
+        let (owner, flags) = (*page).owner_and_flags();
+        if flags & FLAG_SAMPLED != 0 {
+            release_sample(page, block, mine);
+        }
+        if owner == mine.cast() {
             (*mine).free_local(page, block.cast());
             return;
         }
@@ -301,6 +308,26 @@ unsafe fn free_in_page(domain: Domain, page: *mut Page, address: *mut u8) {
         (*page).free_remote(block.cast(), |owner, block| {
             DomainHeap::push_delayed_free(owner.cast(), block)
         });
+    }
+}
+
+/// Takes `block`, about to be freed from `page` (flagged `FLAG_SAMPLED`), out of the profile
+/// if it is a sample, and clears the flag when the page's owner finds no sample left (PF1:
+/// only the owner adds samples, so none can arrive meanwhile).
+///
+/// # Safety
+/// `block` must be a live block of `page`, and `mine` the calling thread's domain heap.
+#[cold]
+#[inline(never)]
+unsafe fn release_sample(page: *mut Page, block: *mut u8, mine: *mut DomainHeap) {
+    // SAFETY: the caller's contract: the page is mapped; `owner` is written by its owner only.
+    unsafe {
+        if crate::profile::released(block as usize) {
+            (*page).sampled.fetch_sub(1, Ordering::AcqRel);
+        }
+        if (*page).owner_heap() == mine.cast() && (*page).sampled.load(Ordering::Acquire) == 0 {
+            (*page).set_flag(FLAG_SAMPLED, false);
+        }
     }
 }
 

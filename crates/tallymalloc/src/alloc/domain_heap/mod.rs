@@ -38,7 +38,8 @@ pub use malloc::{
 use crate::alloc::heap::Heap;
 use crate::alloc::huge;
 use crate::alloc::page::{
-    Block, DelayedFree, Page, FLAG_HAS_ALIGNED, FLAG_IN_FULL, FLAG_SLOW_ONLY, HUGE_CLASS,
+    Block, DelayedFree, Page, FLAG_HAS_ALIGNED, FLAG_IN_FULL, FLAG_SAMPLED, FLAG_SLOW_ONLY,
+    HUGE_CLASS,
 };
 use crate::alloc::segment::{segment_of, Segment, SegmentKind};
 use crate::alloc::size_class::{SizeClass, CLASS_COUNT, SMALL_LOOKUP_MAX};
@@ -104,6 +105,10 @@ pub struct DomainPages {
     ticked_at: u64,
     /// Owner frees until the next `heartbeat`.
     frees_until_heartbeat: u32,
+    /// The profile's epoch the countdowns to the next samples were drawn in (`profile/`).
+    sample_epoch: u32,
+    /// This heap's draws for the profile's countdowns.
+    sample_random: crate::profile::Random,
     domain: u8,
     /// This domain heap, and the thread heap it belongs to.
     this: *mut DomainHeap,
@@ -121,6 +126,8 @@ impl DomainPages {
             slow_paths_until_tick: 0,
             ticked_at: 0,
             frees_until_heartbeat: HEARTBEAT_FREES,
+            sample_epoch: 0,
+            sample_random: crate::profile::Random::new(0),
             domain: 0,
             this: ptr::null_mut(),
             heap: ptr::null_mut(),
@@ -148,6 +155,9 @@ impl DomainHeap {
         pages.this = this;
         pages.heap = heap;
         pages.domain = domain.stored();
+        // Heaps draw apart: their addresses and the clock differ.
+        pages.sample_random =
+            crate::profile::Random::new((this as u64).rotate_left(32) ^ os::monotonic_millis());
         // SAFETY: the caller gives us the memory.
         unsafe {
             ptr::write(&raw mut (*this).pages, UnsafeCell::new(pages));
@@ -239,14 +249,20 @@ fn start_counting_heap(domain: Domain, empty: *mut DomainHeap) -> *mut DomainHea
     thread::start_domain_heap(domain).unwrap_or(empty)
 }
 
-/// Counts a huge block allocated for `domain` by the calling thread.
-pub fn count_huge_allocation(domain: Domain, usable: usize) {
+/// Counts a huge block allocated for `domain` by the calling thread, and samples it for the
+/// profile if the draw says so (`requested` bytes asked for).
+pub fn count_huge_allocation(domain: Domain, block: *mut u8, requested: usize, usable: usize) {
     let mine = counting_heap(domain);
     if mine == thread::empty_domain_heap() {
         stats::count_orphan_huge_allocation(domain, usable);
-    } else {
-        // SAFETY: our own live domain heap; counters are written by their owner only (A1).
-        unsafe { (*mine).counters.count_huge_allocation(usable) };
+        return;
+    }
+    // SAFETY: our own live domain heap; counters are written by their owner only (A1).
+    unsafe {
+        (*mine).counters.count_huge_allocation(usable);
+        if crate::profile::active() && (*mine).sample_huge(requested) {
+            crate::profile::record(block as usize, requested, requested);
+        }
     }
 }
 
@@ -280,24 +296,110 @@ pub unsafe fn mark_aligned(address: *mut u8) {
 }
 
 impl DomainHeap {
-    /// Pops a block of `page` (ours, or the empty page) and counts it; null when `free` is
-    /// empty.
+    /// Pops a block of `page` (ours, or the empty page) for a request of `size` bytes and
+    /// counts it; null when `free` is empty. (The fast path, `pop_or_slow`, does the same in
+    /// its own order.)
     #[inline(always)]
-    fn pop(&self, page: *mut Page) -> *mut Block {
+    fn pop(&self, page: *mut Page, size: usize) -> *mut Block {
         // `Page::pop` writes only a page with a free block, which the empty page never has.
         // SAFETY: H1: the page is ours, or the empty page.
         let block = unsafe { (*page).pop() };
-        if !block.is_null() {
-            self.count_allocation(page);
+        if !block.is_null() && self.count_allocation(page) {
+            return self.sampled(page, block, size);
         }
         block
     }
 
-    /// Counts a block just popped from `page`, a page of ours.
+    /// Counts a block just popped from `page`, a page of ours; true if it is the class's next
+    /// profile sample (stats.rs, A4).
+    ///
+    /// On x86-64 this is one `inc` of the count in memory, relative to the heap, and a branch
+    /// on its zero flag: written in Rust, the compiler loads, adds, stores and then tests,
+    /// three instructions more on every malloc (64 for the C pair, not 61).
     #[inline(always)]
-    fn count_allocation(&self, page: *mut Page) {
-        // SAFETY: A1: our own counters; the page is ours (H1), so its class is valid.
-        unsafe { self.counters.count_allocation((*page).size_class()) };
+    pub(crate) fn count_allocation(&self, page: *mut Page) -> bool {
+        // SAFETY: the page is ours (H1), so its class is valid.
+        let class = unsafe { (*page).size_class() };
+        #[cfg(target_arch = "x86_64")]
+        if stats::ENABLED {
+            const OFFSET: usize =
+                core::mem::offset_of!(DomainHeap, counters) + Counters::ALLOCATION_COUNTS_OFFSET;
+            let mut due = false;
+            // SAFETY: A1: the owner thread adds one to its own count of `class`, an aligned
+            // AtomicU64 at `self + OFFSET + 8 * class` (class < CLASS_COUNT, SC1), as
+            // `Counters::count_allocation` does; one `inc` of an aligned word is a single
+            // store to readers, as the atomic store is. A4: zero means the sample is due.
+            unsafe {
+                core::arch::asm!(
+                    "inc qword ptr [{heap} + {class} * 8 + {offset}]",
+                    "jz {due}",
+                    heap = in(reg) self,
+                    class = in(reg) class.index(),
+                    offset = const OFFSET,
+                    due = label {
+                        crate::platform::opaque::unlikely();
+                        due = true;
+                    },
+                    options(nostack),
+                );
+            }
+            return due;
+        }
+        // SAFETY: A1: our own counters.
+        unsafe { self.counters.count_allocation(class) }
+    }
+
+    /// `block`, just popped from `page` for `size` bytes, is its class's next sample: draws the
+    /// class's next countdown and, while profiling, records the sample and flags the page
+    /// (PF1). With profiling off this runs once per 2^62 allocations of a class.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn sampled(&self, page: *mut Page, block: *mut Block, size: usize) -> *mut Block {
+        // Recording may map metadata; a C caller's errno must not change.
+        let _errno = os::ErrnoGuard::save();
+        // SAFETY: H1: the page and the heap's pages are ours.
+        unsafe {
+            let class = (*page).size_class();
+            let gap = crate::profile::next_gap(&mut self.pages().sample_random, class.size());
+            self.counters.rearm(class, gap);
+            if crate::profile::active()
+                && crate::profile::record(block as usize, size, (*page).block_size)
+            {
+                (*page).sampled.fetch_add(1, Ordering::Relaxed);
+                (*page).set_flag(FLAG_SAMPLED, true);
+            }
+        }
+        block
+    }
+
+    /// Draws every class's countdown to its next sample anew if profiling started or stopped
+    /// since they were drawn (slow paths call this).
+    #[inline]
+    fn follow_profile(&self) {
+        let epoch = crate::profile::epoch();
+        // SAFETY: H1: the heap's pages are ours.
+        if unsafe { self.pages().sample_epoch } != epoch {
+            self.redraw_countdowns(epoch);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn redraw_countdowns(&self, epoch: u32) {
+        // SAFETY: H1: the heap's pages are ours.
+        let pages = unsafe { self.pages() };
+        pages.sample_epoch = epoch;
+        for class in (0..CLASS_COUNT).filter_map(SizeClass::from_index) {
+            let gap = crate::profile::next_gap(&mut pages.sample_random, class.size());
+            // SAFETY: A1: our own counters.
+            unsafe { self.counters.rearm(class, gap) };
+        }
+    }
+
+    /// Whether to sample a huge block of `size` bytes this heap just allocated.
+    fn sample_huge(&self, size: usize) -> bool {
+        // SAFETY: H1: the heap's pages are ours.
+        crate::profile::sample_huge(unsafe { &mut self.pages().sample_random }, size)
     }
 
     /// Takes `class`'s allocations and frees since the last time into the counters' drift
@@ -308,12 +410,14 @@ impl DomainHeap {
         unsafe { self.counters.settle_class(class) };
     }
 
-    /// Pops a block of `page`, a secure page of a normal build with a free block, and counts
-    /// it.
-    fn pop_secure(&self, page: *mut Page) -> *mut Block {
+    /// Pops a block of `page`, a secure page of a normal build with a free block, for a
+    /// request of `size` bytes, and counts it.
+    fn pop_secure(&self, page: *mut Page, size: usize) -> *mut Block {
         // SAFETY: H1: the page is ours.
         let block = unsafe { (*page).pop_secure() };
-        self.count_allocation(page);
+        if self.count_allocation(page) {
+            return self.sampled(page, block, size);
+        }
         block
     }
 

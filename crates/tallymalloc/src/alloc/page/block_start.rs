@@ -98,7 +98,7 @@ mod tests {
                 page.set_capacity(capacity);
                 let expected = |offset: isize| {
                     offset >= 0
-                        && offset as usize % size == 0
+                        && (offset as usize).is_multiple_of(size)
                         && (offset as usize / size) < capacity
                 };
                 let near = (-(64 << 10) - 2 * size as isize..(area_size + 2 * size) as isize)

@@ -49,7 +49,7 @@ use crate::platform::list::{Linked, Links};
 use crate::policy::domain::Domain;
 use crate::policy::secure;
 use core::ptr;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 /// The heap that owns a page, as the page keeps it: an address it stores, compares and hands
 /// back, never follows (the owner is a `DomainHeap`, which uses pages, not the other way).
@@ -65,7 +65,10 @@ pub const FLAG_HAS_ALIGNED: usize = 2;
 /// Every free must take the slow path: the page serves debug blocks (debug.rs), which the slow
 /// path hands to debug mode's checks, or has encoded lists (secure.rs).
 pub const FLAG_SLOW_ONLY: usize = 4;
-const FLAG_MASK: usize = 7;
+/// Some live block of the page is a profile sample: every free must take the slow path, which
+/// takes samples out of the profile (`profile/`, PF1).
+pub const FLAG_SAMPLED: usize = 8;
+const FLAG_MASK: usize = 15;
 
 /// Added to `used` while the page is its heap's serving page for its class (P3).
 pub const SERVING: u32 = 1 << 31;
@@ -127,6 +130,9 @@ pub struct Page {
     // Atomic: any thread.
     /// Blocks freed by other threads, with a [`DelayedFree`] tag in the low bits.
     pub thread_free: AtomicUsize,
+    /// Live profile samples among the page's blocks (PF1): raised by the owner, lowered by
+    /// whichever thread frees one.
+    pub sampled: AtomicU32,
 }
 
 const _: () = assert!(core::mem::size_of::<Page>() == 128);
@@ -174,6 +180,7 @@ impl Page {
             index: 0,
             purge_at: 0,
             thread_free: AtomicUsize::new(0),
+            sampled: AtomicU32::new(0),
         }
     }
 
@@ -200,6 +207,8 @@ impl Page {
         self.links = Links::UNLINKED;
         self.thread_free
             .store(DelayedFree::None as usize, Ordering::Relaxed);
+        // No block is live, so none is a sample; the owner word below drops FLAG_SAMPLED.
+        self.sampled.store(0, Ordering::Relaxed);
         self.owner.store(heap as usize, Ordering::Release);
     }
 
@@ -231,7 +240,14 @@ impl Page {
     /// The owning heap, or null (P1).
     #[inline]
     pub fn owner_heap(&self) -> *mut Owner {
-        (self.owner.load(Ordering::Acquire) & !FLAG_MASK) as *mut Owner
+        self.owner_and_flags().0
+    }
+
+    /// The owning heap and the `FLAG_*` bits, from one load of the owner word (P1).
+    #[inline]
+    pub fn owner_and_flags(&self) -> (*mut Owner, usize) {
+        let word = self.owner.load(Ordering::Acquire);
+        ((word & !FLAG_MASK) as *mut Owner, word & FLAG_MASK)
     }
 
     /// Hands the page to `heap` (or to nobody, with null), keeping its flags.
@@ -246,7 +262,8 @@ impl Page {
     #[inline(always)]
     pub fn is_link(&self, next: *mut Block) -> bool {
         let offset = (next as usize).wrapping_sub(self.area as usize);
-        next.is_null() || (offset < self.area_size && offset % core::mem::align_of::<Block>() == 0)
+        next.is_null()
+            || (offset < self.area_size && offset.is_multiple_of(core::mem::align_of::<Block>()))
     }
 
     /// Pops a block from `free`, or returns null when `free` is empty. The hardened build

@@ -5,6 +5,9 @@
 //! rule this walk cannot follow (a DWARF expression, as in a signal trampoline) hands the
 //! whole stack to libgcc's unwinder (`_Unwind_Backtrace`), which is slower and complete.
 //!
+//! `sites.rs` numbers the distinct stacks captured, for debug mode's blocks and the profile's
+//! samples alike.
+//!
 //! Debug mode captures a stack for every allocation and for every free it quarantines, so the
 //! walk's cost is debug mode's: with the cache warm, a frame is a hash, two loads for the rule
 //! and two for the frame's saved words.
@@ -17,7 +20,9 @@
 //!   or the walk ends there.
 
 mod objects;
+pub use objects::code_at;
 mod rules;
+pub mod sites;
 
 use core::ffi::{c_int, c_void};
 use core::mem::MaybeUninit;

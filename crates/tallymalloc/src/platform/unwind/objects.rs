@@ -59,6 +59,57 @@ pub fn find(address: usize) -> Found {
     }
 }
 
+/// The loaded object holding code at `address`: its executable segments' span, and whether it
+/// is the main program (the loader gives the main program an empty name).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Code {
+    pub start: usize,
+    pub end: usize,
+    pub is_main_program: bool,
+}
+
+/// The object with code at `address`, if any.
+pub fn code_at(address: usize) -> Option<Code> {
+    let mut search = (address, None::<Code>);
+    // SAFETY: `visit_code` reads only what the loader passes it and writes only `search` (UO2).
+    unsafe { libc::dl_iterate_phdr(Some(visit_code), (&raw mut search).cast()) };
+    search.1
+}
+
+unsafe extern "C" fn visit_code(
+    info: *mut libc::dl_phdr_info,
+    _size: usize,
+    data: *mut c_void,
+) -> c_int {
+    // SAFETY: as in `visit`: `data` is `code_at`'s search, `info` one object's record (UO1).
+    let ((address, found), info) = unsafe { (&mut *data.cast::<(usize, Option<Code>)>(), &*info) };
+    // SAFETY: as above.
+    let headers = unsafe { core::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum.into()) };
+    let base = info.dlpi_addr as usize;
+    let mut code: Option<(usize, usize)> = None;
+    for header in headers
+        .iter()
+        .filter(|h| h.p_type == libc::PT_LOAD && h.p_flags & libc::PF_X != 0)
+    {
+        let start = base + header.p_vaddr as usize;
+        let end = start + header.p_memsz as usize;
+        code = Some(code.map_or((start, end), |(s, e)| (s.min(start), e.max(end))));
+    }
+    match code {
+        Some((start, end)) if (start..end).contains(address) => {
+            // SAFETY: the loader's name is a NUL-terminated string (maybe empty), or null.
+            let is_main_program = info.dlpi_name.is_null() || unsafe { *info.dlpi_name } == 0;
+            *found = Some(Code {
+                start,
+                end,
+                is_main_program,
+            });
+            1
+        }
+        _ => 0,
+    }
+}
+
 unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, size: usize, data: *mut c_void) -> c_int {
     // SAFETY: `data` is the `Search` `find` passed; `info` the loader's record of one object,
     // with `dlpi_phnum` program headers at `dlpi_phdr` (UO1).
@@ -129,5 +180,15 @@ mod tests {
     #[test]
     fn an_address_outside_every_object_finds_nothing() {
         assert!(matches!(find(16), Found::Nothing));
+        assert_eq!(code_at(16), None);
+    }
+
+    #[test]
+    fn the_test_program_is_the_main_program() {
+        let here = the_test_program_is_the_main_program as *const () as usize;
+        let code = code_at(here).expect("the test's own code");
+        assert!(code.start <= here && here < code.end && code.is_main_program);
+        let libc_code = code_at(libc::write as *const () as usize).expect("libc");
+        assert!(!libc_code.is_main_program);
     }
 }

@@ -1,8 +1,9 @@
-//! Allocation sites: the distinct call stacks debug mode has seen, numbered from 1, so that a
-//! block's header holds a 32-bit site instead of a stack, and leaks group by site.
+//! Allocation sites: the distinct call stacks seen, numbered from 1, so that a debug block's
+//! header or a profile sample holds a 32-bit site instead of a stack, and leaks and profiles
+//! group by site.
 //!
-//! Every allocation and every quarantined free looks its stack up here, from every thread, so
-//! a lookup that finds its stack takes no lock: the table is open addressing over entries that
+//! In debug mode every allocation and every quarantined free looks its stack up here, from
+//! every thread, so a lookup that finds its stack takes no lock: the table is open addressing over entries that
 //! are written once and published by their hash. Only a new stack takes the lock.
 //!
 //! Invariants:
