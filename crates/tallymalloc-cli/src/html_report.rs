@@ -5,9 +5,17 @@
 //! everything it marks `<body data-rendered="yes">`, which the tests look for.
 
 use crate::document::StatsDocument;
+use crate::flame::{self, Measure};
+use crate::profile::Profile;
 
-/// The page for `json` (the stats document's text), titled after `title` (the command run).
-pub fn render(json: &str, document: &StatsDocument, title: &str) -> String {
+/// The page for `json` (the stats document's text), titled after `title` (the command run),
+/// with the profile's flame graphs and sites if there is a profile.
+pub fn render(
+    json: &str,
+    document: &StatsDocument,
+    title: &str,
+    profile: Option<&Profile>,
+) -> String {
     // `</` inside a script element would end it early.
     let embedded = json.replace("</", "<\\/");
     let mismatches = document.total_mismatches();
@@ -18,7 +26,63 @@ pub fn render(json: &str, document: &StatsDocument, title: &str) -> String {
     };
     PAGE.replace("{{TITLE}}", &escape(title))
         .replace("{{MISUSE}}", &escape(&misuse))
+        .replace(
+            "{{PROFILE}}",
+            &profile.map(profile_section).unwrap_or_default(),
+        )
         .replace("{{STATS}}", &embedded)
+}
+
+/// Sites the profile's table lists.
+const TABLE_SITES: usize = 20;
+
+/// The profile: two flame graphs (bytes allocated, bytes live at the peak), each an `inferno`
+/// SVG in a frame of its own (each carries a script with fixed element ids, so two cannot share
+/// one document), and the top sites.
+fn profile_section(profile: &Profile) -> String {
+    let mut html = format!(
+        "<h2>Where the memory went</h2>\n<p>A sampled profile: {} samples, one per {} bytes \
+         allocated on average; the figures are estimates.</p>\n",
+        profile.samples, profile.sample_bytes
+    );
+    for (measure, heading, id) in [
+        (
+            Measure::AllocatedBytes,
+            "Bytes allocated",
+            "flame-allocated",
+        ),
+        (Measure::PeakBytes, "Bytes live at the peak", "flame-peak"),
+    ] {
+        html.push_str(&format!("<h3>{heading}</h3>\n"));
+        match flame::svg(profile, measure, heading) {
+            Some(svg) => html.push_str(&format!(
+                "<iframe id=\"{id}\" class=\"flame\" srcdoc=\"{}\"></iframe>\n",
+                escape(&svg)
+            )),
+            None => html.push_str("<p>No samples.</p>\n"),
+        }
+    }
+    html.push_str(
+        "<table id=\"sites\"><thead><tr><th>site</th><th>allocated</th><th>allocations</th>\
+         <th>live at the peak</th></tr></thead><tbody>\n",
+    );
+    for site in profile.sites.iter().take(TABLE_SITES) {
+        let frames: Vec<String> = site
+            .frames
+            .iter()
+            .take(6)
+            .map(|f| escape(&f.describe()))
+            .collect();
+        html.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            frames.join("<br>&larr; "),
+            site.allocated_bytes,
+            site.allocations,
+            site.peak_bytes
+        ));
+    }
+    html.push_str("</tbody></table>\n");
+    html
 }
 
 /// Escapes text for HTML.
@@ -43,6 +107,8 @@ const PAGE: &str = r##"<!DOCTYPE html>
   #leaks th:last-child, #leaks td:last-child { text-align: left; white-space: pre; }
   tr:nth-child(even) td { background: #f4f4f4; }
   svg text { font: 11px system-ui, sans-serif; fill: #444; }
+  iframe.flame { width: 100%; height: 420px; border: 1px solid #ddd; }
+  #sites td:first-child { font-family: monospace; font-size: 12px; }
   #legend span { cursor: pointer; margin-right: 1.2em; user-select: none; }
   #legend span.off { opacity: 0.35; }
   #tip { position: absolute; pointer-events: none; background: #fff; border: 1px solid #999;
@@ -69,6 +135,7 @@ const PAGE: &str = r##"<!DOCTYPE html>
 (<code>tallymalloc run --debug</code>).</p>
 <table id="leaks"><thead><tr><th>site</th><th>blocks</th><th>bytes</th><th>allocated at</th></tr>
 </thead><tbody></tbody></table>
+{{PROFILE}}
 <script type="application/json" id="stats">{{STATS}}</script>
 <script>
 "use strict";

@@ -4,8 +4,12 @@
 
 pub mod compare;
 pub mod document;
+pub mod flame;
 pub mod html_report;
 pub mod library;
+pub mod pprof;
+pub mod profile;
 pub mod run;
 pub mod schema;
+pub mod symbols;
 pub mod text_report;

@@ -6,7 +6,8 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tallymalloc_cli::document::StatsDocument;
-use tallymalloc_cli::{compare, html_report, library, run, text_report};
+use tallymalloc_cli::profile::Profile;
+use tallymalloc_cli::{compare, flame, html_report, library, run, text_report};
 
 #[derive(Parser)]
 #[command(
@@ -29,8 +30,20 @@ enum Action {
     Run {
         /// Debug mode: misuse and leaks by allocation site reported with call stacks on the
         /// program's stderr (the program carries on after each report).
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["profile", "pprof", "folded"])]
         debug: bool,
+        /// Sampled heap profile: the top allocation sites by bytes allocated and by bytes live
+        /// at the peak, with call stacks (TALLYMALLOC_PROFILE=1; one sample per 512 KiB
+        /// allocated on average, TALLYMALLOC_PROFILE_SAMPLE_BYTES to change it).
+        #[arg(long)]
+        profile: bool,
+        /// Also write the profile as gzipped pprof to PATH (implies --profile).
+        #[arg(long, value_name = "PATH")]
+        pprof: Option<PathBuf>,
+        /// Also write the profile's bytes allocated as folded stacks to PATH, for inferno or
+        /// flamegraph.pl (implies --profile).
+        #[arg(long, value_name = "PATH")]
+        folded: Option<PathBuf>,
         /// Also write the stats (docs/stats-schema.json) to PATH.
         #[arg(long, value_name = "PATH")]
         json: Option<PathBuf>,
@@ -93,11 +106,22 @@ fn main() -> ExitCode {
     let status = match command.action {
         Action::Run {
             debug,
+            profile,
+            pprof,
+            folded,
             json,
             html,
             interval,
             command,
-        } => run_program(debug, json, html, interval, command),
+        } => {
+            let outputs = Outputs {
+                json,
+                html,
+                pprof,
+                folded,
+            };
+            run_program(debug, profile, outputs, interval, command)
+        }
         Action::Compare {
             reps,
             allocators,
@@ -118,13 +142,28 @@ fn fail(message: impl std::fmt::Display) -> i32 {
     1
 }
 
-fn run_program(
-    debug: bool,
+/// The files `run` writes besides its report.
+struct Outputs {
     json: Option<PathBuf>,
     html: Option<PathBuf>,
+    pprof: Option<PathBuf>,
+    folded: Option<PathBuf>,
+}
+
+fn run_program(
+    debug: bool,
+    profile: bool,
+    outputs: Outputs,
     interval_ms: u64,
     mut command: Vec<OsString>,
 ) -> i32 {
+    let Outputs {
+        json,
+        html,
+        pprof,
+        folded,
+    } = outputs;
+    let profile = profile || pprof.is_some() || folded.is_some();
     let library = match library::locate() {
         Ok(library) => library,
         Err(message) => return fail(message),
@@ -141,6 +180,7 @@ fn run_program(
         library,
         interval_ms,
         debug,
+        profile,
     };
     let outcome = match run::run(&request) {
         Ok(outcome) => outcome,
@@ -158,12 +198,34 @@ fn run_program(
         outcome.seconds
     );
     let json_text = match (&outcome.json, &outcome.leaks) {
-        (Some(text), Some(leaks)) => Some(with_leaks(text, leaks)),
+        (Some(text), Some(leaks)) => Some(with_key(text, "leaks", leaks)),
         (text, _) => text.clone(),
     };
+    let symbolised = match &outcome.profile {
+        Some(Ok(raw)) => Some(Profile::from_raw(raw)),
+        Some(Err(why)) => {
+            eprintln!("tallymalloc: no profile: {why}");
+            None
+        }
+        None => None,
+    };
+    let json_text = match (json_text, &symbolised) {
+        (Some(text), Some(profile)) => Some(with_key(
+            &text,
+            "profile",
+            &serde_json::to_string(profile).unwrap_or_default(),
+        )),
+        (text, _) => text,
+    };
+    if let Some(profile) = &symbolised {
+        write_profile_files(profile, pprof.as_deref(), folded.as_deref());
+    }
     match (&outcome.document, &json_text) {
         (Ok(document), Some(text)) => {
             eprint!("{}", text_report::render(document));
+            if let Some(profile) = &symbolised {
+                eprint!("{}", text_report::render_profile(profile));
+            }
             if outcome.other_processes > 0 {
                 eprintln!(
                     "({} other processes it started wrote reports of their own; this one is the \
@@ -177,7 +239,8 @@ fn run_program(
                 }
             }
             if let Some(path) = &html {
-                if let Err(e) = std::fs::write(path, html_report::render(text, document, &title)) {
+                let page = html_report::render(text, document, &title, symbolised.as_ref());
+                if let Err(e) = std::fs::write(path, page) {
                     eprintln!("tallymalloc: {}: {e}", path.display());
                 }
             }
@@ -188,18 +251,33 @@ fn run_program(
     outcome.ending.shell_status()
 }
 
-/// The stats JSON with the leak report merged in under "leaks" (docs/stats-schema.json), or
-/// the stats alone if either does not parse.
-fn with_leaks(stats: &str, leaks: &str) -> String {
+/// The stats JSON with `value` (JSON text) merged in under `key` (docs/stats-schema.json's
+/// "leaks" and "profile"), or the stats alone if either does not parse.
+fn with_key(stats: &str, key: &str, value: &str) -> String {
     let parsed = serde_json::from_str::<serde_json::Value>(stats)
         .ok()
-        .zip(serde_json::from_str::<serde_json::Value>(leaks).ok());
+        .zip(serde_json::from_str::<serde_json::Value>(value).ok());
     match parsed {
-        Some((serde_json::Value::Object(mut document), leaks)) => {
-            document.insert("leaks".to_owned(), leaks);
+        Some((serde_json::Value::Object(mut document), value)) => {
+            document.insert(key.to_owned(), value);
             serde_json::Value::Object(document).to_string()
         }
         _ => stats.to_owned(),
+    }
+}
+
+/// Writes `--pprof` and `--folded`, saying on stderr what could not be written.
+fn write_profile_files(profile: &Profile, pprof: Option<&Path>, folded: Option<&Path>) {
+    if let Some(path) = pprof {
+        if let Err(e) = std::fs::write(path, tallymalloc_cli::pprof::gzipped(profile)) {
+            eprintln!("tallymalloc: {}: {e}", path.display());
+        }
+    }
+    if let Some(path) = folded {
+        let text = flame::folded(profile, flame::Measure::AllocatedBytes);
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("tallymalloc: {}: {e}", path.display());
+        }
     }
 }
 
@@ -257,9 +335,17 @@ fn report_file(file: &Path, html: Option<PathBuf>) -> i32 {
         Err(why) => return fail(format!("{}: {why}", file.display())),
     };
     print!("{}", text_report::render(&document));
+    // A saved document's profile is already symbolised: its frames are shown as they are.
+    let profile = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|document| Profile::from_json(&document["profile"]));
+    if let Some(profile) = &profile {
+        print!("{}", text_report::render_profile(profile));
+    }
     if let Some(path) = html {
         let title = file.display().to_string();
-        if let Err(e) = std::fs::write(&path, html_report::render(&text, &document, &title)) {
+        let page = html_report::render(&text, &document, &title, profile.as_ref());
+        if let Err(e) = std::fs::write(&path, page) {
             return fail(format!("{}: {e}", path.display()));
         }
     }

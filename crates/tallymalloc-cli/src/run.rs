@@ -5,6 +5,7 @@
 //! shell does for a foreground job, so that a Ctrl-C ends the program and we still report.
 
 use crate::document::StatsDocument;
+use crate::profile::RawProfile;
 use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -19,6 +20,8 @@ pub struct Request {
     /// Debug mode, reporting each misuse and carrying on; its reports (and the leaks by
     /// allocation site at exit) come on the program's stderr.
     pub debug: bool,
+    /// Sampled heap profiles (`TALLYMALLOC_PROFILE=1`), written at exit for us to read.
+    pub profile: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +51,9 @@ pub struct Outcome {
     pub leaks: Option<String>,
     /// Reports written by other processes the program started.
     pub other_processes: usize,
+    /// With `profile`, the raw profile of the process whose stats these are, or why there is
+    /// none.
+    pub profile: Option<Result<RawProfile, String>>,
 }
 
 /// Why a program could not be started: the shell's 127 (not found) or 126 (not runnable).
@@ -87,6 +93,13 @@ pub fn run(request: &Request) -> Result<Outcome, StartError> {
             .env("TALLYMALLOC_ON_ERROR", "report")
             .env("TALLYMALLOC_REPORT", leaks);
     }
+    if request.profile {
+        let mut file = OsString::from(directory.join("profile-%p.txt"));
+        file.push("");
+        command
+            .env("TALLYMALLOC_PROFILE", "1")
+            .env("TALLYMALLOC_PROFILE_FILE", file);
+    }
     let started = Instant::now();
     let mut child = command.spawn().map_err(|error| {
         let _ = std::fs::remove_dir_all(&directory);
@@ -117,6 +130,9 @@ pub fn run(request: &Request) -> Result<Outcome, StartError> {
     };
     let (json, other_processes) = collect_reports(&directory, child.id());
     let leaks = std::fs::read_to_string(directory.join(format!("leaks-{}.json", child.id()))).ok();
+    let profile = request
+        .profile
+        .then(|| read_profile(&directory, child.id()));
     let _ = std::fs::remove_dir_all(&directory);
     let document = match &json {
         Some(text) => StatsDocument::parse(text),
@@ -136,7 +152,30 @@ pub fn run(request: &Request) -> Result<Outcome, StartError> {
         json,
         leaks,
         other_processes,
+        profile,
     })
+}
+
+/// The program's profile, or, from a wrapper that forked the real work, the largest one (as
+/// `collect_reports` chooses the stats).
+fn read_profile(directory: &Path, pid: u32) -> Result<RawProfile, String> {
+    let own = directory.join(format!("profile-{pid}.txt"));
+    let chosen = if own.exists() {
+        Some(own)
+    } else {
+        std::fs::read_dir(directory)
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|p| p.to_string_lossy().contains("/profile-"))
+            .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+    };
+    let text = chosen
+        .and_then(|path| std::fs::read_to_string(path).ok())
+        .ok_or_else(|| {
+            "the program wrote no profile (did it load libtallymalloc.so?)".to_owned()
+        })?;
+    RawProfile::parse(&text)
 }
 
 /// A fresh private directory for the reports.

@@ -217,3 +217,56 @@ mod tests {
         assert_eq!(bar(0, 10, 4), "");
     }
 }
+
+/// Sites each part of the profile's report shows, and frames of each.
+const PROFILE_SITES: usize = 5;
+const PROFILE_FRAMES: usize = 4;
+
+/// The profile's part of the report: the top sites by bytes allocated and by bytes live at
+/// the peak, each with its innermost frames.
+pub fn render_profile(profile: &crate::profile::Profile) -> String {
+    use crate::profile::Site;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nProfile: {} samples, one per {} allocated on average (estimates, not exact counts)",
+        count(profile.samples),
+        bytes(profile.sample_bytes)
+    );
+    let mut part = |heading: String, sites: Vec<&Site>, figure: &dyn Fn(&Site) -> String| {
+        let _ = writeln!(out, "{heading}");
+        if sites.is_empty() {
+            let _ = writeln!(out, "  (no samples)");
+        }
+        for site in sites.into_iter().take(PROFILE_SITES) {
+            let mut frames = site.frames.iter().take(PROFILE_FRAMES);
+            let first = frames
+                .next()
+                .map_or_else(|| "[unknown]".to_owned(), |f| f.describe());
+            let _ = writeln!(out, "  {:>30}  {first}", figure(site));
+            for frame in frames {
+                let _ = writeln!(out, "  {:>30}    <- {}", "", frame.describe());
+            }
+        }
+    };
+    part(
+        "Top allocation sites by bytes allocated:".to_owned(),
+        profile.top_by(|s| s.allocated_bytes),
+        &|s| {
+            format!(
+                "{} in {} allocs",
+                bytes(s.allocated_bytes),
+                count(s.allocations)
+            )
+        },
+    );
+    part(
+        format!(
+            "Top sites by bytes live at the peak ({} live then):",
+            bytes(profile.peak_bytes)
+        ),
+        profile.top_by(|s| s.peak_bytes),
+        &|s| bytes(s.peak_bytes),
+    );
+    out
+}

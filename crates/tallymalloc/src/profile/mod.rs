@@ -52,8 +52,11 @@ pub fn active() -> bool {
 /// Starts profiling if `TALLYMALLOC_PROFILE=1` asked for it (process set-up, after the
 /// options), with the profile written at exit: to `TALLYMALLOC_PROFILE_FILE`, or its top sites
 /// on stderr. (A program that starts profiling itself reads the profile itself.)
+/// Runs under the process set-up's lock, so it asks the options, not `debug::active` (which
+/// would take that lock again to decide).
 pub(crate) fn start_from_environment() {
-    if options::profile_requested() && !options::debug_requested() && enable() {
+    if options::profile_requested() && !options::debug_requested() {
+        start();
         crate::stats::exit_report::also_at_exit(write_at_exit);
     }
 }
@@ -64,11 +67,15 @@ pub fn enable() -> bool {
     if options::debug_requested() || crate::debug::active() {
         return false;
     }
+    start();
+    true
+}
+
+fn start() {
     EVER_ENABLED.store(true, Ordering::Release);
     if !ACTIVE.swap(true, Ordering::AcqRel) {
         EPOCH.fetch_add(1, Ordering::Release);
     }
-    true
 }
 
 /// Stops sampling. The estimates so far stay, and frees of sampled blocks still count.

@@ -131,6 +131,35 @@ mod tests {
         }
     }
 
+    /// Why the gaps are random: a program that allocates at two sites in turn, each 64 bytes,
+    /// is split 50/50 by the geometric gaps, but a fixed period (one sample every N bytes, as a
+    /// broken sampler would take) is even, so it samples one site only and the same check
+    /// fails. The check the integration tests make would catch that sampler.
+    #[test]
+    fn no_allocation_pattern_hides_from_random_gaps() {
+        let size = 64;
+        let shares = |mut next_gap: Box<dyn FnMut() -> u64>| {
+            let mut sampled = [0u64; 2];
+            let mut until = next_gap();
+            for allocation in 0..4_000_000u64 {
+                until -= 1;
+                if until == 0 {
+                    sampled[(allocation % 2) as usize] += 1;
+                    until = next_gap();
+                }
+            }
+            sampled[0] as f64 / (sampled[0] + sampled[1]) as f64
+        };
+        let mut random = Random::new(11);
+        let fair = shares(Box::new(move || gap(&mut random, size, N)));
+        assert!((fair - 0.5).abs() < 0.05, "random gaps: {fair}");
+        let fixed = shares(Box::new(|| (N / size) as u64));
+        assert!(
+            (fixed - 0.5).abs() >= 0.05,
+            "a fixed period passed: {fixed}"
+        );
+    }
+
     #[test]
     fn coins_land_with_the_probability() {
         let mut random = Random::new(3);

@@ -1,0 +1,253 @@
+//! Profiles: the raw file a program writes at exit (`TALLYMALLOC_PROFILE_FILE`, format in
+//! `crates/tallymalloc/src/profile/output.rs`), read back and symbolised here, out of the
+//! program's process, into the sites the reports show.
+
+use crate::symbols::Symbolizer;
+use serde::{Deserialize, Serialize};
+
+/// One process's profile as it wrote it: raw return addresses and its mappings.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RawProfile {
+    pub pid: u32,
+    pub sample_bytes: u64,
+    pub samples: u64,
+    pub dropped: u64,
+    pub live_bytes: u64,
+    pub peak_bytes: u64,
+    pub sites: Vec<RawSite>,
+    pub maps: Vec<Mapping>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RawSite {
+    pub allocations: u64,
+    pub allocated_bytes: u64,
+    pub live_blocks: u64,
+    pub live_bytes: u64,
+    pub peak_blocks: u64,
+    pub peak_bytes: u64,
+    /// Return addresses, innermost first.
+    pub frames: Vec<u64>,
+}
+
+/// A line of `/proc/PID/maps` that maps a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mapping {
+    pub start: u64,
+    pub end: u64,
+    /// Where in the file the mapping starts.
+    pub offset: u64,
+    pub path: String,
+}
+
+impl RawProfile {
+    /// Reads the file's text; an error names the line that is wrong.
+    pub fn parse(text: &str) -> Result<RawProfile, String> {
+        let mut lines = text.lines().enumerate();
+        match lines.next() {
+            Some((_, "tallymalloc-profile 1")) => {}
+            _ => return Err("not a tallymalloc profile (version 1)".to_owned()),
+        }
+        let mut profile = RawProfile::default();
+        for (index, line) in lines.by_ref() {
+            let bad = |what: &str| format!("line {}: {what}: {line:?}", index + 1);
+            let words: Vec<&str> = line.split(' ').collect();
+            let number = |at: usize| -> Result<u64, String> {
+                words
+                    .get(at)
+                    .and_then(|w| w.parse().ok())
+                    .ok_or_else(|| bad("a number expected"))
+            };
+            match words[0] {
+                "pid" => profile.pid = number(1)? as u32,
+                "sample_bytes" => profile.sample_bytes = number(1)?,
+                "samples" => (profile.samples, profile.dropped) = (number(1)?, number(3)?),
+                "live_bytes" => (profile.live_bytes, profile.peak_bytes) = (number(1)?, number(3)?),
+                "site" => profile
+                    .sites
+                    .push(parse_site(&words).ok_or_else(|| bad("a bad site"))?),
+                "maps" => break,
+                _ => return Err(bad("unknown line")),
+            }
+        }
+        profile.maps = lines.filter_map(|(_, line)| parse_mapping(line)).collect();
+        Ok(profile)
+    }
+}
+
+fn parse_site(words: &[&str]) -> Option<RawSite> {
+    // site N allocations A allocated_bytes B live_blocks C live_bytes D peak_blocks E
+    // peak_bytes F frames 0x... 0x...
+    let field = |name: &str| -> Option<u64> {
+        let at = words.iter().position(|w| *w == name)?;
+        words.get(at + 1)?.parse().ok()
+    };
+    let frames_at = words.iter().position(|w| *w == "frames")?;
+    let frames = words[frames_at + 1..]
+        .iter()
+        .filter(|w| !w.is_empty())
+        .map(|w| u64::from_str_radix(w.trim_start_matches("0x"), 16).ok())
+        .collect::<Option<Vec<u64>>>()?;
+    Some(RawSite {
+        allocations: field("allocations")?,
+        allocated_bytes: field("allocated_bytes")?,
+        live_blocks: field("live_blocks")?,
+        live_bytes: field("live_bytes")?,
+        peak_blocks: field("peak_blocks")?,
+        peak_bytes: field("peak_bytes")?,
+        frames,
+    })
+}
+
+/// A line of `/proc/PID/maps` (`start-end perms offset dev inode path`), if it maps a file.
+pub(crate) fn parse_mapping(line: &str) -> Option<Mapping> {
+    let mut words = line.split_whitespace();
+    let (start, end) = words.next()?.split_once('-')?;
+    let _permissions = words.next()?;
+    let offset = u64::from_str_radix(words.next()?, 16).ok()?;
+    let _device = words.next()?;
+    let _inode = words.next()?;
+    let path = words.collect::<Vec<_>>().join(" ");
+    if !path.starts_with('/') {
+        return None;
+    }
+    Some(Mapping {
+        start: u64::from_str_radix(start, 16).ok()?,
+        end: u64::from_str_radix(end, 16).ok()?,
+        offset,
+        path,
+    })
+}
+
+/// The profile as reports show it: `docs/stats-schema.json`'s `profile`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Profile {
+    /// The mean bytes allocated between two samples.
+    pub sample_bytes: u64,
+    pub samples: u64,
+    /// The estimated bytes live at the peak, all sites together.
+    pub peak_bytes: u64,
+    /// By estimated bytes allocated, largest first.
+    pub sites: Vec<Site>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Site {
+    /// Innermost first; inlined calls are frames of their own.
+    pub frames: Vec<Frame>,
+    pub allocated_bytes: u64,
+    pub allocations: u64,
+    pub peak_bytes: u64,
+    pub live_bytes: u64,
+    pub peak_blocks: u64,
+    pub live_blocks: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Hash)]
+pub struct Frame {
+    pub function: String,
+    pub file: String,
+    pub line: u32,
+    pub kind: FrameKind,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum FrameKind {
+    Native,
+    Python,
+}
+
+impl Profile {
+    /// Symbolises `raw` from the files its mappings name.
+    pub fn from_raw(raw: &RawProfile) -> Profile {
+        let mut symbols = Symbolizer::new(&raw.maps);
+        let mut sites: Vec<Site> = raw
+            .sites
+            .iter()
+            .map(|site| Site {
+                frames: site
+                    .frames
+                    .iter()
+                    .flat_map(|&address| symbols.frames_at(address))
+                    .collect(),
+                allocated_bytes: site.allocated_bytes,
+                allocations: site.allocations,
+                peak_bytes: site.peak_bytes,
+                live_bytes: site.live_bytes,
+                peak_blocks: site.peak_blocks,
+                live_blocks: site.live_blocks,
+            })
+            .collect();
+        sites.sort_by_key(|site| std::cmp::Reverse(site.allocated_bytes));
+        Profile {
+            sample_bytes: raw.sample_bytes,
+            samples: raw.samples,
+            peak_bytes: raw.peak_bytes,
+            sites,
+        }
+    }
+
+    /// The `profile` of a saved stats document, if it has one.
+    pub fn from_json(value: &serde_json::Value) -> Option<Profile> {
+        serde_json::from_value(value.clone()).ok()
+    }
+
+    /// The sites by a measure, largest first, without those at zero.
+    pub fn top_by(&self, measure: impl Fn(&Site) -> u64) -> Vec<&Site> {
+        let mut sites: Vec<&Site> = self.sites.iter().filter(|s| measure(s) > 0).collect();
+        sites.sort_by_key(|s| std::cmp::Reverse(measure(s)));
+        sites
+    }
+}
+
+impl Frame {
+    /// `function (file:line)`, or what of it is known.
+    pub fn describe(&self) -> String {
+        match (self.file.is_empty(), self.line) {
+            (true, _) => self.function.clone(),
+            (false, 0) => format!("{} ({})", self.function, self.file),
+            (false, line) => format!("{} ({}:{line})", self.function, self.file),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "tallymalloc-profile 1\npid 42\nsample_bytes 524288\nsamples 7 dropped 0\n\
+        live_bytes 10 peak_bytes 2000\nsite 3 allocations 5 allocated_bytes 1000 live_blocks 0 \
+        live_bytes 0 peak_blocks 1 peak_bytes 600 frames 0x1000 0x2000\nmaps\n\
+        55d0c0a00000-55d0c0a20000 r-xp 00001000 08:01 1234 /usr/bin/some program\n\
+        7ffd1000-7ffd2000 rw-p 00000000 00:00 0 [stack]\n";
+
+    #[test]
+    fn a_profile_reads_back() {
+        let raw = RawProfile::parse(TEXT).unwrap();
+        assert_eq!(
+            (raw.pid, raw.sample_bytes, raw.samples, raw.peak_bytes),
+            (42, 524288, 7, 2000)
+        );
+        assert_eq!(raw.sites.len(), 1);
+        assert_eq!(raw.sites[0].frames, vec![0x1000, 0x2000]);
+        assert_eq!(raw.sites[0].peak_bytes, 600);
+        assert_eq!(
+            raw.maps,
+            vec![Mapping {
+                start: 0x55d0c0a00000,
+                end: 0x55d0c0a20000,
+                offset: 0x1000,
+                path: "/usr/bin/some program".to_owned(),
+            }]
+        );
+    }
+
+    #[test]
+    fn bad_files_are_refused_with_the_line() {
+        assert!(RawProfile::parse("hello").is_err());
+        let error = RawProfile::parse("tallymalloc-profile 1\nsamples x dropped 0\n").unwrap_err();
+        assert!(error.contains("line 2"), "{error}");
+        assert!(RawProfile::parse("tallymalloc-profile 1\nsite 1 frames zz\n").is_err());
+    }
+}
