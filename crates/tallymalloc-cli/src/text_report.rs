@@ -191,33 +191,6 @@ pub fn render(document: &StatsDocument) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn units_and_counts() {
-        assert_eq!(bytes(0), "0 B");
-        assert_eq!(bytes(1023), "1023 B");
-        assert_eq!(bytes(1536), "1.5 KiB");
-        assert_eq!(bytes(25 << 20), "25.0 MiB");
-        assert_eq!(count(0), "0");
-        assert_eq!(count(1234567), "1,234,567");
-        assert_eq!(count(123), "123");
-    }
-
-    #[test]
-    fn sparklines_and_bars_scale_to_the_largest_value() {
-        assert_eq!(sparkline(&[0, 50, 100], 3), "▁▅█");
-        assert_eq!(sparkline(&[0, 100, 0, 0], 2), "█▁");
-        assert_eq!(sparkline(&[], 10), "");
-        assert_eq!(bar(10, 10, 4), "████");
-        assert_eq!(bar(5, 10, 4), "██");
-        assert_eq!(bar(1, 1000, 4), "▏");
-        assert_eq!(bar(0, 10, 4), "");
-    }
-}
-
 /// Sites each part of the profile's report shows, and frames of each.
 const PROFILE_SITES: usize = 5;
 const PROFILE_FRAMES: usize = 4;
@@ -269,4 +242,31 @@ pub fn render_profile(profile: &crate::profile::Profile) -> String {
         &|s| bytes(s.peak_bytes),
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_and_counts() {
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(1023), "1023 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(25 << 20), "25.0 MiB");
+        assert_eq!(count(0), "0");
+        assert_eq!(count(1234567), "1,234,567");
+        assert_eq!(count(123), "123");
+    }
+
+    #[test]
+    fn sparklines_and_bars_scale_to_the_largest_value() {
+        assert_eq!(sparkline(&[0, 50, 100], 3), "▁▅█");
+        assert_eq!(sparkline(&[0, 100, 0, 0], 2), "█▁");
+        assert_eq!(sparkline(&[], 10), "");
+        assert_eq!(bar(10, 10, 4), "████");
+        assert_eq!(bar(5, 10, 4), "██");
+        assert_eq!(bar(1, 1000, 4), "▏");
+        assert_eq!(bar(0, 10, 4), "");
+    }
 }
