@@ -129,7 +129,10 @@ pub fn resolve(
                 library: None,
                 environment: &[],
             }),
-            "tallymalloc" | "tallymalloc-secure-option" | "tallymalloc-debug" => {
+            "tallymalloc"
+            | "tallymalloc-secure-option"
+            | "tallymalloc-debug"
+            | "tallymalloc-profile" => {
                 if !tallymalloc.exists() {
                     return Err(format!(
                         "{} is missing: build it with `cargo build --release -p tallymalloc-capi`",
@@ -138,13 +141,22 @@ pub fn resolve(
                 }
                 // The normal library, or one of its modes: secure (TALLYMALLOC_SECURE=1), which
                 // keeps the fast paths free of its checks and so takes slow paths, or debug
-                // (TALLYMALLOC_DEBUG=1: headers, guards, quarantine and a stack per block).
+                // (TALLYMALLOC_DEBUG=1: headers, guards, quarantine and a stack per block), or
+                // profiling at the default rate (TALLYMALLOC_PROFILE=1, the profile written to
+                // /dev/null at exit, as `tallymalloc run --profile` writes it to a file).
                 let (name, environment): (&'static str, &'static [(&str, &str)]) =
                     match name.as_str() {
                         "tallymalloc-secure-option" => {
                             ("tallymalloc-secure-option", &[("TALLYMALLOC_SECURE", "1")])
                         }
                         "tallymalloc-debug" => ("tallymalloc-debug", &[("TALLYMALLOC_DEBUG", "1")]),
+                        "tallymalloc-profile" => (
+                            "tallymalloc-profile",
+                            &[
+                                ("TALLYMALLOC_PROFILE", "1"),
+                                ("TALLYMALLOC_PROFILE_FILE", "/dev/null"),
+                            ],
+                        ),
                         _ => ("tallymalloc", &[]),
                     };
                 allocators.push(Allocator {
@@ -199,7 +211,7 @@ pub fn resolve(
             other => {
                 let peer = PEERS.iter().find(|p| p.name == other).ok_or_else(|| {
                     format!(
-                        "unknown allocator {other:?} (known: {}, tallymalloc-secure, tallymalloc-secure-option, tallymalloc-debug, NAME=PATH)",
+                        "unknown allocator {other:?} (known: {}, tallymalloc-secure, tallymalloc-secure-option, tallymalloc-debug, tallymalloc-profile, NAME=PATH)",
                         ALL.join(", ")
                     )
                 })?;

@@ -172,6 +172,7 @@ impl Results {
             }
             self.print_against_fastest_peers(tally);
             self.print_mode_cost(tally, "tallymalloc-debug", "debug mode");
+            self.print_mode_cost(tally, "tallymalloc-profile", "profiling");
         }
     }
 

@@ -228,6 +228,21 @@ size_t tm_leak_report(void);
  * frames; 0 if frames is NULL or size is below 1. */
 int tm_backtrace(void **frames, int size);
 
+/* Sampled heap profiles (TALLYMALLOC_PROFILE=1 at start-up): each allocation is sampled with
+ * chance 1 - exp(-size / N), N the mean bytes between samples (TALLYMALLOC_PROFILE_SAMPLE_BYTES,
+ * 512 KiB by default), its stack kept and its free seen, so that each call stack's bytes
+ * allocated and live (now and at the peak) are estimated without bias.
+ *
+ * tm_profile_enable starts sampling (each thread from its next slow path): 0, or -1 with errno
+ * EBUSY in debug mode. tm_profile_disable stops it; the profile so far stays.
+ * tm_profile_set_sample_bytes sets N (1 to 2^40): 0, or -1 with errno EINVAL.
+ * tm_profile_write writes the profile now to path, as raw return addresses and the process's
+ * mappings, which `tallymalloc run` symbolises: 0, or -1 with errno set. */
+int tm_profile_enable(void);
+void tm_profile_disable(void);
+int tm_profile_set_sample_bytes(size_t bytes);
+int tm_profile_write(const char *path);
+
 #ifdef __cplusplus
 }
 #endif

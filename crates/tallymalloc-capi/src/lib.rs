@@ -19,6 +19,7 @@ mod cxx;
 mod debug_api;
 mod exports;
 mod families;
+mod profile_api;
 mod python;
 mod stats_api;
 

@@ -502,3 +502,12 @@ fn alignments_up_to_a_gibibyte_in_every_mode() {
         );
     }
 }
+
+#[test]
+fn the_profiling_api_estimates_known_sites() {
+    // The API's symbols come from the library, so the program links it.
+    let file = scratch().join("profile-api.txt");
+    let path = file.to_string_lossy().into_owned();
+    let (stdout, stderr) = build_and_run("profile_api.c", Linkage::Linked, &[path.as_str()]);
+    assert!(stdout.contains("profile checks passed"), "{stdout}{stderr}");
+}

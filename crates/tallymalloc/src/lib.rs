@@ -201,6 +201,13 @@ pub fn profile_set_sample_bytes(bytes: usize) -> bool {
     policy::options::set_profile_sample_bytes(bytes)
 }
 
+/// Writes the profile as it stands to the file descriptor `fd`, in the file format
+/// `tallymalloc run` reads (raw return addresses and the process's mappings; see
+/// `docs/ARCHITECTURE.md`). Allocates nothing.
+pub fn profile_write_to_fd(fd: i32) {
+    profile::output::write_to_fd(fd)
+}
+
 /// One allocation site of the profile: its stack and what the samples estimate for it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ProfileSite {

@@ -20,8 +20,12 @@
 //!   buffer.
 //! - **PF3**: profiling is off while debug mode is on: debug mode's blocks are its own layout,
 //!   and it captures every stack anyway.
+//! - **PF4** (`Page::sample_hint`): a nonzero hint is a live sample of its page. The owner
+//!   raises `sampled` before it stores a new hint; a free of the hinted sample clears the hint
+//!   before it lowers `sampled`. So a thread that reads the hint, then `sampled`, and finds one
+//!   sample and a hint that is not its block, frees a block that is no sample.
 
-mod output;
+pub(crate) mod output;
 pub mod sampler;
 mod samples;
 mod totals;

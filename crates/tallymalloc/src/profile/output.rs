@@ -35,13 +35,16 @@ pub fn write_at_exit() {
     let Some(fd) = crate::stats::exit_report::open_report_file(path, b"the profile") else {
         return;
     };
-    {
-        let mut sink = FdSink::new(fd);
-        write_profile(&mut sink);
-        copy_maps(&mut sink);
-    }
+    write_to_fd(fd);
     // SAFETY: we opened `fd` above.
     unsafe { libc::close(fd) };
+}
+
+/// Writes the whole file (the profile, then the mappings) to `fd`. Allocates nothing.
+pub fn write_to_fd(fd: i32) {
+    let mut sink = FdSink::new(fd);
+    write_profile(&mut sink);
+    copy_maps(&mut sink);
 }
 
 fn rounded(value: f64) -> u64 {

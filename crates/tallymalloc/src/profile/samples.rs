@@ -39,9 +39,11 @@ const FREE: Sample = Sample {
 };
 
 const SHARDS: usize = 64;
-/// Slots per shard: 2^12, so 2^18 slots in all (8 MiB reserved, resident as they fill), of
-/// which seven eighths can be live samples: 229,376 at once, 112 GiB live at the default rate.
-const SLOTS: usize = 1 << 12;
+/// Slots per shard: 2^10, so 2^16 slots in all (2 MiB reserved, resident as samples land on
+/// them, which hashing spreads over every page), of which seven eighths can be live samples:
+/// 57,344 at once, 28 GiB live at the default rate. (2^12 a shard made a program with one
+/// site 6 MiB larger.)
+const SLOTS: usize = 1 << 10;
 const MOST_PER_SHARD: usize = SLOTS / 8 * 7;
 
 struct Shard {

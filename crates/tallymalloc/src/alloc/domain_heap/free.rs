@@ -32,7 +32,7 @@ pub unsafe fn free(domain: Domain, address: *mut u8) {
 #[inline(always)]
 unsafe fn free_local(domain: Domain, address: *mut u8) -> bool {
     // SAFETY: the caller's contract.
-    unsafe { free_owned::<false>(domain, address) }
+    unsafe { free_owned::<0>(domain, address) }
 }
 
 /// [`free_local`] when the owner's page is a secure page of a normal build: flagged
@@ -43,18 +43,33 @@ unsafe fn free_local(domain: Domain, address: *mut u8) -> bool {
 #[inline(always)]
 unsafe fn free_secure_local(domain: Domain, address: *mut u8) -> bool {
     // SAFETY: the caller's contract.
-    unsafe { free_owned::<true>(domain, address) }
+    unsafe { free_owned::<FLAG_SLOW_ONLY>(domain, address) }
 }
 
-/// Frees `address` and returns true if its page is this thread's, of `domain`, with no flag
-/// set but `FLAG_SLOW_ONLY` when `SECURE`; returns false, touching nothing, otherwise.
+/// [`free_local`] when the owner's page holds profile samples (flagged `FLAG_SAMPLED` and
+/// nothing else): the block is taken out of the profile if it is a sample, then freed as the
+/// fast path frees. Without it, every free of such a page took the general slow path, and a
+/// program that frees in batches took a tenth more instructions with profiling on.
+///
+/// # Safety
+/// `address` must be a live block of ours.
+#[inline(never)]
+unsafe fn free_sampled_local(domain: Domain, address: *mut u8) -> bool {
+    // SAFETY: the caller's contract.
+    unsafe { free_owned::<FLAG_SAMPLED>(domain, address) }
+}
+
+/// Frees `address` and returns true if its page is this thread's, of `domain`, with exactly the
+/// flags `FLAGS` (none, `FLAG_SLOW_ONLY` for secure pages or `FLAG_SAMPLED`); returns false,
+/// touching nothing, otherwise.
 ///
 /// # Safety
 /// `address` must be a live block of ours.
 #[inline(always)]
-unsafe fn free_owned<const SECURE: bool>(domain: Domain, address: *mut u8) -> bool {
+unsafe fn free_owned<const FLAGS: usize>(domain: Domain, address: *mut u8) -> bool {
+    const SECURE_FLAGS: usize = FLAG_SLOW_ONLY;
     let heap = domain_heap(domain);
-    let flags = if SECURE { FLAG_SLOW_ONLY } else { 0 };
+    let flags = FLAGS;
     // The caller guarantees `address` is ours and live, so its segment header and page are
     // mapped. An owner word equal to our domain heap (and the expected flags) means the page
     // is ours, of this family.
@@ -68,8 +83,11 @@ unsafe fn free_owned<const SECURE: bool>(domain: Domain, address: *mut u8) -> bo
         {
             return false;
         }
+        if FLAGS == FLAG_SAMPLED {
+            release_sample(page, address, heap);
+        }
         (*heap).counters.count_fast_free((*page).size_class());
-        let emptied = if SECURE {
+        let emptied = if FLAGS == SECURE_FLAGS {
             (*page).push_local_checked(address.cast())
         } else {
             (*page).push_local(address.cast())
@@ -194,6 +212,11 @@ unsafe fn free_slow(domain: Domain, address: *mut u8) {
         // SAFETY: debug mode checks the pointer itself.
         return unsafe { debug::free(domain, address) };
     }
+    // Only pages of a process that ever profiled can hold samples.
+    // SAFETY: the caller's contract.
+    if crate::profile::ever_enabled() && unsafe { free_sampled_local(domain, address) } {
+        return;
+    }
     // The segment and page are read once for the family check and the free.
     // SAFETY: as in `free`: the header and page of a live block are mapped (S2).
     unsafe {
@@ -313,7 +336,8 @@ unsafe fn free_in_page(domain: Domain, page: *mut Page, address: *mut u8) {
 
 /// Takes `block`, about to be freed from `page` (flagged `FLAG_SAMPLED`), out of the profile
 /// if it is a sample, and clears the flag when the page's owner finds no sample left (PF1:
-/// only the owner adds samples, so none can arrive meanwhile).
+/// only the owner adds samples, so none can arrive meanwhile). With one sample live and known
+/// (the hint, PF4), the free of another block looks nothing up.
 ///
 /// # Safety
 /// `block` must be a live block of `page`, and `mine` the calling thread's domain heap.
@@ -322,7 +346,18 @@ unsafe fn free_in_page(domain: Domain, page: *mut Page, address: *mut u8) {
 unsafe fn release_sample(page: *mut Page, block: *mut u8, mine: *mut DomainHeap) {
     // SAFETY: the caller's contract: the page is mapped; `owner` is written by its owner only.
     unsafe {
-        if crate::profile::released(block as usize) {
+        let hint = (*page).sample_hint.load(Ordering::Acquire);
+        let live = (*page).sampled.load(Ordering::Acquire);
+        let not_a_sample = live == 0 || (live == 1 && hint != 0 && hint != block as usize);
+        if !not_a_sample && crate::profile::released(block as usize) {
+            // PF4: the hint goes before the count, so no thread sees it with a count of one
+            // while another sample is the live one.
+            let _ = (*page).sample_hint.compare_exchange(
+                block as usize,
+                0,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
             (*page).sampled.fetch_sub(1, Ordering::AcqRel);
         }
         if (*page).owner_heap() == mine.cast() && (*page).sampled.load(Ordering::Acquire) == 0 {

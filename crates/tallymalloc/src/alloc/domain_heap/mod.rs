@@ -365,7 +365,10 @@ impl DomainHeap {
             if crate::profile::active()
                 && crate::profile::record(block as usize, size, (*page).block_size)
             {
-                (*page).sampled.fetch_add(1, Ordering::Relaxed);
+                // PF4: the count before the hint, so a thread that sees the new hint sees the
+                // count that includes it.
+                (*page).sampled.fetch_add(1, Ordering::AcqRel);
+                (*page).sample_hint.store(block as usize, Ordering::Release);
                 (*page).set_flag(FLAG_SAMPLED, true);
             }
         }

@@ -133,6 +133,9 @@ pub struct Page {
     /// Live profile samples among the page's blocks (PF1): raised by the owner, lowered by
     /// whichever thread frees one.
     pub sampled: AtomicU32,
+    /// The page's latest sample while it is live, or 0 (PF4): with one sample live, a free of
+    /// any other block needs no look-up.
+    pub sample_hint: AtomicUsize,
 }
 
 const _: () = assert!(core::mem::size_of::<Page>() == 128);
@@ -181,6 +184,7 @@ impl Page {
             purge_at: 0,
             thread_free: AtomicUsize::new(0),
             sampled: AtomicU32::new(0),
+            sample_hint: AtomicUsize::new(0),
         }
     }
 
@@ -209,6 +213,7 @@ impl Page {
             .store(DelayedFree::None as usize, Ordering::Relaxed);
         // No block is live, so none is a sample; the owner word below drops FLAG_SAMPLED.
         self.sampled.store(0, Ordering::Relaxed);
+        self.sample_hint.store(0, Ordering::Relaxed);
         self.owner.store(heap as usize, Ordering::Release);
     }
 

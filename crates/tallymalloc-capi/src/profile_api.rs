@@ -1,0 +1,65 @@
+//! The profiling API of `include/tallymalloc.h`: starting and stopping sampled heap profiles
+//! from the program, their rate, and writing the profile out.
+
+use core::ffi::{c_char, c_int, CStr};
+use tallymalloc_core as core_allocator;
+
+/// Starts sampling, as `TALLYMALLOC_PROFILE=1` does. Returns 0, or -1 with errno EBUSY in
+/// debug mode, which excludes profiling.
+#[no_mangle]
+pub extern "C" fn tm_profile_enable() -> c_int {
+    if core_allocator::profile_enable() {
+        0
+    } else {
+        core_allocator::set_errno(libc::EBUSY);
+        -1
+    }
+}
+
+/// Stops sampling; the profile so far stays.
+#[no_mangle]
+pub extern "C" fn tm_profile_disable() {
+    core_allocator::profile_disable();
+}
+
+/// Sets the mean bytes between samples (1 to 2^40). Returns 0, or -1 with errno EINVAL.
+#[no_mangle]
+pub extern "C" fn tm_profile_set_sample_bytes(bytes: usize) -> c_int {
+    if core_allocator::profile_set_sample_bytes(bytes) {
+        0
+    } else {
+        core_allocator::set_errno(libc::EINVAL);
+        -1
+    }
+}
+
+/// Writes the profile as it stands to `path` (created or truncated), in the format
+/// `tallymalloc run` reads. Returns 0, or -1 with errno set (EINVAL for a null path, or what
+/// open(2) said).
+///
+/// # Safety
+/// `path` must be null or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn tm_profile_write(path: *const c_char) -> c_int {
+    if path.is_null() {
+        core_allocator::set_errno(libc::EINVAL);
+        return -1;
+    }
+    // SAFETY: the caller's contract.
+    let path = unsafe { CStr::from_ptr(path) };
+    // SAFETY: a NUL-terminated path.
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
+            0o644,
+        )
+    };
+    if fd < 0 {
+        return -1;
+    }
+    core_allocator::profile_write_to_fd(fd);
+    // SAFETY: we opened `fd` above.
+    unsafe { libc::close(fd) };
+    0
+}
