@@ -6,6 +6,9 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+use common::chromium;
+
 fn tallymalloc() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tallymalloc"))
 }
@@ -151,18 +154,6 @@ fn python_programs_are_measured() {
     tallymalloc_cli::schema::check_stats(&document).unwrap();
     let peak = document["domains"]["raw"]["peak_bytes"].as_u64().unwrap();
     assert!(peak >= 10_000 * 1000, "peak {peak}");
-}
-
-fn chromium() -> PathBuf {
-    ["chromium", "chromium-browser", "google-chrome"]
-        .iter()
-        .filter_map(|name| {
-            std::env::split_paths(&std::env::var_os("PATH")?)
-                .map(|d| d.join(name))
-                .find(|p| p.is_file())
-        })
-        .next()
-        .expect("headless Chromium is needed: apt-get install chromium (scripts/test does)")
 }
 
 #[test]

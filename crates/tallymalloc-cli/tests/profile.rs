@@ -12,6 +12,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+
 fn scratch() -> PathBuf {
     let directory = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("profile");
     std::fs::create_dir_all(&directory).unwrap();
@@ -278,17 +280,7 @@ fn check_pprof(path: &Path, three_tenths: f64) {
 fn check_html(path: &Path) {
     let page = std::fs::read_to_string(path).unwrap();
     assert!(page.contains(r#"id="flame-allocated""#) && page.contains(r#"id="flame-peak""#));
-    let Some(browser) = ["chromium", "chromium-browser", "google-chrome"]
-        .iter()
-        .filter_map(|name| {
-            std::env::split_paths(&std::env::var_os("PATH")?)
-                .map(|d| d.join(name))
-                .find(|p| p.is_file())
-        })
-        .next()
-    else {
-        panic!("headless Chromium is needed: apt-get install chromium (scripts/test does)");
-    };
+    let browser = common::chromium();
     let output = Command::new(browser)
         .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"])
         .arg(format!("file://{}", path.display()))
