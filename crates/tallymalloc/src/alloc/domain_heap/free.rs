@@ -83,7 +83,9 @@ unsafe fn free_owned<const FLAGS: usize>(domain: Domain, address: *mut u8) -> bo
         {
             return false;
         }
-        if FLAGS == FLAG_SAMPLED {
+        // PF4: with one sample live and known, any other block is no sample; the owner's
+        // free may also find the flag stale, which `release_sample` clears.
+        if FLAGS == FLAG_SAMPLED && !is_other_than_the_one_sample(page, address) {
             release_sample(page, address, heap);
         }
         (*heap).counters.count_fast_free((*page).size_class());
@@ -334,6 +336,20 @@ unsafe fn free_in_page(domain: Domain, page: *mut Page, address: *mut u8) {
     }
 }
 
+/// Whether `block` is certainly not a sample of `page`: the page has one live sample, known
+/// by its hint, and it is another block (PF4: the hint is read before the count).
+///
+/// # Safety
+/// `page` must be a mapped page.
+#[inline(always)]
+unsafe fn is_other_than_the_one_sample(page: *mut Page, block: *mut u8) -> bool {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let hint = (*page).sample_hint.load(Ordering::Acquire);
+        hint != 0 && hint != block as usize && (*page).sampled.load(Ordering::Acquire) == 1
+    }
+}
+
 /// Takes `block`, about to be freed from `page` (flagged `FLAG_SAMPLED`), out of the profile
 /// if it is a sample, and clears the flag when the page's owner finds no sample left (PF1:
 /// only the owner adds samples, so none can arrive meanwhile). With one sample live and known
@@ -346,9 +362,8 @@ unsafe fn free_in_page(domain: Domain, page: *mut Page, address: *mut u8) {
 unsafe fn release_sample(page: *mut Page, block: *mut u8, mine: *mut DomainHeap) {
     // SAFETY: the caller's contract: the page is mapped; `owner` is written by its owner only.
     unsafe {
-        let hint = (*page).sample_hint.load(Ordering::Acquire);
-        let live = (*page).sampled.load(Ordering::Acquire);
-        let not_a_sample = live == 0 || (live == 1 && hint != 0 && hint != block as usize);
+        let not_a_sample = is_other_than_the_one_sample(page, block)
+            || (*page).sampled.load(Ordering::Acquire) == 0;
         if !not_a_sample && crate::profile::released(block as usize) {
             // PF4: the hint goes before the count, so no thread sees it with a count of one
             // while another sample is the live one.
