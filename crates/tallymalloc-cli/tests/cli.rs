@@ -26,16 +26,7 @@ fn known_program() -> PathBuf {
 }
 
 fn c_program(name: &str) -> PathBuf {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/c/{name}.c"));
-    let binary = scratch().join(name);
-    let status = Command::new("cc")
-        .args(["-O1", "-g", "-o"])
-        .arg(&binary)
-        .arg(&source)
-        .status()
-        .expect("cc (install gcc)");
-    assert!(status.success(), "cc {}", source.display());
-    binary
+    common::compile_c(name, &scratch())
 }
 
 fn text(bytes: &[u8]) -> String {

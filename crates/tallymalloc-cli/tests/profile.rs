@@ -21,16 +21,7 @@ fn scratch() -> PathBuf {
 }
 
 fn sites_program() -> PathBuf {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/sites.c");
-    let binary = scratch().join("sites");
-    let status = Command::new("cc")
-        .args(["-O1", "-g", "-o"])
-        .arg(&binary)
-        .arg(&source)
-        .status()
-        .expect("cc (install gcc)");
-    assert!(status.success());
-    binary
+    common::compile_c("sites", &scratch())
 }
 
 /// The site whose frames include `function`, summed over the sites that do.
