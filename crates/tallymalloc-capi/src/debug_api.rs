@@ -44,11 +44,10 @@ pub unsafe extern "C" fn tm_backtrace(frames: *mut *mut core::ffi::c_void, size:
     if frames.is_null() || size < 1 {
         return 0;
     }
-    // A pointer and a usize have one size and alignment.
-    // SAFETY: the caller's contract: `frames` is valid for `size` writes, of which this takes
-    // at most 64.
-    let frames =
-        unsafe { core::slice::from_raw_parts_mut(frames.cast::<usize>(), (size as usize).min(64)) };
+    // A pointer and a usize have one size and alignment; this takes at most 64 of the slots.
+    let slots = (size as usize).min(64);
+    // SAFETY: the caller's contract: `frames` is valid for `size` writes.
+    let frames = unsafe { core::slice::from_raw_parts_mut(frames.cast::<usize>(), slots) };
     // Past this function's own frame, so that the first lies in the caller.
     core_allocator::backtrace(frames, 1) as c_int
 }

@@ -374,8 +374,9 @@ static ABANDONED_COUNT: AtomicUsize = AtomicUsize::new(0);
 /// caller must hold no other reference to it.
 pub unsafe fn push_abandoned(segment: *mut Segment) {
     let mut list = ABANDONED.lock();
-    // SAFETY: the segment is unowned, on no list, and ours until it is on this one; we hold
-    // the list's lock (L3).
+    // The caller's contract: the segment is unowned, on no list, and ours until it is on this
+    // one.
+    // SAFETY: L3: we hold the list's lock, and the segment is on no other list.
     unsafe { list.segments.push_back(segment) };
     ABANDONED_COUNT.fetch_add(1, Ordering::Relaxed);
 }

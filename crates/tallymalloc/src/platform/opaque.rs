@@ -13,9 +13,9 @@
 /// `value`, through an empty `asm` that might have changed it.
 #[inline(always)]
 pub fn opaque<T>(mut value: *mut T) -> *mut T {
-    // SAFETY: the asm is empty: it reads and writes no memory (the pointer is not followed)
-    // and changes no register.
+    // The pointer is never followed, so `nomem` holds.
     #[allow(clippy::pointers_in_nomem_asm_block)]
+    // SAFETY: the asm is empty: it reads and writes no memory and changes no register.
     unsafe {
         core::arch::asm!("/* {0} */", inout(reg) value, options(nomem, nostack, preserves_flags));
     }

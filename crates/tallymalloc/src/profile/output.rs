@@ -79,21 +79,18 @@ pub fn write_profile(sink: &mut impl Sink) {
 
 fn write_site(sink: &mut impl Sink, site: &SiteEstimate) {
     let mut line = Line::new();
-    line.text(b"site ")
-        .decimal(site.site as u64)
-        .text(b" allocations ")
-        .decimal(rounded(site.allocations))
-        .text(b" allocated_bytes ")
-        .decimal(rounded(site.allocated_bytes))
-        .text(b" live_blocks ")
-        .decimal(rounded(site.live_blocks))
-        .text(b" live_bytes ")
-        .decimal(rounded(site.live_bytes))
-        .text(b" peak_blocks ")
-        .decimal(rounded(site.peak_blocks))
-        .text(b" peak_bytes ")
-        .decimal(rounded(site.peak_bytes))
-        .text(b" frames");
+    line.text(b"site ").decimal(site.site as u64);
+    for (name, value) in [
+        (&b" allocations "[..], site.allocations),
+        (b" allocated_bytes ", site.allocated_bytes),
+        (b" live_blocks ", site.live_blocks),
+        (b" live_bytes ", site.live_bytes),
+        (b" peak_blocks ", site.peak_blocks),
+        (b" peak_bytes ", site.peak_bytes),
+    ] {
+        line.text(name).decimal(rounded(value));
+    }
+    line.text(b" frames");
     sink.put(line.as_bytes());
     if let Some(stack) = super::site_frames(site.site) {
         for &frame in stack.frames() {

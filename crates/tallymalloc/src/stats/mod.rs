@@ -293,12 +293,16 @@ impl Counters {
 
     /// Adds the counters to the plain sums of a snapshot (any thread, A4).
     fn add_to(&self, sums: &mut Sums) {
-        let mut read = *sums;
-        self.with_biases(|biases| {
-            read = *sums;
+        *sums = self.with_biases(|biases| {
+            let mut read = *sums;
             self.tallies.add_to(&mut read, biases);
+            read
         });
-        *sums = read;
+    }
+
+    /// Each class's `sample_due`, the bias of its count of allocations (A4).
+    fn biases(&self) -> [u64; CLASS_COUNT] {
+        core::array::from_fn(|c| self.sample_due[c].load(Ordering::Relaxed))
     }
 
     /// The allocations of `class` so far (owner thread only: others use [`Self::with_biases`]).
@@ -313,8 +317,7 @@ impl Counters {
         loop {
             let before = self.rearms.load(Ordering::Acquire);
             if before.is_multiple_of(2) {
-                let biases = core::array::from_fn(|c| self.sample_due[c].load(Ordering::Relaxed));
-                let result = read(&biases);
+                let result = read(&self.biases());
                 core::sync::atomic::fence(Ordering::Acquire);
                 if self.rearms.load(Ordering::Relaxed) == before {
                     return result;
@@ -635,8 +638,9 @@ pub unsafe fn retire(counters: *const Counters) {
     unsafe {
         let counters = &*counters;
         let domain = counters.domain.load(Ordering::Relaxed);
-        let biases = core::array::from_fn(|c| counters.sample_due[c].load(Ordering::Relaxed));
-        counters.tallies.fold_into(&RETIRED[domain], &biases);
+        counters
+            .tallies
+            .fold_into(&RETIRED[domain], &counters.biases());
         if ENABLED {
             counters.publish();
         }

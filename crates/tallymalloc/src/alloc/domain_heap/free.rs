@@ -83,10 +83,8 @@ unsafe fn free_owned<const FLAGS: usize>(domain: Domain, address: *mut u8) -> bo
         {
             return false;
         }
-        // PF4: with one sample live and known, any other block is no sample; the owner's
-        // free may also find the flag stale, which `release_sample` clears.
-        if FLAGS == FLAG_SAMPLED && !is_other_than_the_one_sample(page, address) {
-            release_sample(page, address, heap);
+        if FLAGS == FLAG_SAMPLED {
+            release_if_sample(page, address, heap);
         }
         (*heap).counters.count_fast_free((*page).size_class());
         let emptied = if FLAGS == SECURE_FLAGS {
@@ -319,7 +317,7 @@ unsafe fn free_in_page(domain: Domain, page: *mut Page, address: *mut u8) {
         }
         let (owner, flags) = (*page).owner_and_flags();
         if flags & FLAG_SAMPLED != 0 {
-            release_sample(page, block, mine);
+            release_if_sample(page, block, mine);
         }
         if owner == mine.cast() {
             (*mine).free_local(page, block.cast());
@@ -336,35 +334,37 @@ unsafe fn free_in_page(domain: Domain, page: *mut Page, address: *mut u8) {
     }
 }
 
-/// Whether `block` is certainly not a sample of `page`: the page has one live sample, known
-/// by its hint, and it is another block (PF4: the hint is read before the count).
-///
-/// # Safety
-/// `page` must be a mapped page.
-#[inline(always)]
-unsafe fn is_other_than_the_one_sample(page: *mut Page, block: *mut u8) -> bool {
-    // SAFETY: the caller's contract.
-    unsafe {
-        let hint = (*page).sample_hint.load(Ordering::Acquire);
-        hint != 0 && hint != block as usize && (*page).sampled.load(Ordering::Acquire) == 1
-    }
-}
-
 /// Takes `block`, about to be freed from `page` (flagged `FLAG_SAMPLED`), out of the profile
-/// if it is a sample, and clears the flag when the page's owner finds no sample left (PF1:
-/// only the owner adds samples, so none can arrive meanwhile). With one sample live and known
-/// (the hint, PF4), the free of another block looks nothing up.
+/// if it is a sample. With one sample live and known by the page's hint, the free of any other
+/// block ends here, inline, having looked nothing up (PF4: the hint is read before the count).
 ///
 /// # Safety
 /// `block` must be a live block of `page`, and `mine` the calling thread's domain heap.
+#[inline(always)]
+unsafe fn release_if_sample(page: *mut Page, block: *mut u8, mine: *mut DomainHeap) {
+    // SAFETY: the caller's contract: the page is mapped.
+    let (hint, live) = unsafe {
+        let hint = (*page).sample_hint.load(Ordering::Acquire);
+        (hint, (*page).sampled.load(Ordering::Acquire))
+    };
+    if !(live == 1 && hint != 0 && hint != block as usize) {
+        // SAFETY: the caller's contract.
+        unsafe { release_sample(page, block, mine, live) };
+    }
+}
+
+/// [`release_if_sample`]'s look-up: takes `block` out of the profile if it is a sample, and
+/// clears the flag when the page's owner finds no sample left (PF1: only the owner adds
+/// samples, so none can arrive meanwhile). `live` is the page's count of samples as read.
+///
+/// # Safety
+/// As [`release_if_sample`].
 #[cold]
 #[inline(never)]
-unsafe fn release_sample(page: *mut Page, block: *mut u8, mine: *mut DomainHeap) {
+unsafe fn release_sample(page: *mut Page, block: *mut u8, mine: *mut DomainHeap, live: u32) {
     // SAFETY: the caller's contract: the page is mapped; `owner` is written by its owner only.
     unsafe {
-        let not_a_sample = is_other_than_the_one_sample(page, block)
-            || (*page).sampled.load(Ordering::Acquire) == 0;
-        if !not_a_sample && crate::profile::released(block as usize) {
+        if live != 0 && crate::profile::released(block as usize) {
             // PF4: the hint goes before the count, so no thread sees it with a count of one
             // while another sample is the live one.
             let _ = (*page).sample_hint.compare_exchange(

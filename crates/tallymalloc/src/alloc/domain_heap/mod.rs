@@ -327,10 +327,10 @@ impl DomainHeap {
             const OFFSET: usize =
                 core::mem::offset_of!(DomainHeap, counters) + Counters::ALLOCATION_COUNTS_OFFSET;
             let mut due = false;
-            // SAFETY: A1: the owner thread adds one to its own count of `class`, an aligned
-            // AtomicU64 at `self + OFFSET + 8 * class` (class < CLASS_COUNT, SC1), as
-            // `Counters::count_allocation` does; one `inc` of an aligned word is a single
-            // store to readers, as the atomic store is. A4: zero means the sample is due.
+            // The count is an aligned AtomicU64 at `self + OFFSET + 8 * class`; one `inc` of an
+            // aligned word is a single store to readers, as `Counters::count_allocation`'s
+            // atomic store is. A4: zero means the sample is due.
+            // SAFETY: A1: the owner thread bumps its own count; SC1: class < CLASS_COUNT.
             unsafe {
                 core::arch::asm!(
                     "inc qword ptr [{heap} + {class} * 8 + {offset}]",
