@@ -65,7 +65,10 @@
  * (report or abort, default report), TALLYMALLOC_ON_MISMATCH (warn, abort or ignore, default
  * warn), TALLYMALLOC_STATS (1: the stats table on stderr at exit; json:PATH: the JSON written
  * to PATH at exit, "%p" in PATH standing for the process id; a child forked without exec
- * writes only when PATH has "%p"), TALLYMALLOC_STATS_INTERVAL (milliseconds between the
+ * writes only when PATH has "%p"; the library's _exit and _Exit write it too before they end
+ * the process, and so does a one-shot handler for SIGTERM, SIGINT and SIGHUP, installed when
+ * a report to a file is asked for and the signal's disposition is the default, which then
+ * lets the signal end the process), TALLYMALLOC_STATS_INTERVAL (milliseconds between the
  * samples of the JSON's timeline, taken by a thread that never allocates; 0, the default,
  * takes none), TALLYMALLOC_VERBOSE (1 prints the options in force), TALLYMALLOC_SECURE (1:
  * encoded, checked free lists, double-free checks, shuffled blocks and guard pages, at the

@@ -21,6 +21,7 @@ mod exports;
 mod families;
 mod profile_api;
 mod python;
+mod quick_exit;
 mod stats_api;
 
 /// Applies the `TALLYMALLOC_*` options as soon as the library is loaded, before the program's

@@ -9,6 +9,9 @@ use tallymalloc::{DomainStats, HugeStats, ProcessStats, SizeClassStats};
 #[derive(Deserialize, Debug, Clone)]
 pub struct StatsDocument {
     pub version: u32,
+    /// The process's command line (absent from documents older than it).
+    #[serde(default)]
+    pub command: String,
     pub domains: BTreeMap<String, DomainStats>,
     pub size_classes: Vec<SizeClassStats>,
     pub huge: HugeStats,

@@ -8,6 +8,7 @@ pub mod flame;
 pub mod html_report;
 pub mod library;
 pub mod pprof;
+pub mod processes;
 pub mod profile;
 pub mod run;
 pub mod schema;

@@ -6,6 +6,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tallymalloc_cli::document::StatsDocument;
+use tallymalloc_cli::processes::{self, ProcessReport};
 use tallymalloc_cli::profile::Profile;
 use tallymalloc_cli::{compare, flame, html_report, library, run, text_report};
 
@@ -197,56 +198,73 @@ fn run_program(
         "\ntallymalloc: {title} {ending} after {:.3} s",
         outcome.seconds
     );
-    let json_text = match (&outcome.json, &outcome.leaks) {
-        (Some(text), Some(leaks)) => Some(with_key(text, "leaks", leaks)),
-        (text, _) => text.clone(),
-    };
-    let symbolised = match &outcome.profile {
-        Some(Ok(raw)) => Some(Profile::from_raw(raw)),
-        Some(Err(why)) => {
-            eprintln!("tallymalloc: no profile: {why}");
-            None
+    let Some(program) = outcome.processes.first() else {
+        for problem in &outcome.problems {
+            eprintln!("tallymalloc: no stats: {problem}");
         }
-        None => None,
+        return outcome.ending.shell_status();
     };
-    let json_text = match (json_text, &symbolised) {
-        (Some(text), Some(profile)) => Some(with_key(
-            &text,
-            "profile",
-            &serde_json::to_string(profile).unwrap_or_default(),
-        )),
-        (text, _) => text,
+    for problem in &outcome.problems {
+        eprintln!("tallymalloc: {problem}");
+    }
+    // Each process's profile is symbolised from its own mappings; the report shows them
+    // merged, so that the sites of a tree of processes (a pool's workers) add up.
+    let profiles: Vec<(u32, Option<Profile>)> = outcome
+        .processes
+        .iter()
+        .map(|report| match &report.profile {
+            Some(Ok(raw)) => (report.pid, Some(Profile::from_raw(raw))),
+            Some(Err(why)) => {
+                eprintln!("tallymalloc: no profile of process {}: {why}", report.pid);
+                (report.pid, None)
+            }
+            None => (report.pid, None),
+        })
+        .collect();
+    let symbolised = Profile::merged(profiles.iter().filter_map(|(_, p)| p.as_ref()));
+    let several = outcome.processes.len() > 1;
+    let document_of = |report: &ProcessReport, profile: Option<&Profile>| {
+        let mut text = report.json.clone();
+        if let Some(leaks) = &report.leaks {
+            text = with_key(&text, "leaks", leaks);
+        }
+        if let Some(profile) = profile {
+            let profile = serde_json::to_string(profile).unwrap_or_default();
+            text = with_key(&text, "profile", &profile);
+        }
+        text
     };
+    let mut json_text = document_of(program, symbolised.as_ref());
+    if several {
+        let each: Vec<String> = outcome
+            .processes
+            .iter()
+            .zip(&profiles)
+            .map(|(report, (_, profile))| document_of(report, profile.as_ref()))
+            .collect();
+        json_text = with_key(&json_text, "processes", &format!("[{}]", each.join(",")));
+    }
     if let Some(profile) = &symbolised {
         write_profile_files(profile, pprof.as_deref(), folded.as_deref());
     }
-    match (&outcome.document, &json_text) {
-        (Ok(document), Some(text)) => {
-            eprint!("{}", text_report::render(document));
-            if let Some(profile) = &symbolised {
-                eprint!("{}", text_report::render_profile(profile));
-            }
-            if outcome.other_processes > 0 {
-                eprintln!(
-                    "({} other processes it started wrote reports of their own; this one is the \
-                     program's)",
-                    outcome.other_processes
-                );
-            }
-            if let Some(path) = &json {
-                if let Err(e) = std::fs::write(path, text) {
-                    eprintln!("tallymalloc: {}: {e}", path.display());
-                }
-            }
-            if let Some(path) = &html {
-                let page = html_report::render(text, document, &title, symbolised.as_ref());
-                if let Err(e) = std::fs::write(path, page) {
-                    eprintln!("tallymalloc: {}: {e}", path.display());
-                }
-            }
+    let document = &program.document;
+    eprint!("{}", text_report::render(document));
+    if several {
+        eprint!("{}", processes::render_table(&outcome.processes));
+    }
+    if let Some(profile) = &symbolised {
+        eprint!("{}", text_report::render_profile(profile));
+    }
+    if let Some(path) = &json {
+        if let Err(e) = std::fs::write(path, &json_text) {
+            eprintln!("tallymalloc: {}: {e}", path.display());
         }
-        (Err(why), _) => eprintln!("tallymalloc: no stats: {why}"),
-        (Ok(_), None) => {}
+    }
+    if let Some(path) = &html {
+        let page = html_report::render(&json_text, document, &title, symbolised.as_ref());
+        if let Err(e) = std::fs::write(path, page) {
+            eprintln!("tallymalloc: {}: {e}", path.display());
+        }
     }
     outcome.ending.shell_status()
 }

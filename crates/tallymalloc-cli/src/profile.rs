@@ -188,6 +188,36 @@ impl Profile {
         }
     }
 
+    /// Several processes' profiles as one: sites with the same frames add up, and the peak is
+    /// the sum of each process's own peak. None if there are none; one comes back as it is.
+    pub fn merged<'a>(profiles: impl IntoIterator<Item = &'a Profile>) -> Option<Profile> {
+        let mut profiles = profiles.into_iter();
+        let mut merged = profiles.next()?.clone();
+        let mut index: std::collections::HashMap<Vec<Frame>, usize> = merged
+            .sites
+            .iter()
+            .enumerate()
+            .map(|(at, site)| (site.frames.clone(), at))
+            .collect();
+        for profile in profiles {
+            merged.samples += profile.samples;
+            merged.peak_bytes += profile.peak_bytes;
+            for site in &profile.sites {
+                match index.get(&site.frames) {
+                    Some(&at) => merged.sites[at].add(site),
+                    None => {
+                        index.insert(site.frames.clone(), merged.sites.len());
+                        merged.sites.push(site.clone());
+                    }
+                }
+            }
+        }
+        merged
+            .sites
+            .sort_by_key(|site| std::cmp::Reverse(site.allocated_bytes));
+        Some(merged)
+    }
+
     /// The `profile` of a saved stats document, if it has one.
     pub fn from_json(value: &serde_json::Value) -> Option<Profile> {
         serde_json::from_value(value.clone()).ok()
@@ -198,6 +228,18 @@ impl Profile {
         let mut sites: Vec<&Site> = self.sites.iter().filter(|s| measure(s) > 0).collect();
         sites.sort_by_key(|s| std::cmp::Reverse(measure(s)));
         sites
+    }
+}
+
+impl Site {
+    /// Adds `other`'s estimates to this site's.
+    fn add(&mut self, other: &Site) {
+        self.allocated_bytes += other.allocated_bytes;
+        self.allocations += other.allocations;
+        self.peak_bytes += other.peak_bytes;
+        self.live_bytes += other.live_bytes;
+        self.peak_blocks += other.peak_blocks;
+        self.live_blocks += other.live_blocks;
     }
 }
 

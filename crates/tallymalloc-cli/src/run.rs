@@ -1,11 +1,11 @@
 //! `tallymalloc run`: runs a program with the library preloaded, its stats written as JSON at
-//! exit (with a timeline sampled every `interval` milliseconds), and reads them back.
+//! exit (with a timeline sampled every `interval` milliseconds), and reads them back: the
+//! program's, and those of every process it started that loaded the library (`processes.rs`).
 //!
 //! The program shares our standard streams. While it runs we ignore SIGINT and SIGQUIT, as a
 //! shell does for a foreground job, so that a Ctrl-C ends the program and we still report.
 
-use crate::document::StatsDocument;
-use crate::profile::RawProfile;
+use crate::processes::{self, ProcessReport};
 use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -43,17 +43,11 @@ impl Ending {
 pub struct Outcome {
     pub ending: Ending,
     pub seconds: f64,
-    /// The program's stats, or why there are none.
-    pub document: Result<StatsDocument, String>,
-    /// The raw JSON text, for `--json`.
-    pub json: Option<String>,
-    /// In debug mode, the program's leak report (TALLYMALLOC_REPORT's JSON).
-    pub leaks: Option<String>,
-    /// Reports written by other processes the program started.
-    pub other_processes: usize,
-    /// With `profile`, the raw profile of the process whose stats these are, or why there is
-    /// none.
-    pub profile: Option<Result<RawProfile, String>>,
+    /// Every process that wrote stats, in tree order, the program's first (`processes.rs`);
+    /// empty if none did.
+    pub processes: Vec<ProcessReport>,
+    /// Why there are no stats, when `processes` is empty; and reports that could not be read.
+    pub problems: Vec<String>,
 }
 
 /// Why a program could not be started: the shell's 127 (not found) or 126 (not runnable).
@@ -128,54 +122,28 @@ pub fn run(request: &Request) -> Result<Outcome, StartError> {
         },
         Err(_) => Ending::Exited(1),
     };
-    let (json, other_processes) = collect_reports(&directory, child.id());
-    let leaks = std::fs::read_to_string(directory.join(format!("leaks-{}.json", child.id()))).ok();
-    let profile = request
-        .profile
-        .then(|| read_profile(&directory, child.id()));
+    let (processes, mut problems) =
+        processes::read_all(&directory, child.id(), request.profile, request.debug);
     let _ = std::fs::remove_dir_all(&directory);
-    let document = match &json {
-        Some(text) => StatsDocument::parse(text),
-        None => Err(match ending {
-            Ending::Signalled(_) => {
-                "the program was killed before tallymalloc could write its stats".to_owned()
-            }
-            Ending::Exited(_) => "the program did not load libtallymalloc.so (a static or \
-                                  setuid program ignores LD_PRELOAD)"
-                .to_owned(),
-        }),
-    };
+    if processes.is_empty() {
+        problems.insert(
+            0,
+            match ending {
+                Ending::Signalled(_) => {
+                    "the program was killed before tallymalloc could write its stats".to_owned()
+                }
+                Ending::Exited(_) => "the program did not load libtallymalloc.so (a static or \
+                                      setuid program ignores LD_PRELOAD)"
+                    .to_owned(),
+            },
+        );
+    }
     Ok(Outcome {
         ending,
         seconds,
-        document,
-        json,
-        leaks,
-        other_processes,
-        profile,
+        processes,
+        problems,
     })
-}
-
-/// The program's profile, or, from a wrapper that forked the real work, the largest one (as
-/// `collect_reports` chooses the stats).
-fn read_profile(directory: &Path, pid: u32) -> Result<RawProfile, String> {
-    let own = directory.join(format!("profile-{pid}.txt"));
-    let chosen = if own.exists() {
-        Some(own)
-    } else {
-        std::fs::read_dir(directory)
-            .into_iter()
-            .flatten()
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|p| p.to_string_lossy().contains("/profile-"))
-            .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
-    };
-    let text = chosen
-        .and_then(|path| std::fs::read_to_string(path).ok())
-        .ok_or_else(|| {
-            "the program wrote no profile (did it load libtallymalloc.so?)".to_owned()
-        })?;
-    RawProfile::parse(&text)
 }
 
 /// A fresh private directory for the reports.
@@ -190,26 +158,6 @@ fn report_directory() -> Result<PathBuf, String> {
         }
     }
     Err(format!("no fresh directory in {}", base.display()))
-}
-
-/// The program's own report (by its pid), or else the largest one; and how many others.
-fn collect_reports(directory: &Path, pid: u32) -> (Option<String>, usize) {
-    let own = directory.join(format!("stats-{pid}.json"));
-    let mut others: Vec<PathBuf> = std::fs::read_dir(directory)
-        .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    others.retain(|p| {
-        p.file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with("stats-"))
-    });
-    others.retain(|p| *p != own);
-    if let Ok(text) = std::fs::read_to_string(&own) {
-        return (Some(text), others.len());
-    }
-    // The program may be a wrapper that forked the real work: report the biggest process.
-    others.sort_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0));
-    let chosen = others.pop().and_then(|p| std::fs::read_to_string(p).ok());
-    (chosen, others.len())
 }
 
 /// Ignores SIGINT and SIGQUIT for as long as it lives.

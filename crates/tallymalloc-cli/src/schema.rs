@@ -3,7 +3,7 @@
 //! can hold every producer of the JSON to the schema.
 //!
 //! Only the subset of JSON Schema that file uses is understood: `type`, `const`, `required`,
-//! `properties`, `additionalProperties`, `items` and `minimum`.
+//! `properties`, `additionalProperties`, `items`, `minimum`, and `$ref` to the root (`#`).
 
 use serde_json::Value;
 
@@ -20,6 +20,21 @@ pub fn check_stats(document: &Value) -> Result<(), String> {
 
 /// `Err` names the first place where `value` breaks `schema`.
 pub fn check(value: &Value, schema: &Value, path: &str) -> Result<(), String> {
+    check_within(value, schema, schema, path)
+}
+
+/// [`check`] of a part of `root`'s schema, which `$ref: "#"` refers back to.
+fn check_within(value: &Value, schema: &Value, root: &Value, path: &str) -> Result<(), String> {
+    let check = |value: &Value, schema: &Value, path: &str| check_within(value, schema, root, path);
+    match schema.get("$ref").and_then(Value::as_str) {
+        Some("#") => return check(value, root, path),
+        Some(other) => {
+            return Err(format!(
+                "{path}: the schema's $ref {other:?} is not understood"
+            ))
+        }
+        None => {}
+    }
     if let Some(expected) = schema.get("const") {
         if value != expected {
             return Err(format!("{path}: expected {expected}, found {value}"));

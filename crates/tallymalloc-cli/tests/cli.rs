@@ -72,14 +72,122 @@ fn run_reports_known_allocations_and_passes_the_exit_status_through() {
 
 #[test]
 fn a_death_by_signal_is_reported_as_the_shell_does() {
+    // SIGTERM asks a process to end: it writes its stats first, then ends by the signal. (Not
+    // a shell: dash sets SIGTERM's disposition to the default itself, replacing the handler.)
     let output = tallymalloc()
-        .args(["run", "--", "sh", "-c", "kill -TERM $$"])
+        .args(["run", "--", "python3", "-c"])
+        .arg("import os, signal; os.kill(os.getpid(), signal.SIGTERM)")
         .output()
         .unwrap();
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(128 + 15), "{stderr}");
     assert!(stderr.contains("was killed by SIGTERM"), "{stderr}");
+    assert!(stderr.contains("\nraw "), "{stderr}");
+    // SIGKILL leaves no chance.
+    let output = tallymalloc()
+        .args(["run", "--", "sh", "-c", "kill -KILL $$"])
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(128 + 9), "{stderr}");
+    assert!(stderr.contains("was killed by SIGKILL"), "{stderr}");
     assert!(stderr.contains("no stats"), "{stderr}");
+}
+
+/// The processes of a `--json` document, by pid.
+fn processes_by_pid(document: &Value) -> std::collections::BTreeMap<u64, &Value> {
+    document["processes"]
+        .as_array()
+        .expect("a processes list")
+        .iter()
+        .map(|process| (process["process"]["pid"].as_u64().unwrap(), process))
+        .collect()
+}
+
+#[test]
+fn a_shell_script_starting_three_programs_reports_all_three() {
+    let program = known_program();
+    let json = scratch().join("three.json");
+    let script = format!("for n in 1 2 3; do {} & done; wait", program.display());
+    let output = tallymalloc()
+        .args(["run", "--json"])
+        .arg(&json)
+        .args(["--", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let document = read_json(&json);
+    tallymalloc_cli::schema::check_stats(&document).unwrap();
+    let processes = processes_by_pid(&document);
+    let shell = document["process"]["pid"].as_u64().unwrap();
+    assert!(processes.contains_key(&shell), "the shell is one of them");
+    let programs: Vec<&&Value> = processes
+        .values()
+        .filter(|p| p["command"] == program.display().to_string())
+        .collect();
+    assert_eq!(programs.len(), 3, "{stderr}");
+    for started in programs {
+        assert_eq!(started["process"]["parent_pid"].as_u64(), Some(shell));
+        let live = started["domains"]["raw"]["live_blocks"].as_u64().unwrap();
+        assert!((1000..1010).contains(&live), "live blocks {live}");
+    }
+    // A row each, under the shell, and the total.
+    let table: Vec<&str> = stderr
+        .lines()
+        .skip_while(|line| !line.starts_with("processes: "))
+        .collect();
+    assert!(table[0].starts_with("processes: 4 "), "{stderr}");
+    let rows = table
+        .iter()
+        .filter(|line| line.ends_with(&format!("  {}", program.display())))
+        .count();
+    assert_eq!(rows, 3, "{stderr}");
+    assert!(
+        table.iter().any(|l| l.trim_start().starts_with("total")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn children_that_leave_by_exit_or_are_terminated_are_reported_and_vfork_children_are_not() {
+    let program = c_program("tree");
+    let json = scratch().join("tree.json");
+    let output = tallymalloc()
+        .args(["run", "--profile", "--json"])
+        .arg(&json)
+        .arg("--")
+        .arg(&program)
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let stdout = text(&output.stdout);
+    let pid_of = |word: &str| -> u64 {
+        let line = stdout.lines().find(|l| l.starts_with(word)).unwrap();
+        line.split(' ').nth(1).unwrap().parse().unwrap()
+    };
+    let document = read_json(&json);
+    tallymalloc_cli::schema::check_stats(&document).unwrap();
+    let processes = processes_by_pid(&document);
+    assert_eq!(processes.len(), 3, "{:?}", processes.keys());
+    assert!(!processes.contains_key(&pid_of("vforked")));
+    let program_pid = document["process"]["pid"].as_u64().unwrap();
+    for (word, held) in [("exited", 3u64 << 20), ("terminated", 5 << 20)] {
+        let child = processes[&pid_of(word)];
+        assert_eq!(child["process"]["parent_pid"].as_u64(), Some(program_pid));
+        let peak = child["domains"]["raw"]["peak_bytes"].as_u64().unwrap();
+        assert!(peak >= held, "{word}: peak {peak}");
+        assert!(child["profile"]["samples"].as_u64().unwrap() > 0, "{word}");
+    }
+    // The top level's profile merges the three: 9 MiB held at the processes' peaks together.
+    let merged: u64 = processes
+        .values()
+        .map(|p| p["profile"]["samples"].as_u64().unwrap())
+        .sum();
+    assert_eq!(document["profile"]["samples"].as_u64(), Some(merged));
+    let peak = document["profile"]["peak_bytes"].as_u64().unwrap();
+    assert!(peak > 4 << 20, "merged peak {peak}");
 }
 
 #[test]

@@ -41,3 +41,49 @@ def test_run_reports_cpythons_domains(tmp_path):
     for name in ("raw", "mem", "obj"):
         assert domains[name]["mismatches"] == 0
         assert f"\n{name} " in result.stderr
+
+
+POOL = """
+import multiprocessing, sys
+def work(n):
+    blocks = [bytearray(1000) for _ in range(n * 1000)]
+    return len(blocks)
+if __name__ == "__main__":
+    multiprocessing.set_start_method(sys.argv[1])
+    with multiprocessing.Pool(3) as pool:  # leaving the block terminates the workers
+        print(sum(pool.map(work, [1, 2, 3, 4, 5, 6], chunksize=1)))
+"""
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_run_follows_a_multiprocessing_pool(tmp_path, start_method):
+    """A pool's workers are reported, each under the program, whether forked (they leave by
+    os._exit, or are terminated by SIGTERM) or spawned (new interpreters)."""
+    if not os.path.exists(COMMAND):
+        pytest.skip("target/release/tallymalloc is not built")
+    script = tmp_path / "pool.py"
+    script.write_text(POOL)
+    report = tmp_path / "report.json"
+    result = subprocess.run(
+        [COMMAND, "run", "--json", str(report), "--", sys.executable, str(script), start_method],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "21000"
+    document = json.loads(report.read_text())
+    program = document["process"]["pid"]
+    # A forked worker keeps the program's command line; a spawned one runs spawn_main (beside
+    # it, spawn starts a resource tracker, a process of its own).
+    worker_command = str(script) if start_method == "fork" else "spawn_main"
+    workers = [
+        p
+        for p in document["processes"]
+        if p["process"]["parent_pid"] == program and worker_command in p["command"]
+    ]
+    assert len(workers) == 3, [(p["process"], p["command"]) for p in document["processes"]]
+    # Each worker's CPython domains saw its share of the 21,000 bytearrays, all 21,000 between
+    # them (a worker runs each task it takes; which takes which is up to the pool).
+    allocations = sum(w["domains"]["obj"]["allocations"] for w in workers)
+    assert allocations >= 21_000, allocations
+    assert "processes: " in result.stderr

@@ -67,8 +67,8 @@ pub use profile::{ProfileSummary, SiteEstimate as ProfileEstimate};
 pub use purge::pace::purge_delay_in_force_millis;
 pub use stats::report::Sink as StatsSink;
 pub use stats::{
-    DomainStats, Figures as StatsFigures, HugeStats, ProcessStats, SizeClassStats, Stats,
-    PUBLISH_STEP, SCHEMA_VERSION as STATS_SCHEMA_VERSION,
+    CommandLine, DomainStats, Figures as StatsFigures, HugeStats, ProcessStats, SizeClassStats,
+    Stats, PUBLISH_STEP, SCHEMA_VERSION as STATS_SCHEMA_VERSION,
 };
 
 pub(crate) use platform::text::fatal;
@@ -134,6 +134,13 @@ pub fn stats_table() -> String {
         }
         buffer.resize(length + 1, 0);
     }
+}
+
+/// Writes the reports that `TALLYMALLOC_STATS` and `TALLYMALLOC_PROFILE` ask for at exit, for
+/// a process about to leave without running its exit handlers (the C library's `_exit`). Does
+/// nothing if they were written already, or in a `vfork` child. Does not allocate.
+pub fn report_at_quick_exit() {
+    stats::exit_report::report_at_quick_exit();
 }
 
 /// Records one timeline sample now (the sampler does this every `TALLYMALLOC_STATS_INTERVAL`

@@ -56,6 +56,8 @@ class ProcessStats:
     abandoned_segments: int
     requested_sizes_exact: bool
     accounting_enabled: bool
+    pid: int
+    parent_pid: int
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class Stats:
     size_classes: List[SizeClassStats]
     process: ProcessStats
     huge: HugeStats
+    command: str
     _document: Dict[str, Any] = field(repr=False, compare=False)
 
     @classmethod
@@ -78,6 +81,7 @@ class Stats:
             size_classes=[_typed(SizeClassStats, row) for row in document["size_classes"]],
             process=_typed(ProcessStats, document["process"]),
             huge=_typed(HugeStats, document["huge"]),
+            command=document["command"],
             _document=document,
         )
 

@@ -62,9 +62,11 @@ pub fn ensure_process_ready() {
     }
     stats::start_clock();
     crate::stats::exit_report::note_process_start();
+    crate::stats::identity::note_parent();
     options::load_from_environment();
     crate::stats::exit_report::prepare();
     crate::profile::start_from_environment();
+    crate::stats::exit_report::report_on_termination();
     let mut key: libc::pthread_key_t = 0;
     // pthread_key_create does not allocate; the destructor accepts any value we store.
     // SAFETY: `key` is a valid out-parameter and the destructor an `extern "C"` fn.
@@ -152,6 +154,8 @@ extern "C" fn after_fork_in_child() {
     unsafe { crate::platform::lock_registry::release_all() };
     crate::alloc::heap::keep_only_live_after_fork(current_heap());
     crate::purge::purger::forget_after_fork();
+    crate::stats::identity::note_parent();
+    crate::stats::exit_report::note_forked_child();
 }
 
 extern "C" fn on_thread_exit(value: *mut libc::c_void) {

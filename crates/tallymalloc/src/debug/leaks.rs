@@ -140,11 +140,12 @@ fn report_leak_sites(at_exit: bool) {
 /// [{"address", "function", "location"}]}]}`, largest site first.
 fn write_leak_json(pattern: &[u8], top: &[(usize, u64, u64)]) {
     use crate::stats::report::{FdSink, Sink};
-    let Some(fd) = crate::stats::exit_report::open_report_file(pattern, b"the leak report") else {
+    let Some(file) = crate::stats::exit_report::ReportFile::create(pattern, b"the leak report")
+    else {
         return;
     };
     {
-        let mut sink = FdSink::new(fd);
+        let mut sink = FdSink::new(file.fd());
         let mut digits = [0u8; 20];
         let mut number = |sink: &mut FdSink, value: u64| {
             sink.put(crate::platform::text::decimal_digits(value, &mut digits));
@@ -173,29 +174,14 @@ fn write_leak_json(pattern: &[u8], top: &[(usize, u64, u64)]) {
                 });
                 number(&mut sink, address as u64);
                 sink.put(b", \"function\": ");
-                json_string(&mut sink, frame.function);
+                crate::stats::report::json_string(&mut sink, frame.function);
                 sink.put(b", \"location\": ");
-                json_string(&mut sink, frame.place);
+                crate::stats::report::json_string(&mut sink, frame.place);
                 sink.put(b"}");
             });
             sink.put(b"]}");
         }
         sink.put(b"\n]}\n");
     }
-    // SAFETY: we opened `fd`.
-    unsafe { libc::close(fd) };
-}
-
-/// `text` as a JSON string.
-fn json_string(sink: &mut impl crate::stats::report::Sink, text: &[u8]) {
-    sink.put(b"\"");
-    for &byte in text {
-        match byte {
-            b'"' => sink.put(b"\\\""),
-            b'\\' => sink.put(b"\\\\"),
-            0..=0x1f => sink.put(b"?"),
-            _ => sink.put(&[byte]),
-        }
-    }
-    sink.put(b"\"");
+    file.finish();
 }

@@ -1,5 +1,6 @@
 //! Every lock of the allocator, by rank: the one order in which locks nest (checked in debug
-//! builds) and the order in which the fork handlers hold them all.
+//! builds), the order in which the fork handlers hold them all, and which ranks each thread
+//! holds (so that a signal handler can tell whether the reports may take locks on its thread).
 //!
 //! A [`SpinLock`](crate::platform::sync::SpinLock) joins the registry the first time it is taken, so no
 //! lock can be left out of the fork handlers: a lock never taken is never held. Each lock names
@@ -180,35 +181,36 @@ pub unsafe fn release_all() {
     release_registration();
 }
 
-#[cfg(debug_assertions)]
 std::thread_local! {
     /// The ranks of the locks this thread holds, one bit each (R4: never two of one rank).
     static HELD: core::cell::Cell<u32> = const { core::cell::Cell::new(0) };
 }
 
-/// Checks, in debug builds, that taking a lock of `rank` keeps the order: every lock the
-/// thread holds is of a lower rank. A violation is a deadlock waiting to happen.
+/// Notes that the thread takes a lock of `rank`; in debug builds, checks first that this keeps
+/// the order: every lock the thread holds is of a lower rank. A violation is a deadlock waiting
+/// to happen.
 #[inline]
 pub fn note_taken(rank: Rank) {
-    #[cfg(debug_assertions)]
     HELD.with(|held| {
         let bits = held.get();
+        #[cfg(debug_assertions)]
         if bits >> rank as u32 != 0 {
             lock_order_violated(rank, bits);
         }
         held.set(bits | 1 << rank as u32);
     });
-    #[cfg(not(debug_assertions))]
-    let _ = rank;
 }
 
-/// Notes, in debug builds, that the thread let go of its lock of `rank`.
+/// Notes that the thread let go of its lock of `rank`.
 #[inline]
 pub fn note_released(rank: Rank) {
-    #[cfg(debug_assertions)]
     HELD.with(|held| held.set(held.get() & !(1 << rank as u32)));
-    #[cfg(not(debug_assertions))]
-    let _ = rank;
+}
+
+/// Whether the calling thread holds any of the allocator's locks: a signal handler that would
+/// take them must not run on it (`stats/exit_report.rs`).
+pub fn holds_any() -> bool {
+    HELD.with(|held| held.get() != 0)
 }
 
 #[cfg(debug_assertions)]

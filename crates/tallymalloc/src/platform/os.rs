@@ -382,16 +382,28 @@ pub fn allocating_for_allocator() -> bool {
 
 /// Starts one of tallymalloc's own threads (the stats sampler, the purger), detached; false
 /// if the system refuses. What creating it allocates (glibc's TLS bookkeeping) is marked as
-/// tallymalloc's own ([`allocating_for_allocator`]).
+/// tallymalloc's own ([`allocating_for_allocator`]). The thread blocks every signal, so the
+/// program's handlers (and the exit reports' one, which must not run where a lock is held) run
+/// on the program's threads only.
 pub fn spawn_thread(
     entry: extern "C" fn(*mut libc::c_void) -> *mut libc::c_void,
     argument: *mut libc::c_void,
 ) -> bool {
     let mut thread: libc::pthread_t = 0;
+    // SAFETY: zeroed sigsets are valid for sigfillset and as out-parameters.
+    let (mut all, mut previous): (libc::sigset_t, libc::sigset_t) =
+        unsafe { (core::mem::zeroed(), core::mem::zeroed()) };
+    // SAFETY: both sets are valid; the new thread inherits the full mask, ours is restored below.
+    unsafe {
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut previous);
+    }
     ALLOCATING_FOR_ALLOCATOR.with(|flag| flag.set(true));
     // SAFETY: `entry` has the signature pthread_create wants; `thread` is written on success.
     let created = unsafe { libc::pthread_create(&mut thread, core::ptr::null(), entry, argument) };
     ALLOCATING_FOR_ALLOCATOR.with(|flag| flag.set(false));
+    // SAFETY: `previous` is the mask read above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &previous, core::ptr::null_mut()) };
     if created != 0 {
         return false;
     }

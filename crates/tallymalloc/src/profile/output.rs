@@ -20,6 +20,7 @@
 use super::totals::{self, SiteEstimate};
 use crate::platform::text::Line;
 use crate::policy::options;
+use crate::stats::exit_report::ReportFile;
 use crate::stats::report::{FdSink, Sink};
 
 /// Sites the stderr summary shows.
@@ -32,12 +33,11 @@ pub fn write_at_exit() {
         print_top_sites();
         return;
     }
-    let Some(fd) = crate::stats::exit_report::open_report_file(path, b"the profile") else {
+    let Some(file) = ReportFile::create(path, b"the profile") else {
         return;
     };
-    write_to_fd(fd);
-    // SAFETY: we opened `fd` above.
-    unsafe { libc::close(fd) };
+    write_to_fd(file.fd());
+    file.finish();
 }
 
 /// Writes the whole file (the profile, then the mappings) to `fd`. Allocates nothing.

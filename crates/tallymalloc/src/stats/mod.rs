@@ -47,10 +47,12 @@
 //!   sees `rearms` even and unchanged around its loads of both saw a true count.
 
 pub(crate) mod exit_report;
+pub(crate) mod identity;
 pub(crate) mod report;
 mod snapshot;
 pub(crate) mod timeline;
 
+pub use identity::CommandLine;
 use snapshot::Sums;
 pub use snapshot::{
     snapshot, DomainStats, Figures, HugeStats, ProcessStats, SizeClassStats, Stats,

@@ -124,6 +124,40 @@ fn field(sink: &mut impl Sink, first: &mut bool, name: &[u8], value: u64) {
     decimal(sink, value);
 }
 
+/// `bytes` as a JSON string: quotes, backslashes and control characters escaped, and invalid
+/// UTF-8 replaced by U+FFFD, as `String::from_utf8_lossy` does (without allocating).
+pub(crate) fn json_string(sink: &mut impl Sink, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    sink.put(b"\"");
+    for chunk in bytes.utf8_chunks() {
+        let valid = chunk.valid().as_bytes();
+        let mut plain = 0;
+        for (index, &byte) in valid.iter().enumerate() {
+            if byte == b'"' || byte == b'\\' || byte < 0x20 {
+                sink.put(&valid[plain..index]);
+                if byte < 0x20 {
+                    sink.put(&[
+                        b'\\',
+                        b'u',
+                        b'0',
+                        b'0',
+                        HEX[(byte >> 4) as usize],
+                        HEX[(byte & 15) as usize],
+                    ]);
+                } else {
+                    sink.put(&[b'\\', byte]);
+                }
+                plain = index + 1;
+            }
+        }
+        sink.put(&valid[plain..]);
+        if !chunk.invalid().is_empty() {
+            sink.put("\u{fffd}".as_bytes());
+        }
+    }
+    sink.put(b"\"");
+}
+
 /// `figures` as a JSON object: its counts, then its flags, in the order they are declared.
 fn object(sink: &mut impl Sink, figures: &impl Figures) {
     sink.put(b"{");
@@ -241,6 +275,8 @@ const SAMPLE_SEPARATOR: &[u8] = b", ";
 pub fn write_json(stats: &Stats, timeline: Option<Range<usize>>, sink: &mut impl Sink) {
     sink.put(b"{\"version\": ");
     decimal(sink, stats.version as u64);
+    sink.put(b", \"command\": ");
+    json_string(sink, stats.command.as_bytes());
     sink.put(b", \"domains\": ");
     by_domain(sink, stats.domains(), |sink, figures| {
         object(sink, *figures)
@@ -403,6 +439,23 @@ mod tests {
         let ours: serde_json::Value = serde_json::from_slice(&buffer[..length]).unwrap();
         let theirs = serde_json::to_value(&stats).unwrap();
         assert_eq!(ours, theirs);
+    }
+
+    #[test]
+    fn strings_are_escaped_as_serde_escapes_them() {
+        for text in [
+            &b"plain"[..],
+            b"a \"quoted\" \\ path",
+            b"tab\tnew\nline\x01\x1f",
+            b"caf\xc3\xa9 \xff\xfe broken \xe2\x82",
+        ] {
+            let mut buffer = vec![0u8; 256];
+            let mut sink = BufferSink::new(&mut buffer);
+            json_string(&mut sink, text);
+            let length = sink.finish();
+            let ours: String = serde_json::from_slice(&buffer[..length]).unwrap();
+            assert_eq!(ours, String::from_utf8_lossy(text));
+        }
     }
 
     #[test]

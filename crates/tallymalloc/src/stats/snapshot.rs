@@ -121,6 +121,9 @@ figures! {
         pub abandoned_segments: u64,
         pub threads_seen: u64,
         pub uptime_ms: u64,
+        /// The process's id, and its parent's at start-up (or at `fork`).
+        pub pid: u64,
+        pub parent_pid: u64,
         ;
         /// Whether `live_bytes` counts requested sizes (debug mode) or usable ones.
         pub requested_sizes_exact: bool,
@@ -137,6 +140,8 @@ pub struct Stats {
     pub size_classes: [SizeClassStats; CLASS_COUNT],
     pub huge: HugeStats,
     pub process: ProcessStats,
+    /// The process's command line (cut at [`identity::COMMAND_MAX`] bytes).
+    pub command: CommandLine,
 }
 
 impl Stats {
@@ -164,6 +169,7 @@ impl Stats {
         }
         stats.huge = HugeStats::widest();
         stats.process = ProcessStats::widest();
+        stats.command = CommandLine::widest();
         stats
     }
 }
@@ -181,8 +187,9 @@ impl serde::Serialize for Stats {
                 )
             }
         }
-        let mut out = serializer.serialize_struct("Stats", 5)?;
+        let mut out = serializer.serialize_struct("Stats", 6)?;
         out.serialize_field("version", &self.version)?;
+        out.serialize_field("command", &self.command.to_string_lossy())?;
         out.serialize_field("domains", &ByName(self))?;
         out.serialize_field("size_classes", &self.size_classes[..])?;
         out.serialize_field("huge", &self.huge)?;
@@ -236,6 +243,7 @@ pub fn snapshot() -> Stats {
         size_classes: [SizeClassStats::default(); CLASS_COUNT],
         huge: HugeStats::default(),
         process: process_stats(),
+        command: CommandLine::of_this_process(),
     };
     for class in SizeClass::all() {
         stats.size_classes[class].size = class.size() as u64;
@@ -284,6 +292,8 @@ fn process_stats() -> ProcessStats {
         abandoned_segments: crate::alloc::segment::abandoned_count() as u64,
         threads_seen: THREADS_SEEN.load(Ordering::Relaxed),
         uptime_ms: uptime_millis(),
+        pid: identity::pid(),
+        parent_pid: identity::parent_pid(),
         requested_sizes_exact: false,
         accounting_enabled: ENABLED,
     }
