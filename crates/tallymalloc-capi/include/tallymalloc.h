@@ -246,6 +246,20 @@ void tm_profile_disable(void);
 int tm_profile_set_sample_bytes(size_t bytes);
 int tm_profile_write(const char *path);
 
+/* Python frames in the profile, for the Python package (any interpreter embedding the library
+ * may do the same). tm_profile_set_python_frames registers a function that writes the calling
+ * thread's Python frames, innermost first, as pairs of words (the code object's address, with
+ * bit 0 set on a frame an evaluation loop's C frame entered first; the line) into out, at most
+ * capacity frames, and returns how many; it is called on each sampled allocation, must return
+ * 0 unless the thread holds the GIL, must not allocate, take the GIL or call back into the
+ * allocator, and must keep each code object it reports alive. NULL unregisters it.
+ * tm_profile_name_python_code records a code object's function and file names (UTF-8, copied;
+ * the first names given for a code object stay) for the profile written at exit: 0, or -1 with
+ * errno EINVAL (NULL or a zero code) or ENOMEM (the table is full). */
+typedef size_t (*tm_python_frame_source)(uintptr_t *out, size_t capacity);
+void tm_profile_set_python_frames(tm_python_frame_source source);
+int tm_profile_name_python_code(uintptr_t code, const char *function, const char *file);
+
 #ifdef __cplusplus
 }
 #endif

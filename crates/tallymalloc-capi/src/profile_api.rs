@@ -63,3 +63,35 @@ pub unsafe extern "C" fn tm_profile_write(path: *const c_char) -> c_int {
     unsafe { libc::close(fd) };
     0
 }
+
+/// Registers the function that writes the calling thread's Python frames on each sample, or
+/// none (`include/tallymalloc.h` states what it must and must not do).
+#[no_mangle]
+pub extern "C" fn tm_profile_set_python_frames(source: Option<core_allocator::PythonFrameSource>) {
+    core_allocator::profile_set_python_frames(source);
+}
+
+/// Names a Python code object for the profile written at exit. Returns 0, or -1 with errno
+/// EINVAL (a null name or a zero code) or ENOMEM (the table is full).
+///
+/// # Safety
+/// `function` and `file` must be null or NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn tm_profile_name_python_code(
+    code: usize,
+    function: *const c_char,
+    file: *const c_char,
+) -> c_int {
+    if code == 0 || function.is_null() || file.is_null() {
+        core_allocator::set_errno(libc::EINVAL);
+        return -1;
+    }
+    // SAFETY: the caller's contract.
+    let (function, file) = unsafe { (CStr::from_ptr(function), CStr::from_ptr(file)) };
+    if core_allocator::profile_name_python_code(code, function.to_bytes(), file.to_bytes()) {
+        0
+    } else {
+        core_allocator::set_errno(libc::ENOMEM);
+        -1
+    }
+}

@@ -15,6 +15,8 @@ pub struct RawProfile {
     pub live_bytes: u64,
     pub peak_bytes: u64,
     pub sites: Vec<RawSite>,
+    /// The names of the Python code objects the sites' Python frames hold: function, file.
+    pub python_names: std::collections::HashMap<u64, (String, String)>,
     pub maps: Vec<Mapping>,
 }
 
@@ -28,6 +30,17 @@ pub struct RawSite {
     pub peak_bytes: u64,
     /// Return addresses, innermost first.
     pub frames: Vec<u64>,
+    /// The Python frames, innermost first, when the sample was taken in Python.
+    pub python: Vec<PythonFrame>,
+}
+
+/// A Python frame of a sample: its code object, its line, and whether an evaluation loop's C
+/// frame entered it (the outermost of the frames that C frame ran).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PythonFrame {
+    pub code: u64,
+    pub line: u32,
+    pub entry: bool,
 }
 
 /// A line of `/proc/PID/maps` that maps a file.
@@ -66,6 +79,11 @@ impl RawProfile {
                 "site" => profile
                     .sites
                     .push(parse_site(&words).ok_or_else(|| bad("a bad site"))?),
+                "pycode" => {
+                    let (code, names) =
+                        parse_python_names(line).ok_or_else(|| bad("a bad pycode"))?;
+                    profile.python_names.insert(code, names);
+                }
                 "maps" => break,
                 _ => return Err(bad("unknown line")),
             }
@@ -82,12 +100,32 @@ fn parse_site(words: &[&str]) -> Option<RawSite> {
         let at = words.iter().position(|w| *w == name)?;
         words.get(at + 1)?.parse().ok()
     };
+    // ... frames 0x... 0x... [python CODE:LINE[:entry] ...]
     let frames_at = words.iter().position(|w| *w == "frames")?;
-    let frames = words[frames_at + 1..]
+    let python_at = words.iter().position(|w| *w == "python");
+    let frames = words[frames_at + 1..python_at.unwrap_or(words.len())]
         .iter()
         .filter(|w| !w.is_empty())
         .map(|w| u64::from_str_radix(w.trim_start_matches("0x"), 16).ok())
         .collect::<Option<Vec<u64>>>()?;
+    let python = match python_at {
+        None => Vec::new(),
+        Some(at) => words[at + 1..]
+            .iter()
+            .filter(|w| !w.is_empty())
+            .map(|w| {
+                let mut parts = w.split(':');
+                let code = u64::from_str_radix(parts.next()?.trim_start_matches("0x"), 16).ok()?;
+                let line = parts.next()?.parse().ok()?;
+                let entry = match parts.next() {
+                    None => false,
+                    Some("entry") => true,
+                    Some(_) => return None,
+                };
+                Some(PythonFrame { code, line, entry })
+            })
+            .collect::<Option<Vec<PythonFrame>>>()?,
+    };
     Some(RawSite {
         allocations: field("allocations")?,
         allocated_bytes: field("allocated_bytes")?,
@@ -96,7 +134,19 @@ fn parse_site(words: &[&str]) -> Option<RawSite> {
         peak_blocks: field("peak_blocks")?,
         peak_bytes: field("peak_bytes")?,
         frames,
+        python,
     })
+}
+
+/// `pycode 0xCODE "function" "file"`: the names as JSON strings.
+fn parse_python_names(line: &str) -> Option<(u64, (String, String))> {
+    let rest = line.strip_prefix("pycode ")?;
+    let (code, names) = rest.split_once(' ')?;
+    let code = u64::from_str_radix(code.trim_start_matches("0x"), 16).ok()?;
+    let mut strings = serde_json::Deserializer::from_str(names).into_iter::<String>();
+    let function = strings.next()?.ok()?;
+    let file = strings.next()?.ok()?;
+    Some((code, (function, file)))
 }
 
 /// A line of `/proc/PID/maps` (`start-end perms offset dev inode path`), if it maps a file.
@@ -159,18 +209,21 @@ pub enum FrameKind {
 }
 
 impl Profile {
-    /// Symbolises `raw` from the files its mappings name.
+    /// Symbolises `raw` from the files its mappings name, its Python frames in place of the
+    /// evaluation loop's native frames that ran them.
     pub fn from_raw(raw: &RawProfile) -> Profile {
         let mut symbols = Symbolizer::new(&raw.maps);
         let mut sites: Vec<Site> = raw
             .sites
             .iter()
             .map(|site| Site {
-                frames: site
-                    .frames
-                    .iter()
-                    .flat_map(|&address| symbols.frames_at(address))
-                    .collect(),
+                frames: merged(
+                    site.frames
+                        .iter()
+                        .flat_map(|&address| symbols.frames_at(address))
+                        .collect(),
+                    python_groups(&site.python, &raw.python_names),
+                ),
                 allocated_bytes: site.allocated_bytes,
                 allocations: site.allocations,
                 peak_bytes: site.peak_bytes,
@@ -229,6 +282,55 @@ impl Profile {
         sites.sort_by_key(|s| std::cmp::Reverse(measure(s)));
         sites
     }
+}
+
+/// The C function that runs Python frames: each of its frames on a native stack stands for the
+/// Python frames one call of it ran.
+pub const EVALUATION_LOOP: &str = "_PyEval_EvalFrameDefault";
+
+/// `python` (innermost first) in groups, each the frames one call of the evaluation loop ran:
+/// a group ends at the frame that call entered.
+fn python_groups(
+    python: &[PythonFrame],
+    names: &std::collections::HashMap<u64, (String, String)>,
+) -> Vec<Vec<Frame>> {
+    let mut groups = vec![Vec::new()];
+    for frame in python {
+        let (function, file) = names
+            .get(&frame.code)
+            .cloned()
+            .unwrap_or_else(|| ("<python>".to_owned(), String::new()));
+        groups.last_mut().unwrap().push(Frame {
+            function,
+            file,
+            line: frame.line,
+            kind: FrameKind::Python,
+        });
+        if frame.entry {
+            groups.push(Vec::new());
+        }
+    }
+    groups.retain(|group| !group.is_empty());
+    groups
+}
+
+/// `native` with each evaluation loop's frame replaced by the next group of Python frames, as
+/// memray's native mode shows them; groups left over (the native stack was cut short, or its
+/// symbols are missing) go outermost.
+pub fn merged(native: Vec<Frame>, groups: Vec<Vec<Frame>>) -> Vec<Frame> {
+    let mut groups = groups.into_iter();
+    let mut frames = Vec::with_capacity(native.len());
+    for frame in native {
+        if frame.function == EVALUATION_LOOP {
+            if let Some(group) = groups.next() {
+                frames.extend(group);
+                continue;
+            }
+        }
+        frames.push(frame);
+    }
+    frames.extend(groups.flatten());
+    frames
 }
 
 impl Site {
@@ -291,5 +393,80 @@ mod tests {
         let error = RawProfile::parse("tallymalloc-profile 1\nsamples x dropped 0\n").unwrap_err();
         assert!(error.contains("line 2"), "{error}");
         assert!(RawProfile::parse("tallymalloc-profile 1\nsite 1 frames zz\n").is_err());
+    }
+
+    fn native(function: &str) -> Frame {
+        Frame {
+            function: function.to_owned(),
+            file: String::new(),
+            line: 0,
+            kind: FrameKind::Native,
+        }
+    }
+
+    #[test]
+    fn python_frames_replace_the_evaluation_loops_that_ran_them() {
+        let text = "tallymalloc-profile 1\nsite 1 allocations 1 allocated_bytes 1 live_blocks 0 \
+            live_bytes 0 peak_blocks 0 peak_bytes 0 frames 0x10 0x20 python 0xa0:3 0xb0:7:entry \
+            0xc0:11:entry\npycode 0xa0 \"inner\" \"/x.py\"\npycode 0xb0 \"outer\" \"/x.py\"\n\
+            pycode 0xc0 \"<module>\" \"/main py.py\"\nmaps\n";
+        let raw = RawProfile::parse(text).unwrap();
+        let site = &raw.sites[0];
+        assert_eq!(site.frames, vec![0x10, 0x20]);
+        assert_eq!(
+            site.python,
+            vec![
+                PythonFrame {
+                    code: 0xa0,
+                    line: 3,
+                    entry: false
+                },
+                PythonFrame {
+                    code: 0xb0,
+                    line: 7,
+                    entry: true
+                },
+                PythonFrame {
+                    code: 0xc0,
+                    line: 11,
+                    entry: true
+                },
+            ]
+        );
+        assert_eq!(
+            raw.python_names[&0xc0],
+            ("<module>".to_owned(), "/main py.py".to_owned())
+        );
+        let groups = python_groups(&site.python, &raw.python_names);
+        assert_eq!(groups.len(), 2);
+        let native_stack = vec![
+            native("PyObject_Malloc"),
+            native(EVALUATION_LOOP),
+            native("PyObject_Vectorcall"),
+            native(EVALUATION_LOOP),
+            native("main"),
+        ];
+        let names: Vec<String> = merged(native_stack, groups)
+            .iter()
+            .map(|f| f.function.clone())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "PyObject_Malloc",
+                "inner",
+                "outer",
+                "PyObject_Vectorcall",
+                "<module>",
+                "main"
+            ]
+        );
+        // Without the loop's symbol, the Python frames go outermost.
+        let groups = python_groups(&site.python, &raw.python_names);
+        let names: Vec<String> = merged(vec![native("main")], groups)
+            .iter()
+            .map(|f| f.function.clone())
+            .collect();
+        assert_eq!(names, ["main", "inner", "outer", "<module>"]);
     }
 }

@@ -195,6 +195,28 @@ pub fn render(document: &StatsDocument) -> String {
 const PROFILE_SITES: usize = 5;
 const PROFILE_FRAMES: usize = 4;
 
+/// The frames a site shows: its innermost, then, if it ran Python, its innermost Python
+/// frames (what a Python programmer looks for), else the native frames that follow.
+fn shown_frames(site: &crate::profile::Site) -> Vec<&crate::profile::Frame> {
+    use crate::profile::FrameKind;
+    let python: Vec<_> = site
+        .frames
+        .iter()
+        .skip(1)
+        .filter(|f| f.kind == FrameKind::Python)
+        .collect();
+    let rest = if python.is_empty() {
+        site.frames.iter().skip(1).collect()
+    } else {
+        python
+    };
+    site.frames
+        .first()
+        .into_iter()
+        .chain(rest.into_iter().take(PROFILE_FRAMES - 1))
+        .collect()
+}
+
 /// The profile's part of the report: the top sites by bytes allocated and by bytes live at
 /// the peak, each with its innermost frames.
 pub fn render_profile(profile: &crate::profile::Profile) -> String {
@@ -212,7 +234,7 @@ pub fn render_profile(profile: &crate::profile::Profile) -> String {
             let _ = writeln!(out, "  (no samples)");
         }
         for site in sites.into_iter().take(PROFILE_SITES) {
-            let mut frames = site.frames.iter().take(PROFILE_FRAMES);
+            let mut frames = shown_frames(site).into_iter();
             let first = frames
                 .next()
                 .map_or_else(|| "[unknown]".to_owned(), |f| f.describe());

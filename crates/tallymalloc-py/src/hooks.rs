@@ -124,6 +124,7 @@ pub fn install(domain: usize) {
         ffi::PyMem_SetAllocator(cpython_domain(id), &mut ours);
     }
     INSTALLED[domain].store(true, Ordering::Release);
+    crate::profile::register_frame_source();
 }
 
 /// Whether CPython's allocators are pymalloc's now ("pymalloc" or "pymalloc_debug"). When

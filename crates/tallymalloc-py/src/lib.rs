@@ -1,13 +1,14 @@
 //! `tallymalloc._native`: the extension module under the `tallymalloc` Python package. It
 //! finds the tallymalloc C library (`library`), serves CPython's allocator domains from it
-//! (`hooks`), defines `tallymalloc.Buffer` (`buffer`) and publishes the C API capsule
-//! (`capsule`). The package's Python code (`python/tallymalloc`) gives these their public
+//! (`hooks`), defines `tallymalloc.Buffer` (`buffer`), puts Python frames in the sampled
+//! profiles (`profile`, `frames.c`) and publishes the C API capsule (`capsule`). The package's Python code (`python/tallymalloc`) gives these their public
 //! shape: argument checks, the typed stats, `python -m tallymalloc`, the start-up hook.
 
 mod buffer;
 mod capsule;
 mod hooks;
 mod library;
+mod profile;
 
 use core::ffi::CStr;
 use pyo3::exceptions::{PyImportError, PyValueError};
@@ -99,6 +100,11 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(_stats_json, module)?)?;
     module.add_function(wrap_pyfunction!(_stats_text, module)?)?;
     module.add_function(wrap_pyfunction!(library_origin, module)?)?;
+    module.add_function(wrap_pyfunction!(profile::_profile_enable, module)?)?;
+    module.add_function(wrap_pyfunction!(profile::_profile_disable, module)?)?;
+    module.add_function(wrap_pyfunction!(profile::_profile_write, module)?)?;
+    module.add_function(wrap_pyfunction!(profile::_python_code_names, module)?)?;
+    module.add_function(wrap_pyfunction!(profile::_name_python_codes, module)?)?;
     module.add("API_VERSION", capsule::VERSION)?;
     let name = c"tallymalloc._native._C_API";
     let api = PyCapsule::new_with_value(module.py(), capsule::Api::of(library), name)?;

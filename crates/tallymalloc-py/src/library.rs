@@ -30,6 +30,8 @@ pub struct Library {
     /// CPython's allocator functions of a domain, served by the library itself.
     pub python_functions: unsafe extern "C" fn(c_int, *mut PythonFunctions) -> c_int,
     pub python_set_fallbacks: unsafe extern "C" fn(FallbackFree, FallbackRealloc),
+    /// The profiling API; None from a library older than it (a preloaded one may be).
+    pub profile: Option<ProfileFunctions>,
     /// Whether the process's `malloc` is this library's (preloaded or linked), so blocks C
     /// code allocated before `install` are ours, in the raw domain.
     pub serves_malloc: bool,
@@ -46,6 +48,19 @@ pub struct PythonFunctions {
     pub realloc: extern "C" fn(*mut c_void, *mut c_void, usize) -> *mut c_void,
     pub free: extern "C" fn(*mut c_void, *mut c_void),
 }
+
+/// The `tm_profile_*` functions.
+pub struct ProfileFunctions {
+    pub enable: unsafe extern "C" fn() -> c_int,
+    pub disable: unsafe extern "C" fn(),
+    pub set_sample_bytes: unsafe extern "C" fn(usize) -> c_int,
+    pub write: unsafe extern "C" fn(*const c_char) -> c_int,
+    pub set_python_frames: unsafe extern "C" fn(Option<PythonFrameSource>),
+    pub name_python_code: unsafe extern "C" fn(usize, *const c_char, *const c_char) -> c_int,
+}
+
+/// `tm_python_frame_source`.
+pub type PythonFrameSource = unsafe extern "C" fn(*mut usize, usize) -> usize;
 
 /// What the library's Python functions call for a block not theirs (`tm_python_set_fallbacks`).
 pub type FallbackFree = unsafe extern "C" fn(c_int, *mut c_void);
@@ -121,8 +136,27 @@ fn bind(handle: *mut c_void, serves_malloc: bool, origin: String) -> Result<Libr
             domain_stats: function(symbol(c"tm_domain_stats")?),
             python_functions: function(symbol(c"tm_python_functions")?),
             python_set_fallbacks: function(symbol(c"tm_python_set_fallbacks")?),
+            profile: profile_functions(&symbol),
             serves_malloc,
             origin,
+        })
+    }
+}
+
+/// The profiling API, if the library has all of it.
+fn profile_functions(
+    symbol: &dyn Fn(&CStr) -> Result<*mut c_void, String>,
+) -> Option<ProfileFunctions> {
+    // SAFETY: each symbol is the tm_* function of that name (tallymalloc.h's signature), which
+    // lives as long as the process.
+    unsafe {
+        Some(ProfileFunctions {
+            enable: function(symbol(c"tm_profile_enable").ok()?),
+            disable: function(symbol(c"tm_profile_disable").ok()?),
+            set_sample_bytes: function(symbol(c"tm_profile_set_sample_bytes").ok()?),
+            write: function(symbol(c"tm_profile_write").ok()?),
+            set_python_frames: function(symbol(c"tm_profile_set_python_frames").ok()?),
+            name_python_code: function(symbol(c"tm_profile_name_python_code").ok()?),
         })
     }
 }

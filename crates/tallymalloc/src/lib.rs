@@ -215,6 +215,26 @@ pub fn profile_write_to_fd(fd: i32) {
     profile::output::write_to_fd(fd)
 }
 
+/// The function a Python extension registers to put Python frames in the profile
+/// ([`profile_set_python_frames`]).
+pub use profile::python::FrameSource as PythonFrameSource;
+
+/// Registers the function that writes the calling thread's Python frames on each sampled
+/// allocation, or none: `source(out, capacity)` writes up to `capacity` frames as pairs of
+/// words (the code object's address, with bit 0 set on a frame an evaluation loop entered
+/// first; the line), innermost first, and returns how many. It runs inside the allocator: it
+/// must return 0 unless the thread holds the GIL, must not allocate, take the GIL or call back
+/// into the allocator, and must keep each code object it reports alive.
+pub fn profile_set_python_frames(source: Option<PythonFrameSource>) {
+    profile::python::set_source(source);
+}
+
+/// Records a Python code object's function and file names for the profile written at exit
+/// (the first names given for a code object stay). False if the table is full.
+pub fn profile_name_python_code(code: usize, function: &[u8], file: &[u8]) -> bool {
+    profile::python::name_code(code, function, file)
+}
+
 /// One allocation site of the profile: its stack and what the samples estimate for it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ProfileSite {
@@ -243,7 +263,13 @@ pub fn profile() -> (ProfileSummary, Vec<ProfileSite>) {
         .into_iter()
         .map(|estimate| ProfileSite {
             frames: profile::site_frames(estimate.site)
-                .map(|stack| stack.frames().to_vec())
+                .map(|frames| {
+                    frames
+                        .split(|&frame| frame == profile::python::MARK)
+                        .next()
+                        .unwrap_or(&[])
+                        .to_vec()
+                })
                 .unwrap_or_default(),
             estimate,
         })

@@ -28,20 +28,28 @@ TYPE_CHECKING = False  # typing itself is not imported at start-up
 if TYPE_CHECKING:
     from typing import Iterable, Optional, TextIO, Tuple
 
+    from typing import List
+
+    from ._profile import Frame, ProfileSite
     from ._stats import DomainStats, HugeStats, ProcessStats, SizeClassStats, Stats
 
 __all__ = [
     "API_VERSION",
     "Buffer",
     "DomainStats",
+    "Frame",
     "HugeStats",
     "ProcessStats",
+    "ProfileSite",
     "SizeClassStats",
     "Stats",
     "get_include",
     "install",
     "installed",
     "library_origin",
+    "profile",
+    "profile_disable",
+    "profile_enable",
     "report",
     "stats",
 ]
@@ -124,8 +132,26 @@ def install(domains: Optional[Iterable[str]] = None) -> Tuple[str, ...]:
 
 
 def _install_domains(names) -> None:
+    global _naming_at_exit
     for name in names:
         _native._install_domain(DOMAINS.index(name))
+    if names and not _naming_at_exit:
+        # The profile written at exit names the Python code its samples ran: the names are
+        # read now, while the interpreter is whole (atexit is built in, loaded at start-up).
+        import atexit
+
+        atexit.register(_name_python_codes)
+        _naming_at_exit = True
+
+
+_naming_at_exit = False
+
+
+def _name_python_codes() -> None:
+    try:
+        _native._name_python_codes()
+    except RuntimeError:
+        pass  # a library too old for profiles has none to name
 
 
 def _tracemalloc_if_tracing():
@@ -175,6 +201,31 @@ def report(file: Optional[TextIO] = None) -> None:
     print(_native._stats_text(), end="", file=sys.stdout if file is None else file)
 
 
+def profile() -> List[ProfileSite]:
+    """The sampled heap profile so far: its sites by estimated bytes allocated, largest first,
+    each with its frames, innermost first (Python frames merged where the interpreter ran them,
+    native ones named by their exported symbol). Empty unless profiling is on
+    (``profile_enable()``, or ``TALLYMALLOC_PROFILE=1`` as ``tallymalloc run --profile`` sets).
+    Raises RuntimeError if the library loaded is too old for profiles."""
+    from ._profile import profile as read
+
+    return read()
+
+
+def profile_enable(sample_bytes: Optional[int] = None) -> None:
+    """Starts sampling allocations: one sample per ``sample_bytes`` allocated on average (512
+    KiB unless given; 1 to 2**40). Raises TypeError or ValueError for a bad rate, and
+    RuntimeError in debug mode, which excludes profiling."""
+    from ._profile import profile_enable as enable
+
+    enable(sample_bytes)
+
+
+def profile_disable() -> None:
+    """Stops sampling; the profile so far stays."""
+    _native._profile_disable()
+
+
 def get_include() -> str:
     """The directory holding ``tallymalloc_api.h``, for C extensions that use the C API."""
     return os.path.join(os.path.dirname(__file__), "include")
@@ -186,4 +237,8 @@ def __getattr__(name: str):
         from . import _stats
 
         return getattr(_stats, name)
+    if name in ("Frame", "ProfileSite"):
+        from . import _profile
+
+        return getattr(_profile, name)
     raise AttributeError(f"module 'tallymalloc' has no attribute {name!r}")

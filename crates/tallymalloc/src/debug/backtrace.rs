@@ -25,7 +25,7 @@ pub fn capture(skip: usize) -> Stack {
 pub fn site_here(skip: usize) -> u32 {
     let mut stack = Stack::new();
     crate::platform::unwind::capture_into(&mut stack, skip, crate::policy::options::debug_depth());
-    crate::platform::unwind::sites::intern(&stack)
+    crate::platform::unwind::sites::intern(stack.frames())
 }
 
 /// Prints `stack` on stderr, one frame a line: function, object, and file:line when

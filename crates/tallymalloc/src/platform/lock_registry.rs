@@ -60,9 +60,11 @@ pub enum Rank {
     ProfileSamples,
     /// `profile/totals.rs`: the estimates by site.
     ProfileTotals,
+    /// `profile/python.rs`: the names of Python code objects.
+    ProfilePythonNames,
 }
 
-const RANKS: usize = Rank::ProfileTotals as usize + 1;
+const RANKS: usize = Rank::ProfilePythonNames as usize + 1;
 
 impl Rank {
     #[cfg(debug_assertions)]
@@ -82,6 +84,7 @@ impl Rank {
         Rank::StatsCounters,
         Rank::ProfileSamples,
         Rank::ProfileTotals,
+        Rank::ProfilePythonNames,
     ];
 }
 

@@ -26,6 +26,7 @@
 //!   sample and a hint that is not its block, frees a block that is no sample.
 
 pub(crate) mod output;
+pub mod python;
 pub mod sampler;
 mod samples;
 mod totals;
@@ -127,7 +128,7 @@ pub fn record(address: usize, requested: usize, sampled_size: usize) -> bool {
     }
     let mut stack = Stack::new();
     unwind::capture_into(&mut stack, 0, unwind::MAX_DEPTH);
-    let site = unwind::sites::intern(&program_frames(&stack));
+    let site = intern_with_python_frames(&program_frames(&stack));
     let sample = samples::Sample {
         address,
         site,
@@ -139,6 +140,21 @@ pub fn record(address: usize, requested: usize, sampled_size: usize) -> bool {
     }
     totals::allocated(site, sample.count, sample.bytes);
     true
+}
+
+/// The site of `native` followed by the thread's Python frames, if it is in Python (PY1).
+fn intern_with_python_frames(native: &Stack) -> u32 {
+    let mut python_frames = [0usize; 2 * python::MAX_FRAMES];
+    let count = python::capture(&mut python_frames);
+    if count == 0 {
+        return unwind::sites::intern(native.frames());
+    }
+    let mut frames = [0usize; unwind::MAX_DEPTH + 1 + 2 * python::MAX_FRAMES];
+    let depth = native.depth();
+    frames[..depth].copy_from_slice(native.frames());
+    frames[depth] = python::MARK;
+    frames[depth + 1..depth + 1 + 2 * count].copy_from_slice(&python_frames[..2 * count]);
+    unwind::sites::intern(&frames[..depth + 1 + 2 * count])
 }
 
 /// Takes the block at `address` out of the samples if it is one; true if it was.
@@ -227,7 +243,8 @@ pub fn site_count() -> usize {
     totals::site_count()
 }
 
-/// The frames of `site`, innermost first.
-pub fn site_frames(site: u32) -> Option<Stack> {
-    unwind::sites::stack(site)
+/// The frames of `site`, innermost first: its native frames, then, if it was in Python,
+/// [`python::MARK`] and its Python frames (pairs of code object and line).
+pub fn site_frames(site: u32) -> Option<&'static [usize]> {
+    unwind::sites::frames(site)
 }

@@ -17,11 +17,13 @@
 //!
 //! Estimates are rounded to whole numbers; frames are return addresses, innermost first. Nothing here allocates (PF2).
 
+use super::python;
 use super::totals::{self, SiteEstimate};
 use crate::platform::text::Line;
+use crate::platform::unwind::Stack;
 use crate::policy::options;
 use crate::stats::exit_report::ReportFile;
-use crate::stats::report::{FdSink, Sink};
+use crate::stats::report::{json_string, FdSink, Sink};
 
 /// Sites the stderr summary shows.
 const TOP_SITES: usize = 5;
@@ -75,6 +77,7 @@ pub fn write_profile(sink: &mut impl Sink) {
         .text(b"\n");
     sink.put(line.as_bytes());
     totals::for_each_site(|site| write_site(sink, site));
+    write_python_names(sink);
 }
 
 fn write_site(sink: &mut impl Sink, site: &SiteEstimate) {
@@ -92,14 +95,42 @@ fn write_site(sink: &mut impl Sink, site: &SiteEstimate) {
     }
     line.text(b" frames");
     sink.put(line.as_bytes());
-    if let Some(stack) = super::site_frames(site.site) {
-        for &frame in stack.frames() {
+    let frames = super::site_frames(site.site).unwrap_or(&[]);
+    let python_at = frames.iter().position(|&frame| frame == python::MARK);
+    for &frame in &frames[..python_at.unwrap_or(frames.len())] {
+        let mut line = Line::new();
+        line.text(b" ").hex(frame);
+        sink.put(line.as_bytes());
+    }
+    if let Some(at) = python_at {
+        // ` python CODE:LINE CODE:LINE:entry ...`, innermost first.
+        sink.put(b" python");
+        for pair in frames[at + 1..].chunks_exact(2) {
             let mut line = Line::new();
-            line.text(b" ").hex(frame);
+            line.text(b" ")
+                .hex(pair[0] & !python::ENTRY)
+                .text(b":")
+                .decimal(pair[1] as u64);
+            if pair[0] & python::ENTRY != 0 {
+                line.text(b":entry");
+            }
             sink.put(line.as_bytes());
         }
     }
     sink.put(b"\n");
+}
+
+/// The names of the Python code objects the sites hold: `pycode CODE "function" "file"`.
+fn write_python_names(sink: &mut impl Sink) {
+    python::for_each_name(|code, function, file| {
+        let mut line = Line::new();
+        line.text(b"pycode ").hex(code).text(b" ");
+        sink.put(line.as_bytes());
+        json_string(sink, function);
+        sink.put(b" ");
+        json_string(sink, file);
+        sink.put(b"\n");
+    });
 }
 
 /// Copies `/proc/self/maps` after a `maps` line, through a stack buffer.
@@ -160,8 +191,9 @@ fn print_top_sites() {
             .decimal(rounded(site.peak_bytes))
             .text(b" live at the peak:\n");
         line.write_to_stderr();
-        if let Some(stack) = super::site_frames(site.site) {
-            crate::debug::backtrace::print(&stack);
+        if let Some(frames) = super::site_frames(site.site) {
+            let native = frames.split(|&frame| frame == python::MARK).next();
+            crate::debug::backtrace::print(&Stack::from_frames(native.unwrap_or(&[])));
         }
     }
 }

@@ -59,9 +59,9 @@ static INSERTING: SpinLock<Inserting> = SpinLock::new(
     },
 );
 
-fn hash(stack: &Stack) -> u64 {
+fn hash(frames: &[usize]) -> u64 {
     let mut h = 0xcbf2_9ce4_8422_2325u64;
-    for &frame in stack.frames() {
+    for &frame in frames {
         h = (h ^ frame as u64).wrapping_mul(0x1000_0000_01b3);
     }
     // Never 0, which marks a free entry.
@@ -84,20 +84,21 @@ unsafe fn frames_of(entry: &Entry) -> &'static [usize] {
     unsafe { core::slice::from_raw_parts(FRAMES.load(Ordering::Acquire).add(start), depth) }
 }
 
-/// The site number of `stack` (1-based), added if new; 0 if the table or the store is full,
-/// or the store cannot be mapped.
-pub fn intern(stack: &Stack) -> u32 {
-    if stack.depth() == 0 {
+/// The site number of the stack `frames` (1-based), added if new; 0 if the table or the store
+/// is full, or the store cannot be mapped. (A profile's site may hold more than a [`Stack`]:
+/// its Python frames follow its native ones.)
+pub fn intern(frames: &[usize]) -> u32 {
+    if frames.is_empty() {
         return 0;
     }
-    let hash = hash(stack);
+    let hash = hash(frames);
     let mut slot = first_slot(hash);
     loop {
         let entry = &ENTRIES[slot];
         match entry.hash.load(Ordering::Acquire) {
-            0 => return insert(stack, hash),
+            0 => return insert(frames, hash),
             // SAFETY: the hash was read nonzero, with acquire.
-            seen if seen == hash && unsafe { frames_of(entry) } == stack.frames() => {
+            seen if seen == hash && unsafe { frames_of(entry) } == frames => {
                 return slot as u32 + 1;
             }
             // Probing ends at a free entry: at most seven eighths are taken.
@@ -107,7 +108,7 @@ pub fn intern(stack: &Stack) -> u32 {
 }
 
 #[cold]
-fn insert(stack: &Stack, hash: u64) -> u32 {
+fn insert(stack: &[usize], hash: u64) -> u32 {
     let mut inserting = INSERTING.lock();
     // Another thread may have added it, or taken its free entry, since the lookup.
     let mut slot = first_slot(hash);
@@ -116,13 +117,13 @@ fn insert(stack: &Stack, hash: u64) -> u32 {
         match entry.hash.load(Ordering::Acquire) {
             0 => break,
             // SAFETY: as in `intern`.
-            seen if seen == hash && unsafe { frames_of(entry) } == stack.frames() => {
+            seen if seen == hash && unsafe { frames_of(entry) } == stack => {
                 return slot as u32 + 1;
             }
             _ => slot = (slot + 1) % CAPACITY,
         }
     }
-    if inserting.sites >= MOST_SITES || inserting.frames_used + stack.depth() > FRAME_CAPACITY {
+    if inserting.sites >= MOST_SITES || inserting.frames_used + stack.len() > FRAME_CAPACITY {
         return 0;
     }
     let mut frames = FRAMES.load(Ordering::Acquire);
@@ -136,19 +137,24 @@ fn insert(stack: &Stack, hash: u64) -> u32 {
     let start = inserting.frames_used;
     // SAFETY: ST2: `[start, start + depth)` lies in the store, unused until now, and is
     // written only here, under the lock.
-    unsafe { ptr::copy_nonoverlapping(stack.frames().as_ptr(), frames.add(start), stack.depth()) };
-    inserting.frames_used += stack.depth();
+    unsafe { ptr::copy_nonoverlapping(stack.as_ptr(), frames.add(start), stack.len()) };
+    inserting.frames_used += stack.len();
     inserting.sites += 1;
     let entry = &ENTRIES[slot];
     entry.start.store(start as u32, Ordering::Relaxed);
-    entry.depth.store(stack.depth() as u32, Ordering::Relaxed);
+    entry.depth.store(stack.len() as u32, Ordering::Relaxed);
     // ST1: published last.
     entry.hash.store(hash, Ordering::Release);
     slot as u32 + 1
 }
 
-/// The stack of `site`, if it names one.
+/// The stack of `site`, if it names one (its first [`MAX_DEPTH`](super::MAX_DEPTH) frames).
 pub fn stack(site: u32) -> Option<Stack> {
+    frames(site).map(Stack::from_frames)
+}
+
+/// All the frames of `site`, if it names one.
+pub fn frames(site: u32) -> Option<&'static [usize]> {
     if site == 0 || site as usize > CAPACITY {
         return None;
     }
@@ -157,8 +163,7 @@ pub fn stack(site: u32) -> Option<Stack> {
         return None;
     }
     // SAFETY: the hash was read nonzero, with acquire.
-    let frames = unsafe { frames_of(entry) };
-    Some(Stack::from_frames(frames))
+    Some(unsafe { frames_of(entry) })
 }
 
 /// The distinct stacks held, and the bytes of table and frame store they use: debug mode's
@@ -181,15 +186,15 @@ mod tests {
     fn a_stack_keeps_its_site_and_reads_back() {
         let one = stack_of(&[0x1000_0001, 0x1000_0002, 0x1000_0003]);
         let other = stack_of(&[0x1000_0001, 0x1000_0002]);
-        let site = intern(&one);
+        let site = intern(one.frames());
         assert_ne!(site, 0);
-        assert_eq!(intern(&one), site);
-        let other_site = intern(&other);
+        assert_eq!(intern(one.frames()), site);
+        let other_site = intern(other.frames());
         assert_ne!(other_site, site);
         assert!(stack(site) == Some(one));
         assert!(stack(other_site) == Some(other));
         assert!(stack(0).is_none());
-        assert_eq!(intern(&Stack::EMPTY), 0);
+        assert_eq!(intern(Stack::EMPTY.frames()), 0);
     }
 
     #[test]
@@ -199,7 +204,14 @@ mod tests {
             .collect();
         let sites: Vec<Vec<u32>> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..4)
-                .map(|_| scope.spawn(|| stacks.iter().map(intern).collect::<Vec<u32>>()))
+                .map(|_| {
+                    scope.spawn(|| {
+                        stacks
+                            .iter()
+                            .map(|s| intern(s.frames()))
+                            .collect::<Vec<u32>>()
+                    })
+                })
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
