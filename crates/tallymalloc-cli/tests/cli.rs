@@ -33,6 +33,19 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// `tallymalloc run FLAGS --json JSON -- PROGRAM`.
+fn run_with_json(flags: &[&str], json: &Path, program: &Path) -> Output {
+    tallymalloc()
+        .arg("run")
+        .args(flags)
+        .arg("--json")
+        .arg(json)
+        .arg("--")
+        .arg(program)
+        .output()
+        .unwrap()
+}
+
 fn read_json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
@@ -41,13 +54,7 @@ fn read_json(path: &Path) -> Value {
 fn run_reports_known_allocations_and_passes_the_exit_status_through() {
     let program = known_program();
     let json = scratch().join("known.json");
-    let output = tallymalloc()
-        .args(["run", "--interval", "1", "--json"])
-        .arg(&json)
-        .arg("--")
-        .arg(&program)
-        .output()
-        .unwrap();
+    let output = run_with_json(&["--interval", "1"], &json, &program);
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("exited with status 3"), "{stderr}");
@@ -153,13 +160,7 @@ fn a_shell_script_starting_three_programs_reports_all_three() {
 fn children_that_leave_by_exit_or_are_terminated_are_reported_and_vfork_children_are_not() {
     let program = c_program("tree");
     let json = scratch().join("tree.json");
-    let output = tallymalloc()
-        .args(["run", "--profile", "--json"])
-        .arg(&json)
-        .arg("--")
-        .arg(&program)
-        .output()
-        .unwrap();
+    let output = run_with_json(&["--profile"], &json, &program);
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     let stdout = text(&output.stdout);

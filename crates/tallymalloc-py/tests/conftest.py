@@ -1,6 +1,7 @@
 """Shared helpers: running Python snippets in fresh interpreters (installing is once per
 process and cannot be undone, so most install tests need their own)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,25 @@ import tallymalloc
 
 REPOSITORY = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 PRELOAD_LIBRARY = os.path.join(REPOSITORY, "target", "release", "libtallymalloc.so")
+COMMAND = os.path.join(REPOSITORY, "target", "release", "tallymalloc")
+
+
+def run_script_on_tallymalloc(directory, source, *flags, arguments=()):
+    """Runs the Python program `source` with `tallymalloc run FLAGS --json`; returns the
+    CompletedProcess and the JSON document (skips the test if the command is not built)."""
+    if not os.path.exists(COMMAND):
+        pytest.skip("target/release/tallymalloc is not built")
+    script = directory / "program.py"
+    script.write_text(source)
+    report = directory / "report.json"
+    result = subprocess.run(
+        [COMMAND, "run", *flags, "--json", str(report), "--", sys.executable, str(script)]
+        + list(arguments),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    return result, json.loads(report.read_text())
 
 
 def run_python(code, *arguments, env=None, preload=False, timeout=300):

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import REPOSITORY
+from conftest import REPOSITORY, run_script_on_tallymalloc
 
 COMMAND = os.path.join(REPOSITORY, "target", "release", "tallymalloc")
 
@@ -59,19 +59,9 @@ if __name__ == "__main__":
 def test_run_follows_a_multiprocessing_pool(tmp_path, start_method):
     """A pool's workers are reported, each under the program, whether forked (they leave by
     os._exit, or are terminated by SIGTERM) or spawned (new interpreters)."""
-    if not os.path.exists(COMMAND):
-        pytest.skip("target/release/tallymalloc is not built")
-    script = tmp_path / "pool.py"
-    script.write_text(POOL)
-    report = tmp_path / "report.json"
-    result = subprocess.run(
-        [COMMAND, "run", "--json", str(report), "--", sys.executable, str(script), start_method],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stderr
+    result, document = run_script_on_tallymalloc(tmp_path, POOL, arguments=[start_method])
     assert result.stdout.strip() == "21000"
-    document = json.loads(report.read_text())
+    script = tmp_path / "program.py"
     program = document["process"]["pid"]
     # A forked worker keeps the program's command line; a spawned one runs spawn_main (beside
     # it, spawn starts a resource tracker, a process of its own).

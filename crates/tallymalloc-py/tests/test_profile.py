@@ -2,16 +2,7 @@
 functions that allocated, in shares within 5 points of the truth, and the one that held the
 peak; `tallymalloc.profile()` reads the profile in process."""
 
-import json
-import os
-import subprocess
-import sys
-
-import pytest
-
-from conftest import REPOSITORY
-
-COMMAND = os.path.join(REPOSITORY, "target", "release", "tallymalloc")
+from conftest import run_script_on_tallymalloc
 
 # Three sites allocate 500, 300 and 200 MiB in blocks of 100,000 bytes, each freed at once,
 # the first on the main thread and the others on two threads of their own; then one site holds
@@ -52,18 +43,9 @@ def _python_functions(site):
 
 
 def test_run_profile_names_python_sites_and_the_peak(tmp_path):
-    if not os.path.exists(COMMAND):
-        pytest.skip("target/release/tallymalloc is not built")
-    script = tmp_path / "sites.py"
-    script.write_text(SITES)
-    report = tmp_path / "report.json"
-    result = subprocess.run(
-        [COMMAND, "run", "--profile", "--json", str(report), "--", sys.executable, str(script)],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stderr
-    profile = json.loads(report.read_text())["profile"]
+    result, document = run_script_on_tallymalloc(tmp_path, SITES, "--profile")
+    script = tmp_path / "program.py"
+    profile = document["profile"]
     by_function = {}
     for site in profile["sites"]:
         functions = _python_functions(site)
