@@ -417,28 +417,35 @@ pub fn yield_thread() {
     unsafe { libc::sched_yield() };
 }
 
-/// Resident memory of this process in bytes, read from `/proc/self/statm` without allocating.
-pub fn resident_bytes() -> Option<usize> {
-    let mut buffer = [0u8; 128];
-    // SAFETY: the path is a NUL-terminated literal; the fd is closed below.
-    let fd = unsafe {
-        libc::open(
-            c"/proc/self/statm".as_ptr(),
-            libc::O_RDONLY | libc::O_CLOEXEC,
-        )
-    };
+/// Reads the file at `path` into `buffer`, as much as fits, without allocating (files of
+/// `/proc`); the bytes read, or None if it cannot be opened.
+pub fn read_file(path: &core::ffi::CStr, buffer: &mut [u8]) -> Option<usize> {
+    // SAFETY: `path` is NUL-terminated; the fd is closed below.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
     if fd < 0 {
         return None;
     }
-    // SAFETY: buffer is writable for its whole length.
-    let read = unsafe { libc::read(fd, buffer.as_mut_ptr().cast(), buffer.len()) };
+    let mut length = 0;
+    while length < buffer.len() {
+        let room = &mut buffer[length..];
+        // SAFETY: `room` is writable for its whole length.
+        let read = unsafe { libc::read(fd, room.as_mut_ptr().cast(), room.len()) };
+        if read <= 0 {
+            break;
+        }
+        length += read as usize;
+    }
     // SAFETY: fd is the descriptor opened above.
     unsafe { libc::close(fd) };
-    if read <= 0 {
-        return None;
-    }
+    Some(length)
+}
+
+/// Resident memory of this process in bytes, read from `/proc/self/statm` without allocating.
+pub fn resident_bytes() -> Option<usize> {
+    let mut buffer = [0u8; 128];
+    let read = read_file(c"/proc/self/statm", &mut buffer).filter(|&n| n > 0)?;
     // statm: "size resident shared text lib data dt", in pages.
-    let text = &buffer[..read as usize];
+    let text = &buffer[..read];
     let mut fields = text.split(|&byte| byte == b' ');
     fields.next()?;
     let resident_pages = parse_decimal(fields.next()?, u64::MAX)? as usize;

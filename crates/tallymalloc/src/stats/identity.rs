@@ -63,27 +63,8 @@ impl CommandLine {
     /// This process's command line; empty if `/proc` cannot tell (ID1).
     pub fn of_this_process() -> CommandLine {
         let mut line = CommandLine::empty();
-        // SAFETY: the path is a NUL-terminated literal; the fd is closed below.
-        let fd = unsafe {
-            libc::open(
-                c"/proc/self/cmdline".as_ptr(),
-                libc::O_RDONLY | libc::O_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return line;
-        }
-        while line.length < COMMAND_MAX {
-            let room = &mut line.bytes[line.length..];
-            // SAFETY: `room` is writable for its whole length.
-            let read = unsafe { libc::read(fd, room.as_mut_ptr().cast(), room.len()) };
-            if read <= 0 {
-                break;
-            }
-            line.length += read as usize;
-        }
-        // SAFETY: fd is the descriptor opened above.
-        unsafe { libc::close(fd) };
+        line.length =
+            crate::platform::os::read_file(c"/proc/self/cmdline", &mut line.bytes).unwrap_or(0);
         // The arguments end in NULs: the last one goes, the others become spaces.
         while line.length > 0 && line.bytes[line.length - 1] == 0 {
             line.length -= 1;
