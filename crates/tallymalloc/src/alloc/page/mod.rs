@@ -433,6 +433,12 @@ impl Page {
             }
             self.used -= count;
         }
+        // Samples freed by other threads leave the flag to the owner (PF1 in profile/): with
+        // none live, later frees of the page need not look (a producer that never frees its
+        // own blocks would otherwise keep every page it ever sampled on the slow path).
+        if self.flags() & FLAG_SAMPLED != 0 && self.sampled.load(Ordering::Acquire) == 0 {
+            self.set_flag(FLAG_SAMPLED, false);
+        }
     }
 
     /// The number of allocated blocks, counting those other threads freed and the owner has
