@@ -17,7 +17,7 @@ pub fn malloc_small(domain: Domain, size: usize, zero_bytes: Option<usize>) -> *
     // SAFETY: H1 (a valid heap) and H2 (the entry is a valid page).
     unsafe {
         let page = *(*(*heap).pages.get()).direct.get_unchecked((size + 7) >> 3);
-        pop_or_slow(heap, page, size, zero_bytes, domain)
+        pop_or_slow(heap, page, None, size, zero_bytes, domain)
     }
 }
 
@@ -35,19 +35,22 @@ pub fn malloc_class(
     // SAFETY: as in `malloc_small`; `class` is below CLASS_COUNT.
     unsafe {
         let page = (&(*(*heap).pages.get()).current)[class];
-        pop_or_slow(heap, page, size, zero_bytes, domain)
+        pop_or_slow(heap, page, Some(class), size, zero_bytes, domain)
     }
 }
 
-/// Pops a block from `page`, the current page for `size`, or takes the slow path.
+/// Pops a block from `page`, the current page for `size`, or takes the slow path. `class` is
+/// the page's class when the caller knows it already (the medium path computed it), which
+/// spares the count a load of it from the page.
 ///
 /// # Safety
 /// `heap` must be the calling thread's domain heap for `domain` (or the empty heap) and `page`
-/// its current page for requests of `size` bytes (H2).
+/// its current page for requests of `size` bytes (H2), of class `class` if given.
 #[inline(always)]
 unsafe fn pop_or_slow(
     heap: *mut DomainHeap,
     page: *mut Page,
+    class: Option<SizeClass>,
     size: usize,
     zero_bytes: Option<usize>,
     domain: Domain,
@@ -79,7 +82,8 @@ unsafe fn pop_or_slow(
         let block = (*page).free;
         if !block.is_null() {
             let next = (*block).next;
-            if (*heap).count_allocation(page) {
+            let class = class.unwrap_or_else(|| (*page).size_class());
+            if (*heap).count_allocation(class) {
                 return sampled_allocation(size, zero_bytes, heap, page);
             }
             (*page).free = next;

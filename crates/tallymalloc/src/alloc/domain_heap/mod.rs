@@ -306,22 +306,21 @@ impl DomainHeap {
         // `Page::pop` writes only a page with a free block, which the empty page never has.
         // SAFETY: H1: the page is ours, or the empty page.
         let block = unsafe { (*page).pop() };
-        if !block.is_null() && self.count_allocation(page) {
+        // SAFETY: H1: the page is ours (or the empty page, whose `free` is null).
+        if !block.is_null() && self.count_allocation(unsafe { (*page).size_class() }) {
             return self.sampled(page, block, size);
         }
         block
     }
 
-    /// Counts a block just popped from `page`, a page of ours; true if it is the class's next
+    /// Counts a block of class `class` just popped from a page of ours; true if it is the class's next
     /// profile sample (stats.rs, A4).
     ///
     /// On x86-64 this is one `inc` of the count in memory, relative to the heap, and a branch
     /// on its zero flag: written in Rust, the compiler loads, adds, stores and then tests the
     /// register (the C pair took 66 instructions, 65 this way; docs/MEASUREMENTS.md).
     #[inline(always)]
-    pub(crate) fn count_allocation(&self, page: *mut Page) -> bool {
-        // SAFETY: the page is ours (H1), so its class is valid.
-        let class = unsafe { (*page).size_class() };
+    pub(crate) fn count_allocation(&self, class: SizeClass) -> bool {
         #[cfg(target_arch = "x86_64")]
         if stats::ENABLED {
             const OFFSET: usize =
@@ -420,7 +419,8 @@ impl DomainHeap {
     fn pop_secure(&self, page: *mut Page, size: usize) -> *mut Block {
         // SAFETY: H1: the page is ours.
         let block = unsafe { (*page).pop_secure() };
-        if self.count_allocation(page) {
+        // SAFETY: H1: the page is ours.
+        if self.count_allocation(unsafe { (*page).size_class() }) {
             return self.sampled(page, block, size);
         }
         block
