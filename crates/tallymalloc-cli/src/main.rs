@@ -353,10 +353,13 @@ fn report_file(file: &Path, html: Option<PathBuf>) -> i32 {
         Err(why) => return fail(format!("{}: {why}", file.display())),
     };
     print!("{}", text_report::render(&document));
+    let saved = serde_json::from_str::<serde_json::Value>(&text).unwrap_or_default();
+    let tree = processes::from_saved(&saved);
+    if tree.len() > 1 {
+        print!("{}", processes::render_table(&tree));
+    }
     // A saved document's profile is already symbolised: its frames are shown as they are.
-    let profile = serde_json::from_str::<serde_json::Value>(&text)
-        .ok()
-        .and_then(|document| Profile::from_json(&document["profile"]));
+    let profile = Profile::from_json(&saved["profile"]);
     if let Some(profile) = &profile {
         print!("{}", text_report::render_profile(profile));
     }

@@ -104,6 +104,30 @@ pub fn read_all(
     (in_tree_order(reports, program), problems)
 }
 
+/// The processes of a saved `tallymalloc run --json` document (its `processes`), in tree
+/// order; empty if it has none. Entries that are not stats documents are left out.
+pub fn from_saved(document: &serde_json::Value) -> Vec<ProcessReport> {
+    let program = document["process"]["pid"].as_u64().unwrap_or(0) as u32;
+    let reports = document["processes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| {
+            let json = entry.to_string();
+            let document = StatsDocument::parse(&json).ok()?;
+            Some(ProcessReport {
+                pid: document.process.pid as u32,
+                json,
+                document,
+                profile: None,
+                leaks: None,
+                depth: 0,
+            })
+        })
+        .collect();
+    in_tree_order(reports, program)
+}
+
 fn read_profile(directory: &Path, pid: u32) -> Result<RawProfile, String> {
     let text = std::fs::read_to_string(directory.join(format!("profile-{pid}.txt")))
         .map_err(|_| "the process wrote no profile".to_owned())?;
@@ -292,6 +316,23 @@ mod tests {
             .find(|l| l.trim_start().starts_with("total"))
             .unwrap();
         assert!(total.contains("4.0 MiB"), "{table}");
+    }
+
+    #[test]
+    fn a_saved_document_gives_its_processes_back_in_tree_order() {
+        let parent = report(40, 1, 10);
+        let child = report(41, 40, 10);
+        let mut document: serde_json::Value = serde_json::from_str(&parent.json).unwrap();
+        document["processes"] = serde_json::json!([
+            serde_json::from_str::<serde_json::Value>(&child.json).unwrap(),
+            serde_json::from_str::<serde_json::Value>(&parent.json).unwrap(),
+            {"not": "a stats document"},
+        ]);
+        let saved: Vec<(u32, usize)> = from_saved(&document)
+            .iter()
+            .map(|r| (r.pid, r.depth))
+            .collect();
+        assert_eq!(saved, vec![(40, 0), (41, 1)]);
     }
 
     #[test]
