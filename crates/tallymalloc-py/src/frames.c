@@ -34,28 +34,37 @@ static size_t first_slot(uintptr_t code) {
   return (size_t)((code >> 4) * 0x9e3779b97f4a7c15ull) & (KEPT_SLOTS - 1);
 }
 
-/* Takes a reference to code the first time it is seen (the GIL is held); a full table keeps
- * no more, and their frames are reported without names being kept alive (their names are
- * then read only while they live). */
+/* Takes a reference to code the first time it is seen; a full table keeps no more, and their
+ * frames are reported without names being kept alive (their names are then read only while
+ * they live). The GIL orders callers, except on a free-threaded build, where two threads may
+ * meet here: slots are claimed with an atomic exchange, so each code object is kept once. */
 static int keep(PyCodeObject *code) {
   uintptr_t address = (uintptr_t)code;
   for (size_t slot = first_slot(address);; slot = (slot + 1) & (KEPT_SLOTS - 1)) {
-    if (kept[slot] == address) return 1;
-    if (kept[slot] == 0) {
-      if (kept_count >= KEPT_SLOTS / 8 * 7) return 0;
+    uintptr_t seen = __atomic_load_n(&kept[slot], __ATOMIC_ACQUIRE);
+    if (seen == address) return 1;
+    if (seen != 0) continue;
+    if (__atomic_fetch_add(&kept_count, 1, __ATOMIC_RELAXED) >= KEPT_SLOTS / 8 * 7) {
+      __atomic_fetch_sub(&kept_count, 1, __ATOMIC_RELAXED);
+      return 0;
+    }
+    uintptr_t empty = 0;
+    if (__atomic_compare_exchange_n(&kept[slot], &empty, address, 0, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE)) {
       Py_INCREF(code);
-      kept[slot] = address;
-      kept_count++;
       return 1;
     }
+    __atomic_fetch_sub(&kept_count, 1, __ATOMIC_RELAXED);
+    if (empty == address) return 1;
   }
 }
 
 int tallymalloc_python_code_is_kept(uintptr_t address) {
   if (address == 0) return 0;
   for (size_t slot = first_slot(address);; slot = (slot + 1) & (KEPT_SLOTS - 1)) {
-    if (kept[slot] == address) return 1;
-    if (kept[slot] == 0) return 0;
+    uintptr_t seen = __atomic_load_n(&kept[slot], __ATOMIC_ACQUIRE);
+    if (seen == address) return 1;
+    if (seen == 0) return 0;
   }
 }
 
@@ -142,6 +151,7 @@ int tallymalloc_python_code_names(uintptr_t address, PyObject **function, PyObje
 void tallymalloc_python_for_each_code(void (*each)(uintptr_t address, void *context),
                                       void *context) {
   for (size_t slot = 0; slot < KEPT_SLOTS; slot++) {
-    if (kept[slot] != 0) each(kept[slot], context);
+    uintptr_t address = __atomic_load_n(&kept[slot], __ATOMIC_ACQUIRE);
+    if (address != 0) each(address, context);
   }
 }
