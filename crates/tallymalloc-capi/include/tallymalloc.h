@@ -197,6 +197,16 @@ struct tm_domain_stats {
  * registered or a NULL out. */
 int tm_domain_stats(int domain, struct tm_domain_stats *out);
 
+/* A peak that can start again, for measuring a part of a run (a test) without resetting the
+ * process's figures: tm_watermark_reset starts domain's watermark from its live bytes now (0,
+ * or -1 with errno EINVAL for an id that is not registered); tm_watermark stores in *bytes the
+ * most the domain held since (since the process started, if never reset), as precise as its
+ * peak_bytes: 0, or -1 with errno EINVAL for a bad id or a NULL bytes. Bytes allocated during
+ * the part are the difference of two tm_domain_stats' allocated_bytes. Each takes a snapshot
+ * of the stats. */
+int tm_watermark_reset(int domain);
+int tm_watermark(int domain, uint64_t *bytes);
+
 /* Writes the human stats table into buffer as snprintf would and returns its whole length;
  * with length 0 it returns an upper bound, as tm_stats_json does, so the same idiom works. */
 size_t tm_stats_text(char *buffer, size_t length);

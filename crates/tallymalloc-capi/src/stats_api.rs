@@ -90,6 +90,47 @@ pub unsafe extern "C" fn tm_domain_stats(id: c_int, out: *mut DomainFigures) -> 
     0
 }
 
+/// The registered domain `id`, or None (errno EINVAL set).
+fn registered(id: c_int) -> Option<Domain> {
+    let domain = usize::try_from(id).ok().and_then(Domain::from_id);
+    if domain.is_none() {
+        core_allocator::set_errno(libc::EINVAL);
+    }
+    domain
+}
+
+/// Starts domain `id`'s watermark again from its live bytes now: 0, or -1 with errno EINVAL for
+/// an id that is not registered.
+#[no_mangle]
+pub extern "C" fn tm_watermark_reset(id: c_int) -> c_int {
+    match registered(id) {
+        Some(domain) => {
+            core_allocator::reset_watermark(domain);
+            0
+        }
+        None => -1,
+    }
+}
+
+/// Stores in `*bytes` the most domain `id` held since its watermark was reset: 0, or -1 with
+/// errno EINVAL for an id that is not registered or a NULL `bytes`.
+///
+/// # Safety
+/// `bytes` must be NULL or point to a writable `uint64_t`.
+#[no_mangle]
+pub unsafe extern "C" fn tm_watermark(id: c_int, bytes: *mut u64) -> c_int {
+    let Some(domain) = registered(id) else {
+        return -1;
+    };
+    if bytes.is_null() {
+        core_allocator::set_errno(libc::EINVAL);
+        return -1;
+    }
+    // SAFETY: the caller's contract: `bytes` is writable.
+    unsafe { bytes.write(core_allocator::watermark(domain)) };
+    0
+}
+
 /// A stdio stream, as a place to write the table.
 struct StreamSink(*mut libc::FILE);
 

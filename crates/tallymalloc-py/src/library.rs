@@ -32,6 +32,8 @@ pub struct Library {
     pub python_set_fallbacks: unsafe extern "C" fn(FallbackFree, FallbackRealloc),
     /// The profiling API; None from a library older than it (a preloaded one may be).
     pub profile: Option<ProfileFunctions>,
+    /// `tm_watermark_reset` and `tm_watermark`; None from a library older than them.
+    pub watermark: Option<WatermarkFunctions>,
     /// Whether the process's `malloc` is this library's (preloaded or linked), so blocks C
     /// code allocated before `install` are ours, in the raw domain.
     pub serves_malloc: bool,
@@ -57,6 +59,12 @@ pub struct ProfileFunctions {
     pub write: unsafe extern "C" fn(*const c_char) -> c_int,
     pub set_python_frames: unsafe extern "C" fn(Option<PythonFrameSource>),
     pub name_python_code: unsafe extern "C" fn(usize, *const c_char, *const c_char) -> c_int,
+}
+
+/// `tm_watermark_reset` and `tm_watermark`.
+pub struct WatermarkFunctions {
+    pub reset: unsafe extern "C" fn(c_int) -> c_int,
+    pub read: unsafe extern "C" fn(c_int, *mut u64) -> c_int,
 }
 
 /// `tm_python_frame_source`.
@@ -137,6 +145,7 @@ fn bind(handle: *mut c_void, serves_malloc: bool, origin: String) -> Result<Libr
             python_functions: function(symbol(c"tm_python_functions")?),
             python_set_fallbacks: function(symbol(c"tm_python_set_fallbacks")?),
             profile: profile_functions(&symbol),
+            watermark: watermark_functions(&symbol),
             serves_malloc,
             origin,
         })
@@ -157,6 +166,19 @@ fn profile_functions(
             write: function(symbol(c"tm_profile_write").ok()?),
             set_python_frames: function(symbol(c"tm_profile_set_python_frames").ok()?),
             name_python_code: function(symbol(c"tm_profile_name_python_code").ok()?),
+        })
+    }
+}
+
+/// `tm_watermark_reset` and `tm_watermark`, if the library has them.
+fn watermark_functions(
+    symbol: &dyn Fn(&CStr) -> Result<*mut c_void, String>,
+) -> Option<WatermarkFunctions> {
+    // SAFETY: as in `profile_functions`.
+    unsafe {
+        Some(WatermarkFunctions {
+            reset: function(symbol(c"tm_watermark_reset").ok()?),
+            read: function(symbol(c"tm_watermark").ok()?),
         })
     }
 }

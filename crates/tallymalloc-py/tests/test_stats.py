@@ -39,3 +39,33 @@ def test_the_typed_figures_are_the_documents():
     assert snapshot.huge.live_blocks >= 1 and snapshot.huge.live_bytes >= len(keep)
     assert snapshot.process.accounting_enabled is True
     assert snapshot.domains["raw"] == tallymalloc.DomainStats(**document["domains"]["raw"])
+
+
+WATERMARK = """
+import tallymalloc
+assert "obj" in tallymalloc.installed()
+tallymalloc.reset_watermark("obj")
+base = tallymalloc.watermark("obj")
+held = [bytes(1 << 20) for _ in range(20)]  # huge blocks: counted at once
+del held
+first = tallymalloc.watermark("obj") - base
+assert first >= 20 << 20, first
+tallymalloc.reset_watermark("obj")
+one = bytes(1 << 20)
+del one
+second = tallymalloc.watermark("obj") - base
+assert (1 << 20) <= second < (4 << 20), second
+assert tallymalloc.stats().domains["obj"].peak_bytes >= base + (20 << 20)
+for bad, error in (("bad name!", ValueError), (3, TypeError)):
+    try:
+        tallymalloc.watermark(bad)
+    except error:
+        pass
+    else:
+        raise AssertionError(f"watermark({bad!r}) was accepted")
+print("ok")
+"""
+
+
+def test_a_watermark_starts_again_while_the_peak_stays(python):
+    assert python(WATERMARK, env={"TALLYMALLOC_PYTHON": "1"}).stdout.strip() == "ok"

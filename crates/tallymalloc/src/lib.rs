@@ -90,6 +90,20 @@ pub fn stats() -> Stats {
     stats::snapshot()
 }
 
+/// Starts `domain`'s watermark again from what it holds now: from then on [`watermark`] gives
+/// the most it held since, while its `peak_bytes` stays the process's. For measuring a part of
+/// a run (a test) without resetting the process-wide figures; bytes allocated during the part
+/// are the difference of two snapshots' `allocated_bytes`.
+pub fn reset_watermark(domain: Domain) {
+    stats::reset_watermark(domain);
+}
+
+/// The most `domain` held (usable bytes) since [`reset_watermark`] (or since the process
+/// started), as precise as its peak (`docs/stats-schema.json`'s `peak_bytes`).
+pub fn watermark(domain: Domain) -> u64 {
+    stats::watermark(domain)
+}
+
 /// Writes [`stats()`] as JSON (`docs/stats-schema.json`) into `buffer`, NUL-terminated, and
 /// returns its length (without the NUL). An empty buffer asks for the size: the answer is an
 /// upper bound that still holds after the figures change (a buffer of that many bytes plus one

@@ -124,6 +124,46 @@ fn peaks_follow_the_high_water_mark() {
     assert!(small_top > 0);
 }
 
+#[test]
+fn a_watermark_starts_again_while_the_peak_stays() {
+    let domain = Domain::register("stats-watermark").unwrap();
+    // Huge blocks are counted, and published, as they are allocated and freed: exact figures.
+    let size = tallymalloc::LARGE_MAX + 1;
+    let allocate =
+        |count: usize| -> Vec<_> { (0..count).map(|_| domain.alloc(size).unwrap()).collect() };
+    let free_all = |blocks: Vec<core::ptr::NonNull<u8>>| {
+        for block in blocks {
+            // SAFETY: live blocks of this domain.
+            unsafe { domain.free(block.as_ptr()) };
+        }
+    };
+    // A first part holds eight blocks at its top.
+    free_all(allocate(8));
+    let first_top = figures(domain).peak_bytes;
+    assert!(first_top >= 8 * size as u64);
+    assert_eq!(
+        tallymalloc::watermark(domain),
+        first_top,
+        "never reset: the peak"
+    );
+    // A second part, with one block still live from before it, holds three at its top.
+    let kept = allocate(1);
+    tallymalloc::reset_watermark(domain);
+    let one = figures(domain).live_usable_bytes;
+    assert_eq!(
+        tallymalloc::watermark(domain),
+        one,
+        "starts from what is live"
+    );
+    free_all(allocate(2));
+    assert_eq!(tallymalloc::watermark(domain), 3 * one);
+    free_all(kept);
+    // The process's peak is untouched, and a reset with nothing live starts from zero.
+    assert_eq!(figures(domain).peak_bytes, first_top);
+    tallymalloc::reset_watermark(domain);
+    assert_eq!(tallymalloc::watermark(domain), 0);
+}
+
 /// Allocates `bytes` of `size`-byte blocks in `domain` and frees them all (through `free`'s
 /// fast path), without reading the stats; returns the usable bytes that were live at the top.
 fn fill_and_empty(domain: Domain, size: usize, bytes: usize) -> u64 {

@@ -118,6 +118,25 @@ int main(void) {
   errno = 0;
   CHECK(tm_domain_stats(TM_MAX_DOMAINS - 1, &figures) == -1 && errno == EINVAL);
   CHECK(tm_domain_stats(known, NULL) == -1);
+
+  /* A watermark starts again from what is live; the peak stays. Huge blocks count at once. */
+  int parts = tm_domain_register("c-watermark");
+  void *first = tm_domain_malloc(parts, 4 << 20);
+  tm_domain_free(parts, first);
+  uint64_t mark = 0;
+  CHECK(tm_watermark(parts, &mark) == 0 && mark >= (4 << 20));
+  CHECK(tm_watermark_reset(parts) == 0);
+  CHECK(tm_watermark(parts, &mark) == 0 && mark == 0);
+  void *second = tm_domain_malloc(parts, 1 << 20);
+  tm_domain_free(parts, second);
+  CHECK(tm_watermark(parts, &mark) == 0 && mark >= (1 << 20) && mark < (2 << 20));
+  CHECK(tm_domain_stats(parts, &figures) == 0 && figures.peak_bytes >= (4 << 20));
+  errno = 0;
+  CHECK(tm_watermark_reset(TM_MAX_DOMAINS - 1) == -1 && errno == EINVAL);
+  errno = 0;
+  CHECK(tm_watermark(-1, &mark) == -1 && errno == EINVAL);
+  errno = 0;
+  CHECK(tm_watermark(parts, NULL) == -1 && errno == EINVAL);
   char table[8192];
   size_t table_length = tm_stats_text(table, sizeof table);
   CHECK(table_length < sizeof table && strstr(table, "c-known") != NULL);

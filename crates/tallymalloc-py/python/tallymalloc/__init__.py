@@ -51,7 +51,9 @@ __all__ = [
     "profile_disable",
     "profile_enable",
     "report",
+    "reset_watermark",
     "stats",
+    "watermark",
 ]
 
 #: CPython's allocator domains, in the order CPython numbers them.
@@ -194,6 +196,25 @@ def stats() -> Stats:
     from ._stats import Stats
 
     return Stats.from_json(_native._stats_json())
+
+
+def reset_watermark(domain: str = "obj") -> None:
+    """Starts ``domain``'s watermark again from the bytes it holds now: ``watermark(domain)``
+    then gives the most it held since, while ``stats()``' ``peak_bytes`` stays the process's.
+    For measuring a part of a run (a test). Raises ValueError for a bad domain name."""
+    _native._watermark_reset(_domain_name(domain))
+
+
+def watermark(domain: str = "obj") -> int:
+    """The most ``domain`` held (usable bytes) since ``reset_watermark(domain)``, or since the
+    process started, as precise as its ``peak_bytes``. Raises ValueError for a bad domain name."""
+    return _native._watermark(_domain_name(domain))
+
+
+def _domain_name(domain: object) -> str:
+    if not isinstance(domain, str):
+        raise TypeError(f"a domain name is a str, not {type(domain).__name__}")
+    return domain
 
 
 def report(file: Optional[TextIO] = None) -> None:

@@ -529,10 +529,14 @@ struct DomainShared {
     published_live: AtomicI64,
     peak: AtomicI64,
     peak_time_ms: AtomicU64,
+    /// The peak since [`reset_watermark`]: a peak a caller can start again (a test runner's
+    /// "the most this test held") without touching the process's own.
+    watermark: AtomicI64,
 }
 
 impl DomainShared {
     fn raise_peak(&self, total: i64) {
+        self.watermark.fetch_max(total, Ordering::Relaxed);
         let mut peak = self.peak.load(Ordering::Relaxed);
         while total > peak {
             match self
@@ -554,8 +558,26 @@ static SHARED: [DomainShared; MAX_DOMAINS] = [const {
         published_live: AtomicI64::new(0),
         peak: AtomicI64::new(0),
         peak_time_ms: AtomicU64::new(0),
+        watermark: AtomicI64::new(0),
     }
 }; MAX_DOMAINS];
+
+/// Starts `domain`'s watermark again from its live bytes now; its peak stays. Takes a snapshot
+/// (so it waits, as one does, for threads starting or exiting).
+pub fn reset_watermark(domain: Domain) {
+    let live = snapshot().domain(domain).live_usable_bytes;
+    SHARED[domain]
+        .watermark
+        .store(live as i64, Ordering::Relaxed);
+}
+
+/// The most `domain` has held since its watermark was last reset (since the process started if
+/// never), with the same precision as its peak.
+pub fn watermark(domain: Domain) -> u64 {
+    // The snapshot raises the watermark to what is live now, as it does the peak.
+    let _ = snapshot();
+    SHARED[domain].watermark.load(Ordering::Relaxed).max(0) as u64
+}
 
 /// Tallies of heaps that exited, and of the operations of threads with no heap in the block's
 /// domain (added atomically: both are rare).
