@@ -209,19 +209,19 @@ fn run_program(
     }
     // Each process's profile is symbolised from its own mappings; the report shows them
     // merged, so that the sites of a tree of processes (a pool's workers) add up.
-    let profiles: Vec<(u32, Option<Profile>)> = outcome
+    let profiles: Vec<Option<Profile>> = outcome
         .processes
         .iter()
         .map(|report| match &report.profile {
-            Some(Ok(raw)) => (report.pid, Some(Profile::from_raw(raw))),
+            Some(Ok(raw)) => Some(Profile::from_raw(raw)),
             Some(Err(why)) => {
                 eprintln!("tallymalloc: no profile of process {}: {why}", report.pid);
-                (report.pid, None)
+                None
             }
-            None => (report.pid, None),
+            None => None,
         })
         .collect();
-    let symbolised = Profile::merged(profiles.iter().filter_map(|(_, p)| p.as_ref()));
+    let symbolised = Profile::merged(profiles.iter().flatten());
     let several = outcome.processes.len() > 1;
     let document_of = |report: &ProcessReport, profile: Option<&Profile>| {
         let mut text = report.json.clone();
@@ -240,7 +240,7 @@ fn run_program(
             .processes
             .iter()
             .zip(&profiles)
-            .map(|(report, (_, profile))| document_of(report, profile.as_ref()))
+            .map(|(report, profile)| document_of(report, profile.as_ref()))
             .collect();
         json_text = with_key(&json_text, "processes", &format!("[{}]", each.join(",")));
     }
