@@ -54,8 +54,8 @@ pub use debug::ErrorKind as DebugErrorKind;
 pub use platform::fault::{injected_failures, set_plan as set_fault_plan, FaultPlan};
 pub use platform::os::{set_errno, ErrnoGuard};
 pub use policy::domain::{
-    is_valid_name as is_valid_domain_name, on_mismatch, set_on_mismatch, Domain, DomainError,
-    OnMismatch, MAX_DOMAINS, MAX_NAME_LEN as MAX_DOMAIN_NAME_LEN,
+    is_valid_name as is_valid_domain_name, mismatches_between, on_mismatch, set_on_mismatch,
+    Domain, DomainError, OnMismatch, MAX_DOMAINS, MAX_NAME_LEN as MAX_DOMAIN_NAME_LEN,
 };
 pub use policy::misuse::{
     invalid_pointer_count, report_invalid_pointer, report_not_a_block_start, report_unknown_domain,
@@ -67,8 +67,8 @@ pub use profile::{ProfileSummary, SiteEstimate as ProfileEstimate};
 pub use purge::pace::purge_delay_in_force_millis;
 pub use stats::report::Sink as StatsSink;
 pub use stats::{
-    CommandLine, DomainStats, Figures as StatsFigures, HugeStats, ProcessStats, SizeClassStats,
-    Stats, PUBLISH_STEP, SCHEMA_VERSION as STATS_SCHEMA_VERSION,
+    CommandLine, DomainStats, Domains, Figures as StatsFigures, HugeStats, ProcessStats,
+    SizeClassStats, Stats, PUBLISH_STEP, SCHEMA_VERSION as STATS_SCHEMA_VERSION,
 };
 
 pub(crate) use platform::text::fatal;
@@ -90,18 +90,20 @@ pub fn stats() -> Stats {
     stats::snapshot()
 }
 
-/// Starts `domain`'s watermark again from what it holds now: from then on [`watermark`] gives
-/// the most it held since, while its `peak_bytes` stays the process's. For measuring a part of
-/// a run (a test) without resetting the process-wide figures; bytes allocated during the part
-/// are the difference of two snapshots' `allocated_bytes`.
-pub fn reset_watermark(domain: Domain) {
-    stats::reset_watermark(domain);
+/// Starts the watermark of a domain (a [`Domain`]) or of all of them together
+/// ([`Domains::All`]) again from what it holds now: from then on [`watermark`] gives the most it
+/// held since, while the `peak_bytes` stay the process's. For measuring a part of a run (a
+/// test) without resetting the process-wide figures; bytes allocated during the part are the
+/// difference of two snapshots' `allocated_bytes` ([`Stats::all_domains`] for all).
+pub fn reset_watermark(domains: impl Into<Domains>) {
+    stats::reset_watermark(domains.into());
 }
 
-/// The most `domain` held (usable bytes) since [`reset_watermark`] (or since the process
-/// started), as precise as its peak (`docs/stats-schema.json`'s `peak_bytes`).
-pub fn watermark(domain: Domain) -> u64 {
-    stats::watermark(domain)
+/// The most the domain, or all domains together, held (usable bytes) since [`reset_watermark`]
+/// (or since the process started), as precise as a peak (`docs/stats-schema.json`'s
+/// `peak_bytes`).
+pub fn watermark(domains: impl Into<Domains>) -> u64 {
+    stats::watermark(domains.into())
 }
 
 /// Writes [`stats()`] as JSON (`docs/stats-schema.json`) into `buffer`, NUL-terminated, and

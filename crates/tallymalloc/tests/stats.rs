@@ -368,6 +368,18 @@ fn mismatches_are_caught_in_every_direction_and_freed_correctly() {
     );
     assert_eq!(b.mismatches, 1);
     assert_eq!(figures(Domain::RAW).mismatches - before_raw, 1);
+    // By pair, so that a reader can name both families.
+    let between = tallymalloc::mismatches_between;
+    assert_eq!(between(first, Domain::RAW), 1, "free(a)");
+    assert_eq!(
+        between(first, second),
+        1,
+        "the realloc of an `a` block through `b`"
+    );
+    assert_eq!(between(second, first), 1);
+    assert_eq!(between(Domain::RAW, second), 1);
+    assert_eq!(between(second, Domain::RAW), 0);
+    assert_eq!(between(first, first), 0);
     assert_eq!(
         (a.live_blocks, b.live_blocks),
         (0, 0),

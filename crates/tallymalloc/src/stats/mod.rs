@@ -34,6 +34,12 @@
 //! be high by what other threads freed on the fast path since they last published, in pages
 //! they still use.
 //!
+//! Every publish also goes into one total of all domains together, with its own peak and
+//! watermark: what a test runner wants ("the most this test held, whatever the family"), and
+//! what no sum of the domains' peaks gives. A watermark started again remembers the heaps'
+//! unpublished drift at that moment and adds it back when read, so that it measures from what
+//! was truly live, not from what had been published.
+//!
 //! Invariants:
 //! - **A1 single writer**: a `Counters` is written by its heap's owner thread only, and by the
 //!   exit handler that retires it under `ACTIVE`'s lock; readers only load.
@@ -517,9 +523,7 @@ impl Counters {
             let net_blocks = self.take_unsettled(unpublished, class);
             net += net_blocks * class.size() as i64;
         }
-        let shared = &SHARED[self.domain.load(Ordering::Relaxed)];
-        let total = shared.published_live.fetch_add(net, Ordering::Relaxed) + net;
-        shared.raise_peak(total);
+        add_published(self.domain.load(Ordering::Relaxed), net);
     }
 }
 
@@ -529,14 +533,44 @@ struct DomainShared {
     published_live: AtomicI64,
     peak: AtomicI64,
     peak_time_ms: AtomicU64,
-    /// The peak since [`reset_watermark`]: a peak a caller can start again (a test runner's
-    /// "the most this test held") without touching the process's own.
+    /// The highest `published_live` since [`reset_watermark`]: a peak a caller can start again
+    /// (a test runner's "the most this test held") without touching the process's own.
     watermark: AtomicI64,
+    /// What was live less what was published when the watermark was reset: the heaps'
+    /// unpublished drift then, added back when the watermark is read, so that a part of a run is
+    /// measured from what was truly live at its start (idle threads' drift would otherwise make
+    /// every part's top look low by as much).
+    watermark_offset: AtomicI64,
 }
 
 impl DomainShared {
+    const fn new() -> DomainShared {
+        DomainShared {
+            published_live: AtomicI64::new(0),
+            peak: AtomicI64::new(0),
+            peak_time_ms: AtomicU64::new(0),
+            watermark: AtomicI64::new(0),
+            watermark_offset: AtomicI64::new(0),
+        }
+    }
+
+    /// Adds `net` to the total, and raises the peaks if it grew.
+    fn add(&self, net: i64) {
+        let total = self.published_live.fetch_add(net, Ordering::Relaxed) + net;
+        if net > 0 {
+            self.watermark.fetch_max(total, Ordering::Relaxed);
+            self.raise_peak(total);
+        }
+    }
+
+    /// A snapshot found `live` bytes live: the peaks are at least that.
+    fn saw_live(&self, live: i64) {
+        let offset = self.watermark_offset.load(Ordering::Relaxed);
+        self.watermark.fetch_max(live - offset, Ordering::Relaxed);
+        self.raise_peak(live);
+    }
+
     fn raise_peak(&self, total: i64) {
-        self.watermark.fetch_max(total, Ordering::Relaxed);
         let mut peak = self.peak.load(Ordering::Relaxed);
         while total > peak {
             match self
@@ -551,32 +585,75 @@ impl DomainShared {
             }
         }
     }
-}
 
-static SHARED: [DomainShared; MAX_DOMAINS] = [const {
-    DomainShared {
-        published_live: AtomicI64::new(0),
-        peak: AtomicI64::new(0),
-        peak_time_ms: AtomicU64::new(0),
-        watermark: AtomicI64::new(0),
+    /// Starts the watermark again from `live`, what a snapshot just found live.
+    fn reset_watermark(&self, live: i64) {
+        let published = self.published_live.load(Ordering::Relaxed);
+        self.watermark_offset
+            .store(live - published, Ordering::Relaxed);
+        self.watermark.store(published, Ordering::Relaxed);
     }
-}; MAX_DOMAINS];
 
-/// Starts `domain`'s watermark again from its live bytes now; its peak stays. Takes a snapshot
-/// (so it waits, as one does, for threads starting or exiting).
-pub fn reset_watermark(domain: Domain) {
-    let live = snapshot().domain(domain).live_usable_bytes;
-    SHARED[domain]
-        .watermark
-        .store(live as i64, Ordering::Relaxed);
+    /// The most held since the watermark was reset, in live bytes.
+    fn watermark(&self) -> u64 {
+        let top =
+            self.watermark.load(Ordering::Relaxed) + self.watermark_offset.load(Ordering::Relaxed);
+        top.max(0) as u64
+    }
 }
 
-/// The most `domain` has held since its watermark was last reset (since the process started if
+static SHARED: [DomainShared; MAX_DOMAINS] = [const { DomainShared::new() }; MAX_DOMAINS];
+/// Every domain's together: the process's peak of live blocks whatever their domain, which no
+/// sum of the domains' own peaks gives (they peak at different times).
+static ALL_DOMAINS: DomainShared = DomainShared::new();
+
+/// A heap's (or an orphan operation's) net change of the live bytes of domain `id` (below
+/// `MAX_DOMAINS`), into the domain's total and every domain's.
+fn add_published(id: usize, net: i64) {
+    SHARED[id].add(net);
+    ALL_DOMAINS.add(net);
+}
+
+/// What a watermark is kept for: one domain, or all of them together (a test's "the most it
+/// held", whatever the family it allocated through).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Domains {
+    One(Domain),
+    All,
+}
+
+impl From<Domain> for Domains {
+    fn from(domain: Domain) -> Domains {
+        Domains::One(domain)
+    }
+}
+
+impl Domains {
+    fn shared(self) -> &'static DomainShared {
+        match self {
+            Domains::One(domain) => &SHARED[domain],
+            Domains::All => &ALL_DOMAINS,
+        }
+    }
+}
+
+/// Starts `scope`'s watermark again from its live bytes now; its peak stays. Takes a snapshot
+/// (so it waits, as one does, for threads starting or exiting).
+pub fn reset_watermark(scope: Domains) {
+    let stats = snapshot();
+    let live = match scope {
+        Domains::One(domain) => stats.domain(domain).live_usable_bytes,
+        Domains::All => stats.all_domains().live_usable_bytes,
+    };
+    scope.shared().reset_watermark(live as i64);
+}
+
+/// The most `scope` has held since its watermark was last reset (since the process started if
 /// never), with the same precision as its peak.
-pub fn watermark(domain: Domain) -> u64 {
+pub fn watermark(scope: Domains) -> u64 {
     // The snapshot raises the watermark to what is live now, as it does the peak.
     let _ = snapshot();
-    SHARED[domain].watermark.load(Ordering::Relaxed).max(0) as u64
+    scope.shared().watermark()
 }
 
 /// Tallies of heaps that exited, and of the operations of threads with no heap in the block's
@@ -589,9 +666,7 @@ pub fn count_orphan_free(domain: Domain, class: SizeClass, block_size: usize) {
         return;
     }
     RETIRED[domain].class_frees[class].fetch_add(1, Ordering::Relaxed);
-    SHARED[domain]
-        .published_live
-        .fetch_sub(block_size as i64, Ordering::Relaxed);
+    add_published(domain.id(), -(block_size as i64));
 }
 
 /// A huge block allocated by a thread that has no heap in its domain.
@@ -604,11 +679,7 @@ pub fn count_orphan_huge_allocation(domain: Domain, usable: usize) {
     retired
         .huge_allocated_bytes
         .fetch_add(usable as u64, Ordering::Relaxed);
-    let total = SHARED[domain]
-        .published_live
-        .fetch_add(usable as i64, Ordering::Relaxed)
-        + usable as i64;
-    SHARED[domain].raise_peak(total);
+    add_published(domain.id(), usable as i64);
 }
 
 /// As [`count_orphan_free`], for a huge block.
@@ -620,9 +691,7 @@ pub fn count_orphan_huge_free(domain: Domain, usable: usize) {
     RETIRED[domain]
         .huge_freed_bytes
         .fetch_add(usable as u64, Ordering::Relaxed);
-    SHARED[domain]
-        .published_live
-        .fetch_sub(usable as i64, Ordering::Relaxed);
+    add_published(domain.id(), -(usable as i64));
 }
 
 struct ActiveList {

@@ -142,6 +142,8 @@ pub struct Stats {
     pub process: ProcessStats,
     /// The process's command line (cut at [`identity::COMMAND_MAX`] bytes).
     pub command: CommandLine,
+    /// Every domain's blocks together: their peak and when it was reached.
+    all_domains_peak: (u64, u64),
 }
 
 impl Stats {
@@ -153,6 +155,25 @@ impl Stats {
     /// Every registered domain with its figures, by id.
     pub fn domains(&self) -> impl Iterator<Item = (Domain, &DomainStats)> {
         Domain::all().map(move |domain| (domain, &self.domains[domain.id()]))
+    }
+
+    /// Every domain's figures added up, with their peak together (the most all of them held at
+    /// once, which the domains' own peaks do not give: they peak at different times). The
+    /// figures are those of every domain, registered or not; blocks of a domain that was never
+    /// registered there are none.
+    pub fn all_domains(&self) -> DomainStats {
+        let mut total = DomainStats::default();
+        for figures in &self.domains {
+            total.live_bytes += figures.live_bytes;
+            total.live_usable_bytes += figures.live_usable_bytes;
+            total.live_blocks += figures.live_blocks;
+            total.allocations += figures.allocations;
+            total.frees += figures.frees;
+            total.allocated_bytes += figures.allocated_bytes;
+            total.mismatches += figures.mismatches;
+        }
+        (total.peak_bytes, total.peak_time_ms) = self.all_domains_peak;
+        total
     }
 
     /// This snapshot with every figure at its widest (`u64::MAX`) and every size class and the
@@ -244,6 +265,7 @@ pub fn snapshot() -> Stats {
         huge: HugeStats::default(),
         process: process_stats(),
         command: CommandLine::of_this_process(),
+        all_domains_peak: (0, 0),
     };
     for class in SizeClass::all() {
         stats.size_classes[class].size = class.size() as u64;
@@ -275,10 +297,15 @@ pub fn snapshot() -> Stats {
         figures.allocated_bytes = allocated + sum.huge_allocated_bytes;
         figures.mismatches = Domain::from_id(domain).map_or(0, crate::policy::domain::mismatches);
         let shared = &SHARED[domain];
-        shared.raise_peak(figures.live_usable_bytes as i64);
+        shared.saw_live(figures.live_usable_bytes as i64);
         figures.peak_bytes = shared.peak.load(Ordering::Relaxed).max(0) as u64;
         figures.peak_time_ms = shared.peak_time_ms.load(Ordering::Relaxed);
     }
+    ALL_DOMAINS.saw_live(stats.all_domains().live_usable_bytes as i64);
+    stats.all_domains_peak = (
+        ALL_DOMAINS.peak.load(Ordering::Relaxed).max(0) as u64,
+        ALL_DOMAINS.peak_time_ms.load(Ordering::Relaxed),
+    );
     stats
 }
 
