@@ -193,14 +193,24 @@ struct tm_domain_stats {
   uint64_t mismatches;      /* this domain's blocks freed through another family */
 };
 
-/* Fills *out with the figures of domain: 0, or -1 with errno EINVAL for an id that is not
- * registered or a NULL out. */
+/* Every domain together, for the calls below that say they take it. */
+#define TM_ALL_DOMAINS (-1)
+
+/* Fills *out with the figures of domain, or with every domain's added up for TM_ALL_DOMAINS
+ * (peak_bytes then being the most all of them held at once, not a sum of peaks): 0, or -1 with
+ * errno EINVAL for an id that is not registered or a NULL out. */
 int tm_domain_stats(int domain, struct tm_domain_stats *out);
 
+/* Stores in *count how many blocks of domain allocated_in were freed or reallocated through
+ * the family of domain freed_through (each also counted in allocated_in's mismatches): 0, or -1
+ * with errno EINVAL for an id that is not registered or a NULL count. */
+int tm_mismatches(int allocated_in, int freed_through, uint64_t *count);
+
 /* A peak that can start again, for measuring a part of a run (a test) without resetting the
- * process's figures: tm_watermark_reset starts domain's watermark from its live bytes now (0,
- * or -1 with errno EINVAL for an id that is not registered); tm_watermark stores in *bytes the
- * most the domain held since (since the process started, if never reset), as precise as its
+ * process's figures: tm_watermark_reset starts domain's watermark (or, for TM_ALL_DOMAINS, the
+ * watermark of every domain together) from its live bytes now (0, or -1 with errno EINVAL for
+ * an id that is not registered); tm_watermark stores in *bytes the most the domain, or every
+ * domain together, held since (since the process started, if never reset), as precise as its
  * peak_bytes: 0, or -1 with errno EINVAL for a bad id or a NULL bytes. Bytes allocated during
  * the part are the difference of two tm_domain_stats' allocated_bytes. Each takes a snapshot
  * of the stats. */

@@ -2,7 +2,7 @@
 //! buffer, the table onto a stdio stream, one domain's figures into a struct.
 
 use core::ffi::{c_char, c_int};
-use tallymalloc_core::{self as core_allocator, Domain};
+use tallymalloc_core::{self as core_allocator, Domain, Domains};
 
 /// Writes the stats JSON into `buffer` (at most `length` bytes, NUL included) and returns the
 /// length of the whole text, as `snprintf` does. `buffer` may be NULL when `length` is 0.
@@ -72,21 +72,28 @@ c_figures!(
     mismatches,
 );
 
-/// Fills `out` with domain `id`'s figures: 0, or -1 with errno EINVAL for an id that is not
-/// registered or a NULL `out`.
+/// `TM_ALL_DOMAINS`: every domain together, where the header says a call takes it.
+const ALL_DOMAINS: c_int = -1;
+
+/// Fills `out` with domain `id`'s figures, or every domain's added up for `TM_ALL_DOMAINS`
+/// (with their peak together): 0, or -1 with errno EINVAL for an id that is not registered or
+/// a NULL `out`.
 ///
 /// # Safety
 /// `out` must be NULL or point to a writable `struct tm_domain_stats`.
 #[no_mangle]
 pub unsafe extern "C" fn tm_domain_stats(id: c_int, out: *mut DomainFigures) -> c_int {
-    let domain = usize::try_from(id).ok().and_then(Domain::from_id);
-    let (Some(domain), false) = (domain, out.is_null()) else {
+    let (Some(domains), false) = (registered_or_all(id), out.is_null()) else {
         core_allocator::set_errno(libc::EINVAL);
         return -1;
     };
     let stats = core_allocator::stats();
+    let figures = match domains {
+        Domains::One(domain) => *stats.domain(domain),
+        Domains::All => stats.all_domains(),
+    };
     // SAFETY: the caller's contract: `out` is writable.
-    unsafe { out.write(DomainFigures::from_core(stats.domain(domain))) };
+    unsafe { out.write(DomainFigures::from_core(&figures)) };
     0
 }
 
@@ -99,27 +106,61 @@ fn registered(id: c_int) -> Option<Domain> {
     domain
 }
 
-/// Starts domain `id`'s watermark again from its live bytes now: 0, or -1 with errno EINVAL for
-/// an id that is not registered.
+/// The registered domain `id`, or all of them for `TM_ALL_DOMAINS`; None (errno EINVAL set)
+/// for anything else.
+fn registered_or_all(id: c_int) -> Option<Domains> {
+    if id == ALL_DOMAINS {
+        return Some(Domains::All);
+    }
+    registered(id).map(Domains::One)
+}
+
+/// Stores in `*count` how many blocks of domain `allocated_in` were freed or reallocated
+/// through the family of domain `freed_through`: 0, or -1 with errno EINVAL for an id that is
+/// not registered or a NULL `count`.
+///
+/// # Safety
+/// `count` must be NULL or point to a writable `uint64_t`.
+#[no_mangle]
+pub unsafe extern "C" fn tm_mismatches(
+    allocated_in: c_int,
+    freed_through: c_int,
+    count: *mut u64,
+) -> c_int {
+    let (Some(owner), Some(through)) = (registered(allocated_in), registered(freed_through)) else {
+        return -1;
+    };
+    if count.is_null() {
+        core_allocator::set_errno(libc::EINVAL);
+        return -1;
+    }
+    // SAFETY: the caller's contract: `count` is writable.
+    unsafe { count.write(core_allocator::mismatches_between(owner, through)) };
+    0
+}
+
+/// Starts domain `id`'s watermark (every domain's together for `TM_ALL_DOMAINS`) again from its
+/// live bytes now: 0, or -1 with errno EINVAL for an id that is not registered.
 #[no_mangle]
 pub extern "C" fn tm_watermark_reset(id: c_int) -> c_int {
-    match registered(id) {
-        Some(domain) => {
-            core_allocator::reset_watermark(domain);
+    match registered_or_all(id) {
+        Some(domains) => {
+            core_allocator::reset_watermark(domains);
             0
         }
         None => -1,
     }
 }
 
-/// Stores in `*bytes` the most domain `id` held since its watermark was reset: 0, or -1 with
-/// errno EINVAL for an id that is not registered or a NULL `bytes`.
+/// Stores in `*bytes` the most domain `id` (every domain together for `TM_ALL_DOMAINS`) held
+/// since its watermark was reset: 0, or -1 with errno EINVAL for an id that is not registered or
+/// a NULL `bytes`.
 ///
 /// # Safety
 /// `bytes` must be NULL or point to a writable `uint64_t`.
 #[no_mangle]
 pub unsafe extern "C" fn tm_watermark(id: c_int, bytes: *mut u64) -> c_int {
-    let Some(domain) = registered(id) else {
+    let Some(domains) = registered_or_all(id) else {
         return -1;
     };
     if bytes.is_null() {
@@ -127,7 +168,7 @@ pub unsafe extern "C" fn tm_watermark(id: c_int, bytes: *mut u64) -> c_int {
         return -1;
     }
     // SAFETY: the caller's contract: `bytes` is writable.
-    unsafe { bytes.write(core_allocator::watermark(domain)) };
+    unsafe { bytes.write(core_allocator::watermark(domains)) };
     0
 }
 

@@ -86,6 +86,16 @@ int main(void) {
   /* A second raw->mem mismatch: counted, not reported again. */
   m = tm_domain_malloc(TM_DOMAIN_MEM, 64);
   free(m);
+  /* By pair: mem's blocks twice through raw (free), obj's once through raw (realloc). */
+  uint64_t pair = 0;
+  CHECK(tm_mismatches(TM_DOMAIN_MEM, TM_DOMAIN_RAW, &pair) == 0 && pair == 2);
+  CHECK(tm_mismatches(TM_DOMAIN_OBJ, TM_DOMAIN_RAW, &pair) == 0 && pair == 1);
+  CHECK(tm_mismatches(TM_DOMAIN_RAW, TM_DOMAIN_MEM, &pair) == 0 && pair == 1);
+  CHECK(tm_mismatches(TM_DOMAIN_RAW, TM_DOMAIN_OBJ, &pair) == 0 && pair == 0);
+  errno = 0;
+  CHECK(tm_mismatches(TM_ALL_DOMAINS, TM_DOMAIN_RAW, &pair) == -1 && errno == EINVAL);
+  errno = 0;
+  CHECK(tm_mismatches(TM_DOMAIN_MEM, TM_DOMAIN_RAW, NULL) == -1 && errno == EINVAL);
   /* An id that names no domain: reported, the block freed through its own family. */
   tm_domain_free(TM_MAX_DOMAINS + 5, malloc(8));
 
@@ -134,7 +144,22 @@ int main(void) {
   errno = 0;
   CHECK(tm_watermark_reset(TM_MAX_DOMAINS - 1) == -1 && errno == EINVAL);
   errno = 0;
-  CHECK(tm_watermark(-1, &mark) == -1 && errno == EINVAL);
+  CHECK(tm_watermark(-2, &mark) == -1 && errno == EINVAL);
+  /* Every domain together: two domains holding 4 MiB one after the other peak at 4 MiB. */
+  int other = tm_domain_register("c-watermark-other");
+  struct tm_domain_stats all_before, all_after;
+  CHECK(tm_watermark_reset(TM_ALL_DOMAINS) == 0);
+  CHECK(tm_domain_stats(TM_ALL_DOMAINS, &all_before) == 0);
+  void *held = tm_domain_malloc(parts, 4 << 20);
+  tm_domain_free(parts, held);
+  held = tm_domain_malloc(other, 4 << 20);
+  tm_domain_free(other, held);
+  CHECK(tm_watermark(TM_ALL_DOMAINS, &mark) == 0);
+  CHECK(mark >= all_before.live_bytes + (4 << 20) && mark < all_before.live_bytes + (6 << 20));
+  CHECK(tm_domain_stats(TM_ALL_DOMAINS, &all_after) == 0);
+  CHECK(all_after.allocations >= all_before.allocations + 2 && all_after.peak_bytes >= mark);
+  errno = 0;
+  CHECK(tm_domain_stats(-2, &all_after) == -1 && errno == EINVAL);
   errno = 0;
   CHECK(tm_watermark(parts, NULL) == -1 && errno == EINVAL);
   char table[8192];
