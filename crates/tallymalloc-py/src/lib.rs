@@ -1,13 +1,16 @@
 //! `tallymalloc._native`: the extension module under the `tallymalloc` Python package. It
 //! finds the tallymalloc C library (`library`), serves CPython's allocator domains from it
 //! (`hooks`), defines `tallymalloc.Buffer` (`buffer`), puts Python frames in the sampled
-//! profiles (`profile`, `frames.c`) and publishes the C API capsule (`capsule`). The package's Python code (`python/tallymalloc`) gives these their public
-//! shape: argument checks, the typed stats, `python -m tallymalloc`, the start-up hook.
+//! profiles (`profile`, `frames.c`), reads what a test runner measures (`measure`) and publishes
+//! the C API capsule (`capsule`). The package's Python code (`python/tallymalloc`) gives these
+//! their public shape: argument checks, the typed stats, `python -m tallymalloc`, the start-up
+//! hook, the pytest plugin.
 
 mod buffer;
 mod capsule;
 mod hooks;
 mod library;
+mod measure;
 mod profile;
 
 use core::ffi::CStr;
@@ -79,34 +82,6 @@ fn _stats_text() -> PyResult<String> {
     Ok(loaded()?.read_text(loaded()?.stats_text))
 }
 
-/// The watermark functions, or RuntimeError from a library too old for them.
-fn watermark_functions() -> PyResult<&'static library::WatermarkFunctions> {
-    loaded()?.watermark.as_ref().ok_or_else(|| {
-        pyo3::exceptions::PyRuntimeError::new_err(
-            "the tallymalloc library loaded is too old for watermarks",
-        )
-    })
-}
-
-/// Starts domain `name`'s watermark again from what it holds now.
-#[pyfunction]
-fn _watermark_reset(name: &str) -> PyResult<()> {
-    let id = loaded()?.domain_id(name).map_err(PyValueError::new_err)?;
-    // SAFETY: a registered domain's id.
-    unsafe { (watermark_functions()?.reset)(id) };
-    Ok(())
-}
-
-/// The most domain `name` held since its watermark was reset.
-#[pyfunction]
-fn _watermark(name: &str) -> PyResult<u64> {
-    let id = loaded()?.domain_id(name).map_err(PyValueError::new_err)?;
-    let mut bytes = 0u64;
-    // SAFETY: a registered domain's id, and room for the answer.
-    unsafe { (watermark_functions()?.read)(id, &mut bytes) };
-    Ok(bytes)
-}
-
 /// Where the library came from: "preloaded" (the process's own) or the path loaded.
 #[pyfunction]
 fn library_origin() -> PyResult<String> {
@@ -128,8 +103,10 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(_stats_json, module)?)?;
     module.add_function(wrap_pyfunction!(_stats_text, module)?)?;
     module.add_function(wrap_pyfunction!(library_origin, module)?)?;
-    module.add_function(wrap_pyfunction!(_watermark_reset, module)?)?;
-    module.add_function(wrap_pyfunction!(_watermark, module)?)?;
+    module.add_function(wrap_pyfunction!(measure::_watermark_reset, module)?)?;
+    module.add_function(wrap_pyfunction!(measure::_watermark, module)?)?;
+    module.add_function(wrap_pyfunction!(measure::_all_domains, module)?)?;
+    module.add_function(wrap_pyfunction!(measure::_mismatches, module)?)?;
     module.add_function(wrap_pyfunction!(profile::_profile_enable, module)?)?;
     module.add_function(wrap_pyfunction!(profile::_profile_disable, module)?)?;
     module.add_function(wrap_pyfunction!(profile::_profile_write, module)?)?;

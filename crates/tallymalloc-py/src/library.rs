@@ -34,6 +34,8 @@ pub struct Library {
     pub profile: Option<ProfileFunctions>,
     /// `tm_watermark_reset` and `tm_watermark`; None from a library older than them.
     pub watermark: Option<WatermarkFunctions>,
+    /// `tm_mismatches`; None from a library older than it.
+    pub mismatches: Option<unsafe extern "C" fn(c_int, c_int, *mut u64) -> c_int>,
     /// Whether the process's `malloc` is this library's (preloaded or linked), so blocks C
     /// code allocated before `install` are ours, in the raw domain.
     pub serves_malloc: bool,
@@ -146,6 +148,9 @@ fn bind(handle: *mut c_void, serves_malloc: bool, origin: String) -> Result<Libr
             python_set_fallbacks: function(symbol(c"tm_python_set_fallbacks")?),
             profile: profile_functions(&symbol),
             watermark: watermark_functions(&symbol),
+            mismatches: symbol(c"tm_mismatches")
+                .ok()
+                .map(|address| function(address)),
             serves_malloc,
             origin,
         })

@@ -56,6 +56,16 @@ del one
 second = tallymalloc.watermark("obj") - base
 assert (1 << 20) <= second < (4 << 20), second
 assert tallymalloc.stats().domains["obj"].peak_bytes >= base + (20 << 20)
+# Every domain together: 16 MiB in obj, then 16 MiB in mem, peak at 16, not 32.
+tallymalloc.reset_watermark()
+start = tallymalloc.watermark()
+held = bytes(16 << 20)
+del held
+held = tallymalloc.Buffer(16 << 20, domain="mem")
+del held
+together = tallymalloc.watermark() - start
+assert (16 << 20) <= together < (20 << 20), together
+assert tallymalloc.watermark("mem") >= 16 << 20
 for bad, error in (("bad name!", ValueError), (3, TypeError)):
     try:
         tallymalloc.watermark(bad)
@@ -69,3 +79,28 @@ print("ok")
 
 def test_a_watermark_starts_again_while_the_peak_stays(python):
     assert python(WATERMARK, env={"TALLYMALLOC_PYTHON": "1"}).stdout.strip() == "ok"
+
+
+MISMATCHES = """
+import ctypes
+import tallymalloc
+api = ctypes.pythonapi
+api.PyMem_Malloc.restype = api.PyObject_Malloc.restype = ctypes.c_void_p
+api.PyMem_Malloc.argtypes = api.PyObject_Malloc.argtypes = [ctypes.c_size_t]
+api.PyMem_RawFree.argtypes = api.PyMem_Free.argtypes = [ctypes.c_void_p]
+assert tallymalloc.mismatches() == {}
+for _ in range(2):
+    api.PyMem_RawFree(api.PyMem_Malloc(100))
+api.PyMem_Free(api.PyObject_Malloc(100))
+found = tallymalloc.mismatches()
+assert found == {("mem", "raw"): 2, ("obj", "mem"): 1}, found
+assert tallymalloc.stats().domains["mem"].mismatches == 2
+print("ok")
+"""
+
+
+def test_mismatches_are_counted_by_pair_of_domains(python):
+    result = python(
+        MISMATCHES, env={"TALLYMALLOC_PYTHON": "1", "TALLYMALLOC_ON_MISMATCH": "ignore"}
+    )
+    assert result.stdout.strip() == "ok"

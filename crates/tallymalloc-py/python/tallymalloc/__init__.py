@@ -28,7 +28,7 @@ TYPE_CHECKING = False  # typing itself is not imported at start-up
 if TYPE_CHECKING:
     from typing import Iterable, Optional, TextIO, Tuple
 
-    from typing import List
+    from typing import Dict, List
 
     from ._profile import Frame, ProfileSite
     from ._stats import DomainStats, HugeStats, ProcessStats, SizeClassStats, Stats
@@ -47,6 +47,7 @@ __all__ = [
     "install",
     "installed",
     "library_origin",
+    "mismatches",
     "profile",
     "profile_disable",
     "profile_enable",
@@ -198,21 +199,32 @@ def stats() -> Stats:
     return Stats.from_json(_native._stats_json())
 
 
-def reset_watermark(domain: str = "obj") -> None:
-    """Starts ``domain``'s watermark again from the bytes it holds now: ``watermark(domain)``
-    then gives the most it held since, while ``stats()``' ``peak_bytes`` stays the process's.
-    For measuring a part of a run (a test). Raises ValueError for a bad domain name."""
+def reset_watermark(domain: Optional[str] = None) -> None:
+    """Starts the watermark of ``domain``, or of every domain together if None, again from the
+    bytes it holds now: ``watermark(domain)`` then gives the most it held since, while
+    ``stats()``' ``peak_bytes`` stay the process's. For measuring a part of a run (a test).
+    Raises TypeError or ValueError for a bad domain name."""
     _native._watermark_reset(_domain_name(domain))
 
 
-def watermark(domain: str = "obj") -> int:
-    """The most ``domain`` held (usable bytes) since ``reset_watermark(domain)``, or since the
-    process started, as precise as its ``peak_bytes``. Raises ValueError for a bad domain name."""
+def watermark(domain: Optional[str] = None) -> int:
+    """The most ``domain`` held (usable bytes), or every domain together if None (not a sum of
+    their peaks: the most they held at once), since ``reset_watermark(domain)`` or since the
+    process started, as precise as a ``peak_bytes``. Raises TypeError or ValueError for a bad
+    domain name."""
     return _native._watermark(_domain_name(domain))
 
 
-def _domain_name(domain: object) -> str:
-    if not isinstance(domain, str):
+def mismatches() -> Dict[Tuple[str, str], int]:
+    """Blocks freed or resized through another domain's family, by pair: ``{(allocated in,
+    freed through): count}`` (``("mem", "raw")`` for a ``PyMem_Malloc`` block given to
+    ``PyMem_RawFree``, or to C's ``free`` when the library is preloaded). Each block was still
+    freed correctly; ``TALLYMALLOC_ON_MISMATCH`` says whether it was also reported."""
+    return {(owner, through): count for owner, through, count in _native._mismatches()}
+
+
+def _domain_name(domain: object) -> Optional[str]:
+    if domain is not None and not isinstance(domain, str):
         raise TypeError(f"a domain name is a str, not {type(domain).__name__}")
     return domain
 
