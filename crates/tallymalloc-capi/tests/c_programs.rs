@@ -249,9 +249,13 @@ fn options_are_checked_and_reported() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("ignoring unknown option TALLYMALLOC_COLOUR (known:"),
+        stderr.contains(
+            "ignoring unknown option TALLYMALLOC_COLOUR (known, after TALLYMALLOC_: \
+             PURGE_DELAY, ON_ERROR,"
+        ),
         "{stderr}"
     );
+    assert!(stderr.contains(", PYTHON, LIB)\n"), "{stderr}");
     assert!(
         stderr.contains("options in force: TALLYMALLOC_PURGE_DELAY=10 TALLYMALLOC_ON_ERROR=report"),
         "{stderr}"

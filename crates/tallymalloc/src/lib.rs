@@ -62,6 +62,7 @@ pub use policy::misuse::{
 };
 pub use policy::options::{
     on_error, purge_delay_millis, set_on_error, set_purge_delay_millis, OnError, StatsAtExit,
+    OPTION_NAMES,
 };
 pub use profile::{ProfileSummary, SiteEstimate as ProfileEstimate};
 pub use purge::pace::purge_delay_in_force_millis;
@@ -328,3 +329,8 @@ pub fn process_resident_bytes() -> Option<usize> {
 pub fn abandoned_segments() -> usize {
     alloc::segment::abandoned_count()
 }
+
+/// The crate's README, whose example runs as a doctest.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -4,6 +4,7 @@
 //! once, when the process first needs the allocator, by walking `environ` directly: no
 //! `getenv` copies, no allocation. An unknown `TALLYMALLOC_` variable or a bad value gets one
 //! warning line on stderr naming it and what is accepted, and the default stays in force.
+//! [`OPTION_NAMES`] lists every name the parser knows; a unit test holds the two together.
 
 use crate::platform::text::{parse_decimal, Line};
 use crate::policy::domain::{self, OnMismatch};
@@ -127,11 +128,30 @@ pub fn on_error_in_debug() -> OnError {
     }
 }
 
-const KNOWN: &[u8] = b"TALLYMALLOC_PURGE_DELAY, TALLYMALLOC_ON_ERROR, TALLYMALLOC_ON_MISMATCH, \
-TALLYMALLOC_STATS, TALLYMALLOC_STATS_INTERVAL, TALLYMALLOC_DEBUG, TALLYMALLOC_QUARANTINE, \
-TALLYMALLOC_DEBUG_DEPTH, TALLYMALLOC_REPORT, \
-TALLYMALLOC_FAULT, TALLYMALLOC_VERBOSE, TALLYMALLOC_SECURE, TALLYMALLOC_HUGE_PAGES, \
-TALLYMALLOC_PROFILE, TALLYMALLOC_PROFILE_SAMPLE_BYTES, TALLYMALLOC_PROFILE_FILE";
+/// Every `TALLYMALLOC_*` variable the parser knows, in the order the documentation lists them:
+/// the library's options, then those other faces read (the Python package's start-up hook and
+/// `tallymalloc run`), which the library accepts and leaves alone. The command's
+/// `tallymalloc environment` documents exactly these (tested), so docs and parser cannot drift.
+pub const OPTION_NAMES: &[&str] = &[
+    "TALLYMALLOC_PURGE_DELAY",
+    "TALLYMALLOC_ON_ERROR",
+    "TALLYMALLOC_ON_MISMATCH",
+    "TALLYMALLOC_STATS",
+    "TALLYMALLOC_STATS_INTERVAL",
+    "TALLYMALLOC_DEBUG",
+    "TALLYMALLOC_QUARANTINE",
+    "TALLYMALLOC_DEBUG_DEPTH",
+    "TALLYMALLOC_REPORT",
+    "TALLYMALLOC_PROFILE",
+    "TALLYMALLOC_PROFILE_SAMPLE_BYTES",
+    "TALLYMALLOC_PROFILE_FILE",
+    "TALLYMALLOC_FAULT",
+    "TALLYMALLOC_VERBOSE",
+    "TALLYMALLOC_HUGE_PAGES",
+    "TALLYMALLOC_SECURE",
+    "TALLYMALLOC_PYTHON",
+    "TALLYMALLOC_LIB",
+];
 
 /// Where the exit-time stats go (`TALLYMALLOC_STATS`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -255,6 +275,23 @@ fn apply_entry(entry: &[u8]) {
     let split = rest.iter().position(|&b| b == b'=').unwrap_or(rest.len());
     let (name, value) = (&rest[..split], rest.get(split + 1..).unwrap_or(&[]));
     let full_name = &entry[..b"TALLYMALLOC_".len() + split];
+    if !apply_option(name, full_name, value) {
+        let mut line = Line::new();
+        line.text(b"tallymalloc: ignoring unknown option ")
+            .text(full_name)
+            .text(b" (known, after TALLYMALLOC_: ");
+        // Without the prefix, the list fits in one line.
+        for (index, known) in OPTION_NAMES.iter().enumerate() {
+            let short = &known.as_bytes()[b"TALLYMALLOC_".len()..];
+            line.text(if index == 0 { b"" } else { b", " }).text(short);
+        }
+        line.text(b")\n").write_to_stderr();
+    }
+}
+
+/// Applies option `name` (without the prefix; `full_name` with it) set to `value`, warning about
+/// a bad value; false if no option has that name.
+fn apply_option(name: &[u8], full_name: &[u8], value: &[u8]) -> bool {
     match name {
         b"PURGE_DELAY" => match parse_millis(value) {
             Some(millis) => set_purge_delay_millis(millis),
@@ -374,16 +411,9 @@ fn apply_entry(entry: &[u8]) {
             }
         }
         b"LIB" | b"PYTHON" => {}
-        _ => {
-            let mut line = Line::new();
-            line.text(b"tallymalloc: ignoring unknown option ")
-                .text(full_name)
-                .text(b" (known: ")
-                .text(KNOWN)
-                .text(b")\n");
-            line.write_to_stderr();
-        }
+        _ => return false,
     }
+    true
 }
 
 fn print_options() {
@@ -444,6 +474,25 @@ fn parse_millis(text: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn option_names_are_exactly_the_options_the_parser_knows() {
+        for name in OPTION_NAMES {
+            let short = name.strip_prefix("TALLYMALLOC_").expect("the prefix");
+            // A name with no value is a bad value for every option: warned about, not applied.
+            assert!(
+                apply_option(short.as_bytes(), name.as_bytes(), b""),
+                "{name} is listed but the parser does not know it"
+            );
+        }
+        for unknown in ["PURGE", "DEBUG_", "STATS_FILE", "lib", ""] {
+            assert!(!apply_option(unknown.as_bytes(), b"TALLYMALLOC_X", b"1"));
+        }
+        let mut sorted = OPTION_NAMES.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), OPTION_NAMES.len(), "a name listed twice");
+    }
 
     #[test]
     fn parse_millis_accepts_only_bounded_whole_numbers() {

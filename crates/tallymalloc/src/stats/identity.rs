@@ -37,7 +37,7 @@ pub fn parent_pid() -> u64 {
 }
 
 /// A command line as `/proc/self/cmdline` gives it, its arguments joined by spaces, cut at
-/// [`COMMAND_MAX`] bytes. Not necessarily UTF-8: writers escape it.
+/// 256 bytes (`COMMAND_MAX`). Not necessarily UTF-8: writers escape it.
 #[derive(Clone, Copy)]
 pub struct CommandLine {
     bytes: [u8; COMMAND_MAX],

@@ -140,7 +140,7 @@ pub struct Stats {
     pub size_classes: [SizeClassStats; CLASS_COUNT],
     pub huge: HugeStats,
     pub process: ProcessStats,
-    /// The process's command line (cut at [`identity::COMMAND_MAX`] bytes).
+    /// The process's command line (cut at 256 bytes).
     pub command: CommandLine,
     /// Every domain's blocks together: their peak and when it was reached.
     all_domains_peak: (u64, u64),
