@@ -40,6 +40,22 @@ pub fn hardened_library() -> PathBuf {
     path
 }
 
+/// A directory where the library has the names a linked program needs, as an install gives it:
+/// `libtallymalloc.so` to link with, and its soname, which the program records and loads.
+pub fn link_directory() -> &'static Path {
+    static DIRECTORY: OnceLock<PathBuf> = OnceLock::new();
+    DIRECTORY.get_or_init(|| {
+        let directory = scratch().join("lib");
+        std::fs::create_dir_all(&directory).unwrap();
+        for name in ["libtallymalloc.so", env!("LIBTALLYMALLOC_SONAME")] {
+            let link = directory.join(name);
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink(library(), &link).unwrap();
+        }
+        directory
+    })
+}
+
 /// A scratch directory for this test binary's build products.
 pub fn scratch() -> &'static Path {
     static SCRATCH: OnceLock<PathBuf> = OnceLock::new();
@@ -92,8 +108,8 @@ pub fn compile(sources: &[PathBuf], output: &Path, linkage: Option<Linkage>, ext
     }
     command.args(sources).arg("-o").arg(output).args(extra);
     if let Some(Linkage::Linked) = linkage {
-        let directory = library_directory();
-        command.arg("-L").arg(&directory).arg("-ltallymalloc");
+        let directory = link_directory();
+        command.arg("-L").arg(directory).arg("-ltallymalloc");
         command.arg(format!("-Wl,-rpath,{}", directory.display()));
     }
     command.args(["-lpthread", "-ldl"]);
