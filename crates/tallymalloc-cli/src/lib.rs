@@ -4,6 +4,7 @@
 
 pub mod compare;
 pub mod document;
+pub mod environment;
 pub mod flame;
 pub mod html_report;
 pub mod library;

@@ -1,14 +1,14 @@
 //! `tallymalloc`: run any program on tallymalloc and see its memory; compare allocators on it;
 //! run the benchmark suite; turn a saved report into text or HTML.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tallymalloc_cli::document::StatsDocument;
 use tallymalloc_cli::processes::{self, ProcessReport};
 use tallymalloc_cli::profile::Profile;
-use tallymalloc_cli::{compare, flame, html_report, library, run, text_report};
+use tallymalloc_cli::{compare, environment, flame, html_report, library, run, text_report};
 
 #[derive(Parser)]
 #[command(
@@ -100,6 +100,19 @@ enum Action {
         #[arg(long, value_name = "PATH")]
         html: Option<PathBuf>,
     },
+    /// List the TALLYMALLOC_* environment variables: values, default, what each does.
+    Environment {
+        /// As the Markdown table the README shows.
+        #[arg(long)]
+        markdown: bool,
+    },
+    /// Write the man pages (tallymalloc.1, with the environment variables, and one per
+    /// subcommand) into DIR, as scripts/install does.
+    #[command(hide = true)]
+    Manual {
+        #[arg(long, value_name = "DIR")]
+        out_dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -134,6 +147,18 @@ fn main() -> ExitCode {
             return tallymalloc_bench::main_with_arguments(std::iter::once(name).chain(arguments));
         }
         Action::Report { file, html } => report_file(&file, html),
+        Action::Environment { markdown } => {
+            if markdown {
+                print!("{}", environment::markdown());
+            } else {
+                print!("{}", environment::text());
+            }
+            0
+        }
+        Action::Manual { out_dir } => match write_manual(&out_dir) {
+            Ok(()) => 0,
+            Err(error) => fail(format!("{}: {error}", out_dir.display())),
+        },
     };
     ExitCode::from(status.clamp(0, 255) as u8)
 }
@@ -371,4 +396,33 @@ fn report_file(file: &Path, html: Option<PathBuf>) -> i32 {
         }
     }
     0
+}
+
+/// The man pages: `tallymalloc.1` (the subcommands, then the environment variables) and
+/// `tallymalloc-SUBCOMMAND.1` for each visible subcommand.
+fn write_manual(directory: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(directory)?;
+    let command = Command::command();
+    let mut page = Vec::new();
+    clap_mangen::Man::new(command.clone()).render(&mut page)?;
+    page.extend_from_slice(b".SH ENVIRONMENT\n");
+    page.extend_from_slice(environment::roff().as_bytes());
+    page.extend_from_slice(b".SH SEE ALSO\n");
+    let mut see_also = Vec::new();
+    for subcommand in command.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("tallymalloc-{}", subcommand.get_name());
+        let mut sub_page = Vec::new();
+        clap_mangen::Man::new(
+            subcommand
+                .clone()
+                .display_name(name.clone())
+                .bin_name(format!("tallymalloc {}", subcommand.get_name())),
+        )
+        .render(&mut sub_page)?;
+        std::fs::write(directory.join(format!("{name}.1")), sub_page)?;
+        see_also.push(format!(".BR {name} (1)"));
+    }
+    page.extend_from_slice(see_also.join(",\n").as_bytes());
+    page.push(b'\n');
+    std::fs::write(directory.join("tallymalloc.1"), page)
 }
