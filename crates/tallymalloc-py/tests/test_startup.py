@@ -38,6 +38,30 @@ def test_python_m_tallymalloc_without_a_script_prints_usage():
     assert result.returncode == 2 and "usage: python -m tallymalloc" in result.stderr
 
 
+def test_python_m_tallymalloc_names_the_library_and_headers_it_carries(tmp_path):
+    environment = {k: v for k, v in os.environ.items() if k not in ("TALLYMALLOC_LIB", "LD_PRELOAD")}
+    library = run(["-m", "tallymalloc", "--lib"], cwd=tmp_path)
+    assert library.returncode == 0, library.stderr
+    path = library.stdout.strip()
+    assert os.path.isfile(path) and path.endswith("/tallymalloc/libtallymalloc.so"), path
+    # The library the package loads is that one, and it runs a program preloaded.
+    origin = run(["-c", "import tallymalloc; print(tallymalloc.library_origin())"])
+    if "LD_PRELOAD" not in os.environ:
+        assert origin.stdout.strip() == path
+    preloaded = subprocess.run(
+        ["sort", "/etc/passwd"], capture_output=True, text=True,
+        env={**environment, "LD_PRELOAD": path, "TALLYMALLOC_STATS": "1"},
+    )
+    assert preloaded.returncode == 0 and "\nraw " in preloaded.stderr, preloaded.stderr
+    include = run(["-m", "tallymalloc", "--include"]).stdout.strip()
+    assert sorted(os.listdir(include)) == ["tallymalloc.h", "tallymalloc_api.h"]
+    # Another library through TALLYMALLOC_LIB is what --lib names then.
+    copy = tmp_path / "libtallymalloc-copy.so"
+    copy.write_bytes(open(path, "rb").read())
+    other = run(["-m", "tallymalloc", "--lib"], env={"TALLYMALLOC_LIB": str(copy)})
+    assert other.stdout.strip() == str(copy), other.stderr
+
+
 def test_the_environment_variable_installs_in_any_interpreter():
     assert run(["-c", SHOW], env={"TALLYMALLOC_PYTHON": "1"}).stdout.startswith(
         "('raw', 'mem', 'obj')"

@@ -47,6 +47,7 @@ __all__ = [
     "install",
     "installed",
     "library_origin",
+    "library_path",
     "mismatches",
     "profile",
     "profile_disable",
@@ -260,8 +261,18 @@ def profile_disable() -> None:
 
 
 def get_include() -> str:
-    """The directory holding ``tallymalloc_api.h``, for C extensions that use the C API."""
+    """The directory holding ``tallymalloc_api.h`` (the C API through the Python package) and
+    ``tallymalloc.h`` (the C library's own), for C extensions that use them."""
     return os.path.join(os.path.dirname(__file__), "include")
+
+
+def library_path() -> str:
+    """The C library this package loads when the process has none preloaded:
+    ``$TALLYMALLOC_LIB``, or the one the package carries. What ``LD_PRELOAD`` takes to put a
+    whole program, Python or not, on tallymalloc."""
+    return os.environ.get("TALLYMALLOC_LIB") or os.path.join(
+        os.path.dirname(__file__), "libtallymalloc.so"
+    )
 
 
 def __getattr__(name: str):

@@ -1,7 +1,9 @@
-"""python -m tallymalloc [--report] SCRIPT.py ARGS... | -m MODULE ARGS...
+"""python -m tallymalloc [--report] SCRIPT.py ARGS... | -m MODULE ARGS... | --lib | --include
 
 Runs a script or module with tallymalloc serving CPython's allocator domains from before its
-first line; ``--report`` prints the stats table on stderr when it ends.
+first line; ``--report`` prints the stats table on stderr when it ends. ``--lib`` prints the
+path of the C library the package loads (for ``LD_PRELOAD=$(python -m tallymalloc --lib)``),
+``--include`` the directory of its headers.
 """
 
 from __future__ import annotations
@@ -13,10 +15,16 @@ import sys
 
 import tallymalloc
 
-USAGE = "usage: python -m tallymalloc [--report] (SCRIPT.py | -m MODULE) [ARGS...]"
+USAGE = (
+    "usage: python -m tallymalloc [--report] (SCRIPT.py | -m MODULE) [ARGS...]\n"
+    "       python -m tallymalloc (--lib | --include)"
+)
 
 
 def main(arguments: list) -> None:
+    if arguments in (["--lib"], ["--include"]):
+        print(tallymalloc.library_path() if arguments[0] == "--lib" else tallymalloc.get_include())
+        return
     report = False
     if arguments[:1] == ["--report"]:
         report, arguments = True, arguments[1:]
