@@ -156,7 +156,7 @@ pub const VARIABLES: &[Variable] = &[
     Variable {
         name: "TALLYMALLOC_LIB",
         values: "PATH",
-        default: "beside the program, then its prefix's `lib`",
+        default: "beside the command, its prefix's `lib`, the command's own copy",
         meaning: "Read by `tallymalloc run` and the Python package, not the library: the \
             `libtallymalloc.so` to use.",
     },

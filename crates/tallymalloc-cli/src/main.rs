@@ -100,6 +100,10 @@ enum Action {
         #[arg(long, value_name = "PATH")]
         html: Option<PathBuf>,
     },
+    /// Print the path of the libtallymalloc.so that `run` preloads, for
+    /// `LD_PRELOAD=$(tallymalloc library) PROGRAM` (writing out the command's own copy if it is
+    /// the one found).
+    Library,
     /// List the TALLYMALLOC_* environment variables: values, default, what each does.
     Environment {
         /// As the Markdown table the README shows.
@@ -147,6 +151,13 @@ fn main() -> ExitCode {
             return tallymalloc_bench::main_with_arguments(std::iter::once(name).chain(arguments));
         }
         Action::Report { file, html } => report_file(&file, html),
+        Action::Library => match library::locate() {
+            Ok(library) => {
+                println!("{}", library.display());
+                0
+            }
+            Err(message) => fail(message),
+        },
         Action::Environment { markdown } => {
             if markdown {
                 print!("{}", environment::markdown());
@@ -402,7 +413,8 @@ fn report_file(file: &Path, html: Option<PathBuf>) -> i32 {
 /// `tallymalloc-SUBCOMMAND.1` for each visible subcommand.
 fn write_manual(directory: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(directory)?;
-    let command = Command::command();
+    // `tallymalloc help` is clap's and has no page of its own to list.
+    let command = Command::command().disable_help_subcommand(true);
     let mut page = Vec::new();
     clap_mangen::Man::new(command.clone()).render(&mut page)?;
     page.extend_from_slice(b".SH ENVIRONMENT\n");

@@ -1,6 +1,7 @@
 //! The `tallymalloc` command end to end: `run` on C programs (known allocations, exit codes, a
 //! death by signal, a missing program) and on python3, its JSON against the schema, its HTML
-//! rendered by headless Chromium, `report`, `compare` and `bench --list`.
+//! rendered by headless Chromium, `report`, `compare` and `bench --list`; the command alone,
+//! as `cargo install` leaves it, on the library it carries.
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -448,4 +449,88 @@ fn run_debug_puts_the_leaks_in_the_json_and_the_html_report() {
     // `report` reads the merged document back, leaks and all.
     let again = tallymalloc().arg("report").arg(&json).output().unwrap();
     assert!(again.status.success(), "{}", text(&again.stderr));
+}
+
+/// The command copied alone into a directory of its own, as `cargo install` leaves it: no
+/// library beside it, none in `../lib`, none in a build tree under the working directory.
+fn lone_command(name: &str) -> (PathBuf, PathBuf) {
+    let home = scratch().join(name);
+    let _ = std::fs::remove_dir_all(&home);
+    std::fs::create_dir_all(home.join("bin")).unwrap();
+    let command = home.join("bin/tallymalloc");
+    std::fs::copy(env!("CARGO_BIN_EXE_tallymalloc"), &command).unwrap();
+    (home, command)
+}
+
+fn inode(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().ino()
+}
+
+#[test]
+fn a_lone_command_writes_out_the_library_it_carries_and_runs_on_it() {
+    let (home, command) = lone_command("lone-carried");
+    let cache = home.join("cache");
+    let library = Command::new(&command)
+        .arg("library")
+        .current_dir(&home)
+        .env_remove("TALLYMALLOC_LIB")
+        .env("XDG_CACHE_HOME", &cache)
+        .output()
+        .unwrap();
+    assert!(library.status.success(), "{}", text(&library.stderr));
+    let path = PathBuf::from(text(&library.stdout).trim());
+    assert!(
+        path.starts_with(cache.join("tallymalloc")),
+        "{}",
+        path.display()
+    );
+    assert_eq!(&std::fs::read(&path).unwrap()[..4], b"\x7fELF");
+    let written = inode(&path);
+
+    let run = Command::new(&command)
+        .args(["run", "--", "sort", "/etc/passwd"])
+        .current_dir(&home)
+        .env_remove("TALLYMALLOC_LIB")
+        .env("XDG_CACHE_HOME", &cache)
+        .output()
+        .unwrap();
+    let stderr = text(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    assert!(stderr.contains("exited with status 0"), "{stderr}");
+    assert!(stderr.contains("raw"), "no domain table: {stderr}");
+    // The copy written once is the one used again, not written over.
+    assert_eq!(inode(&path), written);
+    assert_eq!(
+        std::fs::read_dir(cache.join("tallymalloc"))
+            .unwrap()
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn a_lone_command_that_cannot_write_its_library_lists_what_it_tried() {
+    let (home, command) = lone_command("lone-nowhere");
+    let output = Command::new(&command)
+        .arg("library")
+        .current_dir(&home)
+        .env_remove("TALLYMALLOC_LIB")
+        .env_remove("XDG_CACHE_HOME")
+        .env_remove("HOME")
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    for tried in [
+        "TALLYMALLOC_LIB (unset)".to_string(),
+        home.join("bin/libtallymalloc.so").display().to_string(),
+        home.join("lib/libtallymalloc.so").display().to_string(),
+        "neither XDG_CACHE_HOME nor HOME is set".to_string(),
+        home.join("target/release/libtallymalloc.so")
+            .display()
+            .to_string(),
+    ] {
+        assert!(stderr.contains(&tried), "{tried} not in: {stderr}");
+    }
 }
