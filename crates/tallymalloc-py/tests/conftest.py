@@ -3,6 +3,7 @@ process and cannot be undone, so most install tests need their own)."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -11,6 +12,7 @@ import pytest
 
 import tallymalloc
 
+HERE = os.path.dirname(os.path.abspath(__file__))
 REPOSITORY = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 PRELOAD_LIBRARY = os.path.join(REPOSITORY, "target", "release", "libtallymalloc.so")
 COMMAND = os.path.join(REPOSITORY, "target", "release", "tallymalloc")
@@ -32,6 +34,36 @@ def run_script_on_tallymalloc(directory, source, *flags, arguments=()):
     )
     assert result.returncode == 0, result.stderr
     return result, json.loads(report.read_text())
+
+
+def build_cython_extension(directory, name):
+    """Compiles `tests/cython/NAME.pyx` in place in `directory` with Cython and setuptools,
+    with the package's headers on the include path (skips the test without Cython)."""
+    pytest.importorskip("Cython")
+    shutil.copy(os.path.join(HERE, "cython", f"{name}.pyx"), directory)
+    (directory / "setup.py").write_text(
+        textwrap.dedent(
+            f"""
+            from Cython.Build import cythonize
+            from setuptools import Extension, setup
+            import tallymalloc
+            setup(
+                name="{name}",
+                ext_modules=cythonize(
+                    [Extension("{name}", ["{name}.pyx"], include_dirs=[tallymalloc.get_include()])],
+                    quiet=True,
+                ),
+            )
+            """
+        )
+    )
+    build = subprocess.run(
+        [sys.executable, "setup.py", "build_ext", "--inplace"],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+    )
+    assert build.returncode == 0, build.stdout + build.stderr
 
 
 def run_python(code, *arguments, env=None, preload=False, timeout=300):

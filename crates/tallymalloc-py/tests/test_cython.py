@@ -1,44 +1,18 @@
 """A Cython extension that cimports tallymalloc: Cython's SomeMemory class on the C API."""
 
 import gc
-import os
-import shutil
-import subprocess
 import sys
 
 import pytest
+from conftest import build_cython_extension
 
 import tallymalloc
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-SETUP = """
-from Cython.Build import cythonize
-from setuptools import Extension, setup
-import tallymalloc
-setup(
-    name="somememory",
-    ext_modules=cythonize(
-        [Extension("somememory", ["somememory.pyx"], include_dirs=[tallymalloc.get_include()])],
-        quiet=True,
-    ),
-)
-"""
 
 
 @pytest.fixture(scope="module")
 def somememory(tmp_path_factory):
-    pytest.importorskip("Cython")
     directory = tmp_path_factory.mktemp("cython")
-    shutil.copy(os.path.join(HERE, "cython", "somememory.pyx"), directory)
-    (directory / "setup.py").write_text(SETUP)
-    build = subprocess.run(
-        [sys.executable, "setup.py", "build_ext", "--inplace"],
-        cwd=directory,
-        capture_output=True,
-        text=True,
-    )
-    assert build.returncode == 0, build.stdout + build.stderr
+    build_cython_extension(directory, "somememory")
     sys.path.insert(0, str(directory))
     try:
         import somememory

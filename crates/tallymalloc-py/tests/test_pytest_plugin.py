@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ElementTree
 
 import pytest
 
-from conftest import PRELOAD_LIBRARY
+from conftest import PRELOAD_LIBRARY, build_cython_extension
 from tallymalloc.pytest_plugin import format_size, parse_size
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -178,26 +178,11 @@ def test_sizes_read_as_pytest_memray_reads_them():
     assert format_size(512) == "512B" and format_size(117.2 * 1024) == "117.2KiB"
 
 
-SETUP = """
-from Cython.Build import cythonize
-from setuptools import Extension, setup
-setup(name="pymem_memory", ext_modules=cythonize(
-    [Extension("pymem_memory", ["pymem_memory.pyx"])], quiet=True))
-"""
 
 
 def test_cython_some_memory_leak_and_wrong_free_are_caught(tmp_path, preload_library):
-    pytest.importorskip("Cython")
-    shutil.copy(os.path.join(HERE, "cython", "pymem_memory.pyx"), tmp_path)
+    build_cython_extension(tmp_path, "pymem_memory")
     shutil.copy(os.path.join(HERE, "plugin", "cython_cases.py"), tmp_path / "test_cython_cases.py")
-    (tmp_path / "setup.py").write_text(SETUP)
-    build = subprocess.run(
-        [sys.executable, "setup.py", "build_ext", "--inplace"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-    )
-    assert build.returncode == 0, build.stdout + build.stderr
     # C's free() of a PyMem_Malloc block is tallymalloc's free only when the library is
     # preloaded; glibc would abort on it otherwise.
     _, outcomes = run_pytest(tmp_path, "--tallymalloc", env={"LD_PRELOAD": preload_library})
