@@ -42,6 +42,12 @@ pub fn set_source(source: Option<FrameSource>) {
     SOURCE.store(raw, Ordering::Release);
 }
 
+/// Whether a frame source is registered: in a process without the Python package, a sample
+/// skips the frames' buffer altogether.
+pub fn has_source() -> bool {
+    !SOURCE.load(Ordering::Relaxed).is_null()
+}
+
 /// Writes the calling thread's Python frames into `out` (pairs of words), if a source is
 /// registered; returns how many frames.
 pub fn capture(out: &mut [usize; 2 * MAX_FRAMES]) -> usize {
