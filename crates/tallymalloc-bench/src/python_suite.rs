@@ -126,9 +126,7 @@ pub fn run(request: &Request) -> Result<Results, String> {
                 request.reps,
                 SCRIPTS[position].0
             );
-            for step in 0..setups.len() {
-                // Interleaved: each repetition and script starts with another setup.
-                let index = (step + rep + position) % setups.len();
+            for index in crate::order::run_order(setups.len(), rep, position) {
                 let environment: Vec<(&str, &OsStr)> = setups[index]
                     .environment
                     .iter()

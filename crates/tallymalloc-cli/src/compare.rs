@@ -1,6 +1,6 @@
-//! `tallymalloc compare`: a program run under each installed allocator, interleaved and
-//! repeated, with median wall time, CPU time and peak RSS, and ratios against the system
-//! allocator.
+//! `tallymalloc compare`: a program run under each installed allocator, repeated in shuffled
+//! orders (`tallymalloc_bench::order`), with median wall time, CPU time and peak RSS, and ratios
+//! against the system allocator.
 
 use crate::text_report::bytes;
 use serde_json::{json, Value};
@@ -30,8 +30,7 @@ pub fn measure(
 ) -> Result<Vec<Row>, String> {
     let mut runs: Vec<Vec<Run>> = allocators.iter().map(|_| Vec::new()).collect();
     for rep in 0..reps {
-        for step in 0..allocators.len() {
-            let index = (rep + step) % allocators.len();
+        for index in tallymalloc_bench::order::run_order(allocators.len(), rep, 0) {
             let allocator = &allocators[index];
             eprint!("\r\x1b[Kround {}/{reps}: {}", rep + 1, allocator.name);
             let run = measure::run(program, arguments, allocator.library.as_deref())
