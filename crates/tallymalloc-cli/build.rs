@@ -36,13 +36,11 @@ fn main() {
     let library_crate = workspace.join("crates/tallymalloc-capi");
 
     if !library_crate.join("Cargo.toml").is_file() {
-        println!(
-            "cargo:warning=no crates/tallymalloc-capi beside this crate: the command carries no \
-             library and needs an installed one (TALLYMALLOC_LIB, or lib/ beside its bin/)"
+        return carry_nothing(
+            &carried,
+            "no crates/tallymalloc-capi beside this crate: the command carries no library and \
+             needs an installed one (TALLYMALLOC_LIB, or lib/ beside its bin/)",
         );
-        write(&carried, &[]);
-        println!("cargo:rustc-env=TALLYMALLOC_CARRIED_HASH=none");
-        return;
     }
     for watched in [
         "crates/tallymalloc/src",
@@ -62,10 +60,7 @@ fn main() {
     }
 
     if env::var("TARGET").ok() != env::var("HOST").ok() {
-        println!("cargo:warning=cross-compiling: the command carries no library");
-        write(&carried, &[]);
-        println!("cargo:rustc-env=TALLYMALLOC_CARRIED_HASH=none");
-        return;
+        return carry_nothing(&carried, "cross-compiling: the command carries no library");
     }
 
     let target_directory = inner_target_directory(&out);
@@ -103,6 +98,13 @@ fn main() {
         "cargo:rustc-env=TALLYMALLOC_CARRIED_HASH={:016x}",
         fnv1a(&bytes)
     );
+}
+
+/// Builds a command that carries no library (`library.rs` then says so), and tells why.
+fn carry_nothing(carried: &Path, why: &str) {
+    println!("cargo:warning={why}");
+    write(carried, &[]);
+    println!("cargo:rustc-env=TALLYMALLOC_CARRIED_HASH=none");
 }
 
 /// `embedded-library` in this build's target directory (the one holding `release/` or

@@ -83,9 +83,9 @@ def _complete_sdist(path: Path) -> None:
     """Adds to maturin's sdist what building the C library from it takes."""
     workspace = _workspace()
     with tarfile.open(path, "r:gz") as archive:
-        members = [(member, archive.extractfile(member)) for member in archive.getmembers()]
-        contents = {m.name: (f.read() if f else None) for m, f in members}
-    root = members[0][0].name.split("/")[0]
+        members = archive.getmembers()
+        contents = {m.name: archive.extractfile(m).read() for m in members if m.isfile()}
+    root = members[0].name.split("/")[0]
     added = {}
     for crate in LIBRARY_CRATES:
         listed = _cargo(
@@ -107,22 +107,21 @@ def _complete_sdist(path: Path) -> None:
     package = workspace / "crates" / "tallymalloc-py"
     added[f"{root}/tallymalloc-startup.pth"] = (package / "tallymalloc-startup.pth").read_bytes()
     manifest = contents[f"{root}/Cargo.toml"]
-    members_line = re.search(rb"members = \[[^\]]*\]", manifest)
+    members_line = re.search(rb"members = \[([^\]]*)\]", manifest)
     if members_line is None:
         raise RuntimeError("maturin's sdist has no workspace members to add the library's to")
-    listed_members = b", ".join(
-        [members_line.group(0)[len(b"members = [") : -1]]
-        + [f'"crates/{crate}"'.encode() for crate in LIBRARY_CRATES]
+    listed = b", ".join(
+        [members_line.group(1)] + [f'"crates/{crate}"'.encode() for crate in LIBRARY_CRATES]
     )
     added[f"{root}/Cargo.toml"] = manifest.replace(
-        members_line.group(0), b"members = [" + listed_members + b"]"
+        members_line.group(0), b"members = [" + listed + b"]"
     )
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as archive:
-        for member, _ in members:
+        for member in members:
             if member.name in added:
                 continue
-            data = contents[member.name]
+            data = contents.get(member.name)
             archive.addfile(member, io.BytesIO(data) if data is not None else None)
         for name, data in sorted(added.items()):
             info = tarfile.TarInfo(name)
