@@ -1,4 +1,4 @@
-/* Three allocation sites with known shares of the bytes allocated (50%, 30%, 20% of 1 GiB,
+/* Three allocation sites with known shares of the bytes allocated (50%, 30%, 20% of 4 GiB,
  * in blocks freed at once), and a fourth that holds 64 MiB at the peak, then frees it: for
  * `tallymalloc run --profile`, whose estimates the tests check against these figures. Each
  * site is its own function, kept out of line, so that it is a frame of every stack it
@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TOTAL (1UL << 30)
+#define TOTAL (4UL << 30)
 
 static void churn(size_t count, size_t size) {
     for (size_t i = 0; i < count; i++) {
