@@ -73,8 +73,8 @@
  * takes none), TALLYMALLOC_VERBOSE (1 prints the options in force), TALLYMALLOC_SECURE (1:
  * encoded, checked free lists, double-free checks, shuffled blocks and guard pages, at the
  * cost of a slow path on every call; libtallymalloc-secure.so, the hardened build, has it
- * always on with the checks in its fast paths), TALLYMALLOC_HUGE_PAGES (1, the default: huge
- * blocks' mappings of 8 MiB or more ask for transparent huge pages; 0: they do not). An unknown TALLYMALLOC_
+ * always on with the checks in its fast paths), TALLYMALLOC_HUGE_PAGES (1: huge blocks'
+ * mappings of 8 MiB or more ask for transparent huge pages; 0, the default: they do not). An unknown TALLYMALLOC_
  * variable or a bad value gets a one-line warning naming it.
  */
 #ifndef TALLYMALLOC_H

@@ -125,11 +125,15 @@ pub const VARIABLES: &[Variable] = &[
     Variable {
         name: "TALLYMALLOC_HUGE_PAGES",
         values: "`0`, `1`",
-        default: "`1`",
+        default: "`0`",
         meaning: "`1`: a huge block's mapping of 8 MiB or more asks the kernel for transparent \
             huge pages (`MADV_HUGEPAGE`), so filling it faults once per 2 MiB instead of once \
-            per 4 KiB; `0` leaves it to the kernel's default. A program that touches only parts \
-            of its huge blocks may be charged whole 2 MiB pages for them.",
+            per 4 KiB; `0` leaves it to the kernel's default (also \
+            `tallymalloc::set_huge_pages`). Off by default: where the kernel must compact memory \
+            for a huge page, or (in a virtual machine that reports free memory to its host) the \
+            host must fault one in, filling a block took up to ten times as long as with 4 KiB \
+            pages (docs/MEASUREMENTS.md, \"Huge blocks\"). A program that touches only parts of \
+            its huge blocks may be charged whole 2 MiB pages for them.",
     },
     Variable {
         name: "TALLYMALLOC_SECURE",

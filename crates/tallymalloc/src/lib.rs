@@ -61,8 +61,8 @@ pub use policy::misuse::{
     invalid_pointer_count, report_invalid_pointer, report_not_a_block_start, report_unknown_domain,
 };
 pub use policy::options::{
-    on_error, purge_delay_millis, set_on_error, set_purge_delay_millis, OnError, StatsAtExit,
-    OPTION_NAMES,
+    huge_pages, on_error, purge_delay_millis, set_huge_pages, set_on_error, set_purge_delay_millis,
+    OnError, StatsAtExit, OPTION_NAMES,
 };
 pub use profile::{ProfileSummary, SiteEstimate as ProfileEstimate};
 pub use purge::pace::purge_delay_in_force_millis;

@@ -1,5 +1,5 @@
-//! A huge block's mapping asks for transparent huge pages (`TALLYMALLOC_HUGE_PAGES`, on by
-//! default): the kernel lists the advice as `hg` among the mapping's flags in
+//! With `TALLYMALLOC_HUGE_PAGES=1` (off by default) a huge block's mapping asks for transparent
+//! huge pages: the kernel lists the advice as `hg` among the mapping's flags in
 //! `/proc/self/smaps`.
 
 /// The `VmFlags` of the mapping of `/proc/self/smaps` that holds `address`.
@@ -32,6 +32,14 @@ fn huge_blocks_ask_for_transparent_huge_pages() {
     if setting.is_err() || setting.is_ok_and(|s| s.contains("[never]")) {
         return; // no transparent huge pages on this kernel: the advice is refused
     }
+    assert!(!tallymalloc::huge_pages(), "off by default");
+    // An odd size, which no cached mapping serves with its old advice.
+    let plain = tallymalloc::malloc(9 << 20 | 12288)
+        .expect("memory")
+        .as_ptr();
+    let flags = flags_of_mapping_holding(plain as usize).expect("the block's mapping");
+    assert!(!flags.split(' ').any(|flag| flag == "hg"), "{flags}");
+    tallymalloc::set_huge_pages(true);
     let block = tallymalloc::malloc(8 << 20).expect("memory").as_ptr();
     let flags = flags_of_mapping_holding(block as usize).expect("the block's mapping");
     assert!(flags.split(' ').any(|flag| flag == "hg"), "{flags}");
@@ -43,5 +51,6 @@ fn huge_blocks_ask_for_transparent_huge_pages() {
     unsafe {
         tallymalloc::free(block);
         tallymalloc::free(small);
+        tallymalloc::free(plain);
     }
 }

@@ -7,10 +7,15 @@
 //! that a block that at least doubles moves by copy into a cached mapping when there is one
 //! (its pages are already faulted in; see [`grow_into_cached`]). A freed mapping waits in
 //! `huge_cache` for the next huge block: taken whole when it is about the right length, split
-//! when it is longer (its tail, pages and all, is cached again for another block), grown when
-//! it is shorter, so a program cycling through huge blocks of changing sizes faults in only what
-//! its largest blocks need (docs/MEASUREMENTS.md, "Huge blocks"). Mappings of 8 MiB or more ask
-//! for transparent huge pages (`TALLYMALLOC_HUGE_PAGES`).
+//! when it is longer (its tail, pages and all, is cached again for another block), moved with
+//! others into one mapping when it is shorter ([`assemble`]), so a program cycling through
+//! huge blocks of changing sizes faults in only what its live blocks need
+//! (docs/MEASUREMENTS.md, "Huge blocks"). With `TALLYMALLOC_HUGE_PAGES=1`, mappings of 8 MiB
+//! or more ask for transparent huge pages.
+//!
+//! A mapping assembled from several is several kernel mappings side by side: the kernel moves
+//! such a range in one `mremap` (from Linux 6.17) but will not resize it, so it grows by moving
+//! into a longer range with room to spare, or by copy (U7).
 //!
 //! Invariants:
 //! - **U1**: the header's `mapping_size`, page 0's `area` and `block_size` describe the mapping
@@ -34,6 +39,10 @@
 //!   page is a guard (`PROT_NONE`) while the block is live, so an overflow off its end faults.
 //!   `mremap` cannot take a range whose pages differ in protection, so the guard is lifted
 //!   before the mapping is resized or cached and set again at the new end.
+//! - **U7**: a huge mapping may be several kernel mappings side by side ([`assemble`]). Only
+//!   `mremap` minds, and every use of it here has a way out when the kernel refuses: a tail
+//!   that cannot be split off is unmapped, a mapping that cannot be grown is moved whole
+//!   ([`move_mapping`]) or, failing that, copied by the caller.
 
 use crate::alloc::huge_cache;
 use crate::alloc::page::HUGE_CLASS;
@@ -119,17 +128,11 @@ pub fn alloc_led(
         return os::out_of_memory();
     };
     // Cached mappings start on a segment boundary, which serves alignments up to a segment.
-    let cached = if align <= SEGMENT_SIZE {
-        huge_cache::take_nearest(mapping_size)
-    } else {
-        None
-    };
-    if let Some((start, cached_size)) = cached {
-        // SAFETY: C1: the cache handed the whole mapping, header intact, to us alone.
-        let fitted = unsafe { fit_cached(start, cached_size, mapping_size) };
-        if let Some((start, length, reused)) = fitted {
+    if align <= SEGMENT_SIZE {
+        if let Some((start, length, reused)) = take_cached(mapping_size) {
             let segment = start.as_ptr().cast::<Segment>();
-            // SAFETY: as above; `fit_cached` registered the mapping, `length` bytes long now.
+            // SAFETY: C1: the mapping is ours alone, its header intact; `take_cached`
+            // registered it, `length` bytes long now.
             unsafe {
                 (*segment).mapping_size = length;
                 let block = describe(segment, offset, domain);
@@ -211,54 +214,106 @@ const HUGE_PAGES_FROM: usize = 4 * TRANSPARENT_HUGE_PAGE;
 /// multiples, so that the huge pages of a mapping move whole.
 const TRANSPARENT_HUGE_PAGE: usize = 2 << 20;
 
-/// Makes a mapping the cache handed over `wanted` bytes long and registers it: as it is when
-/// the excess is small, split when it is not (the tail, its pages faulted in, goes back to the
-/// cache as a mapping of its own for another block), or grown in place or moved with
-/// `mremap`. The pages it had stay faulted in, so a program whose huge blocks change size from
-/// round to round reuses its memory instead of mapping and faulting more. Returns the mapping
-/// and how long it is now and how many of its leading bytes were reused (the rest is fresh,
-/// zero); on failure the mapping is released and `None` returned.
+/// A registered mapping of at least `wanted` bytes made of cached ones (their headers intact,
+/// C1), or `None`: the one cached mapping that covers `wanted` bytes, else several moved one
+/// after another into one mapping, any bytes still missing fresh at its end. The pages they
+/// had stay faulted in, so a program whose huge blocks change size from round to round reuses
+/// its memory instead of mapping and faulting in more. Returns the mapping, its length and
+/// how many of its leading bytes were reused (the rest is fresh, zero).
+fn take_cached(wanted: usize) -> Option<(NonNull<u8>, usize, usize)> {
+    let pieces = huge_cache::take_pieces(wanted);
+    let (start, size) = pieces.mappings().next()?;
+    let (start, size, reused) = if pieces.count() == 1 && size >= wanted {
+        (start, size, size)
+    } else {
+        // SAFETY: C1: the cache handed the pieces over, whole, to us alone.
+        unsafe { assemble(&pieces, wanted)? }
+    };
+    // SAFETY: C1, or `assemble`'s result, which is laid out as a cached mapping is.
+    let (start, length) = unsafe { fit_cached(start, size, wanted)? };
+    Some((start, length, reused.min(length)))
+}
+
+/// Moves the cached mappings `pieces` one after another into a fresh reservation of at least
+/// `wanted` bytes: the page tables move, not the bytes. The first piece's header becomes the
+/// whole mapping's. Returns the mapping, its length and how many leading bytes came from the
+/// pieces; a piece the kernel will not move goes back to the OS with those after it.
 ///
 /// # Safety
-/// `[start, start + size)` must be a whole mapping the cache handed over (C1).
+/// The pieces must be whole cached mappings that the cache handed over (C1).
+unsafe fn assemble(
+    pieces: &huge_cache::Pieces,
+    wanted: usize,
+) -> Option<(NonNull<u8>, usize, usize)> {
+    let length = pieces.total_bytes().max(wanted);
+    let Some(destination) = os::reserve_aligned(length, SEGMENT_SIZE) else {
+        pieces.release_from(0);
+        return None;
+    };
+    let mut moved = 0;
+    for (index, (start, size)) in pieces.mappings().enumerate() {
+        // SAFETY: the caller's contract; `[moved, moved + size)` of the destination is
+        // within it (the pieces total at most `length`) and untouched.
+        let placed = unsafe { os::move_into(start, size, destination.add(moved)) };
+        if !placed {
+            pieces.release_from(index);
+            break;
+        }
+        moved += size;
+    }
+    if moved == 0 {
+        // SAFETY: the reservation is ours and nothing was moved into it.
+        unsafe { os::release(destination, length) };
+        return None;
+    }
+    // The pieces were committed already (U4); the rest of the reservation is new.
+    os::note_committed((length - moved) as isize);
+    if length >= HUGE_PAGES_FROM && crate::policy::options::huge_pages() {
+        os::advise_huge_pages(destination, length);
+    }
+    Some((destination, length, moved))
+}
+
+/// Makes a mapping of at least `wanted` bytes, laid out as a cached one is, fit a block of
+/// `wanted` and registers it: kept as it is when the excess is small, else split (the tail,
+/// its pages faulted in, goes back to the cache as a mapping of its own for another block).
+/// Returns the mapping and its length now; on failure it is released and `None` returned.
+///
+/// # Safety
+/// `[start, start + size)` must be a whole mapping with a huge header, holding no block, that
+/// nobody else refers to (C1).
 unsafe fn fit_cached(
     start: NonNull<u8>,
     size: usize,
     wanted: usize,
-) -> Option<(NonNull<u8>, usize, usize)> {
+) -> Option<(NonNull<u8>, usize)> {
+    debug_assert!(size >= wanted);
     // What stays with the block when the mapping is split: whole huge pages for a long block
     // (so they move whole, at a quarter's waste at most), else just what it needs.
     let kept = if wanted >= 4 * TRANSPARENT_HUGE_PAGE {
         wanted.next_multiple_of(TRANSPARENT_HUGE_PAGE).min(size)
     } else {
-        wanted.min(size)
+        wanted
     };
-    let fits = size >= wanted && size - kept < SPLIT_MIN;
-    let mut mapping = start;
     let mut current = size;
     // SAFETY: the caller's contract: the whole mapping is ours and holds nothing.
     unsafe {
-        if size >= wanted && !fits && split_off_tail(start, size, kept) {
-            current = kept;
-        } else if !fits {
-            if os::remap_in_place(start, size, wanted) {
-                os::note_committed(wanted as isize - size as isize);
-                current = wanted;
-            } else if let Some(destination) = os::reserve_aligned(wanted, SEGMENT_SIZE) {
-                if os::remap_to(start, size, wanted, destination) {
-                    os::note_committed(wanted as isize - size as isize);
-                    mapping = destination;
-                    current = wanted;
-                }
+        if size - kept >= SPLIT_MIN {
+            if split_off_tail(start, size, kept) {
+                current = kept;
+            } else if os::remap_in_place(start, size, kept) {
+                // Shrinking drops the tail's pages, but the block no longer holds them.
+                os::note_committed(kept as isize - size as isize);
+                current = kept;
             }
         }
-        if current < wanted || !registry::register(mapping.as_ptr() as usize) {
+        if !registry::register(start.as_ptr() as usize) {
             os::note_committed(-(current as isize));
-            os::release(mapping, current);
+            os::release(start, current);
             return None;
         }
     }
-    Some((mapping, current, size.min(current)))
+    Some((start, current))
 }
 
 /// Moves the tail `[start + kept, start + size)` of a cached mapping to a mapping of its own,
@@ -388,6 +443,14 @@ pub unsafe fn free(segment: *mut Segment) {
     }
 }
 
+/// Whether a block whose mapping is `old_mapping` bytes long stays as it is when resized to
+/// need `new_mapping`: when that shrinks it by less than a quarter. A block grown into a
+/// longer mapping (see [`resize_unguarded`]) then grows on into it, a little at a time,
+/// without a system call, and one that shrinks a little keeps at most a quarter idle.
+fn keeps_mapping(old_mapping: usize, new_mapping: usize) -> bool {
+    new_mapping <= old_mapping && old_mapping - new_mapping < old_mapping / 4
+}
+
 /// Resizes the huge block at `address` to hold `new_size` bytes: into a cached mapping when
 /// it grows enough for that to pay, else in place if the kernel can, else by moving its pages
 /// to a new aligned mapping. Returns the (possibly moved) block, or null with the block
@@ -403,7 +466,7 @@ pub unsafe fn resize(segment: *mut Segment, address: *mut u8, new_size: usize) -
         let Some(new_mapping) = mapping_size_for(offset, new_size) else {
             return os::out_of_memory();
         };
-        if new_mapping == (*segment).mapping_size {
+        if keeps_mapping((*segment).mapping_size, new_mapping) {
             return address;
         }
         let domain = Domain::from_stored((*segment).pages[0].domain);
@@ -451,7 +514,7 @@ unsafe fn resize_unguarded(
         let Some(new_mapping) = mapping_size_for(offset, new_size) else {
             return os::out_of_memory();
         };
-        if new_mapping == old_mapping {
+        if keeps_mapping(old_mapping, new_mapping) {
             return address;
         }
         if offset >= SEGMENT_SIZE {
@@ -475,24 +538,64 @@ unsafe fn resize_unguarded(
             (*segment).mapping_size = new_mapping;
             return describe(segment, offset, domain);
         }
-        // Shrinking in place cannot fail; growing moves the pages to a fresh aligned range.
-        let Some(destination) = os::reserve_aligned(new_mapping, SEGMENT_SIZE) else {
-            return os::out_of_memory();
+        // Shrinking in place cannot fail. Growing moves the pages to a fresh aligned range,
+        // which the kernel grows as it goes for a mapping it made in one piece; one that
+        // `take_cached` assembled from several it can move but not resize, so it moves into a
+        // range a quarter longer than asked, room for growing a little at a time without
+        // moving each time (`keeps_mapping`). Null, with `errno` as it was, sends the caller
+        // to move the block by copy.
+        let roomy = (new_mapping + new_mapping / 4).next_multiple_of(os::page_size());
+        let moved = move_mapping(start, old_mapping, new_mapping, false)
+            .or_else(|| move_mapping(start, old_mapping, roomy, true));
+        let Some(moved) = moved else {
+            return ptr::null_mut();
         };
-        if !registry::register(destination.as_ptr() as usize) {
-            os::release(destination, new_mapping);
-            return os::out_of_memory();
-        }
-        if !os::remap_to(start, old_mapping, new_mapping, destination) {
-            registry::unregister(destination.as_ptr() as usize);
-            return os::out_of_memory();
-        }
-        registry::unregister(segment as usize);
-        os::note_committed(new_mapping as isize - old_mapping as isize);
-        let moved = destination.as_ptr().cast::<Segment>();
-        (*moved).mapping_size = new_mapping;
+        let moved = moved.as_ptr().cast::<Segment>();
         describe(moved, offset, domain)
     }
+}
+
+/// Moves the huge mapping `[start, start + old_size)` to a fresh aligned range of `length`
+/// bytes and registers it there instead; `length - old_size` fresh bytes follow the moved
+/// ones. `in_pieces` moves the pages without asking the kernel to resize the mapping, which it
+/// cannot do for one made of several. Returns the new start with the header's size set, or
+/// `None`, the mapping untouched.
+///
+/// # Safety
+/// The mapping must be a huge one whose block the caller owns (U2); `length > old_size`.
+unsafe fn move_mapping(
+    start: NonNull<u8>,
+    old_size: usize,
+    length: usize,
+    in_pieces: bool,
+) -> Option<NonNull<u8>> {
+    let destination = os::reserve_aligned(length, SEGMENT_SIZE)?;
+    // SAFETY: the destination is a fresh reservation of `length` bytes; the caller owns the
+    // source mapping.
+    unsafe {
+        if !registry::register(destination.as_ptr() as usize) {
+            os::release(destination, length);
+            return None;
+        }
+        let moved = if in_pieces {
+            let moved = os::move_into(start, old_size, destination);
+            if !moved {
+                os::release(destination, length);
+            }
+            moved
+        } else {
+            // On failure this releases the destination itself.
+            os::remap_to(start, old_size, length, destination)
+        };
+        if !moved {
+            registry::unregister(destination.as_ptr() as usize);
+            return None;
+        }
+        registry::unregister(start.as_ptr() as usize);
+        os::note_committed(length as isize - old_size as isize);
+        (*destination.as_ptr().cast::<Segment>()).mapping_size = length;
+    }
+    Some(destination)
 }
 
 /// The whole usable size of the huge block holding `address` (its page's block).

@@ -112,14 +112,70 @@ impl Cache {
         Some(self.remove(best))
     }
 
-    /// Removes the entry nearest `size` for a caller that splits what is too long and grows
-    /// what is too short: the smallest of at least `size` bytes, else the largest smaller one.
-    fn take_nearest(&mut self, size: usize) -> Option<Entry> {
-        let longer = (0..self.count)
-            .filter(|&i| self.entries[i].size >= size)
-            .min_by_key(|&i| self.entries[i].size);
-        let nearest = longer.or_else(|| (0..self.count).max_by_key(|&i| self.entries[i].size))?;
-        Some(self.remove(nearest))
+    /// Removes the entries that best make up `size` bytes, for a caller that moves them
+    /// together into one mapping: while bytes are missing, the smallest entry that covers what
+    /// is missing, else the largest one.
+    fn take_pieces(&mut self, size: usize, out: &mut Pieces) {
+        let mut missing = size;
+        while missing > 0 && self.count > 0 {
+            let covering = (0..self.count)
+                .filter(|&i| self.entries[i].size >= missing)
+                .min_by_key(|&i| self.entries[i].size);
+            let index = covering
+                .or_else(|| (0..self.count).max_by_key(|&i| self.entries[i].size))
+                .unwrap_or(0);
+            let entry = self.remove(index);
+            out.push(entry);
+            missing = missing.saturating_sub(entry.size);
+        }
+    }
+}
+
+/// Cached mappings taken for one huge block (at most every entry), owned by the taker.
+pub struct Pieces {
+    entries: [Entry; MAX_ENTRIES],
+    count: usize,
+}
+
+impl Pieces {
+    fn new() -> Pieces {
+        Pieces {
+            entries: [NO_ENTRY; MAX_ENTRIES],
+            count: 0,
+        }
+    }
+
+    fn push(&mut self, entry: Entry) {
+        self.entries[self.count] = entry;
+        self.count += 1;
+    }
+
+    /// The mappings, in the order they are best laid out: each one is the start and length
+    /// of a whole mapping with its header, holding no block (C1).
+    pub fn mappings(&self) -> impl Iterator<Item = (NonNull<u8>, usize)> + '_ {
+        self.entries[..self.count]
+            .iter()
+            .filter_map(|entry| Some((NonNull::new(entry.start as *mut u8)?, entry.size)))
+    }
+
+    pub fn total_bytes(&self) -> usize {
+        self.entries[..self.count]
+            .iter()
+            .map(|entry| entry.size)
+            .sum()
+    }
+
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// Gives the mappings from the `first`-th on back to the OS.
+    pub fn release_from(&self, first: usize) {
+        for (start, size) in self.mappings().skip(first) {
+            // SAFETY: C1: the mapping left the cache and is its taker's alone.
+            unsafe { os::release(start, size) };
+            os::note_committed(-(size as isize));
+        }
     }
 }
 
@@ -214,10 +270,20 @@ fn note_miss() {
     }
 }
 
-/// Takes the cached mapping nearest `size` bytes in size, for a caller that will resize it
-/// with `mremap` (keeping its pages that are already faulted in); the caller owns it after.
-pub fn take_nearest(size: usize) -> Option<(NonNull<u8>, usize)> {
-    take_with(|cache| cache.take_nearest(size))
+/// Takes the cached mappings that best make up `size` bytes (see `Cache::take_pieces`), for a
+/// caller that moves them together into one mapping with `mremap`, keeping their pages, which
+/// are faulted in already; the caller owns them after.
+pub fn take_pieces(size: usize) -> Pieces {
+    let mut pieces = Pieces::new();
+    if CACHED.load(Ordering::Relaxed) != 0 {
+        let mut cache = CACHE.lock();
+        cache.take_pieces(size, &mut pieces);
+        CACHED.store(cache.count, Ordering::Relaxed);
+    }
+    if pieces.count == 0 {
+        note_miss();
+    }
+    pieces
 }
 
 /// Whether anything is cached (no lock).
@@ -306,8 +372,17 @@ mod tests {
         assert_eq!((cache.count, cache.bytes), (1, 10 * MIB));
     }
 
+    fn pieces_for(cache: &mut Cache, size: usize) -> Vec<usize> {
+        let mut pieces = Pieces::new();
+        cache.take_pieces(size, &mut pieces);
+        pieces.entries[..pieces.count]
+            .iter()
+            .map(|e| e.start)
+            .collect()
+    }
+
     #[test]
-    fn the_nearest_entry_is_the_smallest_longer_one_then_the_largest_shorter_one() {
+    fn pieces_are_the_smallest_covering_entry_else_the_largest_until_covered() {
         let mut cache = Cache::new();
         let mut out = ToRelease::new();
         for (start, size) in [
@@ -315,15 +390,27 @@ mod tests {
             (0x2000_0000, 5 * MIB),
             (0x3000_0000, 40 * MIB),
             (0x4000_0000, 3 * MIB),
+            (0x5000_0000, 6 * MIB),
         ] {
             cache.insert(entry(start, size, 100), 0, &mut out);
         }
-        let mut nearest = |size| cache.take_nearest(size).map(|e| e.start);
-        assert_eq!(nearest(4 * MIB), Some(0x2000_0000), "the smallest longer");
-        assert_eq!(nearest(MIB), Some(0x1000_0000), "split, however long");
-        assert_eq!(nearest(50 * MIB), Some(0x3000_0000), "grown: the largest");
-        assert_eq!(nearest(50 * MIB), Some(0x4000_0000));
-        assert_eq!(nearest(MIB), None);
+        assert_eq!(
+            pieces_for(&mut cache, 4 * MIB),
+            vec![0x2000_0000],
+            "one covers it"
+        );
+        assert_eq!(
+            pieces_for(&mut cache, MIB),
+            vec![0x1000_0000],
+            "however long"
+        );
+        // 50 MiB: the largest (40), then the largest again (6), then the 3 MiB covers the rest.
+        assert_eq!(
+            pieces_for(&mut cache, 50 * MIB),
+            vec![0x3000_0000, 0x5000_0000, 0x4000_0000]
+        );
+        assert_eq!((cache.count, cache.bytes), (0, 0));
+        assert!(pieces_for(&mut cache, MIB).is_empty());
     }
 
     #[test]

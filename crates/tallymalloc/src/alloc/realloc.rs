@@ -89,10 +89,7 @@ pub(crate) unsafe fn reallocate(
                 }
                 return resized;
             }
-            // A block aligned beyond a segment that cannot stay in place moves by copy (U6).
-            if address as usize & crate::alloc::segment::SEGMENT_MASK != 0 {
-                return resized;
-            }
+            // Null without `errno` set: the block must move by copy (huge.rs).
         }
     }
     if new_size <= usable && (new_size >= usable / 2 || usable <= MIN_ALIGN) {

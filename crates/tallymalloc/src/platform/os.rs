@@ -223,7 +223,8 @@ pub fn advise_huge_pages(start: NonNull<u8>, size: usize) {
     unsafe { libc::madvise(start.as_ptr().cast(), size, libc::MADV_HUGEPAGE) };
 }
 
-/// Grows or shrinks a mapping without moving it. Returns whether the kernel could.
+/// Grows or shrinks a mapping without moving it. Returns whether the kernel could (`errno` is
+/// as it was either way).
 ///
 /// # Safety
 /// `[start, start+old_size)` must be a whole live mapping of this module.
@@ -231,6 +232,7 @@ pub unsafe fn remap_in_place(start: NonNull<u8>, old_size: usize, new_size: usiz
     if new_size > old_size && crate::platform::fault::should_fail() {
         return false;
     }
+    let _errno = ErrnoGuard::save();
     // Without MREMAP_MAYMOVE the kernel resizes in place or fails, leaving the mapping as is.
     // SAFETY: the caller guarantees the mapping is a whole live mapping of ours.
     let moved = unsafe { libc::mremap(start.as_ptr().cast(), old_size, new_size, 0) };
@@ -243,7 +245,8 @@ pub unsafe fn remap_in_place(start: NonNull<u8>, old_size: usize, new_size: usiz
 
 /// Moves a mapping's pages to `destination` (a fresh aligned reservation of `new_size` bytes
 /// from [`reserve_aligned`]), growing it to `new_size`. No bytes are copied: the kernel moves
-/// the page tables. On failure the old mapping is untouched and the destination is released.
+/// the page tables. On failure the old mapping is untouched, the destination is released and
+/// `errno` is as it was.
 ///
 /// # Safety
 /// `[start, start+old_size)` must be a whole live mapping of this module, and `destination`
@@ -254,6 +257,7 @@ pub unsafe fn remap_to(
     new_size: usize,
     destination: NonNull<u8>,
 ) -> bool {
+    let _errno = ErrnoGuard::save();
     // MREMAP_FIXED replaces the destination reservation; the source stays mapped on failure.
     // SAFETY: the caller owns both the source mapping and the destination reservation.
     let moved = unsafe {
@@ -273,6 +277,38 @@ pub unsafe fn remap_to(
     // The destination reservation was swallowed by the move: it is now the block's mapping.
     RESERVED_BYTES.fetch_sub(new_size, Ordering::Relaxed);
     adjust_reserved(old_size, new_size);
+    true
+}
+
+/// Moves the pages of `[start, start+size)` to `destination`, inside a reservation of ours,
+/// whose `size` bytes there they replace. No bytes are copied: the kernel moves the page
+/// tables. The range may span several mappings made by earlier moves; Linux moves such a
+/// range in one call from 6.17 on, and refuses it before. Returns whether the pages moved;
+/// on failure nothing changed (and `errno` is as it was: the callers have another way).
+///
+/// # Safety
+/// `[start, start+size)` must be memory of this module that nobody uses, and
+/// `[destination, destination+size)` part of a reservation of ours that nothing uses.
+pub unsafe fn move_into(start: NonNull<u8>, size: usize, destination: NonNull<u8>) -> bool {
+    if crate::platform::fault::should_fail() {
+        return false;
+    }
+    let _errno = ErrnoGuard::save();
+    // SAFETY: the caller owns both ranges; MREMAP_FIXED replaces the destination's pages.
+    let moved = unsafe {
+        libc::mremap(
+            start.as_ptr().cast(),
+            size,
+            size,
+            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+            destination.as_ptr().cast::<libc::c_void>(),
+        )
+    };
+    if moved == libc::MAP_FAILED {
+        return false;
+    }
+    // Two counted ranges became one.
+    RESERVED_BYTES.fetch_sub(size, Ordering::Relaxed);
     true
 }
 

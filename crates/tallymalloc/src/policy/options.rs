@@ -21,7 +21,7 @@ static PURGE_DELAY_MILLIS: AtomicU64 = AtomicU64::new(DEFAULT_PURGE_DELAY_MILLIS
 static ON_ERROR: AtomicU8 = AtomicU8::new(ON_ERROR_UNSET);
 const ON_ERROR_UNSET: u8 = u8::MAX;
 static VERBOSE: AtomicBool = AtomicBool::new(false);
-static HUGE_PAGES: AtomicBool = AtomicBool::new(true);
+static HUGE_PAGES: AtomicBool = AtomicBool::new(false);
 static DEBUG: AtomicBool = AtomicBool::new(false);
 static QUARANTINE_BYTES: AtomicUsize = AtomicUsize::new(DEFAULT_QUARANTINE_BYTES);
 /// Debug mode's quarantine without `TALLYMALLOC_QUARANTINE`.
@@ -64,9 +64,14 @@ pub fn profile_path() -> &'static [u8] {
 }
 
 /// Whether huge blocks' mappings ask the kernel for transparent huge pages
-/// (`TALLYMALLOC_HUGE_PAGES`, on by default).
+/// (`TALLYMALLOC_HUGE_PAGES`, off by default: docs/MEASUREMENTS.md, "Huge blocks").
 pub fn huge_pages() -> bool {
     HUGE_PAGES.load(Ordering::Relaxed)
+}
+
+/// Sets whether huge blocks' mappings made from now on ask for transparent huge pages.
+pub fn set_huge_pages(on: bool) {
+    HUGE_PAGES.store(on, Ordering::Relaxed);
 }
 
 /// Whether `TALLYMALLOC_DEBUG=1` asks for debug mode (read when the mode is decided).
