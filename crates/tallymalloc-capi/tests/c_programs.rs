@@ -294,6 +294,22 @@ fn memory_goes_back_while_the_program_is_idle() {
     }
 }
 
+/// Freed huge blocks serve a longer block together, their pages moved rather than faulted in
+/// again, and that block grows a page at a time (huge_reuse.c). The purge delay is long, so
+/// that a slow moment on a busy machine does not empty the cache before the block is asked for.
+#[test]
+fn freed_huge_blocks_serve_a_longer_one() {
+    for linkage in BOTH {
+        let binary = scratch().join(format!("huge_reuse-{linkage:?}"));
+        compile(&[source("huge_reuse.c")], &binary, Some(linkage), &[]);
+        let mut command = command_with(Some(linkage), &binary);
+        command.env("TALLYMALLOC_PURGE_DELAY", "10000");
+        let output = run_ok(command, &format!("huge_reuse.c ({linkage:?})"));
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(stdout.starts_with("huge reuse: "), "{stdout}");
+    }
+}
+
 /// How `secure.c` runs: the normal library, with `TALLYMALLOC_SECURE=1`, or the hardened
 /// build (`libtallymalloc-secure.so`, secure mode built in).
 #[derive(Clone, Copy, Debug)]

@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 static int checks, failures;
@@ -158,53 +157,6 @@ static void realloc_keeps_contents_and_the_original_on_failure(void) {
   free(huge);
 }
 
-static long minor_faults(void) {
-  struct rusage usage;
-  getrusage(RUSAGE_SELF, &usage);
-  return usage.ru_minflt;
-}
-
-static int mapping_count(void) {
-  FILE *maps = fopen("/proc/self/maps", "r");
-  int lines = 0, c;
-  while ((c = fgetc(maps)) != EOF) lines += c == '\n';
-  fclose(maps);
-  return lines;
-}
-
-/* Freed huge blocks serve a longer one together (their pages moved into one mapping, not
- * faulted in again): calloc's block is zero, keeps what is written through a realloc a page
- * at a time, and such growth does not leave a mapping per step. */
-static void freed_huge_blocks_serve_a_longer_one(void) {
-  static const size_t sizes[] = {3u << 20, 5u << 20, 2u << 20, 7u << 20};
-  unsigned char *blocks[4];
-  for (int i = 0; i < 4; i++) {
-    blocks[i] = malloc(sizes[i]);
-    fill(blocks[i], sizes[i], (unsigned char)i);
-  }
-  for (int i = 0; i < 4; i++) free(blocks[i]);
-  size_t size = 16u << 20;
-  long faults = minor_faults();
-  unsigned char *big = calloc(1, size);
-  CHECK(big != NULL && all_zero(big, size));
-  fill(big, size, 9);
-  /* Fresh memory would fault 4096 times. */
-  CHECK(minor_faults() - faults < 1024);
-  int mappings = mapping_count();
-  for (int step = 0; step < 300 && big != NULL; step++) {
-    big = realloc(big, size + 4096);
-    CHECK(big != NULL);
-    if (big == NULL) return;
-    CHECK(big[size - 1] == (unsigned char)(9 + (size - 1) * 7) || step > 0);
-    memset(big + size, step, 4096);
-    size += 4096;
-  }
-  CHECK(intact(big, 16u << 20, 9));
-  CHECK(big[size - 1] == (unsigned char)299);
-  CHECK(mapping_count() - mappings < 20);
-  free(big);
-}
-
 static void reallocarray_detects_overflow(void) {
   unsigned char *block = reallocarray(NULL, 10, 10);
   CHECK(block != NULL && malloc_usable_size(block) >= 100);
@@ -283,8 +235,6 @@ static void invalid_pointers_are_refused(void) {
 
 int main(void) {
   served_by_tallymalloc();
-  /* First, while no other huge block has been freed. */
-  freed_huge_blocks_serve_a_longer_one();
   zero_size_and_null();
   free_keeps_errno();
   impossible_sizes_fail_with_enomem();
