@@ -151,12 +151,24 @@ struct Header {
 
 const _: () = assert!(core::mem::size_of::<Header>() == HEADER);
 
-/// Whether every byte of `bytes` is `byte`: eight at a time, since poison checks read every
-/// freed byte.
+/// Whether every byte of `bytes` is `byte`. Poison checks read every freed byte and nearly
+/// always find it intact, so 64 bytes at a time are folded together (the compiler makes that
+/// a compare and a branch a word: half the instructions of a test per word, glibc_simple.c in
+/// debug mode under callgrind).
 fn filled_with(bytes: &[u8], byte: u8) -> bool {
     let pattern = u64::from_ne_bytes([byte; 8]);
-    let mut words = bytes.chunks_exact(8);
-    words.all(|word| u64::from_ne_bytes(word.try_into().unwrap_or_default()) == pattern)
+    let differs = |word: &[u8]| u64::from_ne_bytes(word.try_into().unwrap_or_default()) ^ pattern;
+    let mut chunks = bytes.chunks_exact(64);
+    let chunks_intact = chunks.all(|chunk| {
+        chunk
+            .chunks_exact(8)
+            .fold(0, |folded, word| folded | differs(word))
+            == 0
+    });
+    let rest = chunks.remainder();
+    let mut words = rest.chunks_exact(8);
+    chunks_intact
+        && words.all(|word| differs(word) == 0)
         && words.remainder().iter().all(|&b| b == byte)
 }
 
@@ -523,4 +535,22 @@ pub fn check_all() -> usize {
         }
     });
     problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::filled_with;
+
+    #[test]
+    fn filled_with_finds_any_byte_that_differs() {
+        for length in 0..300 {
+            let mut bytes = vec![0xDD_u8; length];
+            assert!(filled_with(&bytes, 0xDD), "{length} bytes");
+            for position in 0..length {
+                bytes[position] = 0xDC;
+                assert!(!filled_with(&bytes, 0xDD), "{length} bytes, at {position}");
+                bytes[position] = 0xDD;
+            }
+        }
+    }
 }
