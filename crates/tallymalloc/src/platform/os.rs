@@ -257,19 +257,8 @@ pub unsafe fn remap_to(
     new_size: usize,
     destination: NonNull<u8>,
 ) -> bool {
-    let _errno = ErrnoGuard::save();
-    // MREMAP_FIXED replaces the destination reservation; the source stays mapped on failure.
     // SAFETY: the caller owns both the source mapping and the destination reservation.
-    let moved = unsafe {
-        libc::mremap(
-            start.as_ptr().cast(),
-            old_size,
-            new_size,
-            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
-            destination.as_ptr().cast::<libc::c_void>(),
-        )
-    };
-    if moved == libc::MAP_FAILED {
+    if !unsafe { remap_fixed(start, old_size, new_size, destination) } {
         // SAFETY: the destination is still our unused reservation.
         unsafe { release(destination, new_size) };
         return false;
@@ -293,23 +282,39 @@ pub unsafe fn move_into(start: NonNull<u8>, size: usize, destination: NonNull<u8
     if crate::platform::fault::should_fail() {
         return false;
     }
-    let _errno = ErrnoGuard::save();
-    // SAFETY: the caller owns both ranges; MREMAP_FIXED replaces the destination's pages.
-    let moved = unsafe {
-        libc::mremap(
-            start.as_ptr().cast(),
-            size,
-            size,
-            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
-            destination.as_ptr().cast::<libc::c_void>(),
-        )
-    };
-    if moved == libc::MAP_FAILED {
+    // SAFETY: the caller owns both ranges.
+    if !unsafe { remap_fixed(start, size, size, destination) } {
         return false;
     }
     // Two counted ranges became one.
     RESERVED_BYTES.fetch_sub(size, Ordering::Relaxed);
     true
+}
+
+/// `mremap` of `[start, start+old_size)` to `destination`, `new_size` bytes long, replacing
+/// what was mapped there (`MREMAP_FIXED`); the source stays mapped on failure, and `errno` is
+/// as it was.
+///
+/// # Safety
+/// The caller owns the source range and `new_size` bytes at `destination`.
+unsafe fn remap_fixed(
+    start: NonNull<u8>,
+    old_size: usize,
+    new_size: usize,
+    destination: NonNull<u8>,
+) -> bool {
+    let _errno = ErrnoGuard::save();
+    // SAFETY: the caller's contract.
+    let moved = unsafe {
+        libc::mremap(
+            start.as_ptr().cast(),
+            old_size,
+            new_size,
+            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+            destination.as_ptr().cast::<libc::c_void>(),
+        )
+    };
+    moved != libc::MAP_FAILED
 }
 
 fn adjust_reserved(old_size: usize, new_size: usize) {
