@@ -252,8 +252,8 @@ unsafe fn assemble(
     };
     let mut moved = 0;
     for (index, (start, size)) in pieces.mappings().enumerate() {
-        // SAFETY: the caller's contract; `[moved, moved + size)` of the destination is
-        // within it (the pieces total at most `length`) and untouched.
+        // The pieces total at most `length`, so `[moved, moved + size)` lies in the destination.
+        // SAFETY: the caller's contract (C1); that range of the fresh reservation is untouched.
         let placed = unsafe { os::move_into(start, size, destination.add(moved)) };
         if !placed {
             pieces.release_from(index);
@@ -454,8 +454,8 @@ fn keeps_mapping(old_mapping: usize, new_mapping: usize) -> bool {
 /// Resizes the huge block at `address` to hold `new_size` bytes: into a cached mapping when
 /// it grows enough for that to pay, else in place if the kernel can, else by moving its pages
 /// to a new aligned mapping. Returns the (possibly moved) block, or null with the block
-/// untouched if the OS refuses. A block aligned beyond a segment (U6) is resized only in
-/// place; null without `errno` set says the caller must move it.
+/// untouched: then the caller moves it by copy. A block aligned beyond a segment (U6) is
+/// resized only in place, and one assembled from several mappings (U7) may not move whole.
 ///
 /// # Safety
 /// `segment` must be the huge segment of the live block `address`, owned by the caller (U2).
@@ -570,8 +570,7 @@ unsafe fn move_mapping(
     in_pieces: bool,
 ) -> Option<NonNull<u8>> {
     let destination = os::reserve_aligned(length, SEGMENT_SIZE)?;
-    // SAFETY: the destination is a fresh reservation of `length` bytes; the caller owns the
-    // source mapping.
+    // SAFETY: U2: the caller owns the source; the destination is fresh, `length` bytes long.
     unsafe {
         if !registry::register(destination.as_ptr() as usize) {
             os::release(destination, length);

@@ -131,16 +131,23 @@ impl Cache {
     }
 }
 
-/// Cached mappings taken for one huge block (at most every entry), owned by the taker.
-pub struct Pieces {
-    entries: [Entry; MAX_ENTRIES],
+/// Mappings out of the cache, owned by whoever took them (C1): those a caller takes for one
+/// huge block ([`Pieces`]), or those to unmap once the lock is released (C3).
+pub struct Entries<const N: usize> {
+    entries: [Entry; N],
     count: usize,
 }
 
-impl Pieces {
-    fn new() -> Pieces {
-        Pieces {
-            entries: [NO_ENTRY; MAX_ENTRIES],
+/// Cached mappings taken for one huge block (at most every entry).
+pub type Pieces = Entries<MAX_ENTRIES>;
+
+/// Mappings taken out to unmap: at most every entry and the one that did not fit.
+type ToRelease = Entries<{ MAX_ENTRIES + 1 }>;
+
+impl<const N: usize> Entries<N> {
+    fn new() -> Entries<N> {
+        Entries {
+            entries: [NO_ENTRY; N],
             count: 0,
         }
     }
@@ -150,8 +157,9 @@ impl Pieces {
         self.count += 1;
     }
 
-    /// The mappings, in the order they are best laid out: each one is the start and length
-    /// of a whole mapping with its header, holding no block (C1).
+    /// The mappings, in the order they were taken (for pieces, the order they are best laid
+    /// out in): each the start and length of a whole mapping with its header, holding no
+    /// block (C1).
     pub fn mappings(&self) -> impl Iterator<Item = (NonNull<u8>, usize)> + '_ {
         self.entries[..self.count]
             .iter()
@@ -179,34 +187,6 @@ impl Pieces {
     }
 }
 
-/// Mappings taken out of the cache, to unmap once the lock is released (C3).
-struct ToRelease {
-    entries: [Entry; MAX_ENTRIES + 1],
-    count: usize,
-}
-
-impl ToRelease {
-    fn new() -> ToRelease {
-        ToRelease {
-            entries: [NO_ENTRY; MAX_ENTRIES + 1],
-            count: 0,
-        }
-    }
-
-    fn push(&mut self, entry: Entry) {
-        self.entries[self.count] = entry;
-        self.count += 1;
-    }
-
-    fn release(self) {
-        for entry in &self.entries[..self.count] {
-            // SAFETY: C1: the mapping is the cache's alone, and it just left the cache.
-            unsafe { os::release(NonNull::new_unchecked(entry.start as *mut u8), entry.size) };
-            os::note_committed(-(entry.size as isize));
-        }
-    }
-}
-
 /// Keeps a freed huge mapping for reuse. Returns false when it does not fit the cache (or the
 /// purge delay is 0): the caller then releases it.
 ///
@@ -230,33 +210,35 @@ pub unsafe fn put(start: NonNull<u8>, size: usize) -> bool {
         cache.insert(entry, now, &mut evicted);
         CACHED.store(cache.count, Ordering::Relaxed);
     }
-    evicted.release();
+    evicted.release_from(0);
     true
 }
 
 /// Takes the smallest cached mapping of at least `size` bytes that wastes less than half of
 /// itself; the caller owns it afterwards (and must register it again).
 pub fn take(size: usize) -> Option<(NonNull<u8>, usize)> {
-    take_with(|cache| cache.take(size))
+    let taken = take_with(|cache, taken| {
+        if let Some(entry) = cache.take(size) {
+            taken.push(entry);
+        }
+    });
+    let first = taken.mappings().next();
+    first
 }
 
-/// Removes the entry `choose` picks, under the lock; the caller owns the mapping after.
-fn take_with(choose: impl FnOnce(&mut Cache) -> Option<Entry>) -> Option<(NonNull<u8>, usize)> {
-    if CACHED.load(Ordering::Relaxed) == 0 {
-        note_miss();
-        return None;
-    }
-    let entry = {
+/// The entries `choose` moves out of the cache, under the lock (none, and no lock taken, when
+/// the cache is empty); the caller owns their mappings after.
+fn take_with(choose: impl FnOnce(&mut Cache, &mut Pieces)) -> Pieces {
+    let mut taken = Pieces::new();
+    if CACHED.load(Ordering::Relaxed) != 0 {
         let mut cache = CACHE.lock();
-        let entry = choose(&mut cache);
+        choose(&mut cache, &mut taken);
         CACHED.store(cache.count, Ordering::Relaxed);
-        entry
-    };
-    let Some(entry) = entry else {
+    }
+    if taken.count == 0 {
         note_miss();
-        return None;
-    };
-    Some((NonNull::new(entry.start as *mut u8)?, entry.size))
+    }
+    taken
 }
 
 /// A huge allocation found nothing to reuse: if entries expired since the last miss, they
@@ -274,16 +256,7 @@ fn note_miss() {
 /// caller that moves them together into one mapping with `mremap`, keeping their pages, which
 /// are faulted in already; the caller owns them after.
 pub fn take_pieces(size: usize) -> Pieces {
-    let mut pieces = Pieces::new();
-    if CACHED.load(Ordering::Relaxed) != 0 {
-        let mut cache = CACHE.lock();
-        cache.take_pieces(size, &mut pieces);
-        CACHED.store(cache.count, Ordering::Relaxed);
-    }
-    if pieces.count == 0 {
-        note_miss();
-    }
-    pieces
+    take_with(|cache, pieces| cache.take_pieces(size, pieces))
 }
 
 /// Whether anything is cached (no lock).
@@ -305,7 +278,7 @@ pub fn release_expired(now: u64) {
     if expired.count > 0 && now != u64::MAX {
         EXPIRED_AT.store(now, Ordering::Relaxed);
     }
-    expired.release();
+    expired.release_from(0);
 }
 
 #[cfg(test)]

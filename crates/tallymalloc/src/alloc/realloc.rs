@@ -89,7 +89,8 @@ pub(crate) unsafe fn reallocate(
                 }
                 return resized;
             }
-            // Null without `errno` set: the block must move by copy (huge.rs).
+            // Null: the kernel would not resize or move the mapping; the block moves by copy
+            // (which reports ENOMEM if memory is short).
         }
     }
     if new_size <= usable && (new_size >= usable / 2 || usable <= MIN_ALIGN) {
