@@ -74,8 +74,9 @@
  * encoded, checked free lists, double-free checks, shuffled blocks and guard pages, at the
  * cost of a slow path on every call; libtallymalloc-secure.so, the hardened build, has it
  * always on with the checks in its fast paths), TALLYMALLOC_HUGE_PAGES (1: huge blocks'
- * mappings of 8 MiB or more ask for transparent huge pages; 0, the default: they do not). An unknown TALLYMALLOC_
- * variable or a bad value gets a one-line warning naming it.
+ * mappings of 8 MiB or more, and the segments of blocks over 8 KiB, ask for transparent huge
+ * pages; 0, the default: they do not). An unknown TALLYMALLOC_ variable or a bad value gets a
+ * one-line warning naming it.
  */
 #ifndef TALLYMALLOC_H
 #define TALLYMALLOC_H

@@ -128,12 +128,14 @@ pub const VARIABLES: &[Variable] = &[
         default: "`0`",
         meaning: "`1`: a huge block's mapping of 8 MiB or more asks the kernel for transparent \
             huge pages (`MADV_HUGEPAGE`), so filling it faults once per 2 MiB instead of once \
-            per 4 KiB; `0` leaves it to the kernel's default (also \
+            per 4 KiB, and so do the 4 MiB segments of blocks over 8 KiB, which makes copying and \
+            filling them cheaper; `0` leaves it to the kernel's default (also \
             `tallymalloc::set_huge_pages`). Off by default: where the kernel must compact memory \
             for a huge page, or (in a virtual machine that reports free memory to its host) the \
             host must fault one in, filling a block took up to ten times as long as with 4 KiB \
             pages (docs/MEASUREMENTS.md, \"Huge blocks\"). A program that touches only parts of \
-            its huge blocks may be charged whole 2 MiB pages for them.",
+            its huge blocks may be charged whole 2 MiB pages for them, and every thread that uses \
+            blocks over 8 KiB at least one (in mstress, 160 MiB peak instead of 33).",
     },
     Variable {
         name: "TALLYMALLOC_SECURE",

@@ -1,6 +1,6 @@
-//! With `TALLYMALLOC_HUGE_PAGES=1` (off by default) a huge block's mapping asks for transparent
-//! huge pages: the kernel lists the advice as `hg` among the mapping's flags in
-//! `/proc/self/smaps`.
+//! With `TALLYMALLOC_HUGE_PAGES=1` (off by default) a huge block's mapping, and the segments of
+//! medium and large blocks, ask for transparent huge pages: the kernel lists the advice as `hg`
+//! among the mapping's flags in `/proc/self/smaps`.
 
 /// The `VmFlags` of the mapping of `/proc/self/smaps` that holds `address`.
 fn flags_of_mapping_holding(address: usize) -> Option<String> {
@@ -47,10 +47,20 @@ fn huge_blocks_ask_for_transparent_huge_pages() {
     let small = tallymalloc::malloc(100).expect("memory").as_ptr();
     let flags = flags_of_mapping_holding(small as usize).expect("the small block's mapping");
     assert!(!flags.split(' ').any(|flag| flag == "hg"), "{flags}");
+    // Medium and large blocks' segments are (the first of their kind in this process, so
+    // made after the option was set).
+    let medium = tallymalloc::malloc(20 << 10).expect("memory").as_ptr();
+    let large = tallymalloc::malloc(100 << 10).expect("memory").as_ptr();
+    for (name, address) in [("medium", medium), ("large", large)] {
+        let flags = flags_of_mapping_holding(address as usize).expect("the block's mapping");
+        assert!(flags.split(' ').any(|flag| flag == "hg"), "{name}: {flags}");
+    }
     // SAFETY: live blocks of ours, freed once.
     unsafe {
         tallymalloc::free(block);
         tallymalloc::free(small);
         tallymalloc::free(plain);
+        tallymalloc::free(medium);
+        tallymalloc::free(large);
     }
 }

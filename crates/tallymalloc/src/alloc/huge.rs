@@ -156,7 +156,7 @@ pub fn alloc_led(
     if mapping_size >= HUGE_PAGES_FROM && crate::policy::options::huge_pages() {
         // A huge block is likely filled: a fault per 2 MiB instead of per 4 KiB. The advice
         // stays with the mapping when it is resized, split or cached.
-        os::advise_huge_pages(start, mapping_size);
+        os::advise_huge_pages(start, mapping_size, true);
     }
     // SAFETY: the mapping is fresh and ours.
     let Some(segment) = (unsafe { Segment::start_in(start, SegmentKind::Huge, mapping_size) })
@@ -269,7 +269,7 @@ unsafe fn assemble(
     // The pieces were committed already (U4); the rest of the reservation is new.
     os::note_committed((length - moved) as isize);
     if length >= HUGE_PAGES_FROM && crate::policy::options::huge_pages() {
-        os::advise_huge_pages(destination, length);
+        os::advise_huge_pages(destination, length, true);
     }
     Some((destination, length, moved))
 }

@@ -217,10 +217,16 @@ pub unsafe fn decommit(start: *mut u8, size: usize) -> bool {
 }
 
 /// Asks for transparent huge pages behind `[start, start + size)` (`MADV_HUGEPAGE`), for the
-/// kernels that give them only on request. Advice only: a kernel without them ignores it.
-pub fn advise_huge_pages(start: NonNull<u8>, size: usize) {
+/// kernels that give them only on request, or (`on` false) for none (`MADV_NOHUGEPAGE`).
+/// Advice only: a kernel without them ignores it.
+pub fn advise_huge_pages(start: NonNull<u8>, size: usize, on: bool) {
+    let advice = if on {
+        libc::MADV_HUGEPAGE
+    } else {
+        libc::MADV_NOHUGEPAGE
+    };
     // SAFETY: advice on a range of ours changes no contents.
-    unsafe { libc::madvise(start.as_ptr().cast(), size, libc::MADV_HUGEPAGE) };
+    unsafe { libc::madvise(start.as_ptr().cast(), size, advice) };
 }
 
 /// Grows or shrinks a mapping without moving it. Returns whether the kernel could (`errno` is

@@ -63,13 +63,15 @@ pub fn profile_path() -> &'static [u8] {
     PROFILE_PATH.get()
 }
 
-/// Whether huge blocks' mappings ask the kernel for transparent huge pages
-/// (`TALLYMALLOC_HUGE_PAGES`, off by default: docs/MEASUREMENTS.md, "Huge blocks").
+/// Whether huge blocks' mappings, and the segments of medium and large blocks, ask the kernel
+/// for transparent huge pages (`TALLYMALLOC_HUGE_PAGES`, off by default: docs/MEASUREMENTS.md,
+/// "Huge blocks" and "Transparent huge pages for segments").
 pub fn huge_pages() -> bool {
     HUGE_PAGES.load(Ordering::Relaxed)
 }
 
-/// Sets whether huge blocks' mappings made from now on ask for transparent huge pages.
+/// Sets whether huge blocks' mappings, and medium and large segments, made or laid out from
+/// now on ask for transparent huge pages.
 pub fn set_huge_pages(on: bool) {
     HUGE_PAGES.store(on, Ordering::Relaxed);
 }
